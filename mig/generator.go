@@ -3,17 +3,18 @@ package mig
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Errors returned by a Generator.
 var (
-	// ErrFenced is returned once the generator's Done channel is closed:
-	// the worker can no longer prove it holds its worker ID. A fenced
+	// ErrFenced is returned once the generator is stopped, normally because
+	// the worker can no longer prove it holds its worker ID. A stopped
 	// generator never issues again; the worker builds a new one when it
 	// holds a lease again.
-	ErrFenced = errors.New("mig: generator fenced: worker ID lease lost")
+	ErrFenced = errors.New("mig: generator stopped: worker ID not held")
 	// ErrCeiling is returned when issuing would need a tick above the
 	// ceiling (the persisted time watermark) and the ceiling has not been
 	// raised in time.
@@ -38,6 +39,10 @@ const (
 	DefaultBorrow = time.Second
 
 	tickNanos = int64(Tick)
+
+	// stoppedBit marks a stopped generator in its state word; packed slots
+	// use the low TickBits+SeqBits = 57 bits.
+	stoppedBit = 1 << 63
 )
 
 // Clock is the time a Generator reads: the slewing ID clock, normally
@@ -102,9 +107,6 @@ type Config struct {
 	// NoWait makes Next and NextN fail with ErrExhausted instead of waiting
 	// for the clock when every borrowable tick is used.
 	NoWait bool
-	// Done, when closed, fences the generator: every later call fails with
-	// ErrFenced. nil never fences.
-	Done <-chan struct{}
 }
 
 // Validate reports the first thing wrong with c.
@@ -131,15 +133,21 @@ func (c Config) Validate() error {
 // Ceiling. HAZARD: uniqueness across holders of a worker ID rests on the
 // last two: a new holder starts above the old holder's persisted
 // watermark, so the ceiling check must stay on every path that issues.
+//
+// Stop is folded into the same word, so it is atomic with issuing: once
+// Stop returns, no call issues again, and the tick it returns bounds
+// everything ever issued. A clean shutdown persists that tick.
 type Generator struct {
 	// next packs the next free slot as tick<<SeqBits | seq, so adding one
-	// to a tick's last sequence number carries into the next tick.
+	// to a tick's last sequence number carries into the next tick. Bit 63
+	// (stoppedBit) marks a stopped generator.
 	next      atomic.Uint64
 	ceilCache atomic.Int64 // last value read from ceil
 
 	clock      Clock
 	ceil       Ceiling
-	done       <-chan struct{}
+	stopped    chan struct{} // closed by Stop, releases waiters
+	stopOnce   sync.Once
 	workerBits uint64
 	epoch      int64
 	borrow     int64 // ticks
@@ -169,7 +177,7 @@ func New(cfg Config, clock Clock, ceil Ceiling) (*Generator, error) {
 	g := &Generator{
 		clock:      clock,
 		ceil:       ceil,
-		done:       cfg.Done,
+		stopped:    make(chan struct{}),
 		workerBits: uint64(cfg.Worker) << workerShift,
 		epoch:      cfg.Layout.epoch,
 		borrow:     borrowTicks,
@@ -183,22 +191,20 @@ func New(cfg Config, clock Clock, ceil Ceiling) (*Generator, error) {
 
 // Next returns a new ID.
 //
-// It fails with ErrFenced once Done is closed, ErrCeiling when the ID would
+// It fails with ErrFenced once the generator is stopped, ErrCeiling when the ID would
 // need a tick above the ceiling, ErrExhausted (only with NoWait) when every
 // borrowable sequence number is used, and ErrClockRange when the clock is
 // outside the layout. A failed call consumes nothing.
 func (g *Generator) Next() (ID, error) {
 	for {
-		select {
-		case <-g.done:
-			return 0, ErrFenced
-		default:
-		}
 		now, err := g.nowTick()
 		if err != nil {
 			return 0, err
 		}
 		s := g.next.Load()
+		if s&stoppedBit != 0 {
+			return 0, ErrFenced
+		}
 		slot := max(s, uint64(now)<<SeqBits)
 		tick := int64(slot >> SeqBits)
 		if tick > now+g.borrow {
@@ -225,16 +231,14 @@ func (g *Generator) NextN(n int) (Batch, error) {
 		return Batch{}, fmt.Errorf("%w: %d not in 1..%d", ErrBatchSize, n, MaxBatch)
 	}
 	for {
-		select {
-		case <-g.done:
-			return Batch{}, ErrFenced
-		default:
-		}
 		now, err := g.nowTick()
 		if err != nil {
 			return Batch{}, err
 		}
 		s := g.next.Load()
+		if s&stoppedBit != 0 {
+			return Batch{}, ErrFenced
+		}
 		first := max(s, uint64(now)<<SeqBits)
 		last := first + uint64(n) - 1
 		lastTick := int64(last >> SeqBits)
@@ -292,21 +296,36 @@ func (g *Generator) wait(tick int64) error {
 	select {
 	case <-g.clock.After(max(d, 0)):
 		return nil
-	case <-g.done:
+	case <-g.stopped:
 		return ErrFenced
 	}
 }
 
 // LastTick returns the highest tick issued so far, or Config.Start-1 if
-// nothing was issued. A worker persists it as its watermark on a clean
-// shutdown.
-func (g *Generator) LastTick() int64 {
-	n := g.next.Load()
-	if n == 0 {
+// nothing was issued.
+func (g *Generator) LastTick() int64 { return lastTick(g.next.Load() &^ stoppedBit) }
+
+// lastTick returns the tick of the slot before next: the last slot issued,
+// or (Start-1, MaxSeq) before the first.
+func lastTick(next uint64) int64 {
+	if next == 0 {
 		return -1
 	}
-	// next-1 is the last slot issued, or (Start-1, MaxSeq) before the first.
-	return int64((n - 1) >> SeqBits)
+	return int64((next - 1) >> SeqBits)
+}
+
+// Stop stops the generator for good and returns the highest tick it ever
+// issued (Config.Start-1 if none). Calls in flight either issued before
+// Stop took effect or fail with ErrFenced; callers waiting for the clock
+// are released with ErrFenced. Stop may be called more than once.
+func (g *Generator) Stop() (lastIssued int64) {
+	for {
+		s := g.next.Load()
+		if s&stoppedBit != 0 || g.next.CompareAndSwap(s, s|stoppedBit) {
+			g.stopOnce.Do(func() { close(g.stopped) })
+			return lastTick(s &^ stoppedBit)
+		}
+	}
 }
 
 // Stats are a generator's slow-path counters.
@@ -321,12 +340,5 @@ func (g *Generator) Stats() Stats {
 	return Stats{Waits: g.waits.Load(), Exhausted: g.exhaustHits.Load(), CeilingHits: g.ceilingHits.Load()}
 }
 
-// Fenced reports whether the generator's Done channel is closed.
-func (g *Generator) Fenced() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
-}
+// Stopped reports whether Stop has been called.
+func (g *Generator) Stopped() bool { return g.next.Load()&stoppedBit != 0 }

@@ -2,6 +2,7 @@ package mig_test
 
 import (
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -261,10 +262,9 @@ func TestCeilingIsNeverPassed(t *testing.T) {
 	}
 }
 
-func TestFencedGeneratorStopsAndReleasesWaiters(t *testing.T) {
+func TestStoppedGeneratorFailsAndReleasesWaiters(t *testing.T) {
 	c := newManualClock(t0)
-	done := make(chan struct{})
-	g := newGen(t, mig.Config{Borrow: mig.Tick, Done: done}, c, nil)
+	g := newGen(t, mig.Config{Borrow: mig.Tick}, c, nil)
 	for range 2 {
 		if _, err := g.NextN(mig.MaxBatch); err != nil {
 			t.Fatal(err)
@@ -278,19 +278,57 @@ func TestFencedGeneratorStopsAndReleasesWaiters(t *testing.T) {
 	for c.Waiters() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	close(done)
+	if last := g.Stop(); last != tick0+1 {
+		t.Fatalf("Stop returned last tick %d, want %d", last, tick0+1)
+	}
 	if err := <-errc; !errors.Is(err, mig.ErrFenced) {
-		t.Fatalf("waiting Next after fencing = %v, want ErrFenced", err)
+		t.Fatalf("waiting Next after Stop = %v, want ErrFenced", err)
 	}
 	c.Advance(time.Hour)
 	if _, err := g.Next(); !errors.Is(err, mig.ErrFenced) {
-		t.Fatalf("Next after fencing = %v", err)
+		t.Fatalf("Next after Stop = %v", err)
 	}
 	if _, err := g.NextN(5); !errors.Is(err, mig.ErrFenced) {
-		t.Fatalf("NextN after fencing = %v", err)
+		t.Fatalf("NextN after Stop = %v", err)
 	}
-	if !g.Fenced() {
-		t.Fatal("Fenced() = false")
+	if !g.Stopped() || g.Stop() != tick0+1 || g.LastTick() != tick0+1 {
+		t.Fatal("second Stop or LastTick disagrees")
+	}
+}
+
+// Stop is atomic with issuing: nothing issued, even by calls in flight
+// while Stop ran, lies above the tick Stop returns. A clean shutdown
+// persists that tick as the watermark, so this is what keeps the next
+// holder of the worker ID from repeating an ID.
+func TestStopBoundsEverythingIssued(t *testing.T) {
+	for range 20 {
+		c := newRacingClock(int64(5 * time.Microsecond)) // a new tick every 2,000 readings
+		g := newGen(t, mig.Config{}, c, nil)
+		var wg sync.WaitGroup
+		maxTick := make([]int64, 2)
+		for i := range 2 {
+			wg.Go(func() {
+				for {
+					id, err := g.Next()
+					if errors.Is(err, mig.ErrFenced) {
+						return
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					maxTick[i] = max(maxTick[i], parts(t, id).Tick)
+				}
+			})
+		}
+		for c.ns.Load() < t0.UnixNano()+int64(50*mig.Tick) {
+			runtime.Gosched()
+		}
+		last := g.Stop()
+		wg.Wait()
+		if m := max(maxTick[0], maxTick[1]); m > last {
+			t.Fatalf("issued tick %d after Stop returned %d", m, last)
+		}
 	}
 }
 
