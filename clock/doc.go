@@ -9,11 +9,21 @@
 //   - [Slewing] is the ID clock. It advances with monotonic time and never
 //     returns a smaller value. When it finds the wall clock behind it (an NTP
 //     step back, or a watermark inherited from a previous holder of the
-//     worker ID) it runs slower by a bounded rate until the wall clock has
-//     caught up; it follows steps forward, or slews them when configured.
+//     worker ID, given to [Slewing.Raise]) it runs slower, at (1-BackRate)
+//     of monotonic speed, until the wall clock has caught up; it follows
+//     steps forward, or slews them at (1+ForwardRate) when configured
+//     ([SlewConfig]). Steps are counted in [SlewStatus].
 //   - [Coarse] caches a Slewing reading in an atomic word, refreshed by one
 //     goroutine, because reading the wall clock costs more (about 47 ns on
-//     the reference machine) than the whole ID budget at 25 M IDs/s.
-//   - [NTPMonitor] queries NTP servers and reports the wall clock's offset;
-//     past a configured limit the clock is unsafe and the worker not ready.
+//     the reference machine) than the whole ID budget at 25 M IDs/s. Its
+//     value lags by about one resolution; raise the clock through
+//     [Coarse.Raise] so the cache moves at once.
+//   - [NTPMonitor] queries NTP servers (github.com/beevik/ntp) and reports
+//     how far the Source's wall clock is from NTP time; past a configured
+//     limit the clock is unsafe and the worker not ready. It only observes:
+//     the host's NTP daemon corrects the clock, and Slewing absorbs the
+//     steps it makes.
+//
+// Across restarts the wall clock is not trusted for monotonicity: the
+// persisted watermark, given to Raise, is.
 package clock

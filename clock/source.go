@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// Reading is a wall-clock and a monotonic reading taken together.
+// Reading is a wall-clock and a monotonic reading taken together. A plain
+// value, safe for concurrent use.
 type Reading struct {
 	// Wall is the wall-clock time. It may step back or forward between
 	// readings when the host's clock is corrected.

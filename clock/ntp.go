@@ -1,0 +1,349 @@
+package clock
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/beevik/ntp"
+)
+
+// Errors kept in [NTPStatus]. Each is wrapped with the server and the
+// cause; test for it with errors.Is (the cause, such as ntp.ErrKissOfDeath,
+// matches too).
+var (
+	// ErrNTPQuery means a server did not answer, or answered something that
+	// is not an NTP response to our request.
+	ErrNTPQuery = errors.New("clock: NTP query failed")
+	// ErrNTPInvalid means a server answered but its response is unfit for
+	// synchronization (kiss of death, unsynchronized, stale, ...).
+	ErrNTPInvalid = errors.New("clock: NTP response invalid")
+	// errMonitorClosed ends a query started after Close.
+	errMonitorClosed = errors.New("clock: NTP monitor closed")
+)
+
+// Defaults of [NTPConfig], used where a field is zero.
+const (
+	DefaultNTPInterval  = 32 * time.Second
+	DefaultNTPTimeout   = 5 * time.Second
+	DefaultNTPMaxOffset = 500 * time.Millisecond
+)
+
+// NTPConfig sets what an [NTPMonitor] queries and when it calls the clock
+// unsafe. The zero value means the defaults, with no servers: a disabled
+// monitor. StartNTPMonitor copies it, so it is safe for concurrent use as
+// long as nobody writes to it.
+type NTPConfig struct {
+	// Servers are queried every round, each as "host" or "host:port"
+	// (port 123 when absent). None disables the monitor.
+	Servers []string
+	// Interval is the wait between rounds. Zero means DefaultNTPInterval.
+	Interval time.Duration
+	// Timeout bounds each query. Zero means DefaultNTPTimeout.
+	Timeout time.Duration
+	// MaxOffset is the largest |offset| of the wall clock from NTP time at
+	// which the clock is still safe. Zero means DefaultNTPMaxOffset.
+	MaxOffset time.Duration
+}
+
+func (c NTPConfig) withDefaults() NTPConfig {
+	if c.Interval == 0 {
+		c.Interval = DefaultNTPInterval
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultNTPTimeout
+	}
+	if c.MaxOffset == 0 {
+		c.MaxOffset = DefaultNTPMaxOffset
+	}
+	return c
+}
+
+// Validate reports whether c is usable; the error wraps ErrInvalidConfig.
+func (c NTPConfig) Validate() error {
+	c = c.withDefaults()
+	for i, s := range c.Servers {
+		if s == "" {
+			return fmt.Errorf("%w: NTP server %d is empty", ErrInvalidConfig, i)
+		}
+	}
+	if c.Interval < 0 {
+		return fmt.Errorf("%w: NTP Interval %v is negative", ErrInvalidConfig, c.Interval)
+	}
+	if c.Timeout < 0 {
+		return fmt.Errorf("%w: NTP Timeout %v is negative", ErrInvalidConfig, c.Timeout)
+	}
+	if c.MaxOffset < 0 {
+		return fmt.Errorf("%w: NTP MaxOffset %v is negative", ErrInvalidConfig, c.MaxOffset)
+	}
+	return nil
+}
+
+// NTPServerStatus is one server's answer in the latest round. A plain
+// value, safe for concurrent use.
+type NTPServerStatus struct {
+	Server string
+	// Offset and RTT are valid when Err is nil.
+	Offset time.Duration
+	RTT    time.Duration
+	// Err wraps ErrNTPQuery or ErrNTPInvalid; nil for a valid response.
+	Err error
+}
+
+// NTPStatus describes an [NTPMonitor], for metrics and health checks. It
+// is a snapshot whose Servers slice is a copy: it shares nothing with the
+// monitor and is safe for concurrent use.
+type NTPStatus struct {
+	// Enabled is false when no servers are configured.
+	Enabled bool
+	// Safe is what [NTPMonitor.Safe] returns.
+	Safe bool
+	// MaxOffset is the configured limit.
+	MaxOffset time.Duration
+
+	// Offset is how far NTP time is ahead of the Source's wall clock
+	// (negative: behind), from the valid response with the lowest RTT in
+	// the latest round that had one. RTT and Server are that response's.
+	// All three are zero until the first valid response.
+	Offset time.Duration
+	RTT    time.Duration
+	Server string
+	// LastSuccess is the Source's wall clock when that round ended; zero
+	// until the first valid response. Callers judge staleness with it.
+	LastSuccess time.Time
+
+	// LastError is the latest failed query or invalid response, of any
+	// server and any round; nil if there has been none. LastErrorAt is
+	// the Source's wall clock when its round ended.
+	LastError   error
+	LastErrorAt time.Time
+	// ConsecutiveFailures counts the rounds in a row, up to the latest,
+	// in which no server gave a valid response.
+	ConsecutiveFailures uint64
+	// Rounds counts completed rounds; Queries and Failures count single
+	// queries, Failures those that ended in an error.
+	Rounds, Queries, Failures uint64
+
+	// Servers holds each server's answer in the latest round.
+	Servers []NTPServerStatus
+}
+
+// NTPMonitor queries NTP servers periodically and reports how far the wall
+// clock of its Source is from NTP time. It only observes: it neither sets
+// nor slews any clock, and it logs nothing; everything is in [NTPStatus].
+//
+// Offsets are measured against the Source's wall clock (the one the ID
+// clock reads), not the host's, so that a [Skewed] Source shows its shift.
+// Safe for concurrent use.
+type NTPMonitor struct {
+	cfg  NTPConfig
+	src  Source
+	stop chan struct{}
+	done chan struct{}
+
+	closeOnce sync.Once
+
+	mu struct {
+		sync.Mutex
+		st     NTPStatus
+		closed bool
+		// conns are the queries' sockets, closed by Close so that it does
+		// not wait out a Timeout.
+		conns map[net.Conn]struct{}
+	}
+}
+
+// StartNTPMonitor starts a monitor of src's wall clock against cfg.Servers:
+// one goroutine that runs a round at once and then one every cfg.Interval
+// of src's monotonic time, querying all servers of a round in parallel.
+// With no servers it starts nothing and reports Safe. Call Close to stop it.
+//
+// Errors: ErrNilSource if src is nil; ErrInvalidConfig (wrapped, with the
+// reason) if cfg.Validate fails.
+func StartNTPMonitor(cfg NTPConfig, src Source) (*NTPMonitor, error) {
+	if src == nil {
+		return nil, ErrNilSource
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	cfg.Servers = append([]string(nil), cfg.Servers...) // the caller's slice may change
+	m := &NTPMonitor{
+		cfg:  cfg,
+		src:  src,
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	m.mu.st = NTPStatus{Enabled: len(cfg.Servers) > 0, Safe: true, MaxOffset: cfg.MaxOffset}
+	m.mu.conns = make(map[net.Conn]struct{})
+	if len(cfg.Servers) == 0 {
+		close(m.done)
+		return m, nil
+	}
+	go m.run()
+	return m, nil
+}
+
+// Safe reports whether the wall clock is within MaxOffset of NTP time by
+// the latest valid response. It is true while the monitor is disabled and
+// until a valid response says otherwise.
+//
+// A monitor whose servers do not answer stays as safe as its last valid
+// response: NTP being unreachable does not make the clock wrong, and
+// uniqueness never rests on the wall clock (the ID clock never goes back,
+// and restarts start after the persisted watermark). Callers that want a
+// fresh measurement check LastSuccess and ConsecutiveFailures.
+func (m *NTPMonitor) Safe() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.st.Safe
+}
+
+// Status returns a copy of the monitor's state.
+func (m *NTPMonitor) Status() NTPStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.mu.st
+	st.Servers = append([]NTPServerStatus(nil), st.Servers...)
+	return st
+}
+
+// Close stops the monitor, interrupting queries in flight, and waits for
+// its goroutine to end. Close is idempotent.
+func (m *NTPMonitor) Close() {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		m.mu.closed = true
+		conns := make([]net.Conn, 0, len(m.mu.conns))
+		for c := range m.mu.conns {
+			conns = append(conns, c)
+		}
+		m.mu.Unlock()
+		// Outside the lock: a trackedConn's Close takes it.
+		for _, c := range conns {
+			c.Close() // unblocks the query's read; its error is of no interest
+		}
+		close(m.stop)
+	})
+	<-m.done
+}
+
+func (m *NTPMonitor) run() {
+	defer close(m.done)
+	for {
+		m.round()
+		select {
+		case <-m.stop:
+			return
+		case <-m.src.After(m.cfg.Interval):
+		}
+	}
+}
+
+// round queries every server and records the outcome.
+func (m *NTPMonitor) round() {
+	res := make([]NTPServerStatus, len(m.cfg.Servers))
+	var wg sync.WaitGroup
+	for i, server := range m.cfg.Servers {
+		wg.Go(func() { res[i] = m.query(server) })
+	}
+	wg.Wait()
+	at := m.src.Now().Wall
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.closed {
+		// Queries cut short by Close failed for that reason alone.
+		return
+	}
+	m.recordLocked(res, at)
+}
+
+func (m *NTPMonitor) recordLocked(res []NTPServerStatus, at time.Time) {
+	st := &m.mu.st
+	st.Rounds++
+	st.Servers = res
+	best := -1
+	for i, r := range res {
+		st.Queries++
+		if r.Err != nil {
+			st.Failures++
+			st.LastError, st.LastErrorAt = r.Err, at
+			continue
+		}
+		if best < 0 || r.RTT < res[best].RTT {
+			best = i
+		}
+	}
+	if best < 0 {
+		st.ConsecutiveFailures++
+		return
+	}
+	b := res[best]
+	st.ConsecutiveFailures = 0
+	st.Offset, st.RTT, st.Server, st.LastSuccess = b.Offset, b.RTT, b.Server, at
+	st.Safe = b.Offset <= m.cfg.MaxOffset && -b.Offset <= m.cfg.MaxOffset
+}
+
+// query asks one server and validates its answer.
+func (m *NTPMonitor) query(server string) NTPServerStatus {
+	out := NTPServerStatus{Server: server}
+	resp, err := ntp.QueryWithOptions(server, ntp.QueryOptions{
+		Timeout: m.cfg.Timeout,
+		// Measure the Source's wall clock: it is what IDs are made of.
+		GetSystemTime: func() time.Time { return m.src.Now().Wall },
+		Dialer:        m.dial,
+	})
+	if err != nil {
+		out.Err = fmt.Errorf("%w: %s: %w", ErrNTPQuery, server, err)
+		return out
+	}
+	if err := resp.Validate(); err != nil {
+		out.Err = fmt.Errorf("%w: %s: %w", ErrNTPInvalid, server, err)
+		return out
+	}
+	out.Offset, out.RTT = resp.ClockOffset, resp.RTT
+	return out
+}
+
+// dial opens a query's UDP socket and registers it with the monitor, so
+// that Close can cut the query short. beevik/ntp closes it when the query
+// ends, which unregisters it.
+func (m *NTPMonitor) dial(_, remote string) (net.Conn, error) {
+	raddr, err := net.ResolveUDPAddr("udp", remote)
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.DialUDP("udp", nil, raddr)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.closed {
+		c.Close()
+		return nil, errMonitorClosed
+	}
+	tc := &trackedConn{Conn: c, m: m}
+	m.mu.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+// trackedConn removes itself from its monitor's set when closed.
+type trackedConn struct {
+	net.Conn
+	m    *NTPMonitor
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.m.mu.Lock()
+		delete(c.m.mu.conns, c)
+		c.m.mu.Unlock()
+	})
+	return c.Conn.Close()
+}

@@ -1,0 +1,342 @@
+package clock
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/beevik/ntp"
+)
+
+// fakeNTP is an NTPv4 server on 127.0.0.1 whose clock runs offset ahead of
+// the host's. It answers every 48-byte request, or none while silent.
+type fakeNTP struct {
+	conn    *net.UDPConn
+	offset  atomic.Int64 // nanoseconds
+	stratum atomic.Uint32
+	silent  atomic.Bool
+	got     chan struct{} // one send per request, if there is room
+	done    chan struct{}
+}
+
+func startFakeNTP(t *testing.T, offset time.Duration) *fakeNTP {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeNTP{conn: conn, got: make(chan struct{}, 1), done: make(chan struct{})}
+	f.offset.Store(int64(offset))
+	f.stratum.Store(2)
+	go f.serve()
+	t.Cleanup(func() {
+		conn.Close()
+		<-f.done
+	})
+	return f
+}
+
+func (f *fakeNTP) addr() string { return f.conn.LocalAddr().String() }
+
+func (f *fakeNTP) serve() {
+	defer close(f.done)
+	buf := make([]byte, 512)
+	for {
+		n, from, err := f.conn.ReadFromUDP(buf)
+		if err != nil {
+			return // closed
+		}
+		select {
+		case f.got <- struct{}{}:
+		default:
+		}
+		if n < 48 || f.silent.Load() {
+			continue
+		}
+		off := time.Duration(f.offset.Load())
+		recv := time.Now().Add(off)
+		var resp [48]byte
+		resp[0] = 0<<6 | 4<<3 | 4 // no leap warning, version 4, mode 4 (server)
+		resp[1] = byte(f.stratum.Load())
+		resp[2] = 6    // poll: 2^6 s
+		resp[3] = 0xec // precision: 2^-20 s
+		copy(resp[12:16], []byte{127, 0, 0, 1})
+		// Reference time a second ago: fresh, and not after transmit.
+		putNTPTime(resp[16:24], recv.Add(-time.Second))
+		// Origin: the request's transmit field, which the client checks.
+		copy(resp[24:32], buf[40:48])
+		putNTPTime(resp[32:40], recv)
+		putNTPTime(resp[40:48], time.Now().Add(off))
+		f.conn.WriteToUDP(resp[:], from)
+	}
+}
+
+// putNTPTime writes t as NTP seconds since 1900 and a 32-bit fraction.
+func putNTPTime(b []byte, t time.Time) {
+	const unixToNTP = 2208988800
+	secs := uint64(t.Unix() + unixToNTP)
+	frac := uint64(t.Nanosecond()) << 32 / 1e9
+	binary.BigEndian.PutUint64(b, secs<<32|frac)
+}
+
+// drivenSource reads the host's clock, so NTP offsets are real, but waits
+// on a Manual clock, so the test decides when the next round starts.
+type drivenSource struct {
+	real   *Real
+	manual *Manual
+}
+
+func newDrivenSource() drivenSource {
+	return drivenSource{real: NewReal(), manual: NewManual(start)}
+}
+
+func (d drivenSource) Now() Reading                          { return d.real.Now() }
+func (d drivenSource) After(x time.Duration) <-chan struct{} { return d.manual.After(x) }
+
+func startMonitor(t *testing.T, cfg NTPConfig, src Source) *NTPMonitor {
+	t.Helper()
+	m, err := StartNTPMonitor(cfg, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+func waitRounds(t *testing.T, m *NTPMonitor, n uint64) NTPStatus {
+	t.Helper()
+	waitFor(t, "an NTP round", func() bool { return m.Status().Rounds >= n })
+	return m.Status()
+}
+
+// near reports whether got is within tolerance of want; loopback under the
+// race detector answers in well under the tolerance.
+func near(got, want time.Duration) bool {
+	const tolerance = 100 * time.Millisecond
+	return got > want-tolerance && got < want+tolerance
+}
+
+func TestNTPConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  NTPConfig
+		ok   bool
+	}{
+		{"zero", NTPConfig{}, true},
+		{"servers", NTPConfig{Servers: []string{"pool.ntp.org", "10.0.0.1:123"}}, true},
+		{"empty server", NTPConfig{Servers: []string{"a", ""}}, false},
+		{"negative interval", NTPConfig{Interval: -time.Second}, false},
+		{"negative timeout", NTPConfig{Timeout: -time.Second}, false},
+		{"negative max offset", NTPConfig{MaxOffset: -time.Second}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.ok && err != nil {
+				t.Fatalf("Validate() = %v, want nil", err)
+			}
+			if !tc.ok && !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("Validate() = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+	if _, err := StartNTPMonitor(NTPConfig{Servers: []string{""}}, NewReal()); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("StartNTPMonitor with a bad config: %v, want ErrInvalidConfig", err)
+	}
+	if _, err := StartNTPMonitor(NTPConfig{}, nil); !errors.Is(err, ErrNilSource) {
+		t.Fatalf("StartNTPMonitor with a nil source: %v, want ErrNilSource", err)
+	}
+}
+
+func TestNTPMonitorDisabled(t *testing.T) {
+	src := newDrivenSource()
+	m := startMonitor(t, NTPConfig{}, src)
+	if !m.Safe() {
+		t.Fatal("a monitor without servers must be safe")
+	}
+	if st := m.Status(); st.Enabled || !st.Safe || st.Rounds != 0 || st.MaxOffset != DefaultNTPMaxOffset {
+		t.Fatalf("Status() = %+v", st)
+	}
+	if n := src.manual.Waiters(); n != 0 {
+		t.Fatalf("a disabled monitor waits on the clock (%d waiters)", n)
+	}
+	m.Close()
+	m.Close()
+}
+
+func TestNTPMonitorOffset(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		offset    time.Duration
+		maxOffset time.Duration
+		safe      bool
+	}{
+		{"2s ahead is unsafe", 2 * time.Second, 500 * time.Millisecond, false},
+		{"2s behind is unsafe", -2 * time.Second, 0, false},
+		{"10ms is safe", 10 * time.Millisecond, 0, true},
+		{"2s within a 5s limit", 2 * time.Second, 5 * time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFakeNTP(t, tc.offset)
+			src := newDrivenSource()
+			m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}, MaxOffset: tc.maxOffset, Timeout: 5 * time.Second}, src)
+			st := waitRounds(t, m, 1)
+			if st.Safe != tc.safe || m.Safe() != tc.safe {
+				t.Fatalf("Safe = %v, want %v (status %+v)", st.Safe, tc.safe, st)
+			}
+			if !near(st.Offset, tc.offset) {
+				t.Fatalf("Offset = %v, want about %v", st.Offset, tc.offset)
+			}
+			if !st.Enabled || st.Server != f.addr() || st.LastSuccess.IsZero() || st.LastError != nil ||
+				st.ConsecutiveFailures != 0 || st.Queries != 1 || st.Failures != 0 || len(st.Servers) != 1 {
+				t.Fatalf("Status() = %+v", st)
+			}
+			if st.RTT < 0 || st.RTT > time.Second {
+				t.Fatalf("RTT = %v", st.RTT)
+			}
+		})
+	}
+}
+
+func TestNTPMonitorNoAnswer(t *testing.T) {
+	f := startFakeNTP(t, 0)
+	f.silent.Store(true)
+	src := newDrivenSource()
+	const interval = time.Minute
+	m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}, Interval: interval, Timeout: 100 * time.Millisecond}, src)
+
+	st := waitRounds(t, m, 1)
+	if st.ConsecutiveFailures != 1 || st.Failures != 1 || !errors.Is(st.LastError, ErrNTPQuery) || st.LastErrorAt.IsZero() {
+		t.Fatalf("after a silent round: %+v", st)
+	}
+	if !st.Safe || !st.LastSuccess.IsZero() || st.Offset != 0 {
+		t.Fatalf("no measurement must leave the clock safe and unmeasured: %+v", st)
+	}
+
+	waitFor(t, "the monitor to wait", func() bool { return src.manual.Waiters() == 1 })
+	src.manual.Advance(interval)
+	if st := waitRounds(t, m, 2); st.ConsecutiveFailures != 2 || st.Failures != 2 {
+		t.Fatalf("after two silent rounds: %+v", st)
+	}
+
+	// The server comes back: the failures reset, the error stays.
+	f.silent.Store(false)
+	waitFor(t, "the monitor to wait", func() bool { return src.manual.Waiters() == 1 })
+	src.manual.Advance(interval)
+	st = waitRounds(t, m, 3)
+	if st.ConsecutiveFailures != 0 || st.Failures != 2 || st.LastError == nil || st.LastSuccess.IsZero() {
+		t.Fatalf("after recovering: %+v", st)
+	}
+}
+
+func TestNTPMonitorInvalidResponse(t *testing.T) {
+	f := startFakeNTP(t, 0)
+	f.stratum.Store(0) // kiss of death
+	m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}}, newDrivenSource())
+	st := waitRounds(t, m, 1)
+	if !errors.Is(st.LastError, ErrNTPInvalid) || !errors.Is(st.LastError, ntp.ErrKissOfDeath) {
+		t.Fatalf("LastError = %v, want ErrNTPInvalid wrapping ntp.ErrKissOfDeath", st.LastError)
+	}
+	if st.ConsecutiveFailures != 1 || !st.Safe {
+		t.Fatalf("Status() = %+v", st)
+	}
+}
+
+// TestNTPMonitorBestOfRound uses one silent and two answering servers: the
+// round succeeds with one of the answers, and the silent one's error is kept.
+func TestNTPMonitorBestOfRound(t *testing.T) {
+	silent := startFakeNTP(t, 0)
+	silent.silent.Store(true)
+	a := startFakeNTP(t, 40*time.Millisecond)
+	b := startFakeNTP(t, 40*time.Millisecond)
+	m := startMonitor(t, NTPConfig{
+		Servers: []string{silent.addr(), a.addr(), b.addr()},
+		Timeout: 100 * time.Millisecond,
+	}, newDrivenSource())
+	st := waitRounds(t, m, 1)
+	if st.ConsecutiveFailures != 0 || st.Queries != 3 || st.Failures != 1 || !errors.Is(st.LastError, ErrNTPQuery) {
+		t.Fatalf("Status() = %+v", st)
+	}
+	if st.Server != a.addr() && st.Server != b.addr() || !near(st.Offset, 40*time.Millisecond) || !st.Safe {
+		t.Fatalf("best response: server %q offset %v safe %v", st.Server, st.Offset, st.Safe)
+	}
+	if len(st.Servers) != 3 || st.Servers[0].Err == nil || st.Servers[1].Err != nil || st.Servers[2].Err != nil {
+		t.Fatalf("Servers = %+v", st.Servers)
+	}
+	for _, s := range st.Servers[1:] {
+		if s.RTT < st.RTT {
+			t.Fatalf("chose RTT %v over %v", st.RTT, s.RTT)
+		}
+	}
+}
+
+func TestNTPMonitorSeesOffsetChange(t *testing.T) {
+	f := startFakeNTP(t, 0)
+	src := newDrivenSource()
+	const interval = 32 * time.Second
+	m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}}, src)
+
+	for i, tc := range []struct {
+		offset time.Duration
+		safe   bool
+	}{
+		{0, true},
+		{3 * time.Second, false},
+		{-200 * time.Millisecond, true},
+		{-time.Second, false},
+	} {
+		f.offset.Store(int64(tc.offset))
+		if i > 0 {
+			waitFor(t, "the monitor to wait", func() bool { return src.manual.Waiters() == 1 })
+			if got := m.Status().Rounds; got != uint64(i) {
+				t.Fatalf("round %d ran before the interval passed", got)
+			}
+			src.manual.Advance(interval)
+		}
+		st := waitRounds(t, m, uint64(i+1))
+		if !near(st.Offset, tc.offset) || st.Safe != tc.safe {
+			t.Fatalf("round %d: offset %v safe %v, want about %v and %v", i+1, st.Offset, st.Safe, tc.offset, tc.safe)
+		}
+	}
+}
+
+// TestNTPMonitorSkewedSource checks that the monitor measures its Source's
+// wall clock, so a Skewed source's shift shows as offset.
+func TestNTPMonitorSkewedSource(t *testing.T) {
+	f := startFakeNTP(t, 0)
+	src := newDrivenSource()
+	skewed := NewSkewed(src, -3*time.Second) // our wall clock 3s behind
+	m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}}, skewed)
+	st := waitRounds(t, m, 1)
+	if !near(st.Offset, 3*time.Second) || st.Safe {
+		t.Fatalf("offset %v safe %v, want about 3s and unsafe", st.Offset, st.Safe)
+	}
+}
+
+// TestNTPMonitorCloseInterrupts closes the monitor while a query waits on
+// a server that never answers: Close must not wait out the Timeout.
+func TestNTPMonitorCloseInterrupts(t *testing.T) {
+	f := startFakeNTP(t, 0)
+	f.silent.Store(true)
+	m, err := StartNTPMonitor(NTPConfig{Servers: []string{f.addr()}, Timeout: time.Hour}, newDrivenSource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-f.got // the query is in flight
+	closed := make(chan struct{})
+	go func() {
+		m.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close waited for the query's timeout")
+	}
+	if st := m.Status(); st.Rounds != 0 {
+		t.Fatalf("a round cut short by Close was recorded: %+v", st)
+	}
+	m.Close()
+}

@@ -1,0 +1,400 @@
+package clock
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"sync"
+	"time"
+)
+
+// Errors returned by the constructors of this package. Each is wrapped with
+// details; test for it with errors.Is.
+var (
+	// ErrInvalidConfig means a configuration failed its Validate method.
+	ErrInvalidConfig = errors.New("clock: invalid config")
+	// ErrNilSource means a constructor was given a nil Source.
+	ErrNilSource = errors.New("clock: nil source")
+)
+
+// Defaults of [SlewConfig], used where a field is zero.
+const (
+	DefaultBackRate      = 0.5
+	DefaultStepThreshold = time.Millisecond
+
+	// MaxForwardRate bounds SlewConfig.ForwardRate. A forward slew a
+	// thousand times faster than time is following the step for every
+	// practical purpose (use 0 for that), and the bound keeps the scaling
+	// arithmetic far from overflow.
+	MaxForwardRate = 1000
+)
+
+// SlewConfig sets how a [Slewing] clock reacts when the wall clock moves
+// away from it. The zero value means the defaults. It is a plain value:
+// copies share nothing, so it is safe for concurrent use once built.
+type SlewConfig struct {
+	// BackRate is how fast the ID clock closes a gap while it is ahead of
+	// the wall clock, in seconds of gap per second of monotonic time: it
+	// then advances at (1-BackRate) of monotonic speed, so it never stands
+	// still and never goes back. A gap g takes g/BackRate to close.
+	// Zero means DefaultBackRate (0.5); otherwise it must be in (0, 1).
+	BackRate float64
+
+	// ForwardRate is how fast the ID clock catches up while it is behind
+	// the wall clock: it advances at (1+ForwardRate) of monotonic speed
+	// until it meets the wall clock. Zero (the default) follows a step
+	// forward at once. It must be in [0, MaxForwardRate].
+	ForwardRate float64
+
+	// StepThreshold is the smallest change of (wall - monotonic) between
+	// two readings that counts as a step of the wall clock, and the smallest
+	// distance from the wall clock that counts as slewing. Zero means
+	// DefaultStepThreshold (1 ms); it must not be negative.
+	//
+	// The kernel's own frequency correction moves the wall clock by up to
+	// 500 µs per second, so readings much further apart than a second may
+	// count a correction as a step. That only affects the counters.
+	StepThreshold time.Duration
+}
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c SlewConfig) withDefaults() SlewConfig {
+	if c.BackRate == 0 {
+		c.BackRate = DefaultBackRate
+	}
+	if c.StepThreshold == 0 {
+		c.StepThreshold = DefaultStepThreshold
+	}
+	return c
+}
+
+// Validate reports whether c is usable; the error wraps ErrInvalidConfig.
+func (c SlewConfig) Validate() error {
+	c = c.withDefaults()
+	// The comparisons are written so that NaN fails them.
+	if !(c.BackRate > 0 && c.BackRate < 1) {
+		return fmt.Errorf("%w: BackRate %v is not in (0, 1)", ErrInvalidConfig, c.BackRate)
+	}
+	if 1-c.BackRate == 1 {
+		// Below 2^-53 the rate rounds away: the clock would stay ahead of
+		// the wall clock for ever.
+		return fmt.Errorf("%w: BackRate %v is too small to slow the clock", ErrInvalidConfig, c.BackRate)
+	}
+	if !(c.ForwardRate >= 0 && c.ForwardRate <= MaxForwardRate) {
+		return fmt.Errorf("%w: ForwardRate %v is not in [0, %d]", ErrInvalidConfig, c.ForwardRate, MaxForwardRate)
+	}
+	if c.StepThreshold < 0 {
+		return fmt.Errorf("%w: StepThreshold %v is negative", ErrInvalidConfig, c.StepThreshold)
+	}
+	return nil
+}
+
+// SlewStatus describes a [Slewing] clock, for metrics and health checks.
+// It is a snapshot, a plain value that shares nothing with the clock, and
+// safe for concurrent use.
+type SlewStatus struct {
+	// UnixNano is the ID clock at the last reading.
+	UnixNano int64
+	// Wall is the wall clock at the last reading.
+	Wall time.Time
+	// Offset is the ID clock minus the wall clock at the last reading:
+	// positive while the ID clock is ahead (after a step back or a Raise).
+	Offset time.Duration
+	// Slewing is true while the ID clock is ahead of or behind the wall
+	// clock by more than the StepThreshold.
+	Slewing bool
+	// CatchUp estimates the monotonic time left until the ID clock meets
+	// the wall clock at the configured rate; zero when not slewing.
+	CatchUp time.Duration
+	// StepsBack and StepsForward count the wall-clock steps seen.
+	StepsBack, StepsForward uint64
+	// LastStep is the most recent step seen: negative for a step back.
+	LastStep time.Duration
+	// Raises counts the Raise calls that moved the ID clock up.
+	Raises uint64
+}
+
+// mode is the segment of the ID clock's path being followed.
+type mode uint8
+
+const (
+	modeFollow  mode = iota // advancing with monotonic time
+	modeBack                // ahead of the wall clock, running slow
+	modeForward             // behind the wall clock, running fast
+)
+
+// Slewing is the ID clock: Unix nanoseconds that advance with monotonic time,
+// stay close to the wall clock, and never go back. A step back of the wall
+// clock is slewed at BackRate, a step forward followed (or slewed at
+// ForwardRate), and [Slewing.Raise] lifts it over a persisted watermark.
+//
+// It takes a reading of its Source at every call, under a mutex, so it costs
+// a wall-clock read and a lock; the generator reads it through [Coarse].
+// Safe for concurrent use.
+type Slewing struct {
+	src       Source
+	back      rate // 1 - BackRate
+	forward   rate // 1 + ForwardRate, when fastFwd
+	fastFwd   bool // ForwardRate > 0
+	backRate  float64
+	fwdRate   float64
+	threshold int64
+
+	mu struct {
+		sync.Mutex
+		// last is the greatest value handed out, read at mono lastMono.
+		last     int64
+		lastMono time.Duration
+		// The current segment started at (anchor, anchorMono) and is in
+		// mode seg. Values inside a segment are computed from its start,
+		// not from the previous reading, so that rounding never piles up:
+		// a slew read every nanosecond runs as fast as one read every hour.
+		seg        mode
+		anchor     int64
+		anchorMono time.Duration
+
+		wall     int64 // wall clock at the last reading
+		skew     int64 // wall - mono at the last reading, to spot steps
+		stepsBck uint64
+		stepsFwd uint64
+		lastStep time.Duration
+		raises   uint64
+	}
+}
+
+// NewSlewing returns an ID clock on src that starts at src's wall clock.
+//
+// Errors: ErrNilSource if src is nil; ErrInvalidConfig (wrapped, with the
+// reason) if cfg.Validate fails.
+func NewSlewing(src Source, cfg SlewConfig) (*Slewing, error) {
+	if src == nil {
+		return nil, ErrNilSource
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := &Slewing{
+		src:       src,
+		back:      newRate(1 - cfg.BackRate),
+		forward:   newRate(1 + cfg.ForwardRate),
+		fastFwd:   cfg.ForwardRate > 0,
+		backRate:  cfg.BackRate,
+		fwdRate:   cfg.ForwardRate,
+		threshold: int64(cfg.StepThreshold),
+	}
+	r := src.Now()
+	wall := r.Wall.UnixNano()
+	s.mu.last, s.mu.lastMono = wall, r.Mono
+	s.mu.anchor, s.mu.anchorMono = wall, r.Mono
+	s.mu.wall = wall
+	s.mu.skew = wall - int64(r.Mono)
+	return s, nil
+}
+
+// UnixNano returns the ID clock in Unix nanoseconds. It never returns less
+// than it has returned before, nor less than any value given to Raise.
+func (s *Slewing) UnixNano() int64 {
+	r := s.src.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readLocked(r)
+}
+
+// After returns the Source's After: a channel closed once d of monotonic
+// time has passed. While slewing back the ID clock moves less than d in
+// that time; callers waiting for an ID-clock value must check it again.
+func (s *Slewing) After(d time.Duration) <-chan struct{} { return s.src.After(d) }
+
+// Raise makes the ID clock never read below unixNano from now on: if it is
+// below, it jumps up to it, then slews back toward the wall clock at
+// BackRate. A worker calls it with the time watermark persisted by the
+// previous holder of its worker ID, so its IDs start after that holder's.
+// When the clock is read through a [Coarse], call [Coarse.Raise] instead.
+func (s *Slewing) Raise(unixNano int64) {
+	r := s.src.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.readLocked(r) >= unixNano {
+		return
+	}
+	// Start a fresh segment at the watermark: the next reading slews from
+	// here, not from wherever the previous segment began.
+	s.mu.last = unixNano
+	s.mu.seg, s.mu.anchor, s.mu.anchorMono = modeFollow, unixNano, s.mu.lastMono
+	s.mu.raises++
+}
+
+// Status takes a reading and describes the clock.
+func (s *Slewing) Status() SlewStatus {
+	r := s.src.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readLocked(r)
+	off := s.mu.last - s.mu.wall
+	st := SlewStatus{
+		UnixNano:     s.mu.last,
+		Wall:         time.Unix(0, s.mu.wall),
+		Offset:       time.Duration(off),
+		Slewing:      off > s.threshold || -off > s.threshold,
+		StepsBack:    s.mu.stepsBck,
+		StepsForward: s.mu.stepsFwd,
+		LastStep:     s.mu.lastStep,
+		Raises:       s.mu.raises,
+	}
+	switch {
+	case off > 0:
+		st.CatchUp = time.Duration(float64(off) / s.backRate)
+	case off < 0 && s.fastFwd:
+		st.CatchUp = time.Duration(float64(-off) / s.fwdRate)
+	}
+	return st
+}
+
+// readLocked moves the ID clock to reading r and returns its value.
+//
+// HAZARD: this is where "never backwards" lives. Every branch must yield a
+// value >= s.mu.last; the final max is the backstop, and the property test
+// drives random steps through here to check that the backstop is never the
+// only thing keeping the clock monotonic at a rate below (1-BackRate).
+func (s *Slewing) readLocked(r Reading) int64 {
+	mono := r.Mono
+	if mono < s.mu.lastMono {
+		// A Source must not do this; treat it as no time having passed
+		// rather than let a negative interval pull the clock back.
+		mono = s.mu.lastMono
+	}
+	wall := r.Wall.UnixNano()
+
+	// Count steps: a jump of (wall - mono) is the wall clock moving
+	// without time passing.
+	skew := wall - int64(mono)
+	if d := skew - s.mu.skew; d > s.threshold {
+		s.mu.stepsFwd++
+		s.mu.lastStep = time.Duration(d)
+	} else if -d > s.threshold {
+		s.mu.stepsBck++
+		s.mu.lastStep = time.Duration(d)
+	}
+	s.mu.skew = skew
+	s.mu.wall = wall
+
+	last := s.mu.last
+	follow := addSat(last, int64(mono-s.mu.lastMono))
+	var next int64
+	switch {
+	case wall < follow:
+		// Ahead of the wall clock: run slow, but never slower than
+		// (1-BackRate), and drop to the wall clock once it is above us.
+		s.enterLocked(modeBack)
+		slow := addSat(s.mu.anchor, s.back.scale(int64(mono-s.mu.anchorMono)))
+		if wall > slow {
+			next = wall
+			s.restartLocked(modeFollow, wall, mono)
+		} else {
+			next = slow
+		}
+	case wall > follow && s.fastFwd:
+		// Behind the wall clock, slewing forward: run fast until we meet
+		// it, and never pass it.
+		s.enterLocked(modeForward)
+		fast := addSat(s.mu.anchor, s.forward.scale(int64(mono-s.mu.anchorMono)))
+		if fast >= wall {
+			next = wall
+			s.restartLocked(modeFollow, wall, mono)
+		} else {
+			next = fast
+		}
+	case wall > follow:
+		// Behind the wall clock with ForwardRate 0: follow the step.
+		next = wall
+		s.restartLocked(modeFollow, wall, mono)
+	default:
+		next = follow
+		s.restartLocked(modeFollow, follow, mono)
+	}
+	next = max(next, last)
+	s.mu.last, s.mu.lastMono = next, mono
+	return next
+}
+
+// enterLocked starts a segment in mode m at the last value handed out,
+// unless one is already running: switching from a fast forward slew to a
+// slow back slew, say, must slow down from where the clock is, not from
+// where the forward slew began.
+func (s *Slewing) enterLocked(m mode) {
+	if s.mu.seg != m {
+		s.restartLocked(m, s.mu.last, s.mu.lastMono)
+	}
+}
+
+func (s *Slewing) restartLocked(m mode, at int64, mono time.Duration) {
+	s.mu.seg, s.mu.anchor, s.mu.anchorMono = m, at, mono
+}
+
+// rate is a non-negative float64 held exactly as mant / 2^shift, so that
+// scaling a duration by it is integer arithmetic: exact (the floor of the
+// true product), monotonic in the duration, and free of the drift that
+// rounding each reading would add up to.
+type rate struct {
+	mant  uint64
+	shift uint // < 128
+}
+
+// newRate converts f, which must be in [0, 2^53), exactly.
+func newRate(f float64) rate {
+	if !(f > 0) {
+		return rate{}
+	}
+	frac, exp := math.Frexp(f) // f = frac * 2^exp, frac in [0.5, 1)
+	mant := uint64(frac * (1 << 53))
+	shift := 53 - exp
+	// Drop trailing zero bits so common rates (0.5, 1.5) shift little.
+	for shift > 0 && mant&1 == 0 {
+		mant >>= 1
+		shift--
+	}
+	if shift < 0 || shift >= 128 {
+		// Outside the range NewSlewing lets through: 1-BackRate is at
+		// least 2^-53 and 1+ForwardRate is at most 1001.
+		return rate{}
+	}
+	return rate{mant: mant, shift: uint(shift)}
+}
+
+// scale returns floor(d * r), saturating at math.MaxInt64; d <= 0 gives 0.
+func (r rate) scale(d int64) int64 {
+	if d <= 0 || r.mant == 0 {
+		return 0
+	}
+	hi, lo := bits.Mul64(uint64(d), r.mant)
+	var v uint64
+	switch {
+	case r.shift >= 64:
+		v = hi >> (r.shift - 64)
+	case r.shift == 0:
+		if hi != 0 {
+			return math.MaxInt64
+		}
+		v = lo
+	default:
+		if hi>>r.shift != 0 {
+			return math.MaxInt64
+		}
+		v = hi<<(64-r.shift) | lo>>r.shift
+	}
+	if v > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
+}
+
+// addSat returns a+b for b >= 0, saturating at math.MaxInt64 instead of
+// wrapping to a negative (far past) time.
+func addSat(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
