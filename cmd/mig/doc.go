@@ -1,0 +1,12 @@
+// Command mig is MIG's one binary. Each subcommand is a row of the table in
+// main.go with its own file:
+//
+//	mig decode [--epoch RFC3339] [--json] [ID...]   print the parts of message IDs
+//
+// Every flag can also be set from an environment variable named MIG_ and the
+// flag's name in capitals with dashes as underscores (--data-dir is
+// MIG_DATA_DIR); a flag given on the command line wins.
+//
+// Exit status: 0 on success, 1 when the command failed or some input was bad,
+// 2 for a usage error (unknown command, bad flag or flag value).
+package main
