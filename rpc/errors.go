@@ -1,0 +1,104 @@
+package rpc
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/migsvc/mig/mig"
+	"github.com/migsvc/mig/workerid"
+)
+
+// Errors of this package.
+var (
+	// ErrConfig is wrapped by every error NewServer and NewClient return
+	// for a bad argument or option.
+	ErrConfig = errors.New("rpc: invalid configuration")
+	// ErrClockUnsafe is for an IDIssuer that refuses to issue while the
+	// clock cannot be trusted (for example one that consults
+	// clock.NTPMonitor.Safe before issuing). The server answers it, like
+	// every other refusal to issue, with unavailable and retryable=true.
+	ErrClockUnsafe = errors.New("rpc: clock unsafe")
+	// ErrBadAnswer is returned by the Client when a server's answer breaks
+	// the protocol: the wrong number of IDs, IDs not strictly increasing or
+	// with the sign bit set, an undecodable time. It is not retried.
+	ErrBadAnswer = errors.New("rpc: invalid answer from server")
+)
+
+// MetaRetryable is the Twirp error metadata key set to "true" on errors
+// that another worker may not have: the request did nothing here and may
+// be sent elsewhere.
+const MetaRetryable = "retryable"
+
+// argError is a request field whose value is not allowed. It becomes
+// invalid_argument; msg is a whole sentence starting with the field's name,
+// such as "count 0 is not in 1..100000".
+type argError struct {
+	field string
+	msg   string
+	cause error // the domain error behind it, if any
+}
+
+func (e *argError) Error() string { return e.msg }
+func (e *argError) Unwrap() error { return e.cause }
+
+// bodyTooLargeError is a request whose declared length exceeds the server's
+// limit; the server refuses it before reading it.
+type bodyTooLargeError struct{ length, limit int64 }
+
+func (e *bodyTooLargeError) Error() string {
+	return fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", e.length, e.limit)
+}
+
+// isUnavailable reports whether err means "this worker cannot prove an ID
+// would be safe right now". Such a request consumed nothing, so another
+// worker, or this one a little later, may well succeed.
+func isUnavailable(err error) bool {
+	return errors.Is(err, workerid.ErrNotHeld) ||
+		errors.Is(err, mig.ErrFenced) ||
+		errors.Is(err, mig.ErrCeiling) ||
+		errors.Is(err, mig.ErrExhausted) ||
+		errors.Is(err, mig.ErrClockRange) ||
+		errors.Is(err, ErrClockUnsafe)
+}
+
+// twirpError turns an error from a handler into the Twirp error the client
+// sees. It is the only place where errors become codes.
+func twirpError(err error) twirp.Error {
+	var (
+		twerr   twirp.Error
+		arg     *argError
+		tooBig  *bodyTooLargeError
+		message = err.Error()
+	)
+	switch {
+	case errors.As(err, &twerr):
+		return twerr // already translated (by twirp itself, or below)
+	case errors.As(err, &arg):
+		return twirp.WrapError(twirp.NewError(twirp.InvalidArgument, arg.msg).WithMeta("argument", arg.field), err)
+	case errors.Is(err, mig.ErrBatchSize):
+		// Requests are checked before they reach the issuer, so this is a
+		// bug; still, it was the count that was wrong.
+		return twirp.WrapError(twirp.NewError(twirp.InvalidArgument, message).WithMeta("argument", "count"), err)
+	case errors.As(err, &tooBig):
+		return twirp.WrapError(twirp.NewError(twirp.Malformed, message), err)
+	case isUnavailable(err):
+		return twirp.WrapError(twirp.NewError(twirp.Unavailable, message).WithMeta(MetaRetryable, "true"), err)
+	}
+	return twirp.InternalErrorWith(err)
+}
+
+// allFailedError is a Client call's error when every endpoint failed in a
+// way that let it move on: each said unavailable or gave no answer, so the
+// call as a whole is unavailable and worth retrying later. It wraps each
+// endpoint's error.
+func allFailedError(method string, errs []error) twirp.Error {
+	causes := make([]string, len(errs))
+	for i, err := range errs {
+		causes[i] = err.Error()
+	}
+	msg := fmt.Sprintf("%s failed on all %d endpoints: %s", method, len(errs), strings.Join(causes, "; "))
+	return twirp.WrapError(twirp.NewError(twirp.Unavailable, msg).WithMeta(MetaRetryable, "true"), errors.Join(errs...))
+}

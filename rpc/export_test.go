@@ -1,0 +1,12 @@
+package rpc
+
+// Test access to the client's failover state.
+
+// NextEndpoint returns the index of the endpoint c tries first.
+func NextEndpoint(c *Client) int { return int(c.next.Load()) }
+
+// SetNextEndpoint makes c try endpoint i first.
+func SetNextEndpoint(c *Client, i int) { c.next.Store(uint32(i)) }
+
+// Classify is classify.
+var Classify = classify

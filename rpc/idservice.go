@@ -1,0 +1,110 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/migsvc/mig/mig"
+	"github.com/migsvc/mig/rpc/migv1"
+)
+
+// MaxCount is the most IDs one NextIDs call may ask for. It bounds what one
+// request costs: 100,000 IDs are about 0.9 MB of protobuf or 2.2 MB of
+// JSON. It is below mig.MaxBatch, one tick's worth, so a single request
+// never needs more than two ticks.
+const MaxCount = 100_000
+
+// timeLayout is RFC 3339 in UTC with exactly three fractional digits: a
+// tick is 10 ms, so milliseconds show all of it.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// IDIssuer is what the server needs from the worker: *workerid.Worker
+// implements it. Implementations must be safe for concurrent use.
+type IDIssuer interface {
+	// NextN reserves n new IDs, 1 <= n <= MaxCount. Every error it returns
+	// must mean that nothing was reserved.
+	NextN(n int) (mig.Batch, error)
+	// Layout is the ID layout the issuer issues in; Decode uses it.
+	Layout() mig.Layout
+	// Datacenter names the issuer's datacenter.
+	Datacenter() string
+}
+
+// idService implements migv1.IDService by translating between the wire
+// and the IDIssuer; it decides nothing itself. Safe for concurrent use.
+type idService struct {
+	issuer  IDIssuer
+	metrics *metrics
+}
+
+var _ migv1.IDService = (*idService)(nil)
+
+// NextIDs implements migv1.IDService.
+func (s *idService) NextIDs(_ context.Context, req *migv1.NextIDsRequest) (*migv1.NextIDsResponse, error) {
+	n := 1
+	if req.Count != nil {
+		// Checked here, before NextN, so that bad input never reaches the
+		// issuer and the message names the wire field and its limit.
+		if err := checkCount(int64(*req.Count)); err != nil {
+			return nil, twirpError(err)
+		}
+		n = int(*req.Count)
+	}
+	b, err := s.issuer.NextN(n)
+	if err != nil {
+		return nil, twirpError(err)
+	}
+	s.metrics.issued(b.Len())
+	// The worker ID is read from the IDs themselves, not asked of the
+	// issuer afterwards: a re-claim in between could make the two differ.
+	p, err := s.issuer.Layout().Decompose(b.First())
+	if err != nil {
+		return nil, twirpError(err)
+	}
+	return &migv1.NextIDsResponse{
+		Ids:        appendIDs(make([]uint64, 0, b.Len()), b),
+		WorkerId:   p.Worker,
+		Datacenter: s.issuer.Datacenter(),
+	}, nil
+}
+
+// appendIDs appends b's IDs to dst run by run.
+func appendIDs(dst []uint64, b mig.Batch) []uint64 {
+	var runs [2]mig.Run // a batch of at most mig.MaxBatch IDs has at most 2
+	for _, r := range b.Runs(runs[:0]) {
+		for i := range uint64(r.Count) {
+			dst = append(dst, uint64(r.First)+i)
+		}
+	}
+	return dst
+}
+
+// Decode implements migv1.IDService.
+func (s *idService) Decode(_ context.Context, req *migv1.DecodeRequest) (*migv1.DecodeResponse, error) {
+	l := s.issuer.Layout()
+	id := mig.ID(req.Id)
+	p, err := l.Decompose(id)
+	if err != nil {
+		return nil, twirpError(&argError{
+			field: "id",
+			msg:   fmt.Sprintf("id %d has the sign bit set (IDs are below 2^63)", req.Id),
+			cause: err,
+		})
+	}
+	return &migv1.DecodeResponse{
+		Id:     req.Id,
+		Time:   l.TickTime(p.Tick).Format(timeLayout),
+		Tick:   p.Tick,
+		Worker: p.Worker,
+		Seq:    p.Seq,
+	}, nil
+}
+
+// checkCount returns an *argError unless 1 <= n <= MaxCount. The client
+// runs the same check so that it never sends what the server refuses.
+func checkCount(n int64) error {
+	if n < 1 || n > MaxCount {
+		return &argError{field: "count", msg: fmt.Sprintf("count %d is not in 1..%d", n, MaxCount)}
+	}
+	return nil
+}
