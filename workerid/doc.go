@@ -1,0 +1,36 @@
+// Package workerid leases a worker ID from etcd and keeps the worker's
+// generator safe while it holds it.
+//
+// A [Worker] claims the lowest free worker ID in its datacenter's range
+// with a create-if-absent transaction bound to its etcd lease, then:
+//
+//   - Self-fences. It renews the lease in its own loop with KeepAliveOnce
+//     and computes its deadline as the send time of the last acknowledged
+//     renewal plus the TTL the server granted, minus a margin. The server
+//     renews a lease to its own now + TTL when the renewal arrives, which
+//     is after the send, so the worker's deadline always falls before the
+//     server can expire the lease and hand the ID to someone else. (The
+//     client library's own loss signal fires after the expiry: too late.)
+//     Past the deadline the generator is stopped and callers get
+//     [ErrNotHeld] until a new claim succeeds.
+//   - Persists a time watermark W under the worker ID, not bound to the
+//     lease, in a transaction that proves the claim still holds. The
+//     generator never issues a tick above W; W is extended to now + Window
+//     in the background when half the window is left, so the hot path never
+//     waits on etcd.
+//
+// Uniqueness across holders of one worker ID rests on the watermark alone:
+// a new holder reads W in the same transaction that claims the ID and
+// starts strictly after it, whatever its wall clock says, and an old
+// holder can never raise W again once its claim is gone. The deadline is
+// what keeps one holder's IDs in order with the next holder's in real
+// time; the watermark is what makes a duplicate impossible even if a
+// deadline were missed.
+//
+// Keys under Config.Prefix (default "/mig"):
+//
+//	/mig/layout               the ID layout, recorded by the first worker
+//	/mig/datacenters/<dc>     each datacenter's worker-ID range
+//	/mig/workers/<NN>         the claim, bound to the holder's lease
+//	/mig/watermarks/<NN>      the watermark, outliving every lease
+package workerid

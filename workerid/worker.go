@@ -1,0 +1,426 @@
+package workerid
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/mig"
+)
+
+// IDClock is the ID clock the worker's generators read (clock.Coarse in
+// production): a mig.Clock that can be raised to a floor, which the worker
+// does to start above the previous holder's watermark.
+type IDClock interface {
+	mig.Clock
+	Raise(unixNano int64)
+}
+
+// Worker holds a worker ID leased from etcd and issues IDs under it. It
+// runs one goroutine that renews the lease, extends the watermark, fences
+// the generator at the deadline, and claims again after a loss; Close
+// stops it. Safe for concurrent use.
+type Worker struct {
+	cfg    Config
+	cli    *clientv3.Client
+	src    clock.Source // monotonic time for deadlines and the loop
+	idc    IDClock
+	window int64 // watermark window in ticks
+
+	cur   atomic.Pointer[tenure] // nil while no worker ID is held
+	stats counters
+
+	// floor is the first tick the next generator may issue: past
+	// everything this process issued under any worker ID, so one process's
+	// IDs keep increasing across re-claims. Owned by the loop goroutine
+	// (and by Start and Close, which run when the loop does not).
+	floor int64
+
+	cancel    context.CancelFunc
+	loopDone  chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// tenure is one claim of one worker ID under one lease.
+type tenure struct {
+	id       uint32
+	lease    clientv3.LeaseID
+	ttl      time.Duration // as granted by the server
+	claimRev int64         // CreateRevision of the claim key
+	gen      *mig.Generator
+	ceiling  *mig.MemCeiling // the watermark known to be persisted
+	deadline atomic.Int64    // monotonic nanoseconds
+	done     chan struct{}   // closed when the tenure ends
+	endOnce  sync.Once
+
+	nextRenew time.Duration // loop-owned
+}
+
+func (t *tenure) end() { t.endOnce.Do(func() { close(t.done) }) }
+
+// Start checks the cluster metadata, claims a worker ID and starts the
+// worker's loop. src supplies monotonic time for lease deadlines; idc is
+// the ID clock the generators read.
+//
+// It returns an error wrapping ErrConfig for an invalid cfg, ErrMismatch
+// when cfg disagrees with the layout or ranges recorded in etcd,
+// ErrRangeFull when every worker ID of the range is held, or
+// ErrUnreachable (naming the endpoints) when etcd does not answer within
+// cfg.StartTimeout or ctx.
+func Start(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Source, idc IDClock) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if cfg.Holder == "" {
+		cfg.Holder, _ = os.Hostname()
+	}
+	w := &Worker{
+		cfg:      cfg,
+		cli:      cli,
+		src:      src,
+		idc:      idc,
+		window:   int64(cfg.Window / mig.Tick),
+		loopDone: make(chan struct{}),
+	}
+	sctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer cancel()
+	if err := w.checkMetadata(sctx); err != nil {
+		return nil, err
+	}
+	t, err := w.acquire(sctx)
+	if err != nil {
+		return nil, err
+	}
+	w.cur.Store(t)
+	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.cancel = lcancel
+	go w.run(lctx, t)
+	return w, nil
+}
+
+// Next returns a new ID. It fails with an error wrapping ErrNotHeld while
+// no worker ID is held, or with the generator's errors (mig.ErrCeiling,
+// mig.ErrExhausted, mig.ErrClockRange).
+func (w *Worker) Next() (mig.ID, error) {
+	t := w.cur.Load()
+	if t == nil {
+		return 0, ErrNotHeld
+	}
+	id, err := t.gen.Next()
+	if errors.Is(err, mig.ErrFenced) {
+		return 0, fmt.Errorf("%w: %w", ErrNotHeld, err)
+	}
+	return id, err
+}
+
+// NextN reserves n IDs at once; errors are those of Next plus
+// mig.ErrBatchSize.
+func (w *Worker) NextN(n int) (mig.Batch, error) {
+	t := w.cur.Load()
+	if t == nil {
+		return mig.Batch{}, ErrNotHeld
+	}
+	b, err := t.gen.NextN(n)
+	if errors.Is(err, mig.ErrFenced) {
+		return mig.Batch{}, fmt.Errorf("%w: %w", ErrNotHeld, err)
+	}
+	return b, err
+}
+
+// Done returns a channel closed when the current claim ends (fenced,
+// lost or closed); a closed channel if none is held.
+func (w *Worker) Done() <-chan struct{} {
+	if t := w.cur.Load(); t != nil {
+		return t.done
+	}
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}
+
+// Layout returns the ID layout the worker issues in.
+func (w *Worker) Layout() mig.Layout { return w.cfg.Layout }
+
+// Datacenter returns the worker's datacenter.
+func (w *Worker) Datacenter() string { return w.cfg.Datacenter }
+
+// run holds the current claim until it ends, then claims again, until
+// Close.
+func (w *Worker) run(ctx context.Context, t *tenure) {
+	defer close(w.loopDone)
+	for {
+		w.hold(ctx, t)
+		if ctx.Err() != nil {
+			return // Close takes it from here
+		}
+		w.release(ctx, t)
+		backoff := 100 * time.Millisecond
+		for {
+			if clock.Sleep(ctx, w.src, backoff) != nil {
+				return
+			}
+			nt, err := w.acquire(ctx)
+			if err == nil {
+				t = nt
+				w.cur.Store(t)
+				break
+			}
+			w.cfg.Logger.Warn("claiming a worker ID failed; retrying", "datacenter", w.cfg.Datacenter, "err", err, "retry_in", backoff)
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+}
+
+// hold keeps t alive: it renews the lease, extends the watermark, and
+// fences t when its deadline passes or the claim is found gone. It
+// returns when t has ended or ctx is done.
+func (w *Worker) hold(ctx context.Context, t *tenure) {
+	renewEvery := t.ttl / 4
+	poll := min(renewEvery, w.cfg.Window/8)
+	for {
+		now := w.src.Now().Mono
+		deadline := time.Duration(t.deadline.Load())
+		if now >= deadline {
+			w.fence(t, "lease deadline passed without an acknowledged renewal")
+			return
+		}
+		if now >= t.nextRenew {
+			if lost := w.renew(ctx, t, now, deadline, renewEvery); lost {
+				w.fence(t, "etcd says the lease is gone")
+				return
+			}
+			continue
+		}
+		if w.needExtend(t) {
+			if lost := w.extend(ctx, t, deadline-now); lost {
+				w.fence(t, "the claim is gone from etcd")
+				return
+			}
+		}
+		wake := min(deadline, t.nextRenew, now+poll)
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.src.After(wake - now):
+		}
+	}
+}
+
+// renew sends one keep-alive. The deadline it earns counts from the send
+// time: the server renews to its own now + TTL on arrival, later than the
+// send, so sent + TTL - margin is before the server could expire the
+// lease. It reports whether etcd says the lease is gone.
+func (w *Worker) renew(ctx context.Context, t *tenure, sent, deadline, every time.Duration) (lost bool) {
+	cctx, cancel := context.WithTimeout(ctx, min(w.cfg.RequestTimeout, deadline-sent))
+	r, err := w.cli.KeepAliveOnce(cctx, t.lease)
+	cancel()
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return true
+		}
+		w.stats.renewalFailures.Add(1)
+		t.nextRenew = w.src.Now().Mono + min(every/4, 250*time.Millisecond)
+		return false
+	}
+	w.stats.renewals.Add(1)
+	ttl := time.Duration(r.TTL) * time.Second
+	if nd := sent + ttl - w.cfg.Margin; nd > deadline {
+		t.deadline.Store(int64(nd))
+	}
+	t.nextRenew = sent + every
+	return false
+}
+
+// needExtend reports whether less than half the watermark window is left.
+func (w *Worker) needExtend(t *tenure) bool {
+	return t.ceiling.Ceiling()-w.nowTick() < w.window/2
+}
+
+func (w *Worker) nowTick() int64 { return w.cfg.Layout.TickOf(w.idc.UnixNano()) }
+
+// extend persists W' = now + Window under the claim and only then raises
+// the generator's ceiling. A write whose outcome is unknown leaves the
+// ceiling where it was, which is safe: the persisted value can only be
+// higher. It reports whether the claim is gone.
+func (w *Worker) extend(ctx context.Context, t *tenure, left time.Duration) (lost bool) {
+	wm := max(w.nowTick(), t.ceiling.Ceiling()) + w.window
+	ok, err := w.writeWatermark(ctx, t, wm, min(w.cfg.RequestTimeout, left))
+	switch {
+	case err != nil:
+		w.stats.watermarkFailures.Add(1)
+		return false
+	case !ok:
+		return true
+	}
+	t.ceiling.Raise(wm)
+	return false
+}
+
+// writeWatermark persists tick as t's watermark in a transaction that
+// proves the claim still holds: the claim key exists with the creation
+// revision of this claim, so the lease that carries it is alive and this
+// worker still holds the ID. ok is false when the proof failed.
+func (w *Worker) writeWatermark(ctx context.Context, t *tenure, tick int64, timeout time.Duration) (ok bool, err error) {
+	val, _ := json.Marshal(watermarkRecord{Tick: tick, Time: w.cfg.Layout.TickTime(tick).Format(time.RFC3339Nano)})
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tr, err := w.cli.Txn(cctx).
+		If(clientv3.Compare(clientv3.CreateRevision(w.workerKey(t.id)), "=", t.claimRev)).
+		Then(clientv3.OpPut(w.watermarkKey(t.id), string(val))).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	if tr.Succeeded {
+		w.stats.watermarkWrites.Add(1)
+	}
+	return tr.Succeeded, nil
+}
+
+// fence ends t: the generator stops (atomically with any call in flight)
+// and callers get ErrNotHeld until a new claim.
+func (w *Worker) fence(t *tenure, why string) {
+	last := t.gen.Stop()
+	w.floor = max(w.floor, last+1)
+	w.cur.CompareAndSwap(t, nil)
+	t.end()
+	w.stats.fences.Add(1)
+	w.cfg.Logger.Warn("fenced: stopped issuing IDs", "worker_id", t.id, "reason", why, "last_tick", last)
+}
+
+// release revokes t's lease, best effort, so the ID is free at once
+// rather than at the lease's expiry.
+func (w *Worker) release(ctx context.Context, t *tenure) {
+	cctx, cancel := w.callCtx(ctx)
+	defer cancel()
+	_, _ = w.cli.Revoke(cctx, t.lease)
+}
+
+// Close stops the worker. If it holds a worker ID it stops the generator,
+// persists the highest tick issued as the watermark (so a restart resumes
+// right above it), and revokes the lease so the ID is free at once. Close
+// is idempotent; it returns the first error from those etcd calls.
+func (w *Worker) Close(ctx context.Context) error {
+	w.closeOnce.Do(func() {
+		w.cancel()
+		<-w.loopDone
+		t := w.cur.Swap(nil)
+		if t == nil {
+			return
+		}
+		last := t.gen.Stop()
+		defer t.end()
+		// HAZARD: persisting last lowers the watermark from now + Window to
+		// the last tick issued. That is safe only because Stop is atomic
+		// with issuing: nothing above last was or will be issued.
+		ok, err := w.writeWatermark(ctx, t, last, w.cfg.RequestTimeout)
+		if err == nil && !ok {
+			err = errors.New("workerid: claim lost before the final watermark was written")
+		}
+		cctx, cancel := w.callCtx(ctx)
+		_, rerr := w.cli.Revoke(cctx, t.lease)
+		cancel()
+		w.closeErr = errors.Join(err, rerr)
+		w.cfg.Logger.Info("released worker ID", "worker_id", t.id, "watermark_tick", last, "err", w.closeErr)
+	})
+	return w.closeErr
+}
+
+// Status is a snapshot of a worker, for metrics and readiness.
+type Status struct {
+	Held       bool
+	WorkerID   uint32
+	Datacenter string
+	Lease      int64
+	// DeadlineHeadroom is the time left before the worker fences itself.
+	DeadlineHeadroom time.Duration
+	// Watermark is the persisted watermark tick; WatermarkHeadroom is how
+	// far ahead of the ID clock it is.
+	Watermark         int64
+	WatermarkHeadroom time.Duration
+	Stats             Stats
+}
+
+// Stats are a worker's counters since Start.
+type Stats struct {
+	Claims, Renewals, RenewalFailures, Fences, WatermarkWrites, WatermarkFailures uint64
+}
+
+type counters struct {
+	claims, renewals, renewalFailures, fences, watermarkWrites, watermarkFailures atomic.Uint64
+}
+
+// Status returns a snapshot of the worker.
+func (w *Worker) Status() Status {
+	s := Status{
+		Datacenter: w.cfg.Datacenter,
+		Stats: Stats{
+			Claims:            w.stats.claims.Load(),
+			Renewals:          w.stats.renewals.Load(),
+			RenewalFailures:   w.stats.renewalFailures.Load(),
+			Fences:            w.stats.fences.Load(),
+			WatermarkWrites:   w.stats.watermarkWrites.Load(),
+			WatermarkFailures: w.stats.watermarkFailures.Load(),
+		},
+	}
+	t := w.cur.Load()
+	if t == nil {
+		return s
+	}
+	s.Held = true
+	s.WorkerID = t.id
+	s.Lease = int64(t.lease)
+	s.DeadlineHeadroom = time.Duration(t.deadline.Load()) - w.src.Now().Mono
+	s.Watermark = t.ceiling.Ceiling()
+	s.WatermarkHeadroom = time.Duration(w.cfg.Layout.TickTime(s.Watermark).UnixNano() - w.idc.UnixNano())
+	return s
+}
+
+type claimRecord struct {
+	Datacenter string `json:"datacenter"`
+	Holder     string `json:"holder"`
+	Lease      string `json:"lease"`
+}
+
+type watermarkRecord struct {
+	Tick int64  `json:"tick"`
+	Time string `json:"time"`
+}
+
+func (w *Worker) key(parts ...string) string {
+	k := w.cfg.Prefix
+	for _, p := range parts {
+		k += "/" + p
+	}
+	return k
+}
+
+func (w *Worker) workerKey(id uint32) string    { return w.key("workers", fmt.Sprintf("%02d", id)) }
+func (w *Worker) watermarkKey(id uint32) string { return w.key("watermarks", fmt.Sprintf("%02d", id)) }
+
+// callCtx bounds one etcd call.
+func (w *Worker) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, w.cfg.RequestTimeout)
+}
+
+// etcdErr explains a failed etcd call; when etcd did not answer it wraps
+// ErrUnreachable and names the endpoints.
+func (w *Worker) etcdErr(op string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded {
+		return fmt.Errorf("%w at %v: %s: %w", ErrUnreachable, w.cli.Endpoints(), op, err)
+	}
+	return fmt.Errorf("workerid: %s: %w", op, err)
+}
