@@ -1,0 +1,357 @@
+package etcdlocal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Cluster timing defaults: short, so that a test that stops the leader sees
+// a new one within a fraction of a second, yet long enough that three
+// members sharing two cores under -race do not call spurious elections.
+const (
+	DefaultClusterHeartbeat       = 25 * time.Millisecond
+	DefaultClusterElectionTimeout = 250 * time.Millisecond
+	// MaxClusterSize bounds n in StartCluster; etcd reserves file
+	// descriptors for at most 9 members.
+	MaxClusterSize = 9
+)
+
+// launchTries is how often StartCluster picks new ports when one was taken
+// between picking and binding.
+const launchTries = 5
+
+// Option configures [StartCluster].
+type Option func(*clusterOptions)
+
+type clusterOptions struct {
+	heartbeat time.Duration
+	election  time.Duration
+	logger    *zap.Logger
+}
+
+// WithTiming sets raft's heartbeat interval and election timeout (at least
+// 5 heartbeats). Defaults: [DefaultClusterHeartbeat],
+// [DefaultClusterElectionTimeout].
+func WithTiming(heartbeat, election time.Duration) Option {
+	return func(o *clusterOptions) {
+		o.heartbeat, o.election = heartbeat, election
+	}
+}
+
+// WithLogger sends every member's logs to lg instead of logging errors to
+// standard error.
+func WithLogger(lg *zap.Logger) Option {
+	return func(o *clusterOptions) { o.logger = lg }
+}
+
+// Cluster is a set of etcd members in this process, on loopback, that a
+// test can stop and restart one by one. It is safe for concurrent use;
+// StartCluster, Stop, Restart and Close are serialized.
+type Cluster struct {
+	members []member // fixed at start: a member keeps its name, dir and URLs
+
+	// op serializes lifecycle changes, which may wait for etcd; mu alone
+	// guards the fields below and is never held while waiting.
+	op sync.Mutex
+	mu struct {
+		sync.Mutex
+		servers []*Server // latest instance of each member, running or not
+		running []bool
+		stopped []*Server // every instance killed, for Close to wait for
+		closed  bool
+	}
+}
+
+// StartCluster starts a new cluster of n members with data under dir (in
+// dir/m0, dir/m1, ...) and returns once every member is ready, or with an
+// error once ctx ends. Client and peer URLs are on 127.0.0.1 at ports
+// chosen here, kept for the life of the Cluster.
+//
+// Errors: [ErrConfig] for n out of [1, MaxClusterSize], an empty dir or bad
+// timing; [ErrDirInUse] when a member directory exists; [ErrNotReady] (with
+// ctx's error) or [ErrStopped] when the members do not become ready; etcd's
+// own errors otherwise. On error nothing is left running and the member
+// directories are removed.
+func StartCluster(ctx context.Context, dir string, n int, opts ...Option) (*Cluster, error) {
+	o := clusterOptions{heartbeat: DefaultClusterHeartbeat, election: DefaultClusterElectionTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("%w: no data directory", ErrConfig)
+	}
+	if n < 1 || n > MaxClusterSize {
+		return nil, fmt.Errorf("%w: %d members, want 1 to %d", ErrConfig, n, MaxClusterSize)
+	}
+	if err := checkTiming(o.heartbeat, o.election); err != nil {
+		return nil, err
+	}
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = filepath.Join(dir, memberName(i))
+		if _, err := os.Stat(dirs[i]); !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrDirInUse, dirs[i])
+		}
+	}
+
+	var err error
+	for try := 1; try <= launchTries; try++ {
+		var c *Cluster
+		c, err = launchCluster(dirs, o)
+		if err == nil {
+			if err = c.waitReady(ctx, c.all()); err == nil {
+				return c, nil
+			}
+			c.Close()
+		}
+		removeAll(dirs)
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, err
+}
+
+// launchCluster picks ports and launches every member without waiting.
+func launchCluster(dirs []string, o clusterOptions) (*Cluster, error) {
+	n := len(dirs)
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{members: make([]member, n)}
+	peers := make([]string, n)
+	for i := range c.members {
+		c.members[i] = member{
+			name:       memberName(i),
+			dir:        dirs[i],
+			clientURL:  loopbackURL(ports[2*i]),
+			peerURL:    loopbackURL(ports[2*i+1]),
+			heartbeat:  o.heartbeat,
+			election:   o.election,
+			drain:      -1, // members are stopped as if they crashed
+			compaction: -1, // tests may want to read old revisions
+			logger:     o.logger,
+		}
+		peers[i] = c.members[i].name + "=" + c.members[i].peerURL.String()
+	}
+	initial := strings.Join(peers, ",")
+	for i := range c.members {
+		c.members[i].initialCluster = initial
+	}
+	c.mu.servers = make([]*Server, n)
+	c.mu.running = make([]bool, n)
+	if err := c.launch(c.all()); err != nil {
+		c.Close() // waits for the members launched before the failure
+		return nil, err
+	}
+	return c, nil
+}
+
+func memberName(i int) string { return "m" + strconv.Itoa(i) }
+
+func loopbackURL(port int) url.URL {
+	return url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+}
+
+func removeAll(dirs []string) {
+	for _, d := range dirs {
+		// Best effort: the directory is ours, and an error here would hide
+		// the one that made us clean up.
+		_ = os.RemoveAll(d)
+	}
+}
+
+func (c *Cluster) all() []int {
+	ids := make([]int, len(c.members))
+	for i := range ids {
+		ids[i] = i
+	}
+	return ids
+}
+
+// launch launches the given stopped members. On error it stops those it
+// launched; Close waits for the end of their shutdown.
+func (c *Cluster) launch(ids []int) error {
+	for k, i := range ids {
+		s, err := launch(c.members[i])
+		if err != nil {
+			c.kill(ids[:k])
+			return err
+		}
+		c.mu.Lock()
+		c.mu.servers[i] = s
+		c.mu.running[i] = true
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// waitReady waits for the given members. On error it stops them all.
+func (c *Cluster) waitReady(ctx context.Context, ids []int) error {
+	for _, i := range ids {
+		if err := c.server(i).waitReady(ctx); err != nil {
+			c.kill(ids)
+			return fmt.Errorf("%w (member %s)", err, c.members[i].name)
+		}
+	}
+	return nil
+}
+
+// kill stops the given members as if their process crashed, in parallel.
+// Their ports and directories are free when it returns; Close waits for
+// the rest of their shutdown.
+func (c *Cluster) kill(ids []int) {
+	var wg sync.WaitGroup
+	for _, i := range ids {
+		c.mu.Lock()
+		s, running := c.mu.servers[i], c.mu.running[i]
+		c.mu.running[i] = false
+		if running {
+			c.mu.stopped = append(c.mu.stopped, s)
+		}
+		c.mu.Unlock()
+		if running {
+			wg.Go(func() { s.stop(true) })
+		}
+	}
+	wg.Wait()
+}
+
+func (c *Cluster) server(i int) *Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.servers[i]
+}
+
+// checkLocked validates a member index; the caller holds c.mu.
+func (c *Cluster) checkLocked(i int) error {
+	if c.mu.closed {
+		return ErrClosed
+	}
+	if i < 0 || i >= len(c.members) {
+		return fmt.Errorf("%w: %d of %d", ErrNoMember, i, len(c.members))
+	}
+	return nil
+}
+
+// Stop stops member i as if its process crashed: no leadership transfer,
+// client connections cut at once, listeners closed. Its data stays for
+// [Cluster.Restart]. Stopping a stopped member does nothing.
+//
+// Errors: [ErrNoMember], [ErrClosed].
+func (c *Cluster) Stop(i int) error {
+	c.op.Lock()
+	defer c.op.Unlock()
+	c.mu.Lock()
+	err := c.checkLocked(i)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.kill([]int{i})
+	return nil
+}
+
+// Restart brings the given stopped members back with their data and their
+// URLs, and returns once all of them are ready. A member is ready only once
+// a quorum is running, so members that cannot reach quorum one by one must
+// be restarted in one call. On error the members named are stopped again.
+//
+// Errors: [ErrNoMember], [ErrRunning], [ErrClosed]; [ErrNotReady] (with
+// ctx's error) when ctx ends first; etcd's errors otherwise, such as
+// EADDRINUSE if something else took the member's port meanwhile.
+func (c *Cluster) Restart(ctx context.Context, ids ...int) error {
+	c.op.Lock()
+	defer c.op.Unlock()
+	c.mu.Lock()
+	for k, i := range ids {
+		err := c.checkLocked(i)
+		if err == nil && c.mu.running[i] {
+			err = fmt.Errorf("%w: %s", ErrRunning, c.members[i].name)
+		}
+		if err == nil && slices.Contains(ids[:k], i) {
+			err = fmt.Errorf("%w: %s named twice", ErrConfig, c.members[i].name)
+		}
+		if err != nil {
+			c.mu.Unlock()
+			return err
+		}
+	}
+	c.mu.Unlock()
+	if err := c.launch(ids); err != nil {
+		return err
+	}
+	return c.waitReady(ctx, ids)
+}
+
+// Endpoints returns every member's client URL, in member order, whether the
+// member runs or not: give them all to a client and it fails over.
+func (c *Cluster) Endpoints() []string {
+	eps := make([]string, len(c.members))
+	for i, m := range c.members {
+		eps[i] = m.clientURL.String()
+	}
+	return eps
+}
+
+// Len returns the number of members.
+func (c *Cluster) Len() int { return len(c.members) }
+
+// Member returns member i's latest instance, running or stopped; a stopped
+// one still tells its Endpoints, which Restart keeps. It returns nil when i
+// is out of range.
+func (c *Cluster) Member(i int) *Server {
+	if i < 0 || i >= len(c.members) {
+		return nil
+	}
+	return c.server(i)
+}
+
+// Leader returns the index of a running member that believes it is the
+// leader, or -1. Right after an election two members may believe it for a
+// moment; this is a hint for choosing whom to stop, not a fact.
+func (c *Cluster) Leader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, s := range c.mu.servers {
+		if c.mu.running[i] && s.e.Server.Leader() == s.e.Server.MemberID() {
+			return i
+		}
+	}
+	return -1
+}
+
+// Close stops every member, as if they crashed together, and returns when
+// all have stopped. The data directories stay. Close is idempotent.
+func (c *Cluster) Close() {
+	c.op.Lock()
+	defer c.op.Unlock()
+	c.mu.Lock()
+	c.mu.closed = true
+	c.mu.Unlock()
+	c.kill(c.all())
+	c.mu.Lock()
+	stopped := c.mu.stopped
+	c.mu.stopped = nil
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range stopped {
+		wg.Go(s.Close)
+	}
+	wg.Wait()
+}
