@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/mig"
 )
 
@@ -17,33 +17,26 @@ import (
 // persists a first watermark and builds the generator. On any failure it
 // revokes the lease it granted (best effort) and claims nothing.
 func (w *Worker) acquire(ctx context.Context) (*tenure, error) {
-	sent := w.src.Now().Mono
-	cctx, cancel := w.callCtx(ctx)
-	g, err := w.cli.Grant(cctx, int64((w.cfg.TTL+time.Second-1)/time.Second))
-	cancel()
+	l, err := lease.Grant(ctx, w.cli, w.src, w.cfg.leaseConfig())
 	if err != nil {
 		return nil, w.etcdErr("granting a lease", err)
 	}
 	t := &tenure{
-		lease:   g.ID,
-		ttl:     time.Duration(g.TTL) * time.Second,
+		lease:   l,
 		ceiling: mig.NewMemCeiling(-1),
 		done:    make(chan struct{}),
 	}
-	t.deadline.Store(int64(sent + t.ttl - w.cfg.Margin))
-	t.nextRenew = sent + t.ttl/4
-
 	prevWatermark, err := w.claim(ctx, t)
 	if err == nil {
 		err = w.begin(ctx, t, prevWatermark)
 	}
 	if err != nil {
-		w.release(ctx, t)
+		_ = w.release(ctx, t)
 		return nil, err
 	}
 	w.stats.claims.Add(1)
 	w.cfg.Logger.Info("claimed worker ID", "worker_id", t.id, "datacenter", w.cfg.Datacenter,
-		"range", w.cfg.Range.String(), "lease", fmt.Sprintf("%x", int64(t.lease)), "ttl", t.ttl,
+		"range", w.cfg.Range.String(), "lease", fmt.Sprintf("%x", int64(l.ID())), "ttl", l.TTL(),
 		"start_tick", prevWatermark+1, "watermark_tick", t.ceiling.Ceiling())
 	return t, nil
 }
@@ -68,7 +61,7 @@ func (w *Worker) claim(ctx context.Context, t *tenure) (int64, error) {
 			held[uint32(n)] = true
 		}
 	}
-	val, _ := json.Marshal(claimRecord{Datacenter: w.cfg.Datacenter, Holder: w.cfg.Holder, Lease: fmt.Sprintf("%x", int64(t.lease))})
+	val, _ := json.Marshal(claimRecord{Datacenter: w.cfg.Datacenter, Holder: w.cfg.Holder, Lease: fmt.Sprintf("%x", int64(t.lease.ID()))})
 	for id := w.cfg.Range.First; id <= w.cfg.Range.Last; id++ {
 		if held[id] {
 			continue
@@ -76,7 +69,7 @@ func (w *Worker) claim(ctx context.Context, t *tenure) (int64, error) {
 		cctx, cancel := w.callCtx(ctx)
 		tr, err := w.cli.Txn(cctx).
 			If(clientv3.Compare(clientv3.CreateRevision(w.workerKey(id)), "=", 0)).
-			Then(clientv3.OpPut(w.workerKey(id), string(val), clientv3.WithLease(t.lease)),
+			Then(clientv3.OpPut(w.workerKey(id), string(val), clientv3.WithLease(t.lease.ID())),
 				clientv3.OpGet(w.watermarkKey(id))).
 			Commit()
 		cancel()
@@ -116,8 +109,9 @@ func (w *Worker) begin(ctx context.Context, t *tenure, prevWatermark int64) erro
 	}
 	w.idc.Raise(w.cfg.Layout.TickTime(start).UnixNano())
 	wm := max(w.nowTick(), start) + w.window
-	left := time.Duration(t.deadline.Load()) - w.src.Now().Mono
-	ok, err := w.writeWatermark(ctx, t, wm, min(w.cfg.RequestTimeout, left))
+	cctx, cancel := t.lease.CallContext(ctx)
+	ok, err := w.writeWatermark(cctx, t, wm)
+	cancel()
 	if err != nil {
 		return w.etcdErr("persisting the first watermark", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/mig"
 )
 
@@ -67,10 +68,10 @@ func (r Range) overlaps(o Range) bool { return r.First <= o.Last && o.First <= r
 // Defaults of Config.
 const (
 	DefaultPrefix         = "/mig"
-	DefaultTTL            = 5 * time.Second
-	DefaultMargin         = time.Second
+	DefaultTTL            = lease.DefaultTTL
+	DefaultMargin         = lease.DefaultMargin
 	DefaultWindow         = 10 * time.Second
-	DefaultRequestTimeout = time.Second
+	DefaultRequestTimeout = lease.DefaultRequestTimeout
 	DefaultStartTimeout   = 10 * time.Second
 )
 
@@ -146,6 +147,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// leaseConfig is the part of c that configures the lease.
+func (c Config) leaseConfig() lease.Config {
+	return lease.Config{TTL: c.TTL, Margin: c.Margin, RequestTimeout: c.RequestTimeout}
+}
+
 // Validate reports the first thing wrong with c; every error wraps
 // ErrConfig.
 func (c Config) Validate() error {
@@ -167,13 +173,10 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: datacenter %s's range %s overlaps %s's %s", ErrConfig, dc, r, c.Datacenter, c.Range)
 		}
 	}
+	if err := c.leaseConfig().Validate(); err != nil {
+		return fmt.Errorf("%w: %s", ErrConfig, strings.TrimPrefix(err.Error(), lease.ErrConfig.Error()+": "))
+	}
 	switch {
-	case c.TTL < 2*time.Second:
-		return fmt.Errorf("%w: lease TTL %v is below etcd's minimum of 2s", ErrConfig, c.TTL)
-	case c.Margin < 0 || c.Margin >= c.TTL/2:
-		return fmt.Errorf("%w: margin %v must be at least 0 and less than half the TTL (%v)", ErrConfig, c.Margin, c.TTL)
-	case c.RequestTimeout <= 0 || c.RequestTimeout > c.TTL/3:
-		return fmt.Errorf("%w: request timeout %v must be positive and at most a third of the TTL (%v)", ErrConfig, c.RequestTimeout, c.TTL)
 	case c.Window < 4*mig.Tick:
 		return fmt.Errorf("%w: watermark window %v is shorter than 4 ticks", ErrConfig, c.Window)
 	case c.Borrow < 0 || c.Borrow >= c.Window/2:

@@ -10,12 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/mig"
 )
 
@@ -28,9 +28,9 @@ type IDClock interface {
 }
 
 // Worker holds a worker ID leased from etcd and issues IDs under it. It
-// runs one goroutine that renews the lease, extends the watermark, fences
-// the generator at the deadline, and claims again after a loss; Close
-// stops it. Safe for concurrent use.
+// runs one goroutine that extends the watermark, fences the generator when
+// the lease ends, and claims again after a loss (the lease runs its own
+// renewal goroutine); Close stops them. Safe for concurrent use.
 type Worker struct {
 	cfg    Config
 	cli    *clientv3.Client
@@ -56,16 +56,12 @@ type Worker struct {
 // tenure is one claim of one worker ID under one lease.
 type tenure struct {
 	id       uint32
-	lease    clientv3.LeaseID
-	ttl      time.Duration // as granted by the server
-	claimRev int64         // CreateRevision of the claim key
+	lease    *lease.Lease
+	claimRev int64 // CreateRevision of the claim key
 	gen      *mig.Generator
 	ceiling  *mig.MemCeiling // the watermark known to be persisted
-	deadline atomic.Int64    // monotonic nanoseconds
 	done     chan struct{}   // closed when the tenure ends
 	endOnce  sync.Once
-
-	nextRenew time.Duration // loop-owned
 }
 
 func (t *tenure) end() { t.endOnce.Do(func() { close(t.done) }) }
@@ -166,7 +162,7 @@ func (w *Worker) run(ctx context.Context, t *tenure) {
 		if ctx.Err() != nil {
 			return // Close takes it from here
 		}
-		w.release(ctx, t)
+		_ = w.release(ctx, t)
 		backoff := 100 * time.Millisecond
 		for {
 			if clock.Sleep(ctx, w.src, backoff) != nil {
@@ -184,64 +180,28 @@ func (w *Worker) run(ctx context.Context, t *tenure) {
 	}
 }
 
-// hold keeps t alive: it renews the lease, extends the watermark, and
-// fences t when its deadline passes or the claim is found gone. It
-// returns when t has ended or ctx is done.
+// hold keeps t: it extends the watermark ahead of the clock and fences t
+// when its lease ends (the self-fencing deadline passed, or etcd says the
+// lease is gone) or the claim is found gone. It returns when t has ended
+// or ctx is done.
 func (w *Worker) hold(ctx context.Context, t *tenure) {
-	renewEvery := t.ttl / 4
-	poll := min(renewEvery, w.cfg.Window/8)
+	poll := w.cfg.Window / 8
 	for {
-		now := w.src.Now().Mono
-		deadline := time.Duration(t.deadline.Load())
-		if now >= deadline {
-			w.fence(t, "lease deadline passed without an acknowledged renewal")
-			return
-		}
-		if now >= t.nextRenew {
-			if lost := w.renew(ctx, t, now, deadline, renewEvery); lost {
-				w.fence(t, "etcd says the lease is gone")
-				return
-			}
-			continue
-		}
 		if w.needExtend(t) {
-			if lost := w.extend(ctx, t, deadline-now); lost {
+			if lost := w.extend(ctx, t); lost {
 				w.fence(t, "the claim is gone from etcd")
 				return
 			}
 		}
-		wake := min(deadline, t.nextRenew, now+poll)
 		select {
 		case <-ctx.Done():
 			return
-		case <-w.src.After(wake - now):
+		case <-t.lease.Done():
+			w.fence(t, t.lease.Err().Error())
+			return
+		case <-w.src.After(poll):
 		}
 	}
-}
-
-// renew sends one keep-alive. The deadline it earns counts from the send
-// time: the server renews to its own now + TTL on arrival, later than the
-// send, so sent + TTL - margin is before the server could expire the
-// lease. It reports whether etcd says the lease is gone.
-func (w *Worker) renew(ctx context.Context, t *tenure, sent, deadline, every time.Duration) (lost bool) {
-	cctx, cancel := context.WithTimeout(ctx, min(w.cfg.RequestTimeout, deadline-sent))
-	r, err := w.cli.KeepAliveOnce(cctx, t.lease)
-	cancel()
-	if err != nil {
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return true
-		}
-		w.stats.renewalFailures.Add(1)
-		t.nextRenew = w.src.Now().Mono + min(every/4, 250*time.Millisecond)
-		return false
-	}
-	w.stats.renewals.Add(1)
-	ttl := time.Duration(r.TTL) * time.Second
-	if nd := sent + ttl - w.cfg.Margin; nd > deadline {
-		t.deadline.Store(int64(nd))
-	}
-	t.nextRenew = sent + every
-	return false
 }
 
 // needExtend reports whether less than half the watermark window is left.
@@ -255,9 +215,11 @@ func (w *Worker) nowTick() int64 { return w.cfg.Layout.TickOf(w.idc.UnixNano()) 
 // the generator's ceiling. A write whose outcome is unknown leaves the
 // ceiling where it was, which is safe: the persisted value can only be
 // higher. It reports whether the claim is gone.
-func (w *Worker) extend(ctx context.Context, t *tenure, left time.Duration) (lost bool) {
+func (w *Worker) extend(ctx context.Context, t *tenure) (lost bool) {
 	wm := max(w.nowTick(), t.ceiling.Ceiling()) + w.window
-	ok, err := w.writeWatermark(ctx, t, wm, min(w.cfg.RequestTimeout, left))
+	cctx, cancel := t.lease.CallContext(ctx)
+	defer cancel()
+	ok, err := w.writeWatermark(cctx, t, wm)
 	switch {
 	case err != nil:
 		w.stats.watermarkFailures.Add(1)
@@ -273,11 +235,10 @@ func (w *Worker) extend(ctx context.Context, t *tenure, left time.Duration) (los
 // proves the claim still holds: the claim key exists with the creation
 // revision of this claim, so the lease that carries it is alive and this
 // worker still holds the ID. ok is false when the proof failed.
-func (w *Worker) writeWatermark(ctx context.Context, t *tenure, tick int64, timeout time.Duration) (ok bool, err error) {
+// The caller bounds the call with ctx.
+func (w *Worker) writeWatermark(ctx context.Context, t *tenure, tick int64) (ok bool, err error) {
 	val, _ := json.Marshal(watermarkRecord{Tick: tick, Time: w.cfg.Layout.TickTime(tick).Format(time.RFC3339Nano)})
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tr, err := w.cli.Txn(cctx).
+	tr, err := w.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(w.workerKey(t.id)), "=", t.claimRev)).
 		Then(clientv3.OpPut(w.watermarkKey(t.id), string(val))).
 		Commit()
@@ -301,12 +262,13 @@ func (w *Worker) fence(t *tenure, why string) {
 	w.cfg.Logger.Warn("fenced: stopped issuing IDs", "worker_id", t.id, "reason", why, "last_tick", last)
 }
 
-// release revokes t's lease, best effort, so the ID is free at once
-// rather than at the lease's expiry.
-func (w *Worker) release(ctx context.Context, t *tenure) {
-	cctx, cancel := w.callCtx(ctx)
-	defer cancel()
-	_, _ = w.cli.Revoke(cctx, t.lease)
+// release stops t's lease and revokes it, best effort, so the ID is free
+// at once rather than at the lease's expiry.
+func (w *Worker) release(ctx context.Context, t *tenure) error {
+	s := t.lease.Stats()
+	w.stats.renewals.Add(s.Renewals)
+	w.stats.renewalFailures.Add(s.RenewalFailures)
+	return t.lease.Close(ctx)
 }
 
 // Close stops the worker. If it holds a worker ID it stops the generator,
@@ -326,14 +288,13 @@ func (w *Worker) Close(ctx context.Context) error {
 		// HAZARD: persisting last lowers the watermark from now + Window to
 		// the last tick issued. That is safe only because Stop is atomic
 		// with issuing: nothing above last was or will be issued.
-		ok, err := w.writeWatermark(ctx, t, last, w.cfg.RequestTimeout)
+		cctx, cancel := w.callCtx(ctx)
+		ok, err := w.writeWatermark(cctx, t, last)
+		cancel()
 		if err == nil && !ok {
 			err = errors.New("workerid: claim lost before the final watermark was written")
 		}
-		cctx, cancel := w.callCtx(ctx)
-		_, rerr := w.cli.Revoke(cctx, t.lease)
-		cancel()
-		w.closeErr = errors.Join(err, rerr)
+		w.closeErr = errors.Join(err, w.release(ctx, t))
 		w.cfg.Logger.Info("released worker ID", "worker_id", t.id, "watermark_tick", last, "err", w.closeErr)
 	})
 	return w.closeErr
@@ -382,8 +343,11 @@ func (w *Worker) Status() Status {
 	}
 	s.Held = true
 	s.WorkerID = t.id
-	s.Lease = int64(t.lease)
-	s.DeadlineHeadroom = time.Duration(t.deadline.Load()) - w.src.Now().Mono
+	s.Lease = int64(t.lease.ID())
+	s.DeadlineHeadroom = t.lease.Headroom()
+	ls := t.lease.Stats()
+	s.Stats.Renewals += ls.Renewals
+	s.Stats.RenewalFailures += ls.RenewalFailures
 	s.Watermark = t.ceiling.Ceiling()
 	s.WatermarkHeadroom = time.Duration(w.cfg.Layout.TickTime(s.Watermark).UnixNano() - w.idc.UnixNano())
 	return s
