@@ -216,7 +216,10 @@ func (w *Worker) nowTick() int64 { return w.cfg.Layout.TickOf(w.idc.UnixNano()) 
 // ceiling where it was, which is safe: the persisted value can only be
 // higher. It reports whether the claim is gone.
 func (w *Worker) extend(ctx context.Context, t *tenure) (lost bool) {
-	wm := max(w.nowTick(), t.ceiling.Ceiling()) + w.window
+	wm := w.nowTick() + w.window
+	if wm <= t.ceiling.Ceiling() {
+		return false // the ID clock is behind the ceiling's time; nothing to extend
+	}
 	cctx, cancel := t.lease.CallContext(ctx)
 	defer cancel()
 	ok, err := w.writeWatermark(cctx, t, wm)

@@ -561,3 +561,47 @@ func TestHotPathMakesNoEtcdCall(t *testing.T) {
 		t.Fatalf("%d etcd calls while issuing a million IDs", n)
 	}
 }
+
+// TestWatermarkWriteRate measures the watermark writes of an idle worker
+// with a 2s window over 5s and extrapolates to the default window: one
+// write per half window, 720 an hour at 10s.
+func TestWatermarkWriteRate(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	src := clock.NewReal()
+	cfg := fastConfig("tokyo", workerid.Range{First: 0, Last: 3})
+	cfg.Window = 2 * time.Second
+	w := mustStart(t, cli, cfg, src)
+	before := w.Status().Stats.WatermarkWrites
+	const run = 5 * time.Second
+	<-src.After(run)
+	writes := w.Status().Stats.WatermarkWrites - before
+	perHour := float64(writes) / run.Hours() * float64(cfg.Window) / float64(workerid.DefaultWindow)
+	t.Logf("%d watermark writes in %v with a %v window: %.0f per worker per hour at the default %v window",
+		writes, run, cfg.Window, perHour, workerid.DefaultWindow)
+	// One write per half window: 5 in 5s, give or take the phase.
+	if writes < 3 || writes > 7 {
+		t.Fatalf("%d watermark writes in %v with a %v window, want about 5", writes, run, cfg.Window)
+	}
+	if h := w.Status().WatermarkHeadroom; h < cfg.Window/4 {
+		t.Fatalf("watermark only %v ahead of the clock", h)
+	}
+}
+
+// BenchmarkWorkerNext is the steady-state hot path of a worker holding a
+// claim: it reports the etcd calls made per ID (background renewals and
+// watermark writes included), which rounds to zero.
+func BenchmarkWorkerNext(b *testing.B) {
+	srv := etcdtest.Start(b)
+	var calls atomic.Int64
+	cli := countingClient(b, &calls, srv.Endpoints()...)
+	w := mustStart(b, cli, workerid.Config{Datacenter: "tokyo", Layout: mig.DefaultLayout()}, clock.NewReal())
+	before := calls.Load()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := w.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(calls.Load()-before)/float64(b.N), "etcd-calls/op")
+}
