@@ -3,6 +3,7 @@ package mig_test
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"testing"
 	"testing/quick"
 	"time"
@@ -165,8 +166,9 @@ func FuzzParseID(f *testing.F) {
 			}
 			return
 		}
-		if id>>63 != 0 || id.String() != s {
-			t.Fatalf("ParseID(%q) = %d, which does not print back", s, id)
+		v, perr := strconv.ParseUint(s, 10, 64)
+		if perr != nil || id>>63 != 0 || uint64(id) != v {
+			t.Fatalf("ParseID(%q) = %d, but it is %d (%v) in decimal", s, id, v, perr)
 		}
 	})
 }
