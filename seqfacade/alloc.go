@@ -1,0 +1,135 @@
+package seqfacade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Next hands out uid's next sequence: above every value handed out for
+// uid before, by this node or any earlier holder of its group, and never
+// above its section's persisted max_seq. The hot path is a few atomic
+// loads and one compare-and-swap; it waits (for ctx at most) only when
+// the uid's section has used up its persisted range and the next
+// extension is not yet written, or when the group is not loaded yet.
+//
+// Errors: ErrInvalidUID for uid 0 or uid >= UIDLimit; an error wrapping
+// ErrUnavailable when no safe value can be handed out now (registering,
+// activating, lease lost, etcd failing, ctx done while waiting, closed);
+// ErrCorrupt for a group whose persisted value is unreadable.
+func (n *Node) Next(ctx context.Context, uid uint64) (uint64, error) {
+	if n.lay.valid(uid) {
+		sec := uid / n.lay.sectionSize
+		if s := n.sections[sec].Load(); s != nil {
+			if v, ok := n.take(s, uid-sec*n.lay.sectionSize, uid); ok {
+				return v, nil
+			}
+		}
+	}
+	return n.nextSlow(ctx, uid)
+}
+
+func (n *Node) nextSlow(ctx context.Context, uid uint64) (uint64, error) {
+	if !n.lay.valid(uid) {
+		return 0, n.invalid(uid)
+	}
+	sec, i := n.lay.locate(uid)
+	reloads := 0
+	for {
+		s, err := n.section(ctx, sec)
+		if err != nil {
+			return 0, n.fail(err)
+		}
+		if v, ok := n.take(s, i, uid); ok {
+			return v, nil
+		}
+		rounds, err := s.g.request([]need{{s, i}}, true)
+		if err == nil {
+			err = n.await(ctx, rounds)
+		}
+		if err != nil {
+			if s.dead.Load() && reloads < 2 {
+				reloads++ // unloaded under us: the group may load afresh
+				continue
+			}
+			return 0, n.fail(err)
+		}
+	}
+}
+
+// section returns loaded section sec, loading its group and allocating
+// its cur_seq memory as needed.
+func (n *Node) section(ctx context.Context, sec int) (*section, error) {
+	if s := n.sections[sec].Load(); s != nil && !s.dead.Load() {
+		return s, nil
+	}
+	gi, local := n.lay.groupOf(sec)
+	g, err := n.group(ctx, gi)
+	if err != nil {
+		return nil, err
+	}
+	return g.section(local)
+}
+
+// await waits for rounds, returning the first one's error, or ctx's.
+func (n *Node) await(ctx context.Context, rounds []*round) error {
+	counted := false
+	for _, r := range rounds {
+		select {
+		case <-r.done:
+		default:
+			if !counted {
+				n.stats.waits.Add(1)
+				counted = true
+			}
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				return fmt.Errorf("%w: waiting for a max_seq write: %w", ErrUnavailable, ctx.Err())
+			}
+		}
+		if r.err != nil {
+			return r.err
+		}
+	}
+	return nil
+}
+
+// Current returns the latest value taken for uid: the last one handed out
+// (or skipped by a failed batch), or, for a uid untouched since its group
+// was loaded, the section's persisted max_seq, where its next value will
+// start above. It consumes nothing. Errors are those of Next.
+func (n *Node) Current(ctx context.Context, uid uint64) (uint64, error) {
+	if !n.lay.valid(uid) {
+		return 0, n.invalid(uid)
+	}
+	sec, i := n.lay.locate(uid)
+	if s := n.sections[sec].Load(); s != nil && !s.dead.Load() {
+		return s.base + s.cur[i].Load(), nil
+	}
+	gi, local := n.lay.groupOf(sec)
+	g, err := n.group(ctx, gi)
+	if err != nil {
+		return 0, n.fail(err)
+	}
+	v, err := g.current(local, i)
+	if err != nil {
+		return 0, n.fail(err)
+	}
+	return v, nil
+}
+
+func (n *Node) invalid(uid uint64) error {
+	if uid == 0 {
+		return fmt.Errorf("%w: uid 0 (uids start at 1)", ErrInvalidUID)
+	}
+	return fmt.Errorf("%w: uid %d is not below the uid limit %d", ErrInvalidUID, uid, n.lay.uidLimit)
+}
+
+// fail counts err if it is an unavailable answer.
+func (n *Node) fail(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		n.stats.unavailable.Add(1)
+	}
+	return err
+}

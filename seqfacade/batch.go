@@ -1,0 +1,114 @@
+package seqfacade
+
+import (
+	"context"
+	"fmt"
+)
+
+// batchAttempts bounds the rounds NextBatch waits for when concurrent
+// callers keep draining the sections it extends.
+const batchAttempts = 3
+
+// NextBatch hands out the next sequence of every uid in uids, in order:
+// all of them, or none and an error. A group message advances every
+// member's sequence this way.
+//
+// Input is checked before anything is consumed: more than
+// Config.MaxBatch uids is ErrBatchTooLarge, an invalid uid
+// ErrInvalidUID, a repeated uid ErrDuplicateUID, each naming the culprit.
+// Then every uid at its section's max_seq is extended first, in one write
+// per group touched (so at most one per section); only once all have
+// room are values taken. If an extension fails the batch fails with
+// ErrUnavailable having taken nothing. Only when concurrent callers take
+// a section's last values between the check and the take, and the
+// retried extension then fails, are values already taken for some uids
+// lost: skipped numbers, never handed out and never reused, and visible
+// in Current. Nothing is ever taken above a persisted max_seq.
+func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
+	if err := n.checkBatch(uids); err != nil {
+		return nil, err
+	}
+	out := make([]uint64, len(uids))
+	secs := make([]*section, len(uids))
+	idx := make([]uint64, len(uids))
+	// Start every missing group loading before waiting for any.
+	for k, uid := range uids {
+		sec, i := n.lay.locate(uid)
+		idx[k] = i
+		if s := n.sections[sec].Load(); s != nil && !s.dead.Load() {
+			secs[k] = s
+			continue
+		}
+		gi, _ := n.lay.groupOf(sec)
+		if _, err := n.startLoad(gi); err != nil {
+			return nil, n.fail(err)
+		}
+	}
+	for k, uid := range uids {
+		if secs[k] == nil {
+			sec, _ := n.lay.locate(uid)
+			s, err := n.section(ctx, sec)
+			if err != nil {
+				return nil, n.fail(err)
+			}
+			secs[k] = s
+		}
+	}
+
+	pending := make([]int, len(uids))
+	for k := range pending {
+		pending[k] = k
+	}
+	for range batchAttempts {
+		byGroup := map[*group][]need{}
+		for _, k := range pending {
+			s, i := secs[k], idx[k]
+			if s.cur[i].Load() >= s.limit.Load() {
+				byGroup[s.g] = append(byGroup[s.g], need{s, i})
+			}
+		}
+		var rounds []*round
+		for g, needs := range byGroup {
+			rs, err := g.request(needs, true)
+			if err != nil {
+				return nil, n.fail(err)
+			}
+			rounds = append(rounds, rs...)
+		}
+		if err := n.await(ctx, rounds); err != nil {
+			return nil, n.fail(err)
+		}
+		left := pending[:0]
+		for _, k := range pending {
+			if v, ok := n.take(secs[k], idx[k], uids[k]); ok {
+				out[k] = v
+			} else {
+				left = append(left, k)
+			}
+		}
+		pending = left
+		if len(pending) == 0 {
+			return out, nil
+		}
+	}
+	return nil, n.fail(fmt.Errorf("%w: %d of %d uids found their sections drained by concurrent calls %d times",
+		ErrUnavailable, len(pending), len(uids), batchAttempts))
+}
+
+// checkBatch validates a batch without consuming anything.
+func (n *Node) checkBatch(uids []uint64) error {
+	if len(uids) > n.cfg.MaxBatch {
+		return fmt.Errorf("%w: %d uids, the limit is %d", ErrBatchTooLarge, len(uids), n.cfg.MaxBatch)
+	}
+	seen := make(map[uint64]int, len(uids))
+	for k, uid := range uids {
+		if !n.lay.valid(uid) {
+			return fmt.Errorf("uids[%d]: %w", k, n.invalid(uid))
+		}
+		if j, dup := seen[uid]; dup {
+			return fmt.Errorf("%w: uid %d at uids[%d] and uids[%d]", ErrDuplicateUID, uid, j, k)
+		}
+		seen[uid] = k
+	}
+	return nil
+}

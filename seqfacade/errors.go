@@ -1,0 +1,46 @@
+package seqfacade
+
+import "errors"
+
+// Errors returned by this package, wrapped with detail; test them with
+// errors.Is.
+var (
+	// ErrConfig is wrapped by every configuration error.
+	ErrConfig = errors.New("seqfacade: invalid configuration")
+	// ErrMismatch is returned by Start when the configuration disagrees
+	// with what etcd records for the cluster (section size, group size or
+	// uid limit): serving under other values could hand a uid a sequence
+	// below one it already had.
+	ErrMismatch = errors.New("seqfacade: configuration disagrees with the cluster")
+	// ErrInvalidUID is returned for uid 0 or a uid at or beyond the uid
+	// limit. Nothing is consumed.
+	ErrInvalidUID = errors.New("seqfacade: invalid uid")
+	// ErrDuplicateUID is returned when a batch names a uid twice. Nothing
+	// is consumed.
+	ErrDuplicateUID = errors.New("seqfacade: uid repeated in a batch")
+	// ErrBatchTooLarge is returned for a batch of more than
+	// Config.MaxBatch uids. Nothing is consumed.
+	ErrBatchTooLarge = errors.New("seqfacade: batch too large")
+	// ErrUnavailable means the node cannot prove a value would be safe to
+	// hand out right now: it is registering or in its activation delay,
+	// its lease is lost, etcd does not answer, or it is closed. Nothing
+	// unsafe was handed out; the caller should answer "unavailable" and
+	// let its client retry, here or elsewhere.
+	ErrUnavailable = errors.New("seqfacade: unavailable")
+	// ErrNotOwner means a max_seq write was refused because its proof
+	// failed: this node's claim on the group is gone, or the group's key
+	// changed under it. The node unloads the group at once. Callers of
+	// Next see it wrapped together with ErrUnavailable: retrying reloads
+	// the group, or finds that another node serves it.
+	ErrNotOwner = errors.New("seqfacade: not the owner of the group")
+	// ErrClosed is returned, wrapped together with ErrUnavailable, after
+	// Close.
+	ErrClosed = errors.New("seqfacade: node closed")
+	// ErrCorrupt means a group's persisted value cannot be read. The node
+	// refuses to serve that group rather than guess a max_seq; an operator
+	// must repair the key.
+	ErrCorrupt = errors.New("seqfacade: persisted max_seq unreadable")
+	// ErrExhausted means a section's max_seq cannot grow by a step without
+	// passing MaxSeq.
+	ErrExhausted = errors.New("seqfacade: sequence space exhausted")
+)

@@ -1,0 +1,290 @@
+package seqfacade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/migsvc/mig/clock"
+)
+
+// Node hands out per-uid sequences for the groups it owns (the AllocSvr
+// role), persisting max_seqs through a Store. It runs goroutines to load
+// groups, write extensions and unload groups whose claim ends; Close
+// stops them all. Safe for concurrent use.
+type Node struct {
+	cfg     Config
+	lay     layout
+	reserve uint64 // values of a step left when the next extension starts
+	store   Store
+	own     Ownership
+	src     clock.Source
+	log     *slog.Logger
+
+	// sections is the hot path's table: the loaded section of every
+	// section number, nil when not loaded. groups likewise by group.
+	sections []atomic.Pointer[section]
+	groups   []atomic.Pointer[group]
+
+	stats counters
+
+	ctx    context.Context // the node's lifetime, for background calls
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the node starts
+
+	mu struct {
+		sync.Mutex
+		closed  bool
+		loading map[int]*loadCall
+		watched map[Claim]struct{}
+	}
+
+	closeOwn  func(context.Context) error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// loadCall is a group load in progress; callers that need the group wait
+// on done.
+type loadCall struct {
+	done chan struct{}
+	g    *group
+	err  error
+}
+
+// Start records or checks the configuration in etcd, then starts a node
+// that owns every group (one serving node): it registers under its lease
+// in the background and serves once its activation delay has passed
+// (until then calls answer ErrUnavailable; Ready tells when). Only the
+// lease's deadlines use src: the hot path never reads the clock.
+//
+// It returns an error wrapping ErrConfig for an invalid cfg, ErrMismatch
+// when cfg disagrees with the configuration recorded in etcd, or
+// ErrUnavailable (naming the endpoints) when etcd does not answer within
+// cfg.RequestTimeout.
+func Start(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Source) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := checkMetadata(ctx, cli, cfg); err != nil {
+		return nil, err
+	}
+	own := startSole(ctx, cfg, cli, src)
+	n, err := New(ctx, cfg, newEtcdStore(cli, cfg), own, src)
+	if err != nil {
+		_ = own.close(ctx)
+		return nil, err
+	}
+	n.closeOwn = own.close
+	return n, nil
+}
+
+// New returns a node over any Store and Ownership: Start's parts, for
+// tests and for other ownership schemes. The caller keeps ownership of
+// store and own (Close does not close them). ctx's values, not its
+// cancellation, are kept for the node's background calls. It returns an
+// error wrapping ErrConfig for an invalid cfg.
+func New(ctx context.Context, cfg Config, store Store, own Ownership, src clock.Source) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	lay := newLayout(cfg)
+	n := &Node{
+		cfg:      cfg,
+		lay:      lay,
+		reserve:  cfg.reserve(),
+		store:    store,
+		own:      own,
+		src:      src,
+		log:      cfg.Logger,
+		sections: make([]atomic.Pointer[section], lay.sections),
+		groups:   make([]atomic.Pointer[group], lay.groups),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	n.mu.loading = map[int]*loadCall{}
+	n.mu.watched = map[Claim]struct{}{}
+	return n, nil
+}
+
+// Config returns the node's configuration, defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// Ready reports whether the node serves now: it holds a live claim and is
+// not closed. For readiness probes.
+func (n *Node) Ready() bool {
+	n.mu.Lock()
+	closed := n.mu.closed
+	n.mu.Unlock()
+	return !closed && n.own.Ready()
+}
+
+// spawn runs f in a goroutine that Close waits for; it reports false, and
+// runs nothing, once Close has begun.
+func (n *Node) spawn(f func()) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mu.closed {
+		return false
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// callCtx bounds one store call made under c: the request timeout, or
+// the claim's deadline if sooner, and Close.
+func (n *Node) callCtx(c Claim) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(n.ctx, max(0, min(n.cfg.RequestTimeout, c.Headroom())))
+}
+
+// group returns loaded group gi, loading it if needed.
+func (n *Node) group(ctx context.Context, gi int) (*group, error) {
+	if g := n.groups[gi].Load(); g != nil && !g.dead.Load() {
+		return g, nil
+	}
+	c, err := n.startLoad(gi)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-c.done:
+		return c.g, c.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for group %d to load: %w", ErrUnavailable, gi, ctx.Err())
+	}
+}
+
+// startLoad starts loading group gi unless it is loaded or loading, and
+// returns the load to wait for.
+func (n *Node) startLoad(gi int) (*loadCall, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mu.closed {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
+	}
+	if g := n.groups[gi].Load(); g != nil && !g.dead.Load() {
+		c := &loadCall{done: make(chan struct{}), g: g}
+		close(c.done)
+		return c, nil
+	}
+	if c := n.mu.loading[gi]; c != nil {
+		return c, nil
+	}
+	c := &loadCall{done: make(chan struct{})}
+	n.mu.loading[gi] = c
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		g, err := n.loadGroup(gi)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		delete(n.mu.loading, gi)
+		if err == nil && n.mu.closed {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
+		}
+		if err == nil {
+			n.groups[gi].Store(g)
+			n.stats.groupsLoaded.Add(1)
+			n.watchLocked(g.claim)
+		}
+		c.g, c.err = g, err
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// loadGroup reads group gi under a claim.
+//
+// HAZARD: the claim first, the read after. Ownership hands out a claim
+// only once every write of a previous owner is visible to a read started
+// then, so every cur_seq of the group starts at or above anything handed
+// out before.
+func (n *Node) loadGroup(gi int) (*group, error) {
+	c, err := n.own.Claim(gi)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil || !reflect.TypeOf(c).Comparable() {
+		return nil, fmt.Errorf("seqfacade: claim of type %T is not comparable", c)
+	}
+	ctx, cancel := n.callCtx(c)
+	st, err := n.store.Load(ctx, gi)
+	cancel()
+	n.stats.groupLoads.Add(1)
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		n.log.Error("seq facade: refusing to serve a group whose max_seqs are unreadable", "group", gi, "err", err)
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("%w: loading group %d: %w", ErrUnavailable, gi, err)
+	case len(st.MaxSeqs) != n.lay.sectionsIn(gi):
+		return nil, fmt.Errorf("%w: group %d has %d sections in the store, want %d", ErrCorrupt, gi, len(st.MaxSeqs), n.lay.sectionsIn(gi))
+	case !live(c):
+		return nil, fmt.Errorf("%w: loading group %d: claim ended meanwhile", ErrUnavailable, gi)
+	}
+	n.log.Debug("seq facade: group loaded", "group", gi, "revision", st.Revision)
+	return n.newGroup(gi, c, st), nil
+}
+
+// watchLocked makes sure one goroutine unloads c's groups when c ends.
+// A group installed after that goroutine has taken c out of watched gets
+// a new one, which finds Done closed and unloads it at once.
+func (n *Node) watchLocked(c Claim) {
+	if _, ok := n.mu.watched[c]; ok {
+		return
+	}
+	n.mu.watched[c] = struct{}{}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		select {
+		case <-c.Done():
+		case <-n.ctx.Done():
+			return
+		}
+		n.mu.Lock()
+		delete(n.mu.watched, c)
+		n.mu.Unlock()
+		for i := range n.groups {
+			if g := n.groups[i].Load(); g != nil && g.claim == c {
+				g.kill(errors.New("claim ended"))
+			}
+		}
+	}()
+}
+
+// Close stops serving at once, stops every goroutine of the node and, for
+// a node from Start, revokes its lease so a restart can serve at once
+// (after its activation delay). It writes nothing else: every max_seq is
+// persisted before any value below it is handed out. Calls after Close
+// get ErrClosed (wrapped with ErrUnavailable). Idempotent; it returns the
+// revoke's error.
+func (n *Node) Close(ctx context.Context) error {
+	n.closeOnce.Do(func() {
+		n.mu.Lock()
+		n.mu.closed = true
+		n.mu.Unlock()
+		for i := range n.groups {
+			if g := n.groups[i].Load(); g != nil {
+				g.kill(ErrClosed)
+			}
+		}
+		n.cancel()
+		n.wg.Wait()
+		if n.closeOwn != nil {
+			n.closeErr = n.closeOwn(ctx)
+		}
+	})
+	return n.closeErr
+}

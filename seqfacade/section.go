@@ -1,0 +1,64 @@
+package seqfacade
+
+import "sync/atomic"
+
+// section is the in-memory state of one loaded section: every uid's
+// cur_seq, as an offset from base, and the persisted max_seq, as the
+// offset limit. Its atomics are the lock-free hot path; the rest is
+// guarded by its group's mu.
+type section struct {
+	g     *group
+	local int    // index in the group
+	base  uint64 // the section's persisted max_seq when it was allocated
+
+	// limit: values base+1 .. base+limit are persisted (max_seq =
+	// base+limit). It only grows, after a write is acknowledged, until
+	// the group is unloaded, which sets it to 0.
+	limit atomic.Uint64
+	// prefetch: a uid whose offset passes it starts the next extension.
+	prefetch atomic.Uint64
+	// requested mirrors ext.wanted || ext.round != nil, so the hot path
+	// asks for an extension once, not on every call.
+	requested atomic.Bool
+	// dead is set when the group is unloaded; see take.
+	dead atomic.Bool
+
+	// ext is guarded by g.mu.
+	ext struct {
+		wanted bool   // in the group's next round
+		round  *round // the round in flight that raises this section
+	}
+
+	// cur holds, for each uid of the section, the number of values taken
+	// above base: its cur_seq is base+cur[i]. Zeroed memory: a new
+	// section costs no initialisation, and untouched pages no RAM.
+	cur []atomic.Uint64
+}
+
+// take hands out the next value of uid (index i in s) if it is persisted.
+// It reports false when the uid has reached the section's max_seq or the
+// group was unloaded.
+//
+// HAZARD: a value is handed out only if it is at most base+limit, a
+// max_seq known to be persisted, and only if its CAS happened before the
+// group was unloaded: dead is read after the CAS, so a caller stalled
+// between reading limit and its CAS cannot hand out a value below one
+// that a reloaded group (or the next owner) has handed out since.
+func (n *Node) take(s *section, i, uid uint64) (uint64, bool) {
+	for {
+		c := s.cur[i].Load()
+		if c >= s.limit.Load() {
+			return 0, false
+		}
+		if s.cur[i].CompareAndSwap(c, c+1) {
+			if s.dead.Load() {
+				return 0, false // c+1 is skipped, never handed out
+			}
+			if c >= s.prefetch.Load() && !s.requested.Load() {
+				s.g.prefetch(s, i)
+			}
+			n.stats.issued.add(uid, 1)
+			return s.base + c + 1, true
+		}
+	}
+}

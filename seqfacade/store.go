@@ -1,0 +1,34 @@
+package seqfacade
+
+import (
+	"context"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Store persists the max_seq of every section, a group of sections at a
+// time (the StoreSvr role). Implementations are safe for concurrent use.
+type Store interface {
+	// Load returns group g's persisted max_seqs, one per section of the
+	// group, and the revision to expect in the next Save. A group never
+	// written has all zeros and revision 0. The read must be linearizable:
+	// it sees every write that completed before it began. Errors: one
+	// wrapping ErrCorrupt for an unreadable value, or the store's own.
+	Load(ctx context.Context, g int) (GroupState, error)
+	// Save replaces group g's max_seqs if, atomically, the group is still
+	// at revision expect and every comparison in proof holds; it returns
+	// the new revision. It returns an error wrapping ErrNotOwner when a
+	// comparison failed (nothing was written); any other error leaves the
+	// outcome unknown: the write may or may not have happened, or happen
+	// later.
+	Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error)
+}
+
+// GroupState is a group's persisted state.
+type GroupState struct {
+	// MaxSeqs holds each section's max_seq, in section order.
+	MaxSeqs []uint64
+	// Revision identifies the persisted value (etcd's ModRevision of the
+	// group's key; 0 when it was never written).
+	Revision int64
+}
