@@ -1,0 +1,46 @@
+// Package loadtest puts load on MIG, measures its latency, and checks
+// every answer against MIG's two promises: no message ID is ever issued
+// twice and a worker's IDs strictly increase; no uid's sequence ever rolls
+// back or repeats. It is what `mig loadtest` runs, and what the fault
+// scenarios run their steady load and their verdict with.
+//
+// # Load
+//
+// [Run] drives one of two modes against [Targets]: ModeIDs calls NextIDs
+// (with a batch size) through an [IDClient] (an *rpc.Client); ModeSeq calls
+// NextSeq, or NextSeqs with a batch of distinct uids, through a
+// [SeqClient], the uids drawn from a [Dist]: uniform, a hot set, or Zipf.
+//
+// The load is closed-loop (Config.Rate 0: Clients goroutines, each sending
+// its next request as soon as its last is answered) or open-loop at a
+// fixed rate. In the open loop request i is due at start + i/Rate, the
+// clients take the requests in turn, and a request's latency is measured
+// from when it was due, not from when a client got round to sending it: a
+// stall delays everything behind it, and that wait is counted, instead of
+// being left out as a closed loop does ("coordinated omission").
+//
+// Latency goes into HDR histograms (github.com/HdrHistogram/hdrhistogram-go),
+// one for the whole run and one per Config.Interval for a latency-over-time
+// series. A progress line is written every interval while the load runs;
+// the [Report] has throughput, errors by Twirp code, latency percentiles,
+// the series, the CPU the load generator itself spent per request, and the
+// [Checker]'s [Verdict]. [WriteSummary] prints it for people, its JSON
+// form is stable for machines, and [WritePlot] draws the series as a
+// self-contained HTML page.
+//
+// With Config.RedisAddr the same load shape runs a second time, against
+// Redis INCR (LINE's design before MIG) through a minimal RESP client of
+// this package, and the report puts the two side by side.
+//
+// # Checker
+//
+// The [Checker] is pure logic: it is given answers (values, client,
+// server, send and arrival times) and says whether they could have come
+// from a correct service. See its documentation for what exactly is
+// checked and why that is exact.
+//
+// # Time
+//
+// Every time this package reads comes from a clock.Source (Config.Clock),
+// so the runner, the checker and the Redis client never call time.Now.
+package loadtest
