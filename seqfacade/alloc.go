@@ -13,6 +13,10 @@ import (
 // the uid's section has used up its persisted range and the next
 // extension is not yet written, or when the group is not loaded yet.
 //
+// The value is handed out only if, read after it was taken, the clock is
+// still before the claim's deadline (see the HAZARD in the code): that
+// clock reading is most of the cost of a call.
+//
 // Errors: ErrInvalidUID for uid 0 or uid >= UIDLimit; an error wrapping
 // ErrUnavailable when no safe value can be handed out now (registering,
 // activating, lease lost, etcd failing, ctx done while waiting, closed);
@@ -21,7 +25,14 @@ func (n *Node) Next(ctx context.Context, uid uint64) (uint64, error) {
 	if n.lay.valid(uid) {
 		sec := uid / n.lay.sectionSize
 		if s := n.sections[sec].Load(); s != nil {
-			if v, ok := n.take(s, uid-sec*n.lay.sectionSize, uid); ok {
+			// HAZARD: the deadline is checked by reading the clock after
+			// the value is taken, not by a flag some goroutine clears: if
+			// the check passes, the take happened before the deadline,
+			// hence before any next owner activates, whatever delays this
+			// goroutine or the lease's. A failed check skips the value.
+			// (docs/seq-failover.md)
+			if v, ok := n.take(s, uid-sec*n.lay.sectionSize); ok && live(s.g.claim) {
+				n.stats.issued.add(uid, 1)
 				return v, nil
 			}
 		}
@@ -40,7 +51,11 @@ func (n *Node) nextSlow(ctx context.Context, uid uint64) (uint64, error) {
 		if err != nil {
 			return 0, n.fail(err)
 		}
-		if v, ok := n.take(s, i, uid); ok {
+		if v, ok := n.take(s, i); ok {
+			if !live(s.g.claim) { // HAZARD: as in Next
+				return 0, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, s.g.idx))
+			}
+			n.stats.issued.add(uid, 1)
 			return v, nil
 		}
 		rounds, err := s.g.request([]need{{s, i}}, true)
@@ -104,8 +119,12 @@ func (n *Node) Current(ctx context.Context, uid uint64) (uint64, error) {
 		return 0, n.invalid(uid)
 	}
 	sec, i := n.lay.locate(uid)
-	if s := n.sections[sec].Load(); s != nil && !s.dead.Load() {
-		return s.base + s.cur[i].Load(), nil
+	if s := n.sections[sec].Load(); s != nil {
+		// HAZARD: a read too must not show a value older than one the
+		// next owner has handed out: checked after reading, as in Next.
+		if v := s.base + s.cur[i].Load(); !s.dead.Load() && live(s.g.claim) {
+			return v, nil
+		}
 	}
 	gi, local := n.lay.groupOf(sec)
 	g, err := n.group(ctx, gi)
@@ -113,6 +132,9 @@ func (n *Node) Current(ctx context.Context, uid uint64) (uint64, error) {
 		return 0, n.fail(err)
 	}
 	v, err := g.current(local, i)
+	if err == nil && !live(g.claim) {
+		err = fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, gi)
+	}
 	if err != nil {
 		return 0, n.fail(err)
 	}

@@ -20,10 +20,11 @@ const batchAttempts = 3
 // per group touched (so at most one per section); only once all have
 // room are values taken. If an extension fails the batch fails with
 // ErrUnavailable having taken nothing. Only when concurrent callers take
-// a section's last values between the check and the take, and the
-// retried extension then fails, are values already taken for some uids
-// lost: skipped numbers, never handed out and never reused, and visible
-// in Current. Nothing is ever taken above a persisted max_seq.
+// a section's last values between the check and the take and the retried
+// extension then fails, or when the node's claim expires while it takes,
+// are values already taken for some uids lost: skipped numbers, never
+// handed out and never reused, and visible in Current. Nothing is ever
+// taken above a persisted max_seq.
 func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 	if err := n.checkBatch(uids); err != nil {
 		return nil, err
@@ -78,9 +79,15 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 		if err := n.await(ctx, rounds); err != nil {
 			return nil, n.fail(err)
 		}
+		for _, s := range secs {
+			if !live(s.g.claim) { // before taking anything: nothing skipped
+				return nil, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, s.g.idx))
+			}
+			break
+		}
 		left := pending[:0]
 		for _, k := range pending {
-			if v, ok := n.take(secs[k], idx[k], uids[k]); ok {
+			if v, ok := n.take(secs[k], idx[k]); ok {
 				out[k] = v
 			} else {
 				left = append(left, k)
@@ -88,6 +95,21 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 		}
 		pending = left
 		if len(pending) == 0 {
+			// HAZARD: one clock reading after every take, as in Next; if
+			// a claim expired meanwhile, every value is skipped.
+			var checked Claim
+			for _, s := range secs {
+				if s.g.claim == checked {
+					continue // one reading per claim: one for the whole batch on one node
+				}
+				if !live(s.g.claim) {
+					return nil, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, s.g.idx))
+				}
+				checked = s.g.claim
+			}
+			for _, uid := range uids {
+				n.stats.issued.add(uid, 1)
+			}
 			return out, nil
 		}
 	}

@@ -35,16 +35,17 @@ type section struct {
 	cur []atomic.Uint64
 }
 
-// take hands out the next value of uid (index i in s) if it is persisted.
-// It reports false when the uid has reached the section's max_seq or the
-// group was unloaded.
+// take takes the next value of uid (index i in s) if it is persisted. It
+// reports false when the uid has reached the section's max_seq or the
+// group was unloaded. The caller hands the value out only if the claim is
+// still live when take returns (see Next).
 //
-// HAZARD: a value is handed out only if it is at most base+limit, a
-// max_seq known to be persisted, and only if its CAS happened before the
-// group was unloaded: dead is read after the CAS, so a caller stalled
-// between reading limit and its CAS cannot hand out a value below one
-// that a reloaded group (or the next owner) has handed out since.
-func (n *Node) take(s *section, i, uid uint64) (uint64, bool) {
+// HAZARD: a value is taken only if it is at most base+limit, a max_seq
+// known to be persisted, and only if its CAS happened before the group
+// was unloaded: dead is read after the CAS, so a caller stalled between
+// reading limit and its CAS cannot hand out a value below one that a
+// reloaded group has handed out since.
+func (n *Node) take(s *section, i uint64) (uint64, bool) {
 	for {
 		c := s.cur[i].Load()
 		if c >= s.limit.Load() {
@@ -57,7 +58,6 @@ func (n *Node) take(s *section, i, uid uint64) (uint64, bool) {
 			if c >= s.prefetch.Load() && !s.requested.Load() {
 				s.g.prefetch(s, i)
 			}
-			n.stats.issued.add(uid, 1)
 			return s.base + c + 1, true
 		}
 	}
