@@ -5,10 +5,6 @@ import (
 	"fmt"
 )
 
-// batchAttempts bounds the rounds NextBatch waits for when concurrent
-// callers keep draining the sections it extends.
-const batchAttempts = 3
-
 // NextBatch hands out the next sequence of every uid in uids, in order:
 // all of them, or none and an error. A group message advances every
 // member's sequence this way.
@@ -30,6 +26,9 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 		return nil, err
 	}
 	out := make([]uint64, len(uids))
+	if len(uids) == 0 {
+		return out, nil
+	}
 	secs := make([]*section, len(uids))
 	idx := make([]uint64, len(uids))
 	// Start every missing group loading before waiting for any.
@@ -60,7 +59,10 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 	for k := range pending {
 		pending[k] = k
 	}
-	for range batchAttempts {
+	// Concurrent callers may drain a section between the wait and the
+	// take; the batch then asks again. Every turn either waits for a
+	// write or follows another caller's progress, until ctx ends.
+	for ctx.Err() == nil {
 		byGroup := map[*group][]need{}
 		for _, k := range pending {
 			s, i := secs[k], idx[k]
@@ -79,11 +81,8 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 		if err := n.await(ctx, rounds); err != nil {
 			return nil, n.fail(err)
 		}
-		for _, s := range secs {
-			if !live(s.g.claim) { // before taking anything: nothing skipped
-				return nil, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, s.g.idx))
-			}
-			break
+		if g := secs[0].g; !live(g.claim) { // before taking anything: nothing skipped
+			return nil, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, g.idx))
 		}
 		left := pending[:0]
 		for _, k := range pending {
@@ -113,8 +112,8 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 			return out, nil
 		}
 	}
-	return nil, n.fail(fmt.Errorf("%w: %d of %d uids found their sections drained by concurrent calls %d times",
-		ErrUnavailable, len(pending), len(uids), batchAttempts))
+	return nil, n.fail(fmt.Errorf("%w: %d of %d uids still waiting for their sections: %w",
+		ErrUnavailable, len(pending), len(uids), ctx.Err()))
 }
 
 // checkBatch validates a batch without consuming anything.

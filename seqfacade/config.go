@@ -162,7 +162,8 @@ func (c Config) Validate() error {
 	}
 	if c.SectionSize > c.UIDLimit {
 		bad("section size %d is larger than the uid limit %d", c.SectionSize, c.UIDLimit)
-	} else if n := sectionCount(c.UIDLimit, c.SectionSize); n > MaxSections {
+	} else if sectionCount(c.UIDLimit, c.SectionSize) > MaxSections {
+		n := c.UIDLimit/c.SectionSize + min(1, c.UIDLimit%c.SectionSize)
 		bad("uid limit %d in sections of %d makes %d sections, more than %d", c.UIDLimit, c.SectionSize, n, MaxSections)
 	}
 	if c.GroupSize < 1 || c.GroupSize > MaxGroupSize {
