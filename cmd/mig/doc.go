@@ -1,7 +1,16 @@
 // Command mig is MIG's one binary. Each subcommand is a row of the table in
 // main.go with its own file:
 //
+//	mig serve [flags]                               serve message IDs as one worker
 //	mig decode [--epoch RFC3339] [--json] [ID...]   print the parts of message IDs
+//
+// Serve is split by concern: serve.go (the command and its signals),
+// serveflags.go (flags into a checked serveConfig), runserve.go (start-up
+// and shutdown order), etcd.go (embedded or external etcd), tls.go,
+// issuer.go (no IDs while NTP says the clock is off) and metrics.go.
+// Tests run serve in-process through runServe, cancelling its context
+// where a signal would stop the process, and also as a built binary
+// stopped with a real SIGTERM.
 //
 // Every flag can also be set from an environment variable named MIG_ and the
 // flag's name in capitals with dashes as underscores (--data-dir is

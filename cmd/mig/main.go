@@ -24,6 +24,7 @@ const (
 // and add that value here.
 func commands() []command {
 	return []command{
+		serveCommand,
 		decodeCommand,
 	}
 }

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/migsvc/mig/internal/etcdlocal"
+)
+
+// etcdDialTimeout bounds connecting to etcd. clientv3.New does not wait for
+// it (every call waits for a connection instead, bounded by its own
+// timeout), so it only matters for how soon a dead endpoint is given up.
+const etcdDialTimeout = 5 * time.Second
+
+// etcdKeepAlive is how often an idle connection to etcd is probed, and how
+// long a probe may go unanswered before the connection is dropped and
+// dialled again: a member that vanished without a reset is noticed.
+const (
+	etcdKeepAliveTime    = 10 * time.Second
+	etcdKeepAliveTimeout = 3 * time.Second
+)
+
+// etcdConfig says which etcd to use: a cluster's endpoints, or, with none,
+// an embedded single member in dataDir.
+type etcdConfig struct {
+	endpoints                 []string
+	dataDir                   string
+	certFile, keyFile, caFile string
+	user, password            string
+}
+
+func (c etcdConfig) embedded() bool { return len(c.endpoints) == 0 }
+
+// check reports settings that do not go together; errors name the flags.
+func (c etcdConfig) check() error {
+	tlsSet := c.certFile != "" || c.keyFile != "" || c.caFile != ""
+	switch {
+	case (c.certFile == "") != (c.keyFile == ""):
+		return errors.New("--etcd-cert and --etcd-key go together")
+	case (c.user == "") != (c.password == ""):
+		return errors.New("--etcd-user and --etcd-password go together")
+	case c.embedded() && (tlsSet || c.user != ""):
+		// The embedded etcd listens on loopback only, without TLS or users.
+		return errors.New("--etcd-cert, --etcd-key, --etcd-ca, --etcd-user and --etcd-password need --etcd: the embedded etcd has neither TLS nor users")
+	}
+	return nil
+}
+
+// tlsConfig loads the client TLS settings, or returns nil for none.
+func (c etcdConfig) tlsConfig() (*tls.Config, error) {
+	if c.certFile == "" && c.caFile == "" {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading --etcd-cert %s and --etcd-key %s: %w", c.certFile, c.keyFile, err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	if c.caFile != "" {
+		pool, err := loadCAs(c.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-ca: %w", err)
+		}
+		t.RootCAs = pool
+	}
+	return t, nil
+}
+
+// etcdConn is a client of etcd and, when it is embedded, the server.
+type etcdConn struct {
+	cli    *clientv3.Client
+	server *etcdlocal.Server // nil for an external cluster
+}
+
+// connectEtcd starts the embedded etcd if there are no endpoints, and
+// returns a client. etcd's own logs (errors only) go to logOut as JSON.
+func connectEtcd(ctx context.Context, c etcdConfig, log *slog.Logger, logOut io.Writer) (*etcdConn, error) {
+	zl := zapErrors(logOut)
+	conn := &etcdConn{}
+	endpoints := c.endpoints
+	if c.embedded() {
+		log.Info("no --etcd given: running an embedded single-member etcd (for one machine; give --etcd to join a cluster)", "data_dir", c.dataDir)
+		s, err := etcdlocal.Start(ctx, etcdlocal.Config{Dir: c.dataDir, Logger: zl})
+		if err != nil {
+			return nil, fmt.Errorf("starting the embedded etcd in --data-dir %s: %w", c.dataDir, err)
+		}
+		conn.server = s
+		endpoints = s.Endpoints()
+		log.Info("embedded etcd ready", "endpoints", endpoints)
+	}
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		conn.close()
+		return nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          etcdDialTimeout,
+		DialKeepAliveTime:    etcdKeepAliveTime,
+		DialKeepAliveTimeout: etcdKeepAliveTimeout,
+		TLS:                  tlsCfg,
+		Username:             c.user,
+		Password:             c.password,
+		Logger:               zl,
+	})
+	if err != nil {
+		conn.close()
+		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
+	}
+	conn.cli = cli
+	return conn, nil
+}
+
+// close closes the client, then the embedded server: in that order, or
+// the server waits for the client's streams to time out.
+func (c *etcdConn) close() {
+	if c.cli != nil {
+		_ = c.cli.Close() // the connection is gone either way
+	}
+	if c.server != nil {
+		c.server.Close()
+	}
+}
+
+// done is closed when the embedded etcd stops by itself; nil (never) for
+// an external cluster.
+func (c *etcdConn) done() <-chan struct{} {
+	if c.server == nil {
+		return nil
+	}
+	return c.server.Done()
+}
+
+// zapErrors is a zap logger for etcd's server and client that writes errors
+// only, as JSON lines, to w: both log at info and warn level many times a
+// second, and what matters reaches us as errors from calls anyway.
+func zapErrors(w io.Writer) *zap.Logger {
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), zapcore.ErrorLevel))
+}

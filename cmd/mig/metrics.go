@@ -1,0 +1,82 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/workerid"
+)
+
+// registerMetrics exports the state of the worker, the ID clock and the NTP
+// monitor on reg, the server's own registry. Every value is read when
+// /metrics is scraped, from the Status snapshots the packages keep; nothing
+// here touches the hot path.
+func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.Slewing, ntp *clock.NTPMonitor) error {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: name, Help: help}, f)
+	}
+	stats := func(f func(workerid.Stats) uint64) func() float64 {
+		return func() float64 { return float64(f(w.Status().Stats)) }
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	cs := []prometheus.Collector{
+		gauge("worker_id", "The worker ID held, or -1 while none is (fenced or re-claiming).", func() float64 {
+			if st := w.Status(); st.Held {
+				return float64(st.WorkerID)
+			}
+			return -1
+		}),
+		gauge("worker_lease_deadline_headroom_seconds", "Time left before the worker fences itself unless a lease renewal is acknowledged; 0 while no worker ID is held.", func() float64 {
+			return max(w.Status().DeadlineHeadroom.Seconds(), 0)
+		}),
+		gauge("worker_watermark_headroom_seconds", "How far the persisted time watermark is ahead of the ID clock; 0 while no worker ID is held.", func() float64 {
+			return w.Status().WatermarkHeadroom.Seconds()
+		}),
+		counter("worker_claims_total", "Worker IDs claimed (the first claim and every re-claim after a fence).", stats(func(s workerid.Stats) uint64 { return s.Claims })),
+		counter("worker_lease_renewals_total", "Lease renewals acknowledged by etcd.", stats(func(s workerid.Stats) uint64 { return s.Renewals })),
+		counter("worker_lease_renewal_failures_total", "Lease renewals that failed or timed out.", stats(func(s workerid.Stats) uint64 { return s.RenewalFailures })),
+		counter("worker_fences_total", "Times the worker stopped issuing because it could not prove it still held its worker ID.", stats(func(s workerid.Stats) uint64 { return s.Fences })),
+		counter("worker_watermark_writes_total", "Time watermarks persisted.", stats(func(s workerid.Stats) uint64 { return s.WatermarkWrites })),
+		counter("worker_watermark_write_failures_total", "Time watermark writes that failed or timed out.", stats(func(s workerid.Stats) uint64 { return s.WatermarkFailures })),
+
+		gauge("clock_offset_seconds", "The ID clock minus the wall clock: positive while the ID clock is ahead (after a step back of the wall clock, or a raise over a watermark).", func() float64 {
+			return slew.Status().Offset.Seconds()
+		}),
+		gauge("clock_slewing", "1 while the ID clock runs slower or faster than real time to meet the wall clock, else 0.", func() float64 {
+			return b2f(slew.Status().Slewing)
+		}),
+		counter("clock_steps_back_total", "Steps back of the wall clock seen by the ID clock.", func() float64 { return float64(slew.Status().StepsBack) }),
+		counter("clock_steps_forward_total", "Steps forward of the wall clock seen by the ID clock.", func() float64 { return float64(slew.Status().StepsForward) }),
+		counter("clock_raises_total", "Times the ID clock was raised over a persisted watermark.", func() float64 { return float64(slew.Status().Raises) }),
+
+		gauge("ntp_enabled", "1 when NTP servers are configured, else 0.", func() float64 { return b2f(ntp.Status().Enabled) }),
+		gauge("ntp_safe", "1 while the wall clock is within --ntp-max-offset of NTP time (or NTP is not checked), else 0; at 0 no IDs are issued.", func() float64 {
+			return b2f(ntp.Safe())
+		}),
+		gauge("ntp_offset_seconds", "NTP time minus the wall clock, from the latest valid NTP answer; 0 before the first.", func() float64 {
+			return ntp.Status().Offset.Seconds()
+		}),
+		gauge("ntp_last_success_timestamp_seconds", "Unix time of the latest valid NTP answer; 0 before the first.", func() float64 {
+			t := ntp.Status().LastSuccess
+			if t.IsZero() {
+				return 0
+			}
+			return float64(t.UnixNano()) / 1e9
+		}),
+		counter("ntp_query_failures_total", "NTP queries that failed or got an invalid answer.", func() float64 { return float64(ntp.Status().Failures) }),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

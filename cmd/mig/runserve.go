@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/workerid"
+)
+
+// Limits of the HTTP server. A MIG request is a few bytes and its answer
+// is ready at once, so these only bound what a slow or hostile client can
+// hold; the body size is limited by rpc.Server.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second // an answer of rpc.MaxCount IDs as JSON is ~2 MB
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 16 << 10
+)
+
+// runServe runs one worker until ctx is done, then shuts down cleanly, and
+// returns nil after a clean shutdown. It calls ready, if not nil, with the
+// address it listens on once it serves. Logs go to log; the embedded etcd
+// and the etcd client write their errors to logOut.
+//
+// Start-up order: the listener first (a port in use fails before anything
+// touches etcd), the clock, etcd, the worker ID, then serving. Shutdown
+// runs the other way round, and its order is what makes a restart safe:
+//
+//  1. stop accepting and answer the requests in flight;
+//  2. close the worker: stop its generator, persist the highest tick
+//     issued as the watermark, revoke the lease (the ID is free at once);
+//  3. close the etcd client, then the embedded etcd.
+//
+// HAZARD: the worker must close only after the HTTP server has stopped
+// handling requests, or an answer could carry IDs above the watermark it
+// persists. A request still running when --shutdown-timeout passes is
+// safe too: the generator is stopped atomically with issuing, so it gets
+// unavailable, not an ID.
+func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.Writer, ready func(addr string)) (err error) {
+	tlsCfg, err := cfg.tls.serverConfig()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	defer ln.Close() // a no-op once the HTTP server has closed it
+
+	src := clock.NewReal()
+	slew, err := clock.NewSlewing(src, cfg.slew)
+	if err != nil {
+		return err // checked by serveFlags.config
+	}
+	idc := clock.NewCoarse(slew, cfg.resolution)
+	defer idc.Close()
+	ntp, err := clock.StartNTPMonitor(cfg.ntp, src)
+	if err != nil {
+		return err // checked by serveFlags.config
+	}
+	defer ntp.Close()
+
+	etcd, err := connectEtcd(ctx, cfg.etcd, log, logOut)
+	if err != nil {
+		return err
+	}
+	defer etcd.close()
+
+	wcfg := cfg.worker
+	wcfg.Logger = log
+	wcfg.Holder = holder(ln.Addr())
+	worker, err := workerid.Start(ctx, wcfg, etcd.cli, src, idc)
+	if err != nil {
+		return fmt.Errorf("claiming a worker ID in datacenter %s, range %s: %w", wcfg.Datacenter, wcfg.Range, err)
+	}
+	workerClosed := false
+	defer func() {
+		if !workerClosed { // an early return below
+			_ = closeWorker(ctx, worker, cfg.shutdownTimeout, log)
+		}
+	}()
+
+	var issuer rpc.IDIssuer = worker
+	if len(cfg.ntp.Servers) > 0 {
+		issuer = clockGuard{Worker: worker, ntp: ntp}
+	}
+	srv, err := rpc.NewServer(issuer,
+		rpc.WithLogger(log),
+		rpc.WithClock(src),
+		rpc.WithReadiness("worker ID held", func() error {
+			if !worker.Status().Held {
+				return errors.New("no worker ID held: fenced or re-claiming")
+			}
+			return nil
+		}),
+		rpc.WithReadiness("lease valid", func() error {
+			if h := worker.Status().DeadlineHeadroom; h <= 0 {
+				return fmt.Errorf("lease deadline passed %v ago without an acknowledged renewal", -h)
+			}
+			return nil
+		}),
+		rpc.WithReadiness("clock safe", func() error { return clockUnsafeError(ntp.Status()) }),
+	)
+	if err != nil {
+		return err
+	}
+	if err := registerMetrics(srv.Registry(), worker, slew, ntp); err != nil {
+		return err
+	}
+
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// Failed TLS handshakes and the like: the client's problem, worth
+		// a line but not an error.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() {
+		if tlsCfg != nil {
+			served <- hs.ServeTLS(ln, "", "")
+		} else {
+			served <- hs.Serve(ln)
+		}
+	}()
+	st := worker.Status()
+	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "mutual_tls", cfg.tls.clientCA != "",
+		"datacenter", st.Datacenter, "worker_id", st.WorkerID, "epoch", cfg.worker.Layout.Epoch().Format(time.RFC3339))
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: finishing requests in flight", "timeout", cfg.shutdownTimeout)
+	case err := <-served:
+		runErr = fmt.Errorf("serving HTTP: %w", err)
+		served <- err // for the wait below
+	case <-etcd.done():
+		runErr = errors.New("the embedded etcd stopped by itself")
+	}
+
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("requests still in flight at the shutdown timeout; closing their connections", "err", err)
+		_ = hs.Close() // they get unavailable or nothing: see the HAZARD above
+	}
+	cancel()
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+		runErr = fmt.Errorf("serving HTTP: %w", err)
+	}
+
+	workerClosed = true
+	closeErr := closeWorker(ctx, worker, cfg.shutdownTimeout, log)
+	log.Info("stopped", "ids_issued", counterValue(srv.Registry(), "mig_ids_issued_total"), "err", errors.Join(runErr, closeErr))
+	// A worker that could not release its ID cleanly is still safe (the
+	// lease expires and the watermark in etcd is ahead of every ID); only
+	// a failure to run is an error of the command.
+	return runErr
+}
+
+// closeWorker closes w with a timeout of its own, whether or not ctx is
+// done already, and logs the outcome.
+func closeWorker(ctx context.Context, w *workerid.Worker, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	err := w.Close(ctx)
+	if err != nil {
+		log.Warn("releasing the worker ID failed; it is free again when its lease expires", "err", err)
+	}
+	return err
+}
+
+// holder describes this process in its worker-ID claim, for operators
+// reading etcd: host name and listening address.
+func holder(addr net.Addr) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return host + " " + addr.String()
+}
+
+// counterValue returns the value of the counter called name in reg, or 0
+// when there is none.
+func counterValue(reg prometheus.Gatherer, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			sum := 0.0
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
+		}
+	}
+	return 0
+}

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/etcdlocal"
+	"github.com/migsvc/mig/mig"
+	"github.com/migsvc/mig/workerid"
+)
+
+// Defaults of `mig serve` that are not a domain package's.
+const (
+	defaultDatacenter      = "dc1"
+	defaultWorkers         = "0-15" // a quarter of the 64 worker IDs
+	defaultDataDir         = "mig-data"
+	defaultListen          = "127.0.0.1:7070" // loopback: nothing is exposed by accident
+	defaultShutdownTimeout = 10 * time.Second
+	// maxClockResolution is the coarsest refresh of the cached ID clock
+	// that still moves it once a tick.
+	maxClockResolution = mig.Tick
+)
+
+// serveConfig is everything `mig serve` runs with, parsed and checked. The
+// domain configurations in it are passed on as they are.
+type serveConfig struct {
+	worker     workerid.Config // Logger and Holder are set by runServe
+	slew       clock.SlewConfig
+	resolution time.Duration // of the cached ID clock (clock.Coarse)
+	ntp        clock.NTPConfig
+	etcd       etcdConfig
+	listen     string
+	tls        tlsFiles
+	// shutdownTimeout bounds the wait for in-flight requests on shutdown,
+	// and separately the release of the worker ID after them.
+	shutdownTimeout time.Duration
+}
+
+// serveFlags are the flags of `mig serve` as defined on a FlagSet; config
+// turns them into a serveConfig.
+type serveFlags struct {
+	fs *flag.FlagSet
+
+	dc, etcd, dataDir, listen string
+	workers                   *rangeFlag
+	others                    *othersFlag
+	epoch                     *epochFlag
+	ttl, margin, window       time.Duration
+	etcdTimeout, startTimeout time.Duration
+	borrow                    time.Duration
+	backRate, forwardRate     float64
+	resolution                time.Duration
+	ntpServers                string
+	ntpInterval, ntpTimeout   time.Duration
+	ntpMaxOffset              time.Duration
+	tlsCert, tlsKey, clientCA string
+	etcdCert, etcdKey, etcdCA string
+	etcdUser, etcdPassword    string
+	shutdownTimeout           time.Duration
+	logFormat, logLevel       string
+}
+
+// defineServeFlags defines every flag of `mig serve` on fs.
+func defineServeFlags(fs *flag.FlagSet) *serveFlags {
+	f := &serveFlags{fs: fs, workers: &rangeFlag{}, others: &othersFlag{}, epoch: newEpochFlag()}
+	if err := f.workers.Set(defaultWorkers); err != nil {
+		panic(err) // a constant
+	}
+
+	fs.StringVar(&f.dc, "dc", defaultDatacenter, "this worker's `datacenter` name, the same for every worker of the datacenter")
+	fs.Var(f.workers, "workers", "the datacenter's worker-ID `range` A-B (0..63), the same for every worker of the datacenter\nand disjoint from every other datacenter's")
+	fs.Var(f.others, "other-dcs", "the other datacenters' ranges, `name=A-B,...` (like osaka=16-31,nagoya=32-47),\nrecorded and checked for overlaps")
+	fs.StringVar(&f.etcd, "etcd", "", "comma-separated etcd `endpoints` of this datacenter's cluster;\nempty runs an embedded single-member etcd in --data-dir")
+	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "the `directory` of the embedded etcd (without --etcd)")
+	fs.StringVar(&f.listen, "listen", defaultListen, "the `host:port` to serve Twirp, /metrics, /healthz and /readyz on")
+	fs.Var(f.epoch, "epoch", "the `RFC3339` epoch of the IDs, the same for every worker of every datacenter")
+
+	fs.DurationVar(&f.ttl, "lease-ttl", workerid.DefaultTTL, "the etcd lease TTL of the worker ID (at least 2s)")
+	fs.DurationVar(&f.margin, "lease-margin", workerid.DefaultMargin, "how long before the lease could expire the worker stops issuing\n(less than half --lease-ttl)")
+	fs.DurationVar(&f.window, "watermark-window", workerid.DefaultWindow, "how far ahead of the clock the time watermark is persisted")
+	fs.DurationVar(&f.etcdTimeout, "etcd-timeout", workerid.DefaultRequestTimeout, "the timeout of every etcd call (at most a third of --lease-ttl)")
+	fs.DurationVar(&f.startTimeout, "start-timeout", workerid.DefaultStartTimeout, "how long to try to claim a worker ID at start")
+	fs.DurationVar(&f.borrow, "borrow", 0, "how far ahead of the clock a burst may issue IDs\n(0: the smaller of 1s and a quarter of --watermark-window)")
+
+	fs.Float64Var(&f.backRate, "slew-back-rate", clock.DefaultBackRate, "after the wall clock steps back, the ID clock runs at (1 - this) of real speed\nuntil the wall clock catches up; in (0, 1)")
+	fs.Float64Var(&f.forwardRate, "slew-forward-rate", 0, "after the wall clock steps forward, the ID clock runs at (1 + this) of real speed\nuntil it catches up; 0 follows the step at once")
+	fs.DurationVar(&f.resolution, "clock-resolution", clock.DefaultResolution, "how often the cached ID clock is refreshed (at most 10ms)")
+
+	fs.StringVar(&f.ntpServers, "ntp-servers", "", "comma-separated NTP `servers` to check the wall clock against; empty disables the check")
+	fs.DurationVar(&f.ntpInterval, "ntp-interval", clock.DefaultNTPInterval, "the wait between NTP checks")
+	fs.DurationVar(&f.ntpTimeout, "ntp-timeout", clock.DefaultNTPTimeout, "the timeout of one NTP query")
+	fs.DurationVar(&f.ntpMaxOffset, "ntp-max-offset", clock.DefaultNTPMaxOffset, "the largest offset from NTP time at which IDs are still issued")
+
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "the server's certificate `file` (PEM); with --tls-key, serves HTTPS")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "the server's private key `file` (PEM)")
+	fs.StringVar(&f.clientCA, "client-ca", "", "a CA certificate `file` (PEM); when set, clients must present a certificate it signed")
+	fs.StringVar(&f.etcdCert, "etcd-cert", "", "the client certificate `file` (PEM) for etcd")
+	fs.StringVar(&f.etcdKey, "etcd-key", "", "the client key `file` (PEM) for etcd")
+	fs.StringVar(&f.etcdCA, "etcd-ca", "", "the CA certificate `file` (PEM) that signed etcd's server certificates")
+	fs.StringVar(&f.etcdUser, "etcd-user", "", "the etcd `user` (with --etcd-password)")
+	fs.StringVar(&f.etcdPassword, "etcd-password", "", "the etcd user's `password`; prefer the environment variable to the command line")
+
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGINT or SIGTERM, how long to wait for requests in flight")
+	fs.StringVar(&f.logFormat, "log-format", "text", "the log `format` on standard error: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "the lowest `level` logged: debug, info, warn or error")
+	return f
+}
+
+// config checks the flags together and returns the configuration. Every
+// error names the flags at fault and their values.
+func (f *serveFlags) config() (serveConfig, error) {
+	c := serveConfig{
+		worker: workerid.Config{
+			Datacenter:     f.dc,
+			Range:          f.workers.r,
+			Others:         f.others.m,
+			Layout:         f.epoch.layout,
+			TTL:            f.ttl,
+			Margin:         f.margin,
+			Window:         f.window,
+			RequestTimeout: f.etcdTimeout,
+			StartTimeout:   f.startTimeout,
+			Borrow:         f.borrow,
+		},
+		slew:       clock.SlewConfig{BackRate: f.backRate, ForwardRate: f.forwardRate},
+		resolution: f.resolution,
+		ntp: clock.NTPConfig{
+			Servers:   splitList(f.ntpServers),
+			Interval:  f.ntpInterval,
+			Timeout:   f.ntpTimeout,
+			MaxOffset: f.ntpMaxOffset,
+		},
+		etcd: etcdConfig{
+			endpoints: splitList(f.etcd),
+			dataDir:   f.dataDir,
+			certFile:  f.etcdCert,
+			keyFile:   f.etcdKey,
+			caFile:    f.etcdCA,
+			user:      f.etcdUser,
+			password:  f.etcdPassword,
+		},
+		listen:          f.listen,
+		tls:             tlsFiles{cert: f.tlsCert, key: f.tlsKey, clientCA: f.clientCA},
+		shutdownTimeout: f.shutdownTimeout,
+	}
+
+	// The domain packages validate their own configurations; blame finds
+	// which flags made them fail.
+	var defWorker workerid.Config
+	defWorker.Datacenter, defWorker.Range = defaultDatacenter, mustRange(defaultWorkers)
+	if err := blame(f.fs, c.worker, defWorker, workerid.Config.Validate, []blamed[workerid.Config]{
+		{"dc", func(c *workerid.Config, d workerid.Config) { c.Datacenter = d.Datacenter }},
+		{"workers", func(c *workerid.Config, d workerid.Config) { c.Range = d.Range }},
+		{"other-dcs", func(c *workerid.Config, d workerid.Config) { c.Others = d.Others }},
+		{"lease-ttl", func(c *workerid.Config, d workerid.Config) { c.TTL = d.TTL }},
+		{"lease-margin", func(c *workerid.Config, d workerid.Config) { c.Margin = d.Margin }},
+		{"etcd-timeout", func(c *workerid.Config, d workerid.Config) { c.RequestTimeout = d.RequestTimeout }},
+		{"watermark-window", func(c *workerid.Config, d workerid.Config) { c.Window = d.Window }},
+		{"borrow", func(c *workerid.Config, d workerid.Config) { c.Borrow = d.Borrow }},
+		{"start-timeout", func(c *workerid.Config, d workerid.Config) { c.StartTimeout = d.StartTimeout }},
+	}); err != nil {
+		return c, err
+	}
+	if err := blame(f.fs, c.slew, clock.SlewConfig{}, clock.SlewConfig.Validate, []blamed[clock.SlewConfig]{
+		{"slew-back-rate", func(c *clock.SlewConfig, d clock.SlewConfig) { c.BackRate = d.BackRate }},
+		{"slew-forward-rate", func(c *clock.SlewConfig, d clock.SlewConfig) { c.ForwardRate = d.ForwardRate }},
+	}); err != nil {
+		return c, err
+	}
+	if err := blame(f.fs, c.ntp, clock.NTPConfig{}, clock.NTPConfig.Validate, []blamed[clock.NTPConfig]{
+		{"ntp-servers", func(c *clock.NTPConfig, d clock.NTPConfig) { c.Servers = d.Servers }},
+		{"ntp-interval", func(c *clock.NTPConfig, d clock.NTPConfig) { c.Interval = d.Interval }},
+		{"ntp-timeout", func(c *clock.NTPConfig, d clock.NTPConfig) { c.Timeout = d.Timeout }},
+		{"ntp-max-offset", func(c *clock.NTPConfig, d clock.NTPConfig) { c.MaxOffset = d.MaxOffset }},
+	}); err != nil {
+		return c, err
+	}
+	if c.resolution <= 0 || c.resolution > maxClockResolution {
+		return c, f.flagErr(fmt.Errorf("must be positive and at most %v (one ID tick)", maxClockResolution), "clock-resolution")
+	}
+	if c.shutdownTimeout <= 0 {
+		return c, f.flagErr(errors.New("must be positive"), "shutdown-timeout")
+	}
+	if _, _, err := net.SplitHostPort(c.listen); err != nil {
+		return c, f.flagErr(err, "listen")
+	}
+	if err := c.tls.check(); err != nil {
+		return c, f.flagErr(err, "tls-cert", "tls-key", "client-ca")
+	}
+	if err := c.etcd.check(); err != nil {
+		return c, err // names its flags itself
+	}
+	if len(c.etcd.endpoints) == 0 {
+		if err := (etcdlocal.Config{Dir: c.etcd.dataDir}).Validate(); err != nil {
+			return c, f.flagErr(err, "data-dir")
+		}
+	}
+	if _, err := parseLogFormat(f.logFormat); err != nil {
+		return c, f.flagErr(err, "log-format")
+	}
+	if _, err := parseLogLevel(f.logLevel); err != nil {
+		return c, f.flagErr(err, "log-level")
+	}
+	return c, nil
+}
+
+// flagErr wraps err with the flags it is about and their values:
+// "--lease-ttl 2s, --lease-margin 3s: ...".
+func (f *serveFlags) flagErr(err error, names ...string) error {
+	return fmt.Errorf("%s: %w", describeFlags(f.fs, names), err)
+}
+
+func describeFlags(fs *flag.FlagSet, names []string) string {
+	parts := make([]string, len(names))
+	for i, n := range names {
+		v := fs.Lookup(n).Value.String()
+		if v == "" || strings.ContainsAny(v, " \t") {
+			v = fmt.Sprintf("%q", v)
+		}
+		parts[i] = "--" + n + " " + v
+	}
+	return strings.Join(parts, ", ")
+}
+
+// blamed is a flag that sets a field of a domain configuration C, and how
+// to put that field back to its default.
+type blamed[C any] struct {
+	flag  string
+	reset func(c *C, def C)
+}
+
+// blame validates c and, when it fails, names the flags at fault: those
+// whose reset to the default alone makes c valid; failing that (flags
+// wrong only together), those whose reset changes the error; failing that,
+// all of them. def must be valid.
+func blame[C any](fs *flag.FlagSet, c, def C, validate func(C) error, flags []blamed[C]) error {
+	err := validate(c)
+	if err == nil {
+		return nil
+	}
+	var valid, changed, all []string
+	for _, b := range flags {
+		probe := c
+		b.reset(&probe, def)
+		perr := validate(probe)
+		switch {
+		case perr == nil:
+			valid = append(valid, b.flag)
+		case perr.Error() != err.Error():
+			changed = append(changed, b.flag)
+		}
+		all = append(all, b.flag)
+	}
+	names := valid
+	if len(names) == 0 {
+		names = changed
+	}
+	if len(names) == 0 {
+		names = all
+	}
+	return fmt.Errorf("%s: %w", describeFlags(fs, names), err)
+}
+
+// splitList splits a comma-separated list, dropping spaces and empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// rangeFlag is a flag.Value holding a worker-ID range "A-B". A range out of
+// 0..63 or backwards is refused when the flag is set.
+type rangeFlag struct{ r workerid.Range }
+
+func (f *rangeFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.r.String()
+}
+
+func (f *rangeFlag) Set(s string) error {
+	r, err := workerid.ParseRange(s)
+	if err != nil {
+		return err
+	}
+	f.r = r
+	return nil
+}
+
+func mustRange(s string) workerid.Range {
+	r, err := workerid.ParseRange(s)
+	if err != nil {
+		panic(err) // a constant
+	}
+	return r
+}
+
+// othersFlag is a flag.Value holding other datacenters' ranges,
+// "name=A-B,name=A-B". Each range is checked when the flag is set; how they
+// fit with --dc and --workers is checked by workerid.Config.Validate.
+type othersFlag struct{ m map[string]workerid.Range }
+
+func (f *othersFlag) String() string {
+	if f == nil || len(f.m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, dc := range slices.Sorted(maps.Keys(f.m)) {
+		parts = append(parts, dc+"="+f.m[dc].String())
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f *othersFlag) Set(s string) error {
+	m := map[string]workerid.Range{}
+	for _, item := range splitList(s) {
+		dc, rs, ok := strings.Cut(item, "=")
+		dc = strings.TrimSpace(dc)
+		if !ok || dc == "" {
+			return fmt.Errorf("%q is not name=A-B (like osaka=16-31)", item)
+		}
+		if _, dup := m[dc]; dup {
+			return fmt.Errorf("datacenter %s listed twice", dc)
+		}
+		r, err := workerid.ParseRange(rs)
+		if err != nil {
+			return fmt.Errorf("datacenter %s: %w", dc, err)
+		}
+		m[dc] = r
+	}
+	f.m = m
+	if len(m) == 0 {
+		f.m = nil
+	}
+	return nil
+}
+
+// parseLogFormat accepts "text" and "json".
+func parseLogFormat(s string) (string, error) {
+	switch s {
+	case "text", "json":
+		return s, nil
+	}
+	return "", errors.New("must be text or json")
+}
+
+// parseLogLevel accepts slog's level names (debug, info, warn, error).
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, errors.New("must be debug, info, warn or error")
+	}
+	return l, nil
+}
