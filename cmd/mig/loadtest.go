@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/migsvc/mig/loadtest"
+	"github.com/migsvc/mig/rpc"
+)
+
+var loadtestCommand = command{
+	name:     "loadtest",
+	synopsis: "--target URL[,URL...] [--mode ids|seq] [--duration D | --count N] [--clients N] [--rate R] [flags]",
+	summary:  "put load on MIG servers, measure latency, and check every answer",
+	about: `
+Loadtest sends requests to the MIG servers of --target (host:port or base
+URLs, comma-separated; the client fails over between them as applications
+do) and reports throughput, errors by Twirp code, latency percentiles from
+an HDR histogram, and the CPU it spent itself per request.
+
+--mode ids asks for --batch IDs a request; --mode seq advances the
+sequences of --batch distinct uids a request (NextSeq, or NextSeqs when
+--batch is above 1), drawn from --uids uids by --dist: uniform; hot
+(--hot-calls of the calls go to --hot-uids of the uids); or zipf (--zipf-s,
+--zipf-v).
+
+With --rate 0 (the default) it runs a closed loop: --clients requests in
+flight, each client sending its next as soon as its last is answered. With
+--rate R it runs an open loop of R requests a second, on --clients
+connections, and measures each request's latency from when it was due: a
+stall delays the requests behind it, and their wait is counted.
+
+Every answer is checked: IDs unique across all clients and servers, each
+server's IDs strictly increasing in real-time order, their timestamps
+within the time of their request (--clock-tolerance, --max-ahead), and each
+uid's sequences linearizable (never repeated, never backwards). Violations
+are printed with the values, clients, servers and times involved.
+
+--redis ADDR runs the same load against Redis INCR/INCRBY afterwards (keys
+mig-loadtest:ids and mig-loadtest:seq:UID) and prints both with their
+ratio. --json prints the report as JSON instead of text; --plot FILE writes
+a self-contained HTML page with latency and throughput over time.
+
+A progress line goes to standard error every --interval. SIGINT or SIGTERM
+stops the load early; the report covers what was done.
+
+Exit status: 0 when the checker found nothing wrong and some request
+succeeded, 1 when it found a violation, no request succeeded or the run
+failed, 2 for a bad flag or flag value.`,
+	flags: loadtestFlags,
+}
+
+// errNoSeqService is what seq mode says until the server offers SeqService.
+var errNoSeqService = errors.New("seq mode needs a SeqService; this build's server does not offer it yet")
+
+// newSeqClient makes the SeqService client of `mig loadtest --mode seq` for
+// the endpoints, with the same options as the ID client (JSON, timeout).
+// It is a variable only so that the SeqService client can be plugged in
+// where it is built; until then seq mode refuses with errNoSeqService.
+var newSeqClient = func(endpoints []string, opts ...rpc.ClientOption) (loadtest.SeqClient, error) {
+	return nil, errNoSeqService
+}
+
+// loadtestFlagOfField maps the fields of loadtest.Config (as
+// loadtest.FieldError names them) to the flags that set them.
+var loadtestFlagOfField = map[string]string{
+	"Mode":            "mode",
+	"Clients":         "clients",
+	"Rate":            "rate",
+	"Duration":        "duration",
+	"Count":           "count",
+	"Batch":           "batch",
+	"Timeout":         "timeout",
+	"Interval":        "interval",
+	"Dist.Kind":       "dist",
+	"Dist.UIDs":       "uids",
+	"Dist.HotCalls":   "hot-calls",
+	"Dist.HotUIDs":    "hot-uids",
+	"Dist.ZipfS":      "zipf-s",
+	"Dist.ZipfV":      "zipf-v",
+	"Check.Tolerance": "clock-tolerance",
+	"Check.Ahead":     "max-ahead",
+}
+
+// loadtestOptions are the flags of `mig loadtest`.
+type loadtestOptions struct {
+	fs                   *flag.FlagSet
+	targets, redis, plot string
+	mode                 loadtestModeFlag
+	dist                 loadtestDistFlag
+	epoch                *epochFlag
+	duration, timeout    time.Duration
+	interval             time.Duration
+	tolerance, ahead     time.Duration
+	count                int64
+	clients, batch       int
+	uids, seed           uint64
+	rate                 float64
+	hotCalls, hotUIDs    float64
+	zipfS, zipfV         float64
+	asJSON, useJSON      bool
+}
+
+func loadtestFlags(fs *flag.FlagSet) func(context.Context, *proc, []string) int {
+	o := &loadtestOptions{fs: fs, epoch: newEpochFlag()}
+	fs.StringVar(&o.targets, "target", "", "comma-separated MIG `endpoints`, host:port or base URLs (required)")
+	fs.Var(&o.mode, "mode", "what to ask for: `ids` (NextIDs) or seq (NextSeq, NextSeqs)")
+	fs.DurationVar(&o.duration, "duration", loadtest.DefaultDuration, "how long to run; with --count and no --duration, until --count requests")
+	fs.Int64Var(&o.count, "count", 0, "stop after this many requests (0: no limit)")
+	fs.IntVar(&o.clients, "clients", loadtest.DefaultClients, "requests in flight at most: concurrent clients (and connections)")
+	fs.Float64Var(&o.rate, "rate", 0, "open loop at this many requests a second; 0 runs a closed loop")
+	fs.IntVar(&o.batch, "batch", loadtest.DefaultBatch, "IDs (ids) or distinct uids (seq) a request")
+	fs.Var(&o.dist, "dist", "seq mode's uid `distribution`: uniform, hot or zipf")
+	fs.Uint64Var(&o.uids, "uids", loadtest.DefaultUIDs, "seq mode's uids: 1..this")
+	fs.Float64Var(&o.hotCalls, "hot-calls", loadtest.DefaultHotCalls, "--dist hot: the share of calls to the hot uids, in (0, 1]")
+	fs.Float64Var(&o.hotUIDs, "hot-uids", loadtest.DefaultHotUIDs, "--dist hot: the share of uids that are hot, in (0, 1]")
+	fs.Float64Var(&o.zipfS, "zipf-s", loadtest.DefaultZipfS, "--dist zipf: the exponent s, above 1 (larger is more skewed)")
+	fs.Float64Var(&o.zipfV, "zipf-v", loadtest.DefaultZipfV, "--dist zipf: the offset v, at least 1")
+	fs.Uint64Var(&o.seed, "seed", 0, "seed of the uid draws (0: random; the report says which)")
+	fs.DurationVar(&o.timeout, "timeout", rpc.DefaultTimeout, "timeout of each attempt of a request (and of each Redis command)")
+	fs.BoolVar(&o.useJSON, "use-json", false, "speak JSON to the servers instead of protobuf")
+	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON (a stable format) instead of text")
+	fs.StringVar(&o.redis, "redis", "", "`host:port` of a Redis to run the same load against with INCR, for comparison")
+	fs.StringVar(&o.plot, "plot", "", "write latency and throughput over time to this HTML `file`")
+	fs.DurationVar(&o.interval, "interval", loadtest.DefaultInterval, "period of the progress line and of the plot's points")
+	fs.Var(o.epoch, "epoch", "the `RFC3339` epoch of the servers' IDs, to check their timestamps")
+	fs.DurationVar(&o.tolerance, "clock-tolerance", loadtest.DefaultTolerance, "how far the servers' clocks may be from this host's")
+	fs.DurationVar(&o.ahead, "max-ahead", loadtest.DefaultAhead, "how far ahead of the clock a server may issue IDs (its --borrow)")
+	return func(ctx context.Context, p *proc, args []string) int {
+		if len(args) > 0 {
+			fmt.Fprintf(p.stderr, "mig loadtest: unexpected argument %q: loadtest takes flags only\nRun 'mig loadtest --help' for usage.\n", args[0])
+			return exitUsage
+		}
+		cfg, err := o.config()
+		if err != nil {
+			fmt.Fprintf(p.stderr, "mig loadtest: %v\nRun 'mig loadtest --help' for usage.\n", err)
+			return exitUsage
+		}
+		return o.run(ctx, p, cfg)
+	}
+}
+
+// config checks the flags and returns the load's configuration. Every
+// error names the flag at fault and its value.
+func (o *loadtestOptions) config() (loadtest.Config, error) {
+	set := map[string]bool{}
+	o.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// Zero means "the default" in loadtest.Config; here every flag has its
+	// default written out, so a zero is a mistake.
+	for _, name := range []string{"clients", "batch", "uids", "timeout", "interval", "hot-calls", "hot-uids", "zipf-s", "zipf-v"} {
+		if v := o.fs.Lookup(name).Value.String(); v == "0" || v == "0s" {
+			return loadtest.Config{}, fmt.Errorf("--%s %s: must be positive", name, v)
+		}
+	}
+	for _, name := range []string{"clock-tolerance", "max-ahead"} {
+		if strings.HasPrefix(o.fs.Lookup(name).Value.String(), "-") {
+			return loadtest.Config{}, fmt.Errorf("--%s %s: must not be negative", name, o.fs.Lookup(name).Value)
+		}
+	}
+	if strings.TrimSpace(o.targets) == "" {
+		return loadtest.Config{}, errors.New("--target is required: the MIG endpoints to load")
+	}
+	if o.redis != "" {
+		if _, _, err := net.SplitHostPort(o.redis); err != nil {
+			return loadtest.Config{}, fmt.Errorf("--redis %s: not host:port: %v", o.redis, err)
+		}
+	}
+	duration := o.duration
+	if o.count > 0 && !set["duration"] {
+		duration = 0 // by count alone
+	}
+	if duration == 0 && o.count == 0 {
+		return loadtest.Config{}, errors.New("--duration 0s: give a duration, a --count, or both")
+	}
+	cfg := loadtest.Config{
+		Mode:     o.mode.m,
+		Clients:  o.clients,
+		Rate:     o.rate,
+		Duration: duration,
+		Count:    o.count,
+		Batch:    o.batch,
+		Dist: loadtest.Dist{
+			Kind: o.dist.k, UIDs: o.uids,
+			HotCalls: o.hotCalls, HotUIDs: o.hotUIDs,
+			ZipfS: o.zipfS, ZipfV: o.zipfV,
+		},
+		Seed:        o.seed,
+		Timeout:     o.timeout,
+		Interval:    o.interval,
+		RedisAddr:   o.redis,
+		Check:       loadtest.CheckConfig{Layout: o.epoch.layout, Tolerance: o.tolerance, Ahead: o.ahead},
+		RedisPrefix: loadtest.DefaultRedisPrefix,
+	}
+	if err := cfg.Validate(); err != nil {
+		var fe *loadtest.FieldError
+		if errors.As(err, &fe) {
+			if name, ok := loadtestFlagOfField[fe.Field]; ok {
+				return cfg, fmt.Errorf("--%s %s: %s", name, o.fs.Lookup(name).Value, fe.Reason)
+			}
+		}
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// run runs the load and prints the report; it returns the exit status.
+func (o *loadtestOptions) run(ctx context.Context, p *proc, cfg loadtest.Config) int {
+	fail := func(err error) int {
+		fmt.Fprintf(p.stderr, "mig loadtest: %v\n", err)
+		return exitFail
+	}
+	endpoints := strings.Split(o.targets, ",")
+	opts := []rpc.ClientOption{rpc.WithTimeout(o.timeout)}
+	if o.useJSON {
+		opts = append(opts, rpc.WithJSON())
+	}
+	var targets loadtest.Targets
+	switch cfg.Mode {
+	case loadtest.ModeIDs:
+		c, err := rpc.NewClient(endpoints, opts...)
+		if err != nil {
+			fmt.Fprintf(p.stderr, "mig loadtest: --target %s: %v\n", o.targets, err)
+			return exitUsage
+		}
+		defer c.CloseIdleConnections()
+		targets.IDs = c
+	case loadtest.ModeSeq:
+		c, err := newSeqClient(endpoints, opts...)
+		if errors.Is(err, rpc.ErrConfig) {
+			fmt.Fprintf(p.stderr, "mig loadtest: --target %s: %v\n", o.targets, err)
+			return exitUsage
+		}
+		if err != nil {
+			return fail(err)
+		}
+		targets.Seq = c
+	}
+	// Create the plot's file first: a bad path should not cost a run.
+	var plot *os.File
+	if o.plot != "" {
+		f, err := os.Create(o.plot)
+		if err != nil {
+			return fail(fmt.Errorf("--plot: %w", err))
+		}
+		defer f.Close()
+		plot = f
+	}
+
+	// SIGINT and SIGTERM stop the load; the report still comes. After the
+	// first, signals get their default action back, so a second one ends
+	// the process at once.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+
+	cfg.Progress, cfg.Terminal = p.stderr, loadtest.IsTerminal(p.stderr)
+	rep, runErr := loadtest.Run(ctx, cfg, targets)
+	if rep == nil {
+		return fail(runErr)
+	}
+	if err := o.printReport(p.stdout, rep); err != nil {
+		return fail(fmt.Errorf("writing the report: %w", err))
+	}
+	if plot != nil {
+		if err := loadtest.WritePlot(plot, rep); err != nil {
+			return fail(fmt.Errorf("--plot: %w", err))
+		}
+		if err := plot.Close(); err != nil {
+			return fail(fmt.Errorf("--plot: %w", err))
+		}
+	}
+	switch {
+	case runErr != nil:
+		return fail(runErr)
+	case !rep.OK:
+		fmt.Fprintf(p.stderr, "mig loadtest: the checker found %d violations\n", rep.MIG.Check.Violations+redisViolations(rep))
+		return exitFail
+	case rep.MIG.OK == 0:
+		fmt.Fprintf(p.stderr, "mig loadtest: no request succeeded (%d failed)\n", rep.MIG.Errors)
+		return exitFail
+	}
+	return exitOK
+}
+
+func redisViolations(rep *loadtest.Report) int64 {
+	if rep.Redis == nil {
+		return 0
+	}
+	return rep.Redis.Check.Violations
+}
+
+func (o *loadtestOptions) printReport(w io.Writer, rep *loadtest.Report) error {
+	if !o.asJSON {
+		return loadtest.WriteSummary(w, rep)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// loadtestModeFlag is --mode: ids or seq.
+type loadtestModeFlag struct{ m loadtest.Mode }
+
+func (f *loadtestModeFlag) String() string {
+	if f == nil {
+		return loadtest.ModeIDs.String()
+	}
+	return f.m.String()
+}
+
+func (f *loadtestModeFlag) Set(s string) error {
+	m, err := loadtest.ParseMode(s)
+	if err != nil {
+		return errors.New("not ids or seq")
+	}
+	f.m = m
+	return nil
+}
+
+// loadtestDistFlag is --dist: uniform, hot or zipf.
+type loadtestDistFlag struct{ k loadtest.DistKind }
+
+func (f *loadtestDistFlag) String() string {
+	if f == nil {
+		return loadtest.DistUniform.String()
+	}
+	return f.k.String()
+}
+
+func (f *loadtestDistFlag) Set(s string) error {
+	k, err := loadtest.ParseDistKind(s)
+	if err != nil {
+		return errors.New("not uniform, hot or zipf")
+	}
+	f.k = k
+	return nil
+}
