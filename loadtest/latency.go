@@ -74,6 +74,7 @@ type shard struct {
 	mu struct {
 		sync.Mutex
 		hist *hdrhistogram.Histogram
+		lag  *hdrhistogram.Histogram // open loop: send time - due time
 		tally
 	}
 }
@@ -89,20 +90,24 @@ func newRecorder(clients, procs int) *recorder {
 	r := &recorder{shards: make([]*shard, n)}
 	for i := range r.shards {
 		s := &shard{}
-		s.mu.hist = newHist()
+		s.mu.hist, s.mu.lag = newHist(), newHist()
 		r.shards[i] = s
 	}
 	return r
 }
 
-// record counts one completed request of client: its latency, the values
-// it brought and, if it failed, its error code.
-func (r *recorder) record(client int, lat time.Duration, values int, code string) {
+// record counts one completed request of client: its latency, how late
+// it was sent (open loop; negative for none), the values it brought and,
+// if it failed, its error code.
+func (r *recorder) record(client int, lat, lag time.Duration, values int, code string) {
 	s := r.shards[client%len(r.shards)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// RecordValue fails only outside the geometry, which micros prevents.
 	_ = s.mu.hist.RecordValue(micros(lat))
+	if lag >= 0 {
+		_ = s.mu.lag.RecordValue(micros(lag))
+	}
 	if code == "" {
 		s.mu.ok++
 		s.mu.values += int64(values)
@@ -123,13 +128,16 @@ func (r *recorder) canceled(client int) {
 	s.mu.canceled++
 }
 
-// drain moves what the shards hold into into and returns the counts.
-func (r *recorder) drain(into *hdrhistogram.Histogram) tally {
+// drain moves the latencies the shards hold into into, their send lags
+// into lag, and returns the counts.
+func (r *recorder) drain(into, lag *hdrhistogram.Histogram) tally {
 	var t tally
 	for _, s := range r.shards {
 		s.mu.Lock()
 		into.Merge(s.mu.hist)
 		s.mu.hist.Reset()
+		lag.Merge(s.mu.lag)
+		s.mu.lag.Reset()
 		t.add(s.mu.tally)
 		s.mu.tally = tally{}
 		s.mu.Unlock()

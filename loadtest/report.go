@@ -46,6 +46,13 @@ type Result struct {
 	// Latency of every completed request, answered or failed, in
 	// microseconds; in the open loop from when the request was due.
 	Latency Latency `json:"latency_us"`
+	// SendLag, in the open loop, is how late each request was sent after
+	// it was due, in microseconds: the wait behind earlier requests, and
+	// the load generator's own lateness (Go's timers wake up to about a
+	// millisecond late on an idle machine). It is part of Latency; when
+	// the two are close, the load generator, not the server, set the
+	// latency. Zero in the closed loop.
+	SendLag Latency `json:"send_lag_us"`
 	// Series is the latency and throughput of each Config.Interval.
 	Series []Interval `json:"series"`
 	// CPU is what the whole process spent during the phase.
@@ -202,6 +209,11 @@ func writeResult(b *strings.Builder, r *Result) {
 		b.WriteString(", from when each was due")
 	}
 	b.WriteString(")\n")
+	if r.Loop == "open" {
+		s := r.SendLag
+		fmt.Fprintf(b, "  send lag    p50 %s  p90 %s  p99 %s  max %s  (sent after due: queueing and the generator's own lateness)\n",
+			fmtMicros(s.P50), fmtMicros(s.P90), fmtMicros(s.P99), fmtMicros(s.Max))
+	}
 	if r.CPU.Measured {
 		fmt.Fprintf(b, "  cpu         %.2fs user, %.2fs system: %.1fµs a request\n", r.CPU.User, r.CPU.System, r.CPU.PerRequest)
 	}

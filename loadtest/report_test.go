@@ -64,7 +64,7 @@ func TestReportJSONIsStable(t *testing.T) {
 		want string
 	}{
 		{"report", keys(m), "mig ok ratio redis"},
-		{"result", keys(res), "batch canceled check clients cpu elapsed_s errors errors_by_code latency_us longest_unavailable_s loop mode ok rate requests requests_per_s seed series system values values_per_s"},
+		{"result", keys(res), "batch canceled check clients cpu elapsed_s errors errors_by_code latency_us longest_unavailable_s loop mode ok rate requests requests_per_s seed send_lag_us series system values values_per_s"},
 		{"latency", keys(res["latency_us"]), "count max mean p50 p90 p99 p99_9"},
 		{"interval", keys(res["series"].([]any)[0]), "at_s errors max_us p50_us p99_us requests seconds values"},
 		{"cpu", keys(res["cpu"]), "measured per_request_us system_s user_s"},
@@ -90,6 +90,7 @@ func TestWriteSummary(t *testing.T) {
 		"errors      unavailable 3",
 		"p50 120µs  p90 300µs  p99 1.00ms  p99.9 5.00ms  max 250.00ms",
 		"from when each was due",
+		"send lag    p50 ",
 		"cpu         0.50s user, 0.20s system: 304.0µs a request",
 		"check       FAILED: 1 violations (duplicate_id 1)",
 		"VIOLATION   duplicate_id: ID 5 received twice",

@@ -139,7 +139,7 @@ func runPhase(ctx context.Context, c Config, system string, seed uint64, newSess
 	}
 
 	prog := &progress{w: c.Progress, terminal: c.Terminal, label: fmt.Sprintf("%s %s %s-loop", system, c.Mode, c.loop()), unit: c.Mode.unit()}
-	total := newHist()
+	total, lag := newHist(), newHist()
 	var series []Interval
 	var sum tally
 
@@ -163,19 +163,32 @@ func runPhase(ctx context.Context, c Config, system string, seed uint64, newSess
 		}
 	})
 	helpers.Go(func() { // the latency series and the progress line
-		interval := newHist()
+		interval, prev := newHist(), newHist() // prev: the last interval's
+		var prevTally tally
 		last := p.start.Mono
 		collect := func(now time.Duration, final bool) {
-			t := p.rec.drain(interval)
-			if final && t.ok+t.errs == 0 && len(series) > 0 {
-				return // nothing happened since the last interval
-			}
-			series = append(series, newInterval(now-p.start.Mono, now-last, interval, t))
-			last = now
+			t := p.rec.drain(interval, lag)
 			total.Merge(interval)
-			interval.Reset()
 			sum.add(t)
-			prog.write(series[len(series)-1], sum, total, final)
+			switch {
+			case final && len(series) > 0 && now-last < c.Interval/4:
+				// A short tail (the requests in flight at the end) joins
+				// the last interval: alone, its rates would be noise.
+				prev.Merge(interval)
+				prevTally.add(t)
+				iv := &series[len(series)-1]
+				*iv = newInterval(now-p.start.Mono, time.Duration(iv.Seconds*1e9)+now-last, prev, prevTally)
+			case final && t.ok+t.errs == 0 && len(series) > 0:
+				// Nothing happened since the last interval.
+			default:
+				series = append(series, newInterval(now-p.start.Mono, now-last, interval, t))
+				prev.Reset()
+				prev.Merge(interval)
+				prevTally = t
+			}
+			last = now
+			interval.Reset()
+			prog.write(series, sum, total, final)
 		}
 		next := p.start.Mono + c.Interval
 		for {
@@ -213,6 +226,7 @@ func runPhase(ctx context.Context, c Config, system string, seed uint64, newSess
 		ErrorsByCode: sum.codes,
 		Values:       sum.values,
 		Latency:      summarize(total),
+		SendLag:      summarize(lag),
 		Series:       series,
 	}
 	if r.ErrorsByCode == nil {
@@ -260,11 +274,11 @@ func (p *phase) worker(ctx context.Context, k int, s session) (longest time.Dura
 		call := p.clk.Now().Mono
 		n, err := s.send(ctx)
 		ret := p.clk.Now().Mono
-		from := call
+		from, lag := call, time.Duration(-1)
 		if p.open {
 			// HAZARD: measuring from the send time instead would hide
 			// the wait of every request queued behind a stall.
-			from = due
+			from, lag = due, max(call-due, 0)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -276,14 +290,14 @@ func (p *phase) worker(ctx context.Context, k int, s session) (longest time.Dura
 				// so the refusal itself is the violation.
 				_ = p.ck.RecordBadAnswer(k, s.endpoint(), call, ret, err)
 			}
-			p.rec.record(k, ret-from, 0, errorCode(err))
+			p.rec.record(k, ret-from, lag, 0, errorCode(err))
 			failing, lastFail = true, ret
 			continue
 		}
 		if err := s.record(p.ck, k, call, ret); errors.Is(err, ErrHistoryFull) {
 			p.halt(fmt.Sprintf("the checker holds %d records, its limit (Check.MaxRecords)", p.ck.cfg.MaxRecords))
 		}
-		p.rec.record(k, ret-from, n, "")
+		p.rec.record(k, ret-from, lag, n, "")
 		if failing {
 			longest = max(longest, ret-lastOK)
 			failing = false
@@ -347,18 +361,25 @@ type progress struct {
 	width    int // of the last line, to blank it out on a terminal
 }
 
-func (p *progress) write(iv Interval, sum tally, total *hdrhistogram.Histogram, final bool) {
-	if p.w == nil {
+// write writes the progress line after an interval: the last interval's
+// rates, or at the end the whole run's, and the errors and p99 so far.
+func (p *progress) write(series []Interval, sum tally, total *hdrhistogram.Histogram, final bool) {
+	if p.w == nil || len(series) == 0 {
 		return
 	}
+	iv := series[len(series)-1]
+	what, reqs, vals, secs := "", iv.Requests, iv.Values, iv.Seconds
+	if final {
+		what, reqs, vals, secs = " done, on average", sum.ok+sum.errs, sum.values, iv.At
+	}
 	rate := func(n int64) float64 {
-		if iv.Seconds <= 0 {
+		if secs <= 0 {
 			return 0
 		}
-		return float64(n) / iv.Seconds
+		return float64(n) / secs
 	}
-	line := fmt.Sprintf("%s %6.1fs  %9.0f req/s  %10.0f %s/s  errors %d  p99 %s",
-		p.label, iv.At, rate(iv.Requests), rate(iv.Values), p.unit, sum.errs, fmtMicros(float64(total.ValueAtQuantile(99))))
+	line := fmt.Sprintf("%s %6.1fs%s  %9.0f req/s  %10.0f %s/s  errors %d  p99 %s",
+		p.label, iv.At, what, rate(reqs), rate(vals), p.unit, sum.errs, fmtMicros(float64(total.ValueAtQuantile(99))))
 	if !p.terminal {
 		fmt.Fprintln(p.w, line)
 		return

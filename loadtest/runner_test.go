@@ -80,6 +80,9 @@ func TestRunIDs(t *testing.T) {
 			if r.Loop != map[bool]string{true: "open", false: "closed"}[tt.cfg.Rate > 0] || r.Mode != "ids" || r.Seed == 0 {
 				t.Errorf("result %s/%s/seed %d", r.Loop, r.Mode, r.Seed)
 			}
+			if open := tt.cfg.Rate > 0; open && r.SendLag.Count != r.Requests || !open && r.SendLag.Count != 0 {
+				t.Errorf("send lag of %d requests, for %d requests in the %s loop", r.SendLag.Count, r.Requests, r.Loop)
+			}
 			if r.CPU.Measured && r.CPU.PerRequest <= 0 {
 				t.Errorf("cpu %+v", r.CPU)
 			}
@@ -153,13 +156,19 @@ func TestRunCatchesBrokenServices(t *testing.T) {
 // for it too, and the wait is counted: the high percentiles show it.
 func TestOpenLoopShowsStall(t *testing.T) {
 	const stall = 500 * ms
+	var lag loadtest.Latency
 	measure := func(rate float64) loadtest.Latency {
 		srv := startIDServer(t, 4, func(s *idServer) { s.stallAt, s.stall = 20, stall })
 		rep := run(t, t.Context(), loadtest.Config{Clients: 1, Rate: rate, Duration: 1500 * ms}, loadtest.Targets{IDs: newIDClient(t, srv.url)})
 		mustPass(t, &rep.MIG)
+		lag = rep.MIG.SendLag
 		return rep.MIG.Latency
 	}
-	open, closed := measure(100), measure(0)
+	open := measure(100)
+	if lag.Max < float64(stall/time.Microsecond)*0.8 {
+		t.Errorf("open loop: the request due after the stall was sent %vµs late, want about %v", lag.Max, stall)
+	}
+	closed := measure(0)
 	t.Logf("open loop: %+v", open)
 	t.Logf("closed loop: %+v", closed)
 	if open.P90 < float64(100*ms/time.Microsecond) || open.Max < float64(stall/time.Microsecond)*0.9 {
@@ -302,9 +311,18 @@ func TestProgress(t *testing.T) {
 		if !strings.Contains(s, "mig ids closed-loop") || !strings.Contains(s, "req/s") || !strings.Contains(s, "p99") {
 			t.Errorf("progress %q", s)
 		}
+		// A line an interval, and one at the end, unless the end fell on
+		// an interval's.
 		n := len(rep.MIG.Series)
-		if terminal && (crs != n || lines != 1) || !terminal && (crs != 0 || lines != n) {
+		writes := lines
+		if terminal {
+			writes = crs
+		}
+		if terminal && lines != 1 || !terminal && crs != 0 || writes < n || writes > n+1 {
 			t.Errorf("terminal %v: %d lines, %d carriage returns for %d intervals:\n%q", terminal, lines, crs, n, s)
+		}
+		if !strings.Contains(s[strings.LastIndexAny(strings.TrimSuffix(s, "\n"), "\r\n")+1:], "done, on average") {
+			t.Errorf("the last line is not the run's average:\n%q", s)
 		}
 	}
 }
