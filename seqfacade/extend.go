@@ -53,7 +53,9 @@ func (g *group) request(needs []need, urgent bool) ([]*round, error) {
 				rounds = append(rounds, s.ext.round)
 			}
 			continue
-		case !urgent && s.requested.Load():
+		case !urgent && (s.requested.Load() || s.cur[nd.i].Load() <= s.prefetch.Load()):
+			// Asked for already, or the caller read prefetch before a
+			// round raised it: no write needed yet.
 			continue
 		}
 		if !s.ext.wanted {
