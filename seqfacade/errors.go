@@ -40,7 +40,7 @@ var (
 	// refuses to serve that group rather than guess a max_seq; an operator
 	// must repair the key.
 	ErrCorrupt = errors.New("seqfacade: persisted max_seq unreadable")
-	// ErrExhausted means a section's max_seq cannot grow by a step without
-	// passing MaxSeq.
+	// ErrExhausted means a uid's section has handed out values up to
+	// MaxSeq: its sequences cannot grow any more.
 	ErrExhausted = errors.New("seqfacade: sequence space exhausted")
 )

@@ -46,6 +46,11 @@ func (g *group) request(needs []need, urgent bool) ([]*round, error) {
 	for _, nd := range needs {
 		s := nd.s
 		switch {
+		case g.mu.persisted[s.local] >= MaxSeq:
+			if urgent {
+				return nil, fmt.Errorf("%w: section %d's max_seq is %d", ErrExhausted, g.first+s.local, g.mu.persisted[s.local])
+			}
+			continue
 		case urgent && s.cur[nd.i].Load() < s.limit.Load():
 			continue // raised meanwhile
 		case urgent && s.ext.round != nil:
@@ -180,11 +185,8 @@ func (g *group) extend(secs []*section) error {
 	g.mu.Lock()
 	maxes := slices.Clone(g.mu.persisted)
 	for _, s := range secs {
-		if maxes[s.local] > MaxSeq-n.cfg.Step {
-			g.mu.Unlock()
-			return fmt.Errorf("%w: section %d's max_seq is %d", ErrExhausted, g.first+s.local, maxes[s.local])
-		}
-		maxes[s.local] += n.cfg.Step
+		// No overflow: persisted <= MaxSeq < 2^63 and Step <= 2^32.
+		maxes[s.local] = min(maxes[s.local]+n.cfg.Step, MaxSeq)
 	}
 	rev := g.mu.rev
 	g.mu.Unlock()

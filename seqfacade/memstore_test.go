@@ -11,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/seqfacade"
 )
 
@@ -116,6 +117,10 @@ type testClaim struct {
 	id   string
 	done chan struct{}
 	once sync.Once
+	// With clk set, the claim's deadline is deadline on clk's monotonic
+	// clock, whatever Done says: a fence goroutine that is late.
+	clk      *clock.Manual
+	deadline time.Duration
 }
 
 var (
@@ -156,6 +161,9 @@ func (c *testClaim) Headroom() time.Duration {
 	case <-c.done:
 		return 0
 	default:
-		return time.Hour
 	}
+	if c.clk != nil {
+		return c.deadline - c.clk.Now().Mono
+	}
+	return time.Hour
 }
