@@ -8,10 +8,19 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/migsvc/mig/clock"
+)
+
+// Retry bounds, doubling from minRetry to maxRetry: for registering (a
+// node waiting for a previous holder's keys to expire) and for a group's
+// failed max_seq writes.
+const (
+	minRetry = 100 * time.Millisecond
+	maxRetry = time.Second
 )
 
 // Node hands out per-uid sequences for the groups it owns (the AllocSvr
@@ -61,8 +70,8 @@ type loadCall struct {
 // Start records or checks the configuration in etcd, then starts a node
 // that owns every group (one serving node): it registers under its lease
 // in the background and serves once its activation delay has passed
-// (until then calls answer ErrUnavailable; Ready tells when). Only the
-// lease's deadlines use src: the hot path never reads the clock.
+// (until then calls answer ErrUnavailable; Ready tells when). src keeps
+// the lease's deadline and is read once per call to check it.
 //
 // It returns an error wrapping ErrConfig for an invalid cfg, ErrMismatch
 // when cfg disagrees with the configuration recorded in etcd, or

@@ -15,13 +15,6 @@ import (
 	"github.com/migsvc/mig/internal/lease"
 )
 
-// Registration retry bounds: a node waiting for a previous holder's keys to
-// expire polls at most every maxRetry.
-const (
-	minRetry = 100 * time.Millisecond
-	maxRetry = time.Second
-)
-
 // sole is the Ownership of a single serving node: it owns every group.
 //
 // In one transaction it registers <prefix>/seq/nodes/<name> (what the
