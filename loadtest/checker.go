@@ -65,7 +65,7 @@ const (
 )
 
 // CheckConfig configures a Checker. The zero value of every field means
-// its default; Start must be set unless NoTimestamps is.
+// its default; Start must be set unless NoTimestamps is. A plain value.
 type CheckConfig struct {
 	// Layout decodes the timestamps of IDs. The zero Layout means
 	// mig.DefaultLayout() (its epoch, 1970, is no real configuration).
@@ -191,13 +191,15 @@ type Verdict struct {
 func (v Verdict) OK() bool { return v.Violations == 0 }
 
 // Violation is one broken promise, described with the offending values,
-// clients, servers and times (as offsets from the run's start).
+// clients, servers and times (as offsets from the run's start). A plain
+// value.
 type Violation struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`
 }
 
-// PorcupineResult is the second opinion on the per-uid sequences.
+// PorcupineResult is the second opinion on the per-uid sequences. A plain
+// value.
 type PorcupineResult struct {
 	Ran     bool   `json:"ran"`
 	Ops     int    `json:"ops"`     // per-uid operations checked
@@ -552,6 +554,10 @@ func inversions(ops []span, found func(a, b span)) {
 			}
 		}
 		// An operation never precedes itself (call <= ret), so a is not b.
+		// HAZARD: strictly before. Intervals are closed, as porcupine's
+		// are: an answer that arrived at the very instant another request
+		// left did not provably precede it, and <= here would flag a
+		// correct service.
 		if have && first.ret < b.call {
 			found(first, b)
 		}

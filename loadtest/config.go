@@ -11,7 +11,7 @@ import (
 	"github.com/migsvc/mig/rpc"
 )
 
-// Mode is what the load asks for.
+// Mode is what the load asks for. A plain value.
 type Mode int
 
 const (
@@ -41,7 +41,7 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fieldErr("Mode", fmt.Sprintf("%q", s), "is not ids or seq")
 }
 
-// DistKind is the shape of a uid distribution.
+// DistKind is the shape of a uid distribution. A plain value.
 type DistKind int
 
 const (
@@ -166,7 +166,8 @@ func (d Dist) String() string {
 
 // Config is the shape of a load test. The zero value of every field
 // means its default: 10 clients in a closed loop for 10 s, asking for one
-// ID at a time.
+// ID at a time. A plain value (Progress and Clock are used by one Run at
+// a time).
 type Config struct {
 	Mode Mode
 	// Clients is how many requests may be in flight at once: goroutines,

@@ -39,6 +39,14 @@
 // from a correct service. See its documentation for what exactly is
 // checked and why that is exact.
 //
+// # Reuse
+//
+// The fault scenarios run the same pieces: Run with a long Duration (and
+// the checker's Tolerance and Ahead widened for clock faults), stopped by
+// cancelling its context, gives a steady load, the requests attempted,
+// succeeded and failed, each client's longest unavailability, and the
+// verdict; or a Checker alone can be fed answers collected elsewhere.
+//
 // # Time
 //
 // Every time this package reads comes from a clock.Source (Config.Clock),

@@ -31,7 +31,7 @@ var (
 )
 
 // FieldError is a configuration field whose value is not allowed. It
-// wraps ErrConfig. Field is the Go name of the field as a path from the
+// wraps ErrConfig. A plain value. Field is the Go name of the field as a path from the
 // struct validated (for example "Clients", "Dist.ZipfS",
 // "Check.Tolerance"), so a command can tell which of its flags was wrong.
 type FieldError struct {

@@ -12,7 +12,7 @@ import (
 const (
 	plotW, plotH         = 900, 360
 	plotLeft, plotRight  = 70, 20
-	plotTop, plotBottom  = 20, 40
+	plotTop, plotBottom  = 50, 40
 	plotInnerW           = plotW - plotLeft - plotRight
 	plotInnerH           = plotH - plotTop - plotBottom
 	plotMinLatency       = 1.0 // µs, the bottom of the log axis at most
@@ -215,7 +215,7 @@ type legendItem struct{ label, colour, dash string }
 func legend(b *strings.Builder, items []legendItem) {
 	for i, it := range items {
 		x := plotLeft + 10 + (i%3)*150
-		y := plotTop + 10 + (i/3)*16
+		y := 12 + (i/3)*16 // above the plot area
 		dashAttr := ""
 		if it.dash != "" {
 			dashAttr = fmt.Sprintf(` stroke-dasharray="%s"`, it.dash)

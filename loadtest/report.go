@@ -20,7 +20,7 @@ type Report struct {
 	OK bool `json:"ok"`
 }
 
-// Result is the outcome of the load on one system.
+// Result is the outcome of the load on one system. A plain value.
 type Result struct {
 	System  string  `json:"system"` // "mig" or "redis"
 	Mode    string  `json:"mode"`   // "ids" or "seq"
@@ -68,7 +68,7 @@ type Result struct {
 }
 
 // Interval is one point of the latency-over-time series. Latencies are in
-// microseconds.
+// microseconds. A plain value.
 type Interval struct {
 	At       float64 `json:"at_s"`     // end of the interval, seconds since the start
 	Seconds  float64 `json:"seconds"`  // its length
@@ -83,7 +83,7 @@ type Interval struct {
 // CPU is the CPU time the process used during a phase. When the servers
 // run in another process (as with `mig loadtest`), it is the load
 // generator's own cost: a check that the load generator was not the
-// bottleneck.
+// bottleneck. A plain value.
 type CPU struct {
 	Measured bool    `json:"measured"` // false where getrusage is not available
 	User     float64 `json:"user_s"`
@@ -105,7 +105,7 @@ func newCPU(before, after usage, requests int64) CPU {
 
 // Ratio compares MIG with Redis: MIG's figure divided by Redis's (0 when
 // Redis's is 0). Above 1 MIG did more (throughput) or took longer
-// (latency).
+// (latency). A plain value.
 type Ratio struct {
 	RequestsPerSec float64 `json:"requests_per_s"`
 	ValuesPerSec   float64 `json:"values_per_s"`

@@ -271,6 +271,10 @@ func (p *phase) worker(ctx context.Context, k int, s session) (longest time.Dura
 		if !ok {
 			return longest
 		}
+		// HAZARD: the checker's real-time order rests on call being read
+		// before the request leaves and ret after its answer arrived. Read
+		// either on the other side of send and the checker may flag a
+		// correct service, or miss a rollback.
 		call := p.clk.Now().Mono
 		n, err := s.send(ctx)
 		ret := p.clk.Now().Mono

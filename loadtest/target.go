@@ -16,7 +16,8 @@ import (
 	"github.com/migsvc/mig/rpc"
 )
 
-// IDClient asks for message IDs; *rpc.Client is one.
+// IDClient asks for message IDs; *rpc.Client is one. Implementations
+// must be safe for concurrent use: every load client calls the same one.
 type IDClient interface {
 	// NextIDs returns count IDs and where they came from.
 	NextIDs(ctx context.Context, count int) ([]mig.ID, rpc.Origin, error)
@@ -25,6 +26,7 @@ type IDClient interface {
 var _ IDClient = (*rpc.Client)(nil)
 
 // SeqClient advances per-user sequences: the Go client of SeqService.
+// Implementations must be safe for concurrent use.
 type SeqClient interface {
 	// NextSeq advances uid's sequence and returns its new value.
 	NextSeq(ctx context.Context, uid uint64) (uint64, error)
@@ -34,7 +36,8 @@ type SeqClient interface {
 }
 
 // Targets are the clients Run puts load on. Only the mode's client is
-// needed. Both must be safe for concurrent use.
+// needed. A plain value; the clients in it must be safe for concurrent
+// use.
 type Targets struct {
 	IDs IDClient
 	Seq SeqClient
