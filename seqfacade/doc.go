@@ -22,8 +22,9 @@
 //
 // GroupSize consecutive sections (default 128) persist in one etcd key as
 // a compact binary value, 8 bytes a section. At defaults the 2^32 uid
-// space is 42,950 sections in 336 keys of about 1 KB: under 400 KB in
-// all, where a key per section would take about a megabyte. A group is
+// space is 42,950 sections in 336 keys of 1,025-byte values: 352,000
+// bytes of keys and values in all (TestPersistedSizeAtDefaults), where a
+// key per section would take about a megabyte. A group is
 // also what a node owns, loads and unloads, and what one write raises:
 // every section of the group that needs a step gets it in that write.
 //
