@@ -40,6 +40,13 @@ func (m *Manual) Now() Reading {
 	return Reading{Wall: m.mu.wall, Mono: m.mu.mono}
 }
 
+// Mono implements [Source].
+func (m *Manual) Mono() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.mono
+}
+
 // After implements [Source]: the channel closes when Advance has moved
 // monotonic time by d or more.
 func (m *Manual) After(d time.Duration) <-chan struct{} {

@@ -94,6 +94,7 @@ func newDrivenSource() drivenSource {
 }
 
 func (d drivenSource) Now() Reading                          { return d.real.Now() }
+func (d drivenSource) Mono() time.Duration                   { return d.real.Mono() }
 func (d drivenSource) After(x time.Duration) <-chan struct{} { return d.manual.After(x) }
 
 func startMonitor(t *testing.T, cfg NTPConfig, src Source) *NTPMonitor {

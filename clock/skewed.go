@@ -31,6 +31,9 @@ func (s *Skewed) Now() Reading {
 	return r
 }
 
+// Mono implements [Source].
+func (s *Skewed) Mono() time.Duration { return s.src.Mono() }
+
 // After implements [Source].
 func (s *Skewed) After(d time.Duration) <-chan struct{} { return s.src.After(d) }
 

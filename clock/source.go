@@ -21,6 +21,10 @@ type Reading struct {
 type Source interface {
 	// Now returns wall and monotonic time read together.
 	Now() Reading
+	// Mono returns monotonic time alone, the same as Now().Mono. On the
+	// host's clock it costs about half of Now (one clock read instead of
+	// two), which matters where a deadline is checked on every call.
+	Mono() time.Duration
 	// After returns a channel that is closed once d of monotonic time has
 	// passed. d <= 0 returns a closed channel.
 	After(d time.Duration) <-chan struct{}
@@ -53,6 +57,10 @@ func (r *Real) Now() Reading {
 	t := time.Now()
 	return Reading{Wall: t.Round(0), Mono: t.Sub(r.origin)}
 }
+
+// Mono implements [Source]. time.Since on a time with a monotonic
+// reading reads only the monotonic clock.
+func (r *Real) Mono() time.Duration { return time.Since(r.origin) }
 
 // After implements [Source].
 func (r *Real) After(d time.Duration) <-chan struct{} {

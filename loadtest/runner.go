@@ -193,14 +193,14 @@ func runPhase(ctx context.Context, c Config, system string, seed uint64, newSess
 		next := p.start.Mono + c.Interval
 		for {
 			select {
-			case <-p.clk.After(next - p.clk.Now().Mono):
-				now := p.clk.Now().Mono
+			case <-p.clk.After(next - p.clk.Mono()):
+				now := p.clk.Mono()
 				collect(now, false)
 				for next <= now {
 					next += c.Interval
 				}
 			case <-done:
-				collect(p.clk.Now().Mono, true)
+				collect(p.clk.Mono(), true)
 				return
 			}
 		}
@@ -275,9 +275,9 @@ func (p *phase) worker(ctx context.Context, k int, s session) (longest time.Dura
 		// before the request leaves and ret after its answer arrived. Read
 		// either on the other side of send and the checker may flag a
 		// correct service, or miss a rollback.
-		call := p.clk.Now().Mono
+		call := p.clk.Mono()
 		n, err := s.send(ctx)
-		ret := p.clk.Now().Mono
+		ret := p.clk.Mono()
 		from, lag := call, time.Duration(-1)
 		if p.open {
 			// HAZARD: measuring from the send time instead would hide
@@ -327,7 +327,7 @@ func (p *phase) next(ctx context.Context) (due time.Duration, ok bool) {
 	if p.end > 0 && due >= p.end {
 		return 0, false
 	}
-	if wait := due - p.clk.Now().Mono; wait > 0 {
+	if wait := due - p.clk.Mono(); wait > 0 {
 		select {
 		case <-p.clk.After(wait):
 		case <-p.stop:

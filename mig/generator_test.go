@@ -23,7 +23,7 @@ func newManualClock(start time.Time) manualClock {
 	return manualClock{Manual: clock.NewManual(start), start: start.UnixNano()}
 }
 
-func (c manualClock) UnixNano() int64 { return c.start + int64(c.Now().Mono) }
+func (c manualClock) UnixNano() int64 { return c.start + int64(c.Mono()) }
 
 var testLayout = mig.DefaultLayout()
 

@@ -37,7 +37,7 @@ type manualClock struct {
 	start int64
 }
 
-func (c manualClock) UnixNano() int64 { return c.start + int64(c.Now().Mono) }
+func (c manualClock) UnixNano() int64 { return c.start + int64(c.Mono()) }
 
 // testIssuer is an IDIssuer backed by a real generator. While fail holds
 // an error, NextN returns it instead of issuing.

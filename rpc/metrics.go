@@ -79,7 +79,7 @@ type callKey struct{}
 func (m *metrics) hooks(before func(context.Context) error) *twirp.ServerHooks {
 	return &twirp.ServerHooks{
 		RequestReceived: func(ctx context.Context) (context.Context, error) {
-			return context.WithValue(ctx, callKey{}, &call{start: m.src.Now().Mono, code: codeOK}), nil
+			return context.WithValue(ctx, callKey{}, &call{start: m.src.Mono(), code: codeOK}), nil
 		},
 		RequestRouted: func(ctx context.Context) (context.Context, error) {
 			return ctx, before(ctx)
@@ -108,7 +108,7 @@ func (m *metrics) hooks(before func(context.Context) error) *twirp.ServerHooks {
 				method = "unknown"
 			}
 			m.requests.WithLabelValues(service, method, c.code).Inc()
-			m.latency.WithLabelValues(service, method).Observe((m.src.Now().Mono - c.start).Seconds())
+			m.latency.WithLabelValues(service, method).Observe((m.src.Mono() - c.start).Seconds())
 		},
 	}
 }

@@ -16,7 +16,7 @@ func TestDeadlineReadAtRequestTime(t *testing.T) {
 	cfg := seqfacade.Config{SectionSize: 10, GroupSize: 2, UIDLimit: 100, Step: 1000}
 	h := newMemHarness(t, cfg)
 	c := h.own.claim
-	c.clk, c.deadline = h.clk, h.clk.Now().Mono+time.Second
+	c.clk, c.deadline = h.clk, h.clk.Mono()+time.Second
 	var hist history
 	nextAll(t, h.n, &hist, 1, 2, 55)
 

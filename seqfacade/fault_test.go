@@ -52,7 +52,7 @@ func TestStorageCut(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 			v, err := n.Next(ctx, u)
 			cancel()
-			at := src.Now().Mono
+			at := src.Mono()
 			if err == nil {
 				h.add(u, v)
 			}
@@ -70,7 +70,7 @@ func TestStorageCut(t *testing.T) {
 
 	<-src.After(300 * time.Millisecond)
 	proxy.Cut()
-	cut := src.Now().Mono
+	cut := src.Mono()
 	before := persisted(t, direct, cfg)
 	<-src.After(2500 * time.Millisecond)
 	close(stop)

@@ -60,9 +60,9 @@ func mustServe(t testing.TB, cli *clientv3.Client, cfg seqfacade.Config, src clo
 func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	src := clock.NewReal()
-	end := src.Now().Mono + within
+	end := src.Mono() + within
 	for !cond() {
-		if src.Now().Mono > end {
+		if src.Mono() > end {
 			t.Fatalf("%s did not happen within %v", what, within)
 		}
 		<-src.After(5 * time.Millisecond)

@@ -163,7 +163,7 @@ func (c *testClaim) Headroom() time.Duration {
 	default:
 	}
 	if c.clk != nil {
-		return c.deadline - c.clk.Now().Mono
+		return c.deadline - c.clk.Mono()
 	}
 	return time.Hour
 }

@@ -44,9 +44,9 @@ func TestCleanRestart(t *testing.T) {
 	}
 
 	// Close revoked the lease: the restart registers at once.
-	begin := src.Now().Mono
+	begin := src.Mono()
 	b := mustServe(t, cli, cfg, src)
-	if d := src.Now().Mono - begin; d > time.Second {
+	if d := src.Mono() - begin; d > time.Second {
 		t.Fatalf("restart after a clean close took %v", d)
 	}
 	assertAbove(t, b, &h)
@@ -74,14 +74,14 @@ func TestKillRestart(t *testing.T) {
 	for range 300 {
 		nextAll(t, a, &h, sample...)
 	}
-	killed := src.Now().Mono
+	killed := src.Mono()
 	if err := cliA.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	cliB := etcdtest.Client(t, srv.Endpoints()...)
 	b := mustServe(t, cliB, cfg, src)
-	took := src.Now().Mono - killed
+	took := src.Mono() - killed
 	t.Logf("successor served %v after the kill (lease TTL 2s)", took)
 	if took < 1500*time.Millisecond {
 		t.Fatalf("successor served %v after the kill, before the old lease could expire", took)
@@ -137,7 +137,7 @@ func TestActivationDelay(t *testing.T) {
 	src := clock.NewReal()
 	cfg := fastConfig("a")
 	cfg.ActivationDelay = 700 * time.Millisecond
-	begin := src.Now().Mono
+	begin := src.Mono()
 	n, err := start(t, cli, cfg, src)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestActivationDelay(t *testing.T) {
 		return strings.Contains(err.Error(), "activating")
 	})
 	waitFor(t, "activation", 5*time.Second, n.Ready)
-	if d := src.Now().Mono - begin; d < cfg.ActivationDelay {
+	if d := src.Mono() - begin; d < cfg.ActivationDelay {
 		t.Fatalf("served %v after start, before the activation delay of %v", d, cfg.ActivationDelay)
 	}
 	if _, err := n.Next(ctxT(t), 7); err != nil {

@@ -114,7 +114,7 @@ func issueUntil(w *workerid.Worker, src clock.Source, rec *issued, stop <-chan s
 		default:
 		}
 		if id, err := w.Next(); err == nil {
-			rec.add(id, src.Now().Mono)
+			rec.add(id, src.Mono())
 		}
 		<-src.After(200 * time.Microsecond)
 	}
@@ -160,9 +160,9 @@ func assertUnique(t testing.TB, sets ...[]mig.ID) {
 func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	src := clock.NewReal()
-	end := src.Now().Mono + within
+	end := src.Mono() + within
 	for !cond() {
-		if src.Now().Mono > end {
+		if src.Mono() > end {
 			t.Fatalf("%s did not happen within %v", what, within)
 		}
 		<-src.After(10 * time.Millisecond)
@@ -243,7 +243,7 @@ func TestPartition(t *testing.T) {
 		case wr := <-watch:
 			for _, ev := range wr.Events {
 				if ev.Type == clientv3.EventTypeDelete {
-					expiredAt = src.Now().Mono
+					expiredAt = src.Mono()
 				}
 			}
 		case <-src.After(10 * time.Second):
@@ -349,12 +349,12 @@ func TestCleanShutdownThenRestart(t *testing.T) {
 		t.Fatalf("final watermark %s, want tick %d", resp.Kvs[0].Value, last.Tick)
 	}
 
-	begin := src.Now().Mono
+	begin := src.Mono()
 	b, err := start(t, cli, cfg, src)
 	if err != nil {
 		t.Fatalf("restart after a clean shutdown: %v", err)
 	}
-	if d := src.Now().Mono - begin; d > time.Second {
+	if d := src.Mono() - begin; d > time.Second {
 		t.Fatalf("re-claiming took %v", d)
 	}
 	if b.Status().WorkerID != 9 {
@@ -421,9 +421,9 @@ func TestEtcdUnreachableAtStart(t *testing.T) {
 	src := clock.NewReal()
 	cfg := fastConfig("tokyo", workerid.Range{First: 0, Last: 3})
 	cfg.StartTimeout = time.Second
-	begin := src.Now().Mono
+	begin := src.Mono()
 	_, err := start(t, cli, cfg, src)
-	took := src.Now().Mono - begin
+	took := src.Mono() - begin
 	if !errors.Is(err, workerid.ErrUnreachable) {
 		t.Fatalf("Start with etcd cut = %v, want ErrUnreachable", err)
 	}
@@ -493,8 +493,8 @@ func TestEtcdMemberLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	var failures int
-	end := src.Now().Mono + 3*time.Second
-	for src.Now().Mono < end {
+	end := src.Mono() + 3*time.Second
+	for src.Mono() < end {
 		if _, err := w.Next(); err != nil {
 			failures++
 		}

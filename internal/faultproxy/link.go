@@ -142,7 +142,7 @@ func (l *link) pump(dst, src net.Conn, count *atomic.Int64) {
 			n, err := src.Read(buf)
 			if n > 0 {
 				select {
-				case chunks <- chunk{data: buf[:n], at: l.p.clk.Now().Mono}:
+				case chunks <- chunk{data: buf[:n], at: l.p.clk.Mono()}:
 				case <-l.done:
 					return
 				}
@@ -193,7 +193,7 @@ func (l *link) pump(dst, src net.Conn, count *atomic.Int64) {
 func (l *link) waitDelay(at time.Duration) bool {
 	for {
 		d, changed := l.p.delay()
-		wait := at + d - l.p.clk.Now().Mono
+		wait := at + d - l.p.clk.Mono()
 		if wait <= 0 {
 			// The proxy may have been cut while the chunk waited.
 			return l.waitOpen()

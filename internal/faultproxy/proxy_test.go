@@ -131,9 +131,9 @@ func roundTrip(t *testing.T, c net.Conn, s string) {
 // bytes they count are written, so a reader may see the bytes first.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := clk.Now().Mono + 5*time.Second
+	deadline := clk.Mono() + 5*time.Second
 	for !cond() {
-		if clk.Now().Mono > deadline {
+		if clk.Mono() > deadline {
 			t.Fatalf("never: %s", what)
 		}
 		<-clk.After(5 * time.Millisecond)
@@ -208,17 +208,17 @@ func TestDelay(t *testing.T) {
 
 	const d = 100 * time.Millisecond
 	p.Delay(d)
-	start := clk.Now().Mono
+	start := clk.Mono()
 	roundTrip(t, c, "slow")
 	// Each direction adds at least d. (A lower bound is the feature; the
 	// upper bound is the machine's business.)
-	if took := clk.Now().Mono - start; took < 2*d {
+	if took := clk.Mono() - start; took < 2*d {
 		t.Fatalf("round trip with %v each way took %v", d, took)
 	}
 
 	// Chunks in flight together are delayed together, not one after the
 	// other: ten writes in a row are all back after about one round trip.
-	start = clk.Now().Mono
+	start = clk.Mono()
 	for range 10 {
 		write(t, c, "z")
 		<-clk.After(time.Millisecond)
@@ -226,7 +226,7 @@ func TestDelay(t *testing.T) {
 	if got, err := readN(c, 10, 5*time.Second); err != nil || got != strings.Repeat("z", 10) {
 		t.Fatalf("read %q, %v", got, err)
 	}
-	if took := clk.Now().Mono - start; took < 2*d {
+	if took := clk.Mono() - start; took < 2*d {
 		t.Fatalf("ten chunks came back after %v, before the delay", took)
 	}
 

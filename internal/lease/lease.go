@@ -102,7 +102,7 @@ func Grant(ctx context.Context, cli *clientv3.Client, src clock.Source, cfg Conf
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	sent := src.Now().Mono
+	sent := src.Mono()
 	cctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 	g, err := cli.Grant(cctx, int64((cfg.TTL+time.Second-1)/time.Second))
 	cancel()
@@ -149,7 +149,7 @@ func (l *Lease) Err() error {
 func (l *Lease) Deadline() time.Duration { return time.Duration(l.deadline.Load()) }
 
 // Headroom returns the time left before the deadline: negative once past.
-func (l *Lease) Headroom() time.Duration { return l.Deadline() - l.src.Now().Mono }
+func (l *Lease) Headroom() time.Duration { return l.Deadline() - l.src.Mono() }
 
 // Valid reports, reading the clock now, whether the lease is surely still
 // held: it has not ended and its deadline has not passed. Unlike Done it
@@ -191,7 +191,7 @@ func (l *Lease) run(ctx context.Context, granted time.Duration) {
 	every := l.ttl / 4
 	next := granted + every
 	for {
-		now := l.src.Now().Mono
+		now := l.src.Mono()
 		deadline := l.Deadline()
 		if now >= deadline {
 			l.end(ErrExpired)
@@ -206,7 +206,7 @@ func (l *Lease) run(ctx context.Context, granted time.Duration) {
 			case ok:
 				next = now + every
 			default:
-				next = l.src.Now().Mono + min(every/4, 250*time.Millisecond)
+				next = l.src.Mono() + min(every/4, 250*time.Millisecond)
 			}
 			continue
 		}

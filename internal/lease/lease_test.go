@@ -81,12 +81,12 @@ func TestDeadlineBeforeServerExpiry(t *testing.T) {
 		select {
 		case <-l.Done():
 			if ended == 0 {
-				ended = src.Now().Mono
+				ended = src.Mono()
 			}
 		case wr := <-watch:
 			for _, ev := range wr.Events {
 				if ev.Type == clientv3.EventTypeDelete {
-					deleted = src.Now().Mono
+					deleted = src.Mono()
 				}
 			}
 		case <-src.After(10 * time.Second):
