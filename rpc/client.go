@@ -21,7 +21,7 @@ import (
 // DefaultTimeout bounds each attempt of a Client call by default.
 const DefaultTimeout = 2 * time.Second
 
-// Client calls IDService on a list of endpoints (MIG workers, or load
+// Client calls IDService and SeqService on a list of endpoints (MIG workers, or load
 // balancers in front of them) and fails over between them.
 //
 // Each call makes at most one pass over the endpoints. It starts at the
@@ -54,8 +54,9 @@ type Client struct {
 }
 
 type endpoint struct {
-	url string // base URL, with scheme
-	ids migv1.IDService
+	url  string // base URL, with scheme
+	ids  migv1.IDService
+	seqs migv1.SeqService
 }
 
 // ClientOption configures a Client in NewClient. Options are plain
@@ -144,8 +145,10 @@ func NewClient(endpoints []string, opts ...ClientOption) (*Client, error) {
 		c.endpoints[i].url = u
 		if o.json {
 			c.endpoints[i].ids = migv1.NewIDServiceJSONClient(u, o.http)
+			c.endpoints[i].seqs = migv1.NewSeqServiceJSONClient(u, o.http)
 		} else {
 			c.endpoints[i].ids = migv1.NewIDServiceProtobufClient(u, o.http)
+			c.endpoints[i].seqs = migv1.NewSeqServiceProtobufClient(u, o.http)
 		}
 	}
 	c.next.Store(uint32(rand.IntN(len(urls))))
@@ -323,4 +326,66 @@ func notSent(err error) bool {
 	}
 	var dns *net.DNSError
 	return errors.As(err, &dns)
+}
+
+// NextSeq advances uid's sequence and returns the new value.
+//
+// Safe to repeat, and repeated on the next endpoint when an answer is
+// lost: the lost value is skipped and the repeat's is above it, which a
+// sequence allows (it only has to grow). An answer of 0 is an error
+// wrapping ErrBadAnswer: sequences start at 1.
+func (c *Client) NextSeq(ctx context.Context, uid uint64) (uint64, error) {
+	var resp *migv1.NextSeqResponse
+	k, err := c.do(ctx, "NextSeq", func(ctx context.Context, ep *endpoint) (err error) {
+		resp, err = ep.seqs.NextSeq(ctx, &migv1.NextSeqRequest{Uid: uid})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if resp.Seq == 0 {
+		return 0, fmt.Errorf("%w: %s: sequence 0 for uid %d", ErrBadAnswer, c.endpoints[k].url, uid)
+	}
+	return resp.Seq, nil
+}
+
+// NextSeqs advances the sequences of every uid in uids (each at most
+// once) and returns the new values, seqs[i] for uids[i]; all of them or
+// none. Repeated like NextSeq. An answer with the wrong number of values,
+// or a 0, is an error wrapping ErrBadAnswer.
+func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) {
+	if len(uids) == 0 {
+		return nil, twirpError(&argError{field: "uids", msg: "uids is empty: name at least one uid"})
+	}
+	var resp *migv1.NextSeqsResponse
+	k, err := c.do(ctx, "NextSeqs", func(ctx context.Context, ep *endpoint) (err error) {
+		resp, err = ep.seqs.NextSeqs(ctx, &migv1.NextSeqsRequest{Uids: uids})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Seqs) != len(uids) {
+		return nil, fmt.Errorf("%w: %s: %d sequences for %d uids", ErrBadAnswer, c.endpoints[k].url, len(resp.Seqs), len(uids))
+	}
+	for i, v := range resp.Seqs {
+		if v == 0 {
+			return nil, fmt.Errorf("%w: %s: sequence 0 for uid %d", ErrBadAnswer, c.endpoints[k].url, uids[i])
+		}
+	}
+	return resp.Seqs, nil
+}
+
+// CurSeq returns uid's latest sequence without advancing it (0 for a uid
+// never advanced). It reads only, so it is safe to repeat.
+func (c *Client) CurSeq(ctx context.Context, uid uint64) (uint64, error) {
+	var resp *migv1.CurSeqResponse
+	_, err := c.do(ctx, "CurSeq", func(ctx context.Context, ep *endpoint) (err error) {
+		resp, err = ep.seqs.CurSeq(ctx, &migv1.CurSeqRequest{Uid: uid})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.Seq, nil
 }

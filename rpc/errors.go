@@ -8,6 +8,7 @@ import (
 	"github.com/twitchtv/twirp"
 
 	"github.com/migsvc/mig/mig"
+	"github.com/migsvc/mig/seqfacade"
 	"github.com/migsvc/mig/workerid"
 )
 
@@ -61,7 +62,9 @@ func isUnavailable(err error) bool {
 		errors.Is(err, mig.ErrCeiling) ||
 		errors.Is(err, mig.ErrExhausted) ||
 		errors.Is(err, mig.ErrClockRange) ||
-		errors.Is(err, ErrClockUnsafe)
+		errors.Is(err, ErrClockUnsafe) ||
+		errors.Is(err, seqfacade.ErrUnavailable) ||
+		errors.Is(err, seqfacade.ErrNotOwner)
 }
 
 // twirpError turns an error from a handler into the Twirp error the client
@@ -82,6 +85,12 @@ func twirpError(err error) twirp.Error {
 		// Requests are checked before they reach the issuer, so this is a
 		// bug; still, it was the count that was wrong.
 		return twirp.WrapError(twirp.NewError(twirp.InvalidArgument, message).WithMeta("argument", "count"), err)
+	case errors.Is(err, seqfacade.ErrInvalidUID), errors.Is(err, seqfacade.ErrDuplicateUID):
+		return twirp.WrapError(twirp.NewError(twirp.InvalidArgument, message).WithMeta("argument", "uid"), err)
+	case errors.Is(err, seqfacade.ErrBatchTooLarge):
+		return twirp.WrapError(twirp.NewError(twirp.InvalidArgument, message).WithMeta("argument", "uids"), err)
+	case errors.Is(err, seqfacade.ErrExhausted):
+		return twirp.WrapError(twirp.NewError(twirp.ResourceExhausted, message), err)
 	case errors.As(err, &tooBig):
 		return twirp.WrapError(twirp.NewError(twirp.Malformed, message), err)
 	case isUnavailable(err):

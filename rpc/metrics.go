@@ -18,11 +18,12 @@ const codeOK = "ok"
 // metrics are the server's Prometheus metrics and the Twirp hooks that
 // feed them. Safe for concurrent use.
 type metrics struct {
-	requests  *prometheus.CounterVec   // service, method, code
-	latency   *prometheus.HistogramVec // service, method
-	idsIssued prometheus.Counter
-	src       clock.Source
-	log       *slog.Logger
+	requests   *prometheus.CounterVec   // service, method, code
+	latency    *prometheus.HistogramVec // service, method
+	idsIssued  prometheus.Counter
+	seqsIssued prometheus.Counter
+	src        clock.Source
+	log        *slog.Logger
 }
 
 func newMetrics(reg *prometheus.Registry, src clock.Source, log *slog.Logger) (*metrics, error) {
@@ -47,11 +48,16 @@ func newMetrics(reg *prometheus.Registry, src clock.Source, log *slog.Logger) (*
 			Name:      "ids_issued_total",
 			Help:      "Message IDs handed out in NextIDs answers (an answer lost on the way still counts).",
 		}),
+		seqsIssued: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mig",
+			Name:      "seqs_issued_total",
+			Help:      "Per-user sequences handed out in NextSeq and NextSeqs answers (an answer lost on the way still counts).",
+		}),
 		src: src,
 		log: log,
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.latency, m.idsIssued,
+		m.requests, m.latency, m.idsIssued, m.seqsIssued,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

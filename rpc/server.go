@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -20,8 +21,8 @@ import (
 // from making the server buffer megabytes.
 const DefaultMaxBodyBytes = 64 << 10
 
-// Server serves IDService over Twirp, with /metrics, /healthz and /readyz
-// beside it, all from one http.Handler. It starts no goroutines: the
+// Server serves IDService (and SeqService, given WithSeq) over Twirp, with
+// /metrics, /healthz and /readyz beside it, all from one http.Handler. It starts no goroutines: the
 // caller runs the http.Server. Safe for concurrent use.
 type Server struct {
 	reg     *prometheus.Registry
@@ -39,6 +40,8 @@ type serverOptions struct {
 	ready   []readiness
 	src     clock.Source
 	log     *slog.Logger
+	seq     SeqAllocator // nil: no SeqService
+	seqWait time.Duration
 	errs    []error // from the options, reported by NewServer
 }
 
@@ -136,6 +139,11 @@ func NewServer(issuer IDIssuer, opts ...ServerOption) (*Server, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle(ids.PathPrefix(), limitBody(ids, o.maxBody))
+	if o.seq != nil {
+		seqs := migv1.NewSeqServiceServer(&seqService{alloc: o.seq, wait: o.seqWait, metrics: m},
+			twirp.WithServerHooks(m.hooks(checkBody)))
+		mux.Handle(seqs.PathPrefix(), limitBody(seqs, o.maxBody))
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /healthz", serveHealthz)
 	mux.HandleFunc("GET /readyz", s.serveReadyz)

@@ -269,6 +269,279 @@ func (x *DecodeResponse) GetSeq() uint32 {
 	return 0
 }
 
+type NextSeqRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user, 1..uid limit - 1 (the limit is server configuration, 2^32 by
+	// default).
+	Uid           uint64 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NextSeqRequest) Reset() {
+	*x = NextSeqRequest{}
+	mi := &file_mig_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NextSeqRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NextSeqRequest) ProtoMessage() {}
+
+func (x *NextSeqRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NextSeqRequest.ProtoReflect.Descriptor instead.
+func (*NextSeqRequest) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NextSeqRequest) GetUid() uint64 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+type NextSeqResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// uid's new sequence.
+	Seq           uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NextSeqResponse) Reset() {
+	*x = NextSeqResponse{}
+	mi := &file_mig_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NextSeqResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NextSeqResponse) ProtoMessage() {}
+
+func (x *NextSeqResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NextSeqResponse.ProtoReflect.Descriptor instead.
+func (*NextSeqResponse) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *NextSeqResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type NextSeqsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The users, each at most once, 1..1000 of them.
+	Uids          []uint64 `protobuf:"varint,1,rep,packed,name=uids,proto3" json:"uids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NextSeqsRequest) Reset() {
+	*x = NextSeqsRequest{}
+	mi := &file_mig_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NextSeqsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NextSeqsRequest) ProtoMessage() {}
+
+func (x *NextSeqsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NextSeqsRequest.ProtoReflect.Descriptor instead.
+func (*NextSeqsRequest) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *NextSeqsRequest) GetUids() []uint64 {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+type NextSeqsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seqs[i] is uids[i]'s new sequence.
+	Seqs          []uint64 `protobuf:"varint,1,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NextSeqsResponse) Reset() {
+	*x = NextSeqsResponse{}
+	mi := &file_mig_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NextSeqsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NextSeqsResponse) ProtoMessage() {}
+
+func (x *NextSeqsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NextSeqsResponse.ProtoReflect.Descriptor instead.
+func (*NextSeqsResponse) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NextSeqsResponse) GetSeqs() []uint64 {
+	if x != nil {
+		return x.Seqs
+	}
+	return nil
+}
+
+type CurSeqRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user.
+	Uid           uint64 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CurSeqRequest) Reset() {
+	*x = CurSeqRequest{}
+	mi := &file_mig_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurSeqRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurSeqRequest) ProtoMessage() {}
+
+func (x *CurSeqRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurSeqRequest.ProtoReflect.Descriptor instead.
+func (*CurSeqRequest) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CurSeqRequest) GetUid() uint64 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+type CurSeqResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// uid's latest sequence: the last value handed out, or, right after the
+	// node loaded uid's section, the persisted max_seq every next value will
+	// be above. 0 for a uid never advanced.
+	Seq           uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CurSeqResponse) Reset() {
+	*x = CurSeqResponse{}
+	mi := &file_mig_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CurSeqResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CurSeqResponse) ProtoMessage() {}
+
+func (x *CurSeqResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CurSeqResponse.ProtoReflect.Descriptor instead.
+func (*CurSeqResponse) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CurSeqResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 var File_mig_proto protoreflect.FileDescriptor
 
 const file_mig_proto_rawDesc = "" +
@@ -290,10 +563,27 @@ const file_mig_proto_rawDesc = "" +
 	"\x04time\x18\x02 \x01(\tR\x04time\x12\x12\n" +
 	"\x04tick\x18\x03 \x01(\x03R\x04tick\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\rR\x06worker\x12\x10\n" +
-	"\x03seq\x18\x05 \x01(\rR\x03seq2\x80\x01\n" +
+	"\x03seq\x18\x05 \x01(\rR\x03seq\"\"\n" +
+	"\x0eNextSeqRequest\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\x04R\x03uid\"#\n" +
+	"\x0fNextSeqResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"%\n" +
+	"\x0fNextSeqsRequest\x12\x12\n" +
+	"\x04uids\x18\x01 \x03(\x04R\x04uids\"&\n" +
+	"\x10NextSeqsResponse\x12\x12\n" +
+	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\"!\n" +
+	"\rCurSeqRequest\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\x04R\x03uid\"\"\n" +
+	"\x0eCurSeqResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq2\x80\x01\n" +
 	"\tIDService\x12:\n" +
 	"\aNextIDs\x12\x16.mig.v1.NextIDsRequest\x1a\x17.mig.v1.NextIDsResponse\x127\n" +
-	"\x06Decode\x12\x15.mig.v1.DecodeRequest\x1a\x16.mig.v1.DecodeResponseB!Z\x1fgithub.com/migsvc/mig/rpc/migv1b\x06proto3"
+	"\x06Decode\x12\x15.mig.v1.DecodeRequest\x1a\x16.mig.v1.DecodeResponse2\xc0\x01\n" +
+	"\n" +
+	"SeqService\x12:\n" +
+	"\aNextSeq\x12\x16.mig.v1.NextSeqRequest\x1a\x17.mig.v1.NextSeqResponse\x12=\n" +
+	"\bNextSeqs\x12\x17.mig.v1.NextSeqsRequest\x1a\x18.mig.v1.NextSeqsResponse\x127\n" +
+	"\x06CurSeq\x12\x15.mig.v1.CurSeqRequest\x1a\x16.mig.v1.CurSeqResponseB!Z\x1fgithub.com/migsvc/mig/rpc/migv1b\x06proto3"
 
 var (
 	file_mig_proto_rawDescOnce sync.Once
@@ -307,20 +597,32 @@ func file_mig_proto_rawDescGZIP() []byte {
 	return file_mig_proto_rawDescData
 }
 
-var file_mig_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_mig_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_mig_proto_goTypes = []any{
-	(*NextIDsRequest)(nil),  // 0: mig.v1.NextIDsRequest
-	(*NextIDsResponse)(nil), // 1: mig.v1.NextIDsResponse
-	(*DecodeRequest)(nil),   // 2: mig.v1.DecodeRequest
-	(*DecodeResponse)(nil),  // 3: mig.v1.DecodeResponse
+	(*NextIDsRequest)(nil),   // 0: mig.v1.NextIDsRequest
+	(*NextIDsResponse)(nil),  // 1: mig.v1.NextIDsResponse
+	(*DecodeRequest)(nil),    // 2: mig.v1.DecodeRequest
+	(*DecodeResponse)(nil),   // 3: mig.v1.DecodeResponse
+	(*NextSeqRequest)(nil),   // 4: mig.v1.NextSeqRequest
+	(*NextSeqResponse)(nil),  // 5: mig.v1.NextSeqResponse
+	(*NextSeqsRequest)(nil),  // 6: mig.v1.NextSeqsRequest
+	(*NextSeqsResponse)(nil), // 7: mig.v1.NextSeqsResponse
+	(*CurSeqRequest)(nil),    // 8: mig.v1.CurSeqRequest
+	(*CurSeqResponse)(nil),   // 9: mig.v1.CurSeqResponse
 }
 var file_mig_proto_depIdxs = []int32{
 	0, // 0: mig.v1.IDService.NextIDs:input_type -> mig.v1.NextIDsRequest
 	2, // 1: mig.v1.IDService.Decode:input_type -> mig.v1.DecodeRequest
-	1, // 2: mig.v1.IDService.NextIDs:output_type -> mig.v1.NextIDsResponse
-	3, // 3: mig.v1.IDService.Decode:output_type -> mig.v1.DecodeResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	4, // 2: mig.v1.SeqService.NextSeq:input_type -> mig.v1.NextSeqRequest
+	6, // 3: mig.v1.SeqService.NextSeqs:input_type -> mig.v1.NextSeqsRequest
+	8, // 4: mig.v1.SeqService.CurSeq:input_type -> mig.v1.CurSeqRequest
+	1, // 5: mig.v1.IDService.NextIDs:output_type -> mig.v1.NextIDsResponse
+	3, // 6: mig.v1.IDService.Decode:output_type -> mig.v1.DecodeResponse
+	5, // 7: mig.v1.SeqService.NextSeq:output_type -> mig.v1.NextSeqResponse
+	7, // 8: mig.v1.SeqService.NextSeqs:output_type -> mig.v1.NextSeqsResponse
+	9, // 9: mig.v1.SeqService.CurSeq:output_type -> mig.v1.CurSeqResponse
+	5, // [5:10] is the sub-list for method output_type
+	0, // [0:5] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -338,9 +640,9 @@ func file_mig_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mig_proto_rawDesc), len(file_mig_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   10,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_mig_proto_goTypes,
 		DependencyIndexes: file_mig_proto_depIdxs,

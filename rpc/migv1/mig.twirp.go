@@ -39,8 +39,6 @@ const _ = twirp.TwirpPackageMinVersion_8_1_0
 // value and what is allowed; nothing is consumed); unavailable, with meta
 // retryable=true, when this worker cannot prove an ID would be safe (no
 // worker ID held, watermark reached, clock unsafe): ask another worker.
-//
-// (SeqService, per-user sequences, will live beside it in this file.)
 type IDService interface {
 	// NextIDs reserves count new IDs from one worker.
 	//
@@ -816,6 +814,1078 @@ func (s *iDServiceServer) PathPrefix() string {
 	return baseServicePath(s.pathPrefix, "mig.v1", "IDService")
 }
 
+// ====================
+// SeqService Interface
+// ====================
+
+// SeqService hands out per-user sequences (after WeChat's seqsvr): for each
+// uid an independent 64-bit counter that only grows. A client keeps the
+// latest sequence it has seen for a uid and asks for what is newer.
+//
+// Every value is above every value handed out before for the same uid, and
+// none is handed out twice. Values may skip (after a restart, or when an
+// answer is lost): a sequence says "newer than", not "how many".
+//
+// Errors: invalid_argument for bad input (uid 0 or beyond the uid space, a
+// repeated uid, too many or no uids; the message names the uid or the
+// limit; nothing is consumed); unavailable, with meta retryable=true, when
+// this node cannot prove a value is safe (not serving the uid's section
+// yet, its lease lost, etcd unreachable past the persisted range).
+type SeqService interface {
+	// NextSeq advances uid's sequence by one and returns the new value.
+	//
+	// Repeating a NextSeq whose answer was lost is safe: the lost value is
+	// skipped, and the repeat's value is above it.
+	NextSeq(context.Context, *NextSeqRequest) (*NextSeqResponse, error)
+
+	// NextSeqs advances the sequences of many uids at once (a group message
+	// advances every member's sequence): all of them, or none when it fails.
+	NextSeqs(context.Context, *NextSeqsRequest) (*NextSeqsResponse, error)
+
+	// CurSeq returns uid's latest sequence without advancing it.
+	CurSeq(context.Context, *CurSeqRequest) (*CurSeqResponse, error)
+}
+
+// ==========================
+// SeqService Protobuf Client
+// ==========================
+
+type seqServiceProtobufClient struct {
+	client      HTTPClient
+	urls        [3]string
+	interceptor twirp.Interceptor
+	opts        twirp.ClientOptions
+}
+
+// NewSeqServiceProtobufClient creates a Protobuf client that implements the SeqService interface.
+// It communicates using Protobuf and can be configured with a custom HTTPClient.
+func NewSeqServiceProtobufClient(baseURL string, client HTTPClient, opts ...twirp.ClientOption) SeqService {
+	if c, ok := client.(*http.Client); ok {
+		client = withoutRedirects(c)
+	}
+
+	clientOpts := twirp.ClientOptions{}
+	for _, o := range opts {
+		o(&clientOpts)
+	}
+
+	// Using ReadOpt allows backwards and forwards compatibility with new options in the future
+	literalURLs := false
+	_ = clientOpts.ReadOpt("literalURLs", &literalURLs)
+	var pathPrefix string
+	if ok := clientOpts.ReadOpt("pathPrefix", &pathPrefix); !ok {
+		pathPrefix = "/twirp" // default prefix
+	}
+
+	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
+	serviceURL := sanitizeBaseURL(baseURL)
+	serviceURL += baseServicePath(pathPrefix, "mig.v1", "SeqService")
+	urls := [3]string{
+		serviceURL + "NextSeq",
+		serviceURL + "NextSeqs",
+		serviceURL + "CurSeq",
+	}
+
+	return &seqServiceProtobufClient{
+		client:      client,
+		urls:        urls,
+		interceptor: twirp.ChainInterceptors(clientOpts.Interceptors...),
+		opts:        clientOpts,
+	}
+}
+
+func (c *seqServiceProtobufClient) NextSeq(ctx context.Context, in *NextSeqRequest) (*NextSeqResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "mig.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "SeqService")
+	ctx = ctxsetters.WithMethodName(ctx, "NextSeq")
+	caller := c.callNextSeq
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *NextSeqRequest) (*NextSeqResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*NextSeqRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*NextSeqRequest) when calling interceptor")
+					}
+					return c.callNextSeq(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*NextSeqResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*NextSeqResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *seqServiceProtobufClient) callNextSeq(ctx context.Context, in *NextSeqRequest) (*NextSeqResponse, error) {
+	out := new(NextSeqResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[0], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *seqServiceProtobufClient) NextSeqs(ctx context.Context, in *NextSeqsRequest) (*NextSeqsResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "mig.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "SeqService")
+	ctx = ctxsetters.WithMethodName(ctx, "NextSeqs")
+	caller := c.callNextSeqs
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *NextSeqsRequest) (*NextSeqsResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*NextSeqsRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*NextSeqsRequest) when calling interceptor")
+					}
+					return c.callNextSeqs(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*NextSeqsResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*NextSeqsResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *seqServiceProtobufClient) callNextSeqs(ctx context.Context, in *NextSeqsRequest) (*NextSeqsResponse, error) {
+	out := new(NextSeqsResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[1], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *seqServiceProtobufClient) CurSeq(ctx context.Context, in *CurSeqRequest) (*CurSeqResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "mig.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "SeqService")
+	ctx = ctxsetters.WithMethodName(ctx, "CurSeq")
+	caller := c.callCurSeq
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *CurSeqRequest) (*CurSeqResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*CurSeqRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*CurSeqRequest) when calling interceptor")
+					}
+					return c.callCurSeq(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*CurSeqResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*CurSeqResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *seqServiceProtobufClient) callCurSeq(ctx context.Context, in *CurSeqRequest) (*CurSeqResponse, error) {
+	out := new(CurSeqResponse)
+	ctx, err := doProtobufRequest(ctx, c.client, c.opts.Hooks, c.urls[2], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+// ======================
+// SeqService JSON Client
+// ======================
+
+type seqServiceJSONClient struct {
+	client      HTTPClient
+	urls        [3]string
+	interceptor twirp.Interceptor
+	opts        twirp.ClientOptions
+}
+
+// NewSeqServiceJSONClient creates a JSON client that implements the SeqService interface.
+// It communicates using JSON and can be configured with a custom HTTPClient.
+func NewSeqServiceJSONClient(baseURL string, client HTTPClient, opts ...twirp.ClientOption) SeqService {
+	if c, ok := client.(*http.Client); ok {
+		client = withoutRedirects(c)
+	}
+
+	clientOpts := twirp.ClientOptions{}
+	for _, o := range opts {
+		o(&clientOpts)
+	}
+
+	// Using ReadOpt allows backwards and forwards compatibility with new options in the future
+	literalURLs := false
+	_ = clientOpts.ReadOpt("literalURLs", &literalURLs)
+	var pathPrefix string
+	if ok := clientOpts.ReadOpt("pathPrefix", &pathPrefix); !ok {
+		pathPrefix = "/twirp" // default prefix
+	}
+
+	// Build method URLs: <baseURL>[<prefix>]/<package>.<Service>/<Method>
+	serviceURL := sanitizeBaseURL(baseURL)
+	serviceURL += baseServicePath(pathPrefix, "mig.v1", "SeqService")
+	urls := [3]string{
+		serviceURL + "NextSeq",
+		serviceURL + "NextSeqs",
+		serviceURL + "CurSeq",
+	}
+
+	return &seqServiceJSONClient{
+		client:      client,
+		urls:        urls,
+		interceptor: twirp.ChainInterceptors(clientOpts.Interceptors...),
+		opts:        clientOpts,
+	}
+}
+
+func (c *seqServiceJSONClient) NextSeq(ctx context.Context, in *NextSeqRequest) (*NextSeqResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "mig.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "SeqService")
+	ctx = ctxsetters.WithMethodName(ctx, "NextSeq")
+	caller := c.callNextSeq
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *NextSeqRequest) (*NextSeqResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*NextSeqRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*NextSeqRequest) when calling interceptor")
+					}
+					return c.callNextSeq(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*NextSeqResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*NextSeqResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *seqServiceJSONClient) callNextSeq(ctx context.Context, in *NextSeqRequest) (*NextSeqResponse, error) {
+	out := new(NextSeqResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[0], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *seqServiceJSONClient) NextSeqs(ctx context.Context, in *NextSeqsRequest) (*NextSeqsResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "mig.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "SeqService")
+	ctx = ctxsetters.WithMethodName(ctx, "NextSeqs")
+	caller := c.callNextSeqs
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *NextSeqsRequest) (*NextSeqsResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*NextSeqsRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*NextSeqsRequest) when calling interceptor")
+					}
+					return c.callNextSeqs(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*NextSeqsResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*NextSeqsResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *seqServiceJSONClient) callNextSeqs(ctx context.Context, in *NextSeqsRequest) (*NextSeqsResponse, error) {
+	out := new(NextSeqsResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[1], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+func (c *seqServiceJSONClient) CurSeq(ctx context.Context, in *CurSeqRequest) (*CurSeqResponse, error) {
+	ctx = ctxsetters.WithPackageName(ctx, "mig.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "SeqService")
+	ctx = ctxsetters.WithMethodName(ctx, "CurSeq")
+	caller := c.callCurSeq
+	if c.interceptor != nil {
+		caller = func(ctx context.Context, req *CurSeqRequest) (*CurSeqResponse, error) {
+			resp, err := c.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*CurSeqRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*CurSeqRequest) when calling interceptor")
+					}
+					return c.callCurSeq(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*CurSeqResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*CurSeqResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+	return caller(ctx, in)
+}
+
+func (c *seqServiceJSONClient) callCurSeq(ctx context.Context, in *CurSeqRequest) (*CurSeqResponse, error) {
+	out := new(CurSeqResponse)
+	ctx, err := doJSONRequest(ctx, c.client, c.opts.Hooks, c.urls[2], in, out)
+	if err != nil {
+		twerr, ok := err.(twirp.Error)
+		if !ok {
+			twerr = twirp.InternalErrorWith(err)
+		}
+		callClientError(ctx, c.opts.Hooks, twerr)
+		return nil, err
+	}
+
+	callClientResponseReceived(ctx, c.opts.Hooks)
+
+	return out, nil
+}
+
+// =========================
+// SeqService Server Handler
+// =========================
+
+type seqServiceServer struct {
+	SeqService
+	interceptor      twirp.Interceptor
+	hooks            *twirp.ServerHooks
+	pathPrefix       string // prefix for routing
+	jsonSkipDefaults bool   // do not include unpopulated fields (default values) in the response
+	jsonCamelCase    bool   // JSON fields are serialized as lowerCamelCase rather than keeping the original proto names
+}
+
+// NewSeqServiceServer builds a TwirpServer that can be used as an http.Handler to handle
+// HTTP requests that are routed to the right method in the provided svc implementation.
+// The opts are twirp.ServerOption modifiers, for example twirp.WithServerHooks(hooks).
+func NewSeqServiceServer(svc SeqService, opts ...interface{}) TwirpServer {
+	serverOpts := newServerOpts(opts)
+
+	// Using ReadOpt allows backwards and forwards compatibility with new options in the future
+	jsonSkipDefaults := false
+	_ = serverOpts.ReadOpt("jsonSkipDefaults", &jsonSkipDefaults)
+	jsonCamelCase := false
+	_ = serverOpts.ReadOpt("jsonCamelCase", &jsonCamelCase)
+	var pathPrefix string
+	if ok := serverOpts.ReadOpt("pathPrefix", &pathPrefix); !ok {
+		pathPrefix = "/twirp" // default prefix
+	}
+
+	return &seqServiceServer{
+		SeqService:       svc,
+		hooks:            serverOpts.Hooks,
+		interceptor:      twirp.ChainInterceptors(serverOpts.Interceptors...),
+		pathPrefix:       pathPrefix,
+		jsonSkipDefaults: jsonSkipDefaults,
+		jsonCamelCase:    jsonCamelCase,
+	}
+}
+
+// writeError writes an HTTP response with a valid Twirp error format, and triggers hooks.
+// If err is not a twirp.Error, it will get wrapped with twirp.InternalErrorWith(err)
+func (s *seqServiceServer) writeError(ctx context.Context, resp http.ResponseWriter, err error) {
+	writeError(ctx, resp, err, s.hooks)
+}
+
+// handleRequestBodyError is used to handle error when the twirp server cannot read request
+func (s *seqServiceServer) handleRequestBodyError(ctx context.Context, resp http.ResponseWriter, msg string, err error) {
+	if context.Canceled == ctx.Err() {
+		s.writeError(ctx, resp, twirp.NewError(twirp.Canceled, "failed to read request: context canceled"))
+		return
+	}
+	if context.DeadlineExceeded == ctx.Err() {
+		s.writeError(ctx, resp, twirp.NewError(twirp.DeadlineExceeded, "failed to read request: deadline exceeded"))
+		return
+	}
+	s.writeError(ctx, resp, twirp.WrapError(malformedRequestError(msg), err))
+}
+
+// SeqServicePathPrefix is a convenience constant that may identify URL paths.
+// Should be used with caution, it only matches routes generated by Twirp Go clients,
+// with the default "/twirp" prefix and default CamelCase service and method names.
+// More info: https://twitchtv.github.io/twirp/docs/routing.html
+const SeqServicePathPrefix = "/twirp/mig.v1.SeqService/"
+
+func (s *seqServiceServer) ServeHTTP(resp http.ResponseWriter, req *http.Request) {
+	ctx := req.Context()
+	ctx = ctxsetters.WithPackageName(ctx, "mig.v1")
+	ctx = ctxsetters.WithServiceName(ctx, "SeqService")
+	ctx = ctxsetters.WithResponseWriter(ctx, resp)
+
+	var err error
+	ctx, err = callRequestReceived(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	if req.Method != "POST" {
+		msg := fmt.Sprintf("unsupported method %q (only POST is allowed)", req.Method)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+
+	// Verify path format: [<prefix>]/<package>.<Service>/<Method>
+	prefix, pkgService, method := parseTwirpPath(req.URL.Path)
+	if pkgService != "mig.v1.SeqService" {
+		msg := fmt.Sprintf("no handler for path %q", req.URL.Path)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+	if prefix != s.pathPrefix {
+		msg := fmt.Sprintf("invalid path prefix %q, expected %q, on path %q", prefix, s.pathPrefix, req.URL.Path)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+
+	switch method {
+	case "NextSeq":
+		s.serveNextSeq(ctx, resp, req)
+		return
+	case "NextSeqs":
+		s.serveNextSeqs(ctx, resp, req)
+		return
+	case "CurSeq":
+		s.serveCurSeq(ctx, resp, req)
+		return
+	default:
+		msg := fmt.Sprintf("no handler for path %q", req.URL.Path)
+		s.writeError(ctx, resp, badRouteError(msg, req.Method, req.URL.Path))
+		return
+	}
+}
+
+func (s *seqServiceServer) serveNextSeq(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveNextSeqJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveNextSeqProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *seqServiceServer) serveNextSeqJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "NextSeq")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(NextSeqRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.SeqService.NextSeq
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *NextSeqRequest) (*NextSeqResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*NextSeqRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*NextSeqRequest) when calling interceptor")
+					}
+					return s.SeqService.NextSeq(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*NextSeqResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*NextSeqResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *NextSeqResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *NextSeqResponse and nil error while calling NextSeq. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *seqServiceServer) serveNextSeqProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "NextSeq")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(NextSeqRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.SeqService.NextSeq
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *NextSeqRequest) (*NextSeqResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*NextSeqRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*NextSeqRequest) when calling interceptor")
+					}
+					return s.SeqService.NextSeq(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*NextSeqResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*NextSeqResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *NextSeqResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *NextSeqResponse and nil error while calling NextSeq. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *seqServiceServer) serveNextSeqs(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveNextSeqsJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveNextSeqsProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *seqServiceServer) serveNextSeqsJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "NextSeqs")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(NextSeqsRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.SeqService.NextSeqs
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *NextSeqsRequest) (*NextSeqsResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*NextSeqsRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*NextSeqsRequest) when calling interceptor")
+					}
+					return s.SeqService.NextSeqs(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*NextSeqsResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*NextSeqsResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *NextSeqsResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *NextSeqsResponse and nil error while calling NextSeqs. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *seqServiceServer) serveNextSeqsProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "NextSeqs")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(NextSeqsRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.SeqService.NextSeqs
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *NextSeqsRequest) (*NextSeqsResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*NextSeqsRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*NextSeqsRequest) when calling interceptor")
+					}
+					return s.SeqService.NextSeqs(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*NextSeqsResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*NextSeqsResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *NextSeqsResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *NextSeqsResponse and nil error while calling NextSeqs. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *seqServiceServer) serveCurSeq(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	header := req.Header.Get("Content-Type")
+	i := strings.Index(header, ";")
+	if i == -1 {
+		i = len(header)
+	}
+	switch strings.TrimSpace(strings.ToLower(header[:i])) {
+	case "application/json":
+		s.serveCurSeqJSON(ctx, resp, req)
+	case "application/protobuf":
+		s.serveCurSeqProtobuf(ctx, resp, req)
+	default:
+		msg := fmt.Sprintf("unexpected Content-Type: %q", req.Header.Get("Content-Type"))
+		twerr := badRouteError(msg, req.Method, req.URL.Path)
+		s.writeError(ctx, resp, twerr)
+	}
+}
+
+func (s *seqServiceServer) serveCurSeqJSON(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "CurSeq")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	d := json.NewDecoder(req.Body)
+	rawReqBody := json.RawMessage{}
+	if err := d.Decode(&rawReqBody); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+	reqContent := new(CurSeqRequest)
+	unmarshaler := protojson.UnmarshalOptions{DiscardUnknown: true}
+	if err = unmarshaler.Unmarshal(rawReqBody, reqContent); err != nil {
+		s.handleRequestBodyError(ctx, resp, "the json request could not be decoded", err)
+		return
+	}
+
+	handler := s.SeqService.CurSeq
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *CurSeqRequest) (*CurSeqResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*CurSeqRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*CurSeqRequest) when calling interceptor")
+					}
+					return s.SeqService.CurSeq(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*CurSeqResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*CurSeqResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *CurSeqResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *CurSeqResponse and nil error while calling CurSeq. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	marshaler := &protojson.MarshalOptions{UseProtoNames: !s.jsonCamelCase, EmitUnpopulated: !s.jsonSkipDefaults}
+	respBytes, err := marshaler.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal json response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/json")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *seqServiceServer) serveCurSeqProtobuf(ctx context.Context, resp http.ResponseWriter, req *http.Request) {
+	var err error
+	ctx = ctxsetters.WithMethodName(ctx, "CurSeq")
+	ctx, err = callRequestRouted(ctx, s.hooks)
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+
+	buf, err := io.ReadAll(req.Body)
+	if err != nil {
+		s.handleRequestBodyError(ctx, resp, "failed to read request body", err)
+		return
+	}
+	reqContent := new(CurSeqRequest)
+	if err = proto.Unmarshal(buf, reqContent); err != nil {
+		s.writeError(ctx, resp, malformedRequestError("the protobuf request could not be decoded"))
+		return
+	}
+
+	handler := s.SeqService.CurSeq
+	if s.interceptor != nil {
+		handler = func(ctx context.Context, req *CurSeqRequest) (*CurSeqResponse, error) {
+			resp, err := s.interceptor(
+				func(ctx context.Context, req interface{}) (interface{}, error) {
+					typedReq, ok := req.(*CurSeqRequest)
+					if !ok {
+						return nil, twirp.InternalError("failed type assertion req.(*CurSeqRequest) when calling interceptor")
+					}
+					return s.SeqService.CurSeq(ctx, typedReq)
+				},
+			)(ctx, req)
+			if resp != nil {
+				typedResp, ok := resp.(*CurSeqResponse)
+				if !ok {
+					return nil, twirp.InternalError("failed type assertion resp.(*CurSeqResponse) when calling interceptor")
+				}
+				return typedResp, err
+			}
+			return nil, err
+		}
+	}
+
+	// Call service method
+	var respContent *CurSeqResponse
+	func() {
+		defer ensurePanicResponses(ctx, resp, s.hooks)
+		respContent, err = handler(ctx, reqContent)
+	}()
+
+	if err != nil {
+		s.writeError(ctx, resp, err)
+		return
+	}
+	if respContent == nil {
+		s.writeError(ctx, resp, twirp.InternalError("received a nil *CurSeqResponse and nil error while calling CurSeq. nil responses are not supported"))
+		return
+	}
+
+	ctx = callResponsePrepared(ctx, s.hooks)
+
+	respBytes, err := proto.Marshal(respContent)
+	if err != nil {
+		s.writeError(ctx, resp, wrapInternal(err, "failed to marshal proto response"))
+		return
+	}
+
+	ctx = ctxsetters.WithStatusCode(ctx, http.StatusOK)
+	resp.Header().Set("Content-Type", "application/protobuf")
+	resp.Header().Set("Content-Length", strconv.Itoa(len(respBytes)))
+	resp.WriteHeader(http.StatusOK)
+	if n, err := resp.Write(respBytes); err != nil {
+		msg := fmt.Sprintf("failed to write response, %d of %d bytes written: %s", n, len(respBytes), err.Error())
+		twerr := twirp.NewError(twirp.Unknown, msg)
+		ctx = callError(ctx, s.hooks, twerr)
+	}
+	callResponseSent(ctx, s.hooks)
+}
+
+func (s *seqServiceServer) ServiceDescriptor() ([]byte, int) {
+	return twirpFileDescriptor0, 1
+}
+
+func (s *seqServiceServer) ProtocGenTwirpVersion() string {
+	return "v8.1.3"
+}
+
+// PathPrefix returns the base service path, in the form: "/<prefix>/<package>.<Service>/"
+// that is everything in a Twirp route except for the <Method>. This can be used for routing,
+// for example to identify the requests that are targeted to this service in a mux.
+func (s *seqServiceServer) PathPrefix() string {
+	return baseServicePath(s.pathPrefix, "mig.v1", "SeqService")
+}
+
 // =====
 // Utils
 // =====
@@ -1382,25 +2452,33 @@ func callClientError(ctx context.Context, h *twirp.ClientHooks, err twirp.Error)
 }
 
 var twirpFileDescriptor0 = []byte{
-	// 319 bytes of a gzipped FileDescriptorProto
-	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0x64, 0x91, 0xb1, 0x6f, 0xea, 0x30,
-	0x10, 0xc6, 0x9f, 0x49, 0xc8, 0x23, 0x27, 0xc1, 0x7b, 0xb2, 0xf4, 0x78, 0x29, 0x95, 0x4a, 0x9a,
-	0x29, 0x53, 0x10, 0xad, 0xaa, 0x4a, 0x1d, 0x11, 0x43, 0x59, 0x3a, 0xb8, 0x5b, 0x17, 0x0a, 0xf6,
-	0x89, 0x5a, 0x28, 0x18, 0x6c, 0x93, 0x76, 0xec, 0xd8, 0x3f, 0xbb, 0x8a, 0x1d, 0xaa, 0x42, 0x27,
-	0x7f, 0xf7, 0xe9, 0x4e, 0xf7, 0xbb, 0xcf, 0x10, 0x97, 0x72, 0x55, 0x6c, 0xb5, 0xb2, 0x8a, 0x46,
-	0xb5, 0xac, 0xc6, 0xd9, 0x0d, 0xf4, 0x1e, 0xf0, 0xcd, 0xce, 0xa6, 0x86, 0xe1, 0x6e, 0x8f, 0xc6,
-	0xd2, 0x33, 0x68, 0x73, 0xb5, 0xdf, 0xd8, 0x84, 0xa4, 0x24, 0x6f, 0xdf, 0xff, 0x62, 0xbe, 0xfc,
-	0x20, 0x64, 0xd2, 0x81, 0x68, 0xee, 0x8a, 0xec, 0x19, 0xfe, 0x7c, 0x8d, 0x99, 0xad, 0xda, 0x18,
-	0xa4, 0x7f, 0x21, 0x90, 0xc2, 0x24, 0x24, 0x0d, 0xf2, 0x90, 0xd5, 0x92, 0x9e, 0x43, 0xfc, 0xaa,
-	0xf4, 0x1a, 0xf5, 0x5c, 0x8a, 0xa4, 0x95, 0x92, 0xbc, 0xcb, 0x3a, 0xde, 0x98, 0x09, 0x7a, 0x01,
-	0x20, 0x16, 0x76, 0xc1, 0x71, 0x63, 0x51, 0x27, 0x41, 0x4a, 0xf2, 0x98, 0x7d, 0x73, 0xb2, 0x21,
-	0x74, 0xa7, 0xc8, 0x95, 0xc0, 0x03, 0x57, 0x0f, 0x5a, 0x52, 0x38, 0xa8, 0x90, 0xb5, 0xa4, 0xc8,
-	0x34, 0xf4, 0x0e, 0x0d, 0x0d, 0xc1, 0x49, 0x07, 0xa5, 0x10, 0x5a, 0x59, 0xa2, 0x5b, 0x1d, 0x33,
-	0xa7, 0xbd, 0xc7, 0xd7, 0x6e, 0x61, 0xc0, 0x9c, 0xa6, 0x7d, 0x88, 0x3c, 0x56, 0x12, 0x3a, 0xc8,
-	0xa6, 0xaa, 0x2f, 0x32, 0xb8, 0x4b, 0xda, 0xce, 0xac, 0xe5, 0xd5, 0x3b, 0x81, 0x78, 0x36, 0x7d,
-	0x44, 0x5d, 0x49, 0x8e, 0xf4, 0x0e, 0x7e, 0x37, 0x21, 0xd0, 0x7e, 0xe1, 0xf3, 0x2c, 0x8e, 0xc3,
-	0x1c, 0xfc, 0xff, 0xe1, 0x37, 0xac, 0xb7, 0x10, 0x79, 0x7a, 0xfa, 0xef, 0xd0, 0x72, 0x74, 0xee,
-	0xa0, 0x7f, 0x6a, 0xfb, 0xc1, 0xc9, 0xe5, 0xd3, 0x70, 0x25, 0xed, 0xcb, 0x7e, 0x59, 0x70, 0x55,
-	0x8e, 0x4a, 0xb9, 0x32, 0x15, 0xaf, 0x9f, 0x91, 0xde, 0xba, 0xb7, 0x1a, 0x2f, 0x23, 0xf7, 0xc5,
-	0xd7, 0x9f, 0x01, 0x00, 0x00, 0xff, 0xff, 0x4f, 0x61, 0xe9, 0xbf, 0xef, 0x01, 0x00, 0x00,
+	// 437 bytes of a gzipped FileDescriptorProto
+	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0x7c, 0x53, 0xcf, 0x6f, 0xd3, 0x30,
+	0x14, 0xc6, 0x4d, 0x1a, 0x9a, 0x27, 0xb5, 0x54, 0x96, 0x28, 0x61, 0x48, 0xac, 0x33, 0x02, 0xf5,
+	0x94, 0x69, 0x43, 0x08, 0x09, 0x89, 0xcb, 0xe8, 0x81, 0x5e, 0x38, 0x38, 0x37, 0x2e, 0x63, 0x4b,
+	0x9e, 0x8a, 0x35, 0xa5, 0x69, 0x6c, 0x27, 0x70, 0xe4, 0xc8, 0x9f, 0xc5, 0x9f, 0x86, 0x6c, 0xe7,
+	0xc7, 0x92, 0x09, 0x4e, 0xfe, 0xfc, 0xf2, 0xf9, 0xf9, 0xfb, 0xbe, 0xe7, 0x40, 0x98, 0x8b, 0x7d,
+	0x7c, 0x94, 0x85, 0x2e, 0x68, 0x60, 0x60, 0x7d, 0xc1, 0xde, 0xc1, 0xe2, 0x0b, 0xfe, 0xd4, 0xbb,
+	0xad, 0xe2, 0x58, 0x56, 0xa8, 0x34, 0x7d, 0x0e, 0xd3, 0xb4, 0xa8, 0x0e, 0x3a, 0x22, 0x6b, 0xb2,
+	0x99, 0x7e, 0x7e, 0xc4, 0xdd, 0xf6, 0x37, 0x21, 0x57, 0x33, 0x08, 0xae, 0xed, 0x86, 0x7d, 0x83,
+	0x27, 0xdd, 0x31, 0x75, 0x2c, 0x0e, 0x0a, 0xe9, 0x12, 0x3c, 0x91, 0xa9, 0x88, 0xac, 0xbd, 0x8d,
+	0xcf, 0x0d, 0xa4, 0x2f, 0x20, 0xfc, 0x51, 0xc8, 0x3b, 0x94, 0xd7, 0x22, 0x8b, 0x26, 0x6b, 0xb2,
+	0x99, 0xf3, 0x99, 0x2b, 0xec, 0x32, 0xfa, 0x12, 0x20, 0xbb, 0xd1, 0x37, 0x29, 0x1e, 0x34, 0xca,
+	0xc8, 0x5b, 0x93, 0x4d, 0xc8, 0xef, 0x55, 0xd8, 0x29, 0xcc, 0xb7, 0x98, 0x16, 0x19, 0xb6, 0xba,
+	0x16, 0x30, 0x11, 0x99, 0x15, 0xe5, 0xf3, 0x89, 0xc8, 0x98, 0x84, 0x45, 0x4b, 0x68, 0x14, 0x8c,
+	0x18, 0x94, 0x82, 0xaf, 0x45, 0x8e, 0xf6, 0xea, 0x90, 0x5b, 0xec, 0x6a, 0xe9, 0x9d, 0xbd, 0xd0,
+	0xe3, 0x16, 0xd3, 0x15, 0x04, 0x4e, 0x56, 0xe4, 0x5b, 0x91, 0xcd, 0xce, 0x38, 0x52, 0x58, 0x46,
+	0x53, 0x5b, 0x34, 0x90, 0x31, 0x97, 0x56, 0x82, 0x65, 0xab, 0x6a, 0x09, 0x5e, 0xd5, 0x5d, 0x6a,
+	0x20, 0x7b, 0xe5, 0xa2, 0xb1, 0x9c, 0x3e, 0x1a, 0xd3, 0xa8, 0x21, 0x99, 0x46, 0xaf, 0x3b, 0x52,
+	0x97, 0x3b, 0x05, 0xbf, 0xea, 0x03, 0xb4, 0x98, 0xbd, 0x81, 0x65, 0x4f, 0x6b, 0x9a, 0x51, 0xf0,
+	0x15, 0x96, 0x1d, 0xcf, 0x60, 0x76, 0x06, 0xf3, 0x4f, 0x95, 0xfc, 0xaf, 0x2c, 0x06, 0x8b, 0x96,
+	0xf2, 0x2f, 0x55, 0x97, 0xbf, 0x08, 0x84, 0xbb, 0x6d, 0x82, 0xb2, 0x16, 0x29, 0xd2, 0x0f, 0xf0,
+	0xb8, 0x99, 0x31, 0x5d, 0xc5, 0xee, 0xb9, 0xc4, 0xc3, 0xb7, 0x72, 0xf2, 0xec, 0x41, 0xbd, 0xe9,
+	0xfd, 0x1e, 0x02, 0x37, 0x1c, 0xfa, 0xb4, 0xa5, 0x0c, 0xa6, 0x79, 0xb2, 0x1a, 0x97, 0xdd, 0xc1,
+	0xcb, 0x3f, 0x04, 0x20, 0xc1, 0x72, 0xa4, 0x21, 0xc1, 0x72, 0xa8, 0xa1, 0xb7, 0x3a, 0xd4, 0x70,
+	0xdf, 0xdf, 0x47, 0x98, 0xb5, 0xe1, 0xd1, 0x31, 0xa9, 0x73, 0x10, 0x3d, 0xfc, 0xd0, 0x5b, 0x70,
+	0x81, 0xf5, 0x16, 0x06, 0x19, 0xf7, 0x16, 0x86, 0xb9, 0x5e, 0x9d, 0x7d, 0x3d, 0xdd, 0x0b, 0xfd,
+	0xbd, 0xba, 0x8d, 0xd3, 0x22, 0x3f, 0xcf, 0xc5, 0x5e, 0xd5, 0xa9, 0x59, 0xce, 0xe5, 0xd1, 0xae,
+	0xf5, 0xc5, 0x6d, 0x60, 0x7f, 0xc2, 0xb7, 0x7f, 0x03, 0x00, 0x00, 0xff, 0xff, 0x62, 0xeb, 0x47,
+	0xc8, 0x91, 0x03, 0x00, 0x00,
 }

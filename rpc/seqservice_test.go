@@ -1,0 +1,284 @@
+package rpc_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
+	"github.com/migsvc/mig/internal/lease"
+	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/seqfacade"
+)
+
+// serveSeq runs a server whose SeqService is a real sequence node on an
+// embedded etcd, and returns its URL and the node.
+func serveSeq(t testing.TB) (string, *seqfacade.Node) {
+	url, node, _ := serveSeqHandler(t)
+	return url, node
+}
+
+// serveSeqHandler is serveSeq that also returns the server's handler, to
+// call in-process.
+func serveSeqHandler(t testing.TB) (string, *seqfacade.Node, http.Handler) {
+	t.Helper()
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	node, err := seqfacade.Start(t.Context(), seqfacade.Config{
+		NodeName:        "n1",
+		Step:            100,
+		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 500 * time.Millisecond, RequestTimeout: 300 * time.Millisecond},
+		ActivationDelay: 10 * time.Millisecond,
+	}, cli, clock.NewReal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = node.Close(context.WithoutCancel(t.Context())) })
+	src := clock.NewReal()
+	for end := src.Mono() + 10*time.Second; !node.Ready(); {
+		if src.Mono() > end {
+			t.Fatal("sequence node not serving after 10s")
+		}
+		<-src.After(5 * time.Millisecond)
+	}
+	s, hs := serve(t, newIssuer(t), rpc.WithSeq(node, 0))
+	return hs.URL, node, s.Handler()
+}
+
+// FuzzSeqHandler posts arbitrary bodies with assorted content types to the
+// three SeqService methods of a server over a real sequence node. The
+// server must answer 200 or a Twirp error other than internal, and every
+// sequence it hands out for a uid must be above every one before.
+func FuzzSeqHandler(f *testing.F) {
+	for _, seed := range []struct {
+		method uint8
+		ct     uint8
+		body   []byte
+	}{
+		{0, 0, []byte{0x08, 0x05}},
+		{0, 1, []byte(`{"uid":"5"}`)},
+		{0, 1, []byte(`{"uid":0}`)},
+		{0, 1, []byte(`{"uid":"18446744073709551615"}`)},
+		{1, 1, []byte(`{"uids":["1","2","3"]}`)},
+		{1, 1, []byte(`{"uids":["1","1"]}`)},
+		{1, 1, []byte(`{"uids":[]}`)},
+		{1, 0, []byte{0x0a, 0x02, 0x01, 0x02}},
+		{2, 1, []byte(`{"uid":"5"}`)},
+		{2, 0, []byte{0xff}},
+		{0, 5, []byte(`{"uid":1}`)},
+	} {
+		f.Add(seed.method, seed.ct, seed.body)
+	}
+	_, _, h := serveSeqHandler(f)
+	methods := []string{"NextSeq", "NextSeqs", "CurSeq"}
+	var mu sync.Mutex
+	last := map[uint64]uint64{}
+	f.Fuzz(func(t *testing.T, method, ct uint8, body []byte) {
+		m := methods[int(method)%len(methods)]
+		req := httptest.NewRequest(http.MethodPost, "/twirp/mig.v1.SeqService/"+m, bytes.NewReader(body))
+		if c := fuzzContentTypes[int(ct)%len(fuzzContentTypes)]; c != "" {
+			req.Header.Set("Content-Type", c)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		status, out := rec.Code, rec.Body.Bytes()
+		if status != http.StatusOK {
+			e := parseTwirpError(t, status, out)
+			if e.Code == string(twirp.Internal) {
+				t.Fatalf("%s %q: internal error %+v", m, body, e)
+			}
+			return
+		}
+		var in struct {
+			Uid  uint64   `json:"uid,string"`
+			Uids []string `json:"uids"`
+		}
+		var resp struct {
+			Seq  uint64   `json:"seq,string"`
+			Seqs []string `json:"seqs"`
+		}
+		if m == "CurSeq" || !strings.Contains(req.Header.Get("Content-Type"), "json") {
+			return // protobuf bodies: the handler's own tests check values
+		}
+		if json.Unmarshal(body, &in) != nil || json.Unmarshal(out, &resp) != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		check := func(uid, v uint64) {
+			if v <= last[uid] {
+				t.Fatalf("uid %d: %d after %d", uid, v, last[uid])
+			}
+			last[uid] = v
+		}
+		if m == "NextSeq" {
+			check(in.Uid, resp.Seq)
+			return
+		}
+		for i, u := range in.Uids {
+			uid, _ := strconv.ParseUint(u, 10, 64)
+			v, _ := strconv.ParseUint(resp.Seqs[i], 10, 64)
+			check(uid, v)
+		}
+	})
+}
+
+func TestSeqServiceProtobufAndJSON(t *testing.T) {
+	url, _ := serveSeq(t)
+	for _, json := range []bool{false, true} {
+		var opts []rpc.ClientOption
+		if json {
+			opts = append(opts, rpc.WithJSON())
+		}
+		c := newClient(t, []string{url}, opts...)
+		uid := uint64(42)
+		if json {
+			uid = 43
+		}
+		var prev uint64
+		for range 250 { // crosses two steps of 100
+			v, err := c.NextSeq(t.Context(), uid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v <= prev {
+				t.Fatalf("json=%v: seq %d after %d", json, v, prev)
+			}
+			prev = v
+		}
+		cur, err := c.CurSeq(t.Context(), uid)
+		if err != nil || cur != prev {
+			t.Fatalf("CurSeq = %d, %v; want %d", cur, err, prev)
+		}
+		vs, err := c.NextSeqs(t.Context(), []uint64{uid, 7, 100_001})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vs) != 3 || vs[0] != prev+1 {
+			t.Fatalf("NextSeqs = %v, want %d first", vs, prev+1)
+		}
+	}
+}
+
+func TestSeqServiceJSONCarriesSeqsAsStrings(t *testing.T) {
+	url, _ := serveSeq(t)
+	status, body := post(t, url+"/twirp/mig.v1.SeqService/NextSeqs", "application/json", []byte(`{"uids":["5","4294967295"]}`))
+	if status != http.StatusOK {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	if !strings.Contains(string(body), `"seqs":["`) {
+		t.Fatalf("sequences not JSON strings: %s", body)
+	}
+}
+
+func TestSeqServiceBadInputConsumesNothing(t *testing.T) {
+	url, node := serveSeq(t)
+	c := newClient(t, []string{url})
+	before, err := c.NextSeq(t.Context(), 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tooMany := make([]uint64, node.Config().MaxBatch+1)
+	for i := range tooMany {
+		tooMany[i] = uint64(i + 1)
+	}
+	for _, tc := range []struct {
+		name  string
+		call  func() error
+		words []string
+	}{
+		{"uid 0", func() error { _, err := c.NextSeq(t.Context(), 0); return err }, []string{"0"}},
+		{"uid at the limit", func() error { _, err := c.NextSeq(t.Context(), 1<<32); return err }, []string{"4294967296"}},
+		{"cur of uid 0", func() error { _, err := c.CurSeq(t.Context(), 0); return err }, []string{"0"}},
+		{"repeated uid", func() error { _, err := c.NextSeqs(t.Context(), []uint64{9, 8, 9}); return err }, []string{"9"}},
+		{"bad uid in batch", func() error { _, err := c.NextSeqs(t.Context(), []uint64{9, 0}); return err }, []string{"uids[1]"}},
+		{"too many uids", func() error { _, err := c.NextSeqs(t.Context(), tooMany); return err }, []string{"1000"}},
+		{"no uids", func() error { _, err := c.NextSeqs(t.Context(), nil); return err }, []string{"empty"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if te := twirpErr(t, err); te.Code() != twirp.InvalidArgument {
+				t.Fatalf("%v: code %s, want invalid_argument", err, te.Code())
+			}
+			for _, w := range tc.words {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+	after, err := c.NextSeq(t.Context(), 9)
+	if err != nil || after != before+1 {
+		t.Fatalf("after bad input uid 9 moved from %d to %d (%v)", before, after, err)
+	}
+}
+
+func TestSeqServiceUnavailableIsRetryable(t *testing.T) {
+	url, node := serveSeq(t)
+	c := newClient(t, []string{url})
+	if _, err := c.NextSeq(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.NextSeq(t.Context(), 1)
+	te := twirpErr(t, err)
+	if te.Code() != twirp.Unavailable || te.Meta(rpc.MetaRetryable) != "true" {
+		t.Fatalf("closed node: %v (code %s)", err, te.Code())
+	}
+}
+
+// TestSeqServiceConcurrentCallersOneUid: many clients on one uid get
+// unique values, increasing per caller, over real HTTP.
+func TestSeqServiceConcurrentCallersOneUid(t *testing.T) {
+	url, _ := serveSeq(t)
+	c := newClient(t, []string{url})
+	const callers, each = 8, 200
+	got := make([][]uint64, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			for range each {
+				v, err := c.NextSeq(t.Context(), 77)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[i] = append(got[i], v)
+			}
+		})
+	}
+	wg.Wait()
+	var all []uint64
+	for i, vs := range got {
+		if !slices.IsSorted(vs) {
+			t.Fatalf("caller %d's values not increasing", i)
+		}
+		all = append(all, vs...)
+	}
+	slices.Sort(all)
+	if len(slices.Compact(all)) != callers*each {
+		t.Fatal("a value was handed out twice")
+	}
+}
+
+func TestWithSeqRejectsBadArguments(t *testing.T) {
+	for _, opt := range []rpc.ServerOption{rpc.WithSeq(nil, 0), rpc.WithSeq(&seqfacade.Node{}, -time.Second)} {
+		if _, err := rpc.NewServer(newIssuer(t), opt); !errors.Is(err, rpc.ErrConfig) {
+			t.Fatalf("NewServer = %v, want ErrConfig", err)
+		}
+	}
+}
