@@ -60,17 +60,6 @@ failed, 2 for a bad flag or flag value.`,
 	flags: loadtestFlags,
 }
 
-// errNoSeqService is what seq mode says until the server offers SeqService.
-var errNoSeqService = errors.New("seq mode needs a SeqService; this build's server does not offer it yet")
-
-// newSeqClient makes the SeqService client of `mig loadtest --mode seq` for
-// the endpoints, with the same options as the ID client (JSON, timeout).
-// It is a variable only so that the SeqService client can be plugged in
-// where it is built; until then seq mode refuses with errNoSeqService.
-var newSeqClient = func(endpoints []string, opts ...rpc.ClientOption) (loadtest.SeqClient, error) {
-	return nil, errNoSeqService
-}
-
 // loadtestFlagOfField maps the fields of loadtest.Config (as
 // loadtest.FieldError names them) to the flags that set them.
 var loadtestFlagOfField = map[string]string{
@@ -224,25 +213,17 @@ func (o *loadtestOptions) run(ctx context.Context, p *proc, cfg loadtest.Config)
 	if o.useJSON {
 		opts = append(opts, rpc.WithJSON())
 	}
+	c, err := rpc.NewClient(endpoints, opts...)
+	if err != nil {
+		fmt.Fprintf(p.stderr, "mig loadtest: --target %s: %v\n", o.targets, err)
+		return exitUsage
+	}
+	defer c.CloseIdleConnections()
 	var targets loadtest.Targets
 	switch cfg.Mode {
 	case loadtest.ModeIDs:
-		c, err := rpc.NewClient(endpoints, opts...)
-		if err != nil {
-			fmt.Fprintf(p.stderr, "mig loadtest: --target %s: %v\n", o.targets, err)
-			return exitUsage
-		}
-		defer c.CloseIdleConnections()
 		targets.IDs = c
 	case loadtest.ModeSeq:
-		c, err := newSeqClient(endpoints, opts...)
-		if errors.Is(err, rpc.ErrConfig) {
-			fmt.Fprintf(p.stderr, "mig loadtest: --target %s: %v\n", o.targets, err)
-			return exitUsage
-		}
-		if err != nil {
-			return fail(err)
-		}
 		targets.Seq = c
 	}
 	// Create the plot's file first: a bad path should not cost a run.

@@ -26,6 +26,7 @@ func commands() []command {
 	return []command{
 		serveCommand,
 		decodeCommand,
+		loadtestCommand,
 	}
 }
 
