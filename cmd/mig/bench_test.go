@@ -259,9 +259,9 @@ func closedLoop(b *testing.B, newCaller func(*testing.B) caller, count int) floa
 	var next atomic.Int64
 	lat := collect(b, newCaller, func(c caller, record func(time.Duration)) {
 		for next.Add(1) <= int64(b.N) {
-			start := src.Now().Mono
+			start := src.Mono()
 			check(b, c.call(b.Context(), count))
-			record(src.Now().Mono - start)
+			record(src.Mono() - start)
 		}
 	})
 	rate := float64(b.N) / b.Elapsed().Seconds()
@@ -291,17 +291,17 @@ func openLoop(b *testing.B, newCaller func(*testing.B) caller, rate float64) {
 				return
 			}
 			due := begin + time.Duration(float64(i)*interval)
-			start := src.Now().Mono
+			start := src.Mono()
 			if start < due {
 				<-src.After(due - start)
-				start = src.Now().Mono
+				start = src.Mono()
 			} else {
 				start = due
 			}
 			check(b, c.call(b.Context(), 1))
-			record(src.Now().Mono - start)
+			record(src.Mono() - start)
 		}
-	}, func() { begin = src.Now().Mono })
+	}, func() { begin = src.Mono() })
 	b.ReportMetric(rate, "target-req/s")
 	report(b, lat, float64(b.N)/b.Elapsed().Seconds(), 1)
 }
@@ -310,15 +310,15 @@ func openLoop(b *testing.B, newCaller func(*testing.B) caller, rate float64) {
 // returns the requests/s reached.
 func measureMax(b *testing.B, newCaller func(*testing.B) caller) float64 {
 	src := clock.NewReal()
-	start := src.Now().Mono
+	start := src.Mono()
 	var n atomic.Int64
 	collect(b, newCaller, func(c caller, record func(time.Duration)) {
-		for src.Now().Mono-start < 2*time.Second {
+		for src.Mono()-start < 2*time.Second {
 			check(b, c.call(b.Context(), 1))
 			n.Add(1)
 		}
 	})
-	return float64(n.Load()) / (src.Now().Mono - start).Seconds()
+	return float64(n.Load()) / (src.Mono() - start).Seconds()
 }
 
 // collect makes benchClients callers, then runs loop in a goroutine for

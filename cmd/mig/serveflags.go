@@ -20,7 +20,6 @@ import (
 // Defaults of `mig serve` that are not a domain package's.
 const (
 	defaultDatacenter      = "dc1"
-	defaultWorkers         = "0-15" // a quarter of the 64 worker IDs
 	defaultDataDir         = "mig-data"
 	defaultListen          = "127.0.0.1:7070" // loopback: nothing is exposed by accident
 	defaultShutdownTimeout = 10 * time.Second
@@ -28,6 +27,10 @@ const (
 	// that still moves it once a tick.
 	maxClockResolution = mig.Tick
 )
+
+// defaultWorkers is the default --workers: 0-15, a quarter of the 64
+// worker IDs, leaving room for three more datacenters.
+func defaultWorkers() workerid.Range { return workerid.Range{First: 0, Last: 15} }
 
 // serveConfig is everything `mig serve` runs with, parsed and checked. The
 // domain configurations in it are passed on as they are.
@@ -70,10 +73,7 @@ type serveFlags struct {
 
 // defineServeFlags defines every flag of `mig serve` on fs.
 func defineServeFlags(fs *flag.FlagSet) *serveFlags {
-	f := &serveFlags{fs: fs, workers: &rangeFlag{}, others: &othersFlag{}, epoch: newEpochFlag()}
-	if err := f.workers.Set(defaultWorkers); err != nil {
-		panic(err) // a constant
-	}
+	f := &serveFlags{fs: fs, workers: &rangeFlag{r: defaultWorkers()}, others: &othersFlag{}, epoch: newEpochFlag()}
 
 	fs.StringVar(&f.dc, "dc", defaultDatacenter, "this worker's `datacenter` name, the same for every worker of the datacenter")
 	fs.Var(f.workers, "workers", "the datacenter's worker-ID `range` A-B (0..63), the same for every worker of the datacenter\nand disjoint from every other datacenter's")
@@ -155,7 +155,7 @@ func (f *serveFlags) config() (serveConfig, error) {
 	// The domain packages validate their own configurations; blame finds
 	// which flags made them fail.
 	var defWorker workerid.Config
-	defWorker.Datacenter, defWorker.Range = defaultDatacenter, mustRange(defaultWorkers)
+	defWorker.Datacenter, defWorker.Range = defaultDatacenter, defaultWorkers()
 	if err := blame(f.fs, c.worker, defWorker, workerid.Config.Validate, []blamed[workerid.Config]{
 		{"dc", func(c *workerid.Config, d workerid.Config) { c.Datacenter = d.Datacenter }},
 		{"workers", func(c *workerid.Config, d workerid.Config) { c.Range = d.Range }},
@@ -298,14 +298,6 @@ func (f *rangeFlag) Set(s string) error {
 	}
 	f.r = r
 	return nil
-}
-
-func mustRange(s string) workerid.Range {
-	r, err := workerid.ParseRange(s)
-	if err != nil {
-		panic(err) // a constant
-	}
-	return r
 }
 
 // othersFlag is a flag.Value holding other datacenters' ranges,

@@ -153,9 +153,13 @@ func etcdEndpoint(t testing.TB) string {
 	return strings.Join(etcdtest.Start(t).Endpoints(), ",")
 }
 
+// newRPCClient returns a client of endpoints. Its attempts time out after
+// 10s rather than rpc.DefaultTimeout's 2s, unless opts say otherwise: the
+// tests run under -race on a small machine busy with other packages'
+// tests, and a slow answer must not pass for a lost one.
 func newRPCClient(t testing.TB, endpoints []string, opts ...rpc.ClientOption) *rpc.Client {
 	t.Helper()
-	c, err := rpc.NewClient(endpoints, opts...)
+	c, err := rpc.NewClient(endpoints, append([]rpc.ClientOption{rpc.WithTimeout(10 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,14 +206,14 @@ func postJSON(t testing.TB, base, body string) (int, map[string]any) {
 func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	src := clock.NewReal()
-	start := src.Now().Mono
+	start := src.Mono()
 	for !cond() {
-		if src.Now().Mono-start > within {
+		if src.Mono()-start > within {
 			t.Fatalf("%s: not within %v", what, within)
 		}
 		<-src.After(50 * time.Millisecond)
 	}
-	return src.Now().Mono - start
+	return src.Mono() - start
 }
 
 // checkUnique sorts ids and fails the test at the first duplicate.
