@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/seqfacade"
 	"github.com/migsvc/mig/workerid"
 )
 
@@ -72,6 +73,44 @@ func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.
 			return float64(t.UnixNano()) / 1e9
 		}),
 		counter("ntp_query_failures_total", "NTP queries that failed or got an invalid answer.", func() float64 { return float64(ntp.Status().Failures) }),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// registerSeqMetrics exports the sequence node's counters on reg.
+func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
+	stat := func(f func(seqfacade.Stats) float64) func() float64 {
+		return func() float64 { return f(n.Stats()) }
+	}
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_serving", Help: "1 while this node serves sequences (registered, activated, lease valid), else 0."},
+			func() float64 {
+				if n.Ready() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_taken_total", Help: "Sequence values taken by the node (handed out, or skipped by a batch that failed after taking some)."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.Issued) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_extensions_total", Help: "max_seq writes to etcd (one per extension round of a group of sections)."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.Writes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_extension_failures_total", Help: "max_seq writes refused or of unknown outcome."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.WriteFailures) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_extension_waits_total", Help: "Calls that waited for an extension to be persisted."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.Waits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_unavailable_total", Help: "Sequence calls answered unavailable."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.Unavailable) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_sections_loaded", Help: "Sections with cur_seq memory."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.SectionsLoaded) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_groups_loaded", Help: "Groups of sections served now."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.GroupsLoaded) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_cur_seq_bytes", Help: "Memory of the loaded sections' cur_seq counters: 8 bytes a uid."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.CurSeqBytes) })),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

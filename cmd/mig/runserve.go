@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,12 +10,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/seqfacade"
 	"github.com/migsvc/mig/workerid"
 )
 
@@ -41,7 +44,9 @@ const (
 //  1. stop accepting and answer the requests in flight;
 //  2. close the worker: stop its generator, persist the highest tick
 //     issued as the watermark, revoke the lease (the ID is free at once);
-//  3. close the etcd client, then the embedded etcd.
+//  3. close the sequence node (max_seq is always persisted already; it
+//     revokes its lease);
+//  4. close the etcd client, then the embedded etcd.
 //
 // HAZARD: the worker must close only after the HTTP server has stopped
 // handling requests, or an answer could carry IDs above the watermark it
@@ -92,12 +97,27 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		}
 	}()
 
+	scfg := cfg.seq
+	scfg.Logger = log
+	scfg.NodeName = cmp.Or(scfg.NodeName, strings.ReplaceAll(holder(ln.Addr()), " ", "_"))
+	seq, err := seqfacade.Start(ctx, scfg, etcd.cli, src)
+	if err != nil {
+		return fmt.Errorf("starting the sequence node: %w", err)
+	}
+	seqClosed := false
+	defer func() {
+		if !seqClosed { // an early return below
+			_ = closeSeq(ctx, seq, cfg.shutdownTimeout, log)
+		}
+	}()
+
 	var issuer rpc.IDIssuer = worker
 	if len(cfg.ntp.Servers) > 0 {
 		issuer = clockGuard{Worker: worker, ntp: ntp}
 	}
 	srv, err := rpc.NewServer(issuer,
 		rpc.WithLogger(log),
+		rpc.WithSeq(seq, 0),
 		rpc.WithClock(src),
 		rpc.WithReadiness("worker ID held", func() error {
 			if !worker.Status().Held {
@@ -117,6 +137,9 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		return err
 	}
 	if err := registerMetrics(srv.Registry(), worker, slew, ntp); err != nil {
+		return err
+	}
+	if err := registerSeqMetrics(srv.Registry(), seq); err != nil {
 		return err
 	}
 
@@ -168,8 +191,8 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		runErr = fmt.Errorf("serving HTTP: %w", err)
 	}
 
-	workerClosed = true
-	closeErr := closeWorker(ctx, worker, cfg.shutdownTimeout, log)
+	workerClosed, seqClosed = true, true
+	closeErr := errors.Join(closeWorker(ctx, worker, cfg.shutdownTimeout, log), closeSeq(ctx, seq, cfg.shutdownTimeout, log))
 	log.Info("stopped", "ids_issued", counterValue(srv.Registry(), "mig_ids_issued_total"), "err", errors.Join(runErr, closeErr))
 	// A worker that could not release its ID cleanly is still safe (the
 	// lease expires and the watermark in etcd is ahead of every ID); only
@@ -185,6 +208,19 @@ func closeWorker(ctx context.Context, w *workerid.Worker, timeout time.Duration,
 	err := w.Close(ctx)
 	if err != nil {
 		log.Warn("releasing the worker ID failed; it is free again when its lease expires", "err", err)
+	}
+	return err
+}
+
+// closeSeq closes the sequence node with a timeout of its own, like
+// closeWorker. max_seq is always persisted before a value is handed out,
+// so closing writes nothing; it revokes the node's lease.
+func closeSeq(ctx context.Context, n *seqfacade.Node, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	err := n.Close(ctx)
+	if err != nil {
+		log.Warn("closing the sequence node failed; its sections are free again when its lease expires", "err", err)
 	}
 	return err
 }

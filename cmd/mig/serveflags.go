@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/etcdlocal"
+	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/mig"
+	"github.com/migsvc/mig/seqfacade"
 	"github.com/migsvc/mig/workerid"
 )
 
@@ -35,7 +38,8 @@ func defaultWorkers() workerid.Range { return workerid.Range{First: 0, Last: 15}
 // serveConfig is everything `mig serve` runs with, parsed and checked. The
 // domain configurations in it are passed on as they are.
 type serveConfig struct {
-	worker     workerid.Config // Logger and Holder are set by runServe
+	worker     workerid.Config  // Logger and Holder are set by runServe
+	seq        seqfacade.Config // NodeName and Logger are set by runServe
 	slew       clock.SlewConfig
 	resolution time.Duration // of the cached ID clock (clock.Coarse)
 	ntp        clock.NTPConfig
@@ -69,6 +73,10 @@ type serveFlags struct {
 	etcdUser, etcdPassword    string
 	shutdownTimeout           time.Duration
 	logFormat, logLevel       string
+	sectionSize, seqStep      uint64
+	uidLimit                  uint64
+	seqActivation             time.Duration
+	seqNode                   string
 }
 
 // defineServeFlags defines every flag of `mig serve` on fs.
@@ -108,6 +116,12 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&f.etcdUser, "etcd-user", "", "the etcd `user` (with --etcd-password)")
 	fs.StringVar(&f.etcdPassword, "etcd-password", "", "the etcd user's `password`; prefer the environment variable to the command line")
 
+	fs.Uint64Var(&f.sectionSize, "section-size", seqfacade.DefaultSectionSize, "consecutive uids that share one persisted max_seq; recorded in etcd at first start\nand never changeable after")
+	fs.Uint64Var(&f.seqStep, "seq-step", seqfacade.DefaultStep, "how far max_seq moves ahead with each etcd write")
+	fs.Uint64Var(&f.uidLimit, "uid-limit", seqfacade.DefaultUIDLimit, "uids are 1..this-1; recorded in etcd at first start and never changeable after")
+	fs.DurationVar(&f.seqActivation, "seq-activation-delay", 0, "how long a node waits after registering before it serves sequences, so a previous\nholder has surely stopped (0: the lease TTL, rounded up to seconds, plus the margin)")
+	fs.StringVar(&f.seqNode, "seq-node", "", "this node's `name` among the sequence nodes (default: host name and --listen address)")
+
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGINT or SIGTERM, how long to wait for requests in flight")
 	fs.StringVar(&f.logFormat, "log-format", "text", "the log `format` on standard error: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "the lowest `level` logged: debug, info, warn or error")
@@ -129,6 +143,15 @@ func (f *serveFlags) config() (serveConfig, error) {
 			RequestTimeout: f.etcdTimeout,
 			StartTimeout:   f.startTimeout,
 			Borrow:         f.borrow,
+		},
+		seq: seqfacade.Config{
+			NodeName:        f.seqNode,
+			SectionSize:     f.sectionSize,
+			Step:            f.seqStep,
+			UIDLimit:        f.uidLimit,
+			ActivationDelay: f.seqActivation,
+			RequestTimeout:  f.etcdTimeout,
+			Lease:           lease.Config{TTL: f.ttl, Margin: f.margin, RequestTimeout: f.etcdTimeout},
 		},
 		slew:       clock.SlewConfig{BackRate: f.backRate, ForwardRate: f.forwardRate},
 		resolution: f.resolution,
@@ -166,6 +189,28 @@ func (f *serveFlags) config() (serveConfig, error) {
 		{"watermark-window", func(c *workerid.Config, d workerid.Config) { c.Window = d.Window }},
 		{"borrow", func(c *workerid.Config, d workerid.Config) { c.Borrow = d.Borrow }},
 		{"start-timeout", func(c *workerid.Config, d workerid.Config) { c.StartTimeout = d.StartTimeout }},
+	}); err != nil {
+		return c, err
+	}
+	// In seqfacade.Config zero means "the default"; on the command line a
+	// 0 is a mistake worth naming.
+	for _, z := range []struct {
+		name string
+		v    uint64
+	}{{"section-size", f.sectionSize}, {"seq-step", f.seqStep}, {"uid-limit", f.uidLimit}} {
+		if z.v == 0 {
+			return c, f.flagErr(errors.New("must be at least 1"), z.name)
+		}
+	}
+	seqDefaults := seqfacade.Config{NodeName: "x", Lease: c.seq.Lease, RequestTimeout: c.seq.RequestTimeout}
+	seqCheck := c.seq
+	seqCheck.NodeName = cmp.Or(seqCheck.NodeName, "x") // runServe names the node
+	if err := blame(f.fs, seqCheck, seqDefaults, seqfacade.Config.Validate, []blamed[seqfacade.Config]{
+		{"section-size", func(c *seqfacade.Config, d seqfacade.Config) { c.SectionSize = d.SectionSize }},
+		{"seq-step", func(c *seqfacade.Config, d seqfacade.Config) { c.Step = d.Step }},
+		{"uid-limit", func(c *seqfacade.Config, d seqfacade.Config) { c.UIDLimit = d.UIDLimit }},
+		{"seq-activation-delay", func(c *seqfacade.Config, d seqfacade.Config) { c.ActivationDelay = d.ActivationDelay }},
+		{"seq-node", func(c *seqfacade.Config, d seqfacade.Config) { c.NodeName = d.NodeName }},
 	}); err != nil {
 		return c, err
 	}

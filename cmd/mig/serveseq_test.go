@@ -1,0 +1,79 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeSequences: `mig serve` serves SeqService on the same port as
+// IDService; after a clean restart on the same etcd every uid continues
+// above every value handed out before.
+func TestServeSequences(t *testing.T) {
+	etcd := etcdEndpoint(t)
+	args := append([]string{"--etcd", etcd, "--seq-activation-delay", "10ms", "--seq-step", "50"}, fastFlags...)
+	s := startServe(t, args...)
+	c := newRPCClient(t, []string{s.url()})
+	uids := []uint64{1, 2, 99_999, 100_000, 4_294_967_295}
+	last := map[uint64]uint64{}
+	waitFor(t, 10*time.Second, "sequences served", func() bool {
+		_, err := c.NextSeq(t.Context(), 1)
+		return err == nil
+	})
+	for range 120 { // past two steps of 50
+		vs, err := c.NextSeqs(t.Context(), uids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, u := range uids {
+			if vs[i] <= last[u] {
+				t.Fatalf("uid %d: %d after %d", u, vs[i], last[u])
+			}
+			last[u] = vs[i]
+		}
+	}
+	code, body := get(t, s.url()+"/metrics")
+	if code != 200 || !strings.Contains(body, "mig_seq_extensions_total") || !strings.Contains(body, "mig_seqs_issued_total") {
+		t.Fatalf("metrics (%d) lack the sequence counters:\n%s", code, body)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := startServe(t, args...)
+	c2 := newRPCClient(t, []string{s2.url()})
+	waitFor(t, 10*time.Second, "sequences served after the restart", func() bool {
+		_, err := c2.CurSeq(t.Context(), 1)
+		return err == nil
+	})
+	for _, u := range uids {
+		v, err := c2.NextSeq(t.Context(), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v <= last[u] {
+			t.Fatalf("after restart uid %d got %d, not above %d", u, v, last[u])
+		}
+	}
+}
+
+func TestServeSeqFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--section-size", "0"}, "--section-size"},
+		{[]string{"--uid-limit", "1"}, "--uid-limit"},
+		{[]string{"--seq-step", "0"}, "--seq-step"},
+		{[]string{"--seq-step", "5000000000"}, "--seq-step"},
+		{[]string{"--section-size", "5000000000"}, "--section-size"},
+	} {
+		// Should the flag be accepted by mistake, serve fails fast on an
+		// etcd nobody listens on instead of running for ever.
+		args := append([]string{"serve", "--listen", "127.0.0.1:0", "--etcd", "127.0.0.1:1", "--start-timeout", "1s"}, tc.args...)
+		_, stderr, status := runMig(t, nil, "", args...)
+		if status != exitUsage || !strings.Contains(stderr, tc.flag) {
+			t.Errorf("serve %v: status %d, stderr %q", tc.args, status, stderr)
+		}
+	}
+}
