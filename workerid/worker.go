@@ -93,10 +93,7 @@ func Start(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Sour
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
-	if err := w.checkMetadata(sctx); err != nil {
-		return nil, err
-	}
-	t, err := w.acquire(sctx)
+	t, err := w.first(sctx)
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +102,30 @@ func Start(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Sour
 	w.cancel = lcancel
 	go w.run(lctx, t)
 	return w, nil
+}
+
+// first checks the metadata and makes the first claim, retrying while etcd
+// does not answer, until ctx is done. A configuration etcd refuses, or a
+// full range, is returned at once: retrying would not change it.
+func (w *Worker) first(ctx context.Context) (*tenure, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := w.checkMetadata(ctx)
+		if err == nil {
+			var t *tenure
+			if t, err = w.acquire(ctx); err == nil {
+				return t, nil
+			}
+		}
+		if !errors.Is(err, ErrUnreachable) || ctx.Err() != nil {
+			return nil, err
+		}
+		w.cfg.Logger.Warn("etcd did not answer; retrying", "endpoints", w.cli.Endpoints(), "err", err, "retry_in", backoff)
+		if clock.Sleep(ctx, w.src, backoff) != nil {
+			return nil, err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // Next returns a new ID. It fails with an error wrapping ErrNotHeld while

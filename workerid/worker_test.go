@@ -433,6 +433,9 @@ func TestEtcdUnreachableAtStart(t *testing.T) {
 	if took > 3*time.Second {
 		t.Fatalf("Start took %v with a 1s start timeout", took)
 	}
+	if took < 900*time.Millisecond {
+		t.Fatalf("Start gave up after %v, before its 1s start timeout", took)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {
