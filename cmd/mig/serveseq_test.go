@@ -77,3 +77,26 @@ func TestServeSeqFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadtestAgainstServe runs `mig loadtest` briefly, in both modes,
+// against a real `mig serve` on an etcd, and its checker passes.
+func TestLoadtestAgainstServe(t *testing.T) {
+	etcd := etcdEndpoint(t)
+	s := startServe(t, append([]string{"--etcd", etcd, "--seq-activation-delay", "10ms"}, fastFlags...)...)
+	c := newRPCClient(t, []string{s.url()})
+	waitFor(t, 10*time.Second, "sequences served", func() bool {
+		_, err := c.CurSeq(t.Context(), 1)
+		return err == nil
+	})
+	for _, mode := range [][]string{
+		{"--mode", "ids", "--batch", "10"},
+		{"--mode", "seq", "--dist", "zipf", "--uids", "1000", "--batch", "5"},
+		{"--mode", "seq", "--rate", "300"},
+	} {
+		args := append([]string{"loadtest", "--target", s.url(), "--duration", "500ms", "--clients", "4"}, mode...)
+		stdout, stderr, status := runMig(t, nil, "", args...)
+		if status != exitOK || !strings.Contains(stdout, "PASS") {
+			t.Fatalf("%v: status %d\nstdout:\n%s\nstderr:\n%s", mode, status, stdout, stderr)
+		}
+	}
+}
