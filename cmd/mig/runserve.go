@@ -64,7 +64,13 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	}
 	defer ln.Close() // a no-op once the HTTP server has closed it
 
-	src := clock.NewReal()
+	// faultClock is the host's clock, except in fault-injection builds
+	// (faultinject.go), where a scenario may step or slow it.
+	src, stopFaults, err := faultClock(ctx, clock.NewReal(), log)
+	if err != nil {
+		return err
+	}
+	defer stopFaults()
 	slew, err := clock.NewSlewing(src, cfg.slew)
 	if err != nil {
 		return err // checked by serveFlags.config

@@ -33,7 +33,7 @@ once and continues above every ID issued. A second signal ends it at once.
 
 Exit status: 0 after a clean shutdown, 1 when it could not start or failed,
 2 for a bad flag or flag value.`,
-	flags: serveFlagsRun,
+	flags: withFaultFlags(serveFlagsRun), // adds --fault-* only in -tags faultinject builds
 }
 
 func serveFlagsRun(fs *flag.FlagSet) func(context.Context, *proc, []string) int {
