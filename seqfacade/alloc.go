@@ -20,7 +20,9 @@ import (
 // Errors: ErrInvalidUID for uid 0 or uid >= UIDLimit; an error wrapping
 // ErrUnavailable when no safe value can be handed out now (registering,
 // activating, lease lost, etcd failing, ctx done while waiting, closed);
-// ErrCorrupt for a group whose persisted value is unreadable.
+// a *NotOwnerError (matching ErrNotOwner) when the routing table gives
+// uid's group to another node; ErrCorrupt for a group whose persisted
+// value is unreadable.
 func (n *Node) Next(ctx context.Context, uid uint64) (uint64, error) {
 	if n.lay.valid(uid) {
 		sec := uid / n.lay.sectionSize
@@ -148,10 +150,14 @@ func (n *Node) invalid(uid uint64) error {
 	return fmt.Errorf("%w: uid %d is not below the uid limit %d", ErrInvalidUID, uid, n.lay.uidLimit)
 }
 
-// fail counts err if it is an unavailable answer.
+// fail counts err if it is an unavailable answer or a redirection.
 func (n *Node) fail(err error) error {
-	if errors.Is(err, ErrUnavailable) {
+	var redirect *NotOwnerError
+	switch {
+	case errors.Is(err, ErrUnavailable):
 		n.stats.unavailable.Add(1)
+	case errors.As(err, &redirect):
+		n.stats.redirects.Add(1)
 	}
 	return err
 }

@@ -25,6 +25,22 @@ const (
 	DefaultMaxBatch = 1000
 )
 
+// Defaults of Config when Routed is set: a killed node's groups are
+// served again by the others a little over DefaultRoutedTTL +
+// the activation delay (TTL + margin) after it stopped renewing, about
+// 4.5 s (TestKillUnderLoad reports the figure measured).
+const (
+	DefaultRoutedTTL            = 2 * time.Second
+	DefaultRoutedMargin         = 500 * time.Millisecond
+	DefaultRoutedRequestTimeout = 500 * time.Millisecond
+	// DefaultRebalanceInterval spaces the arbiter's rebalancing rounds.
+	DefaultRebalanceInterval = 10 * time.Second
+	// DefaultMaxMoves bounds the groups one rebalancing round moves
+	// between live nodes: each moved group answers ErrUnavailable for
+	// about the activation delay.
+	DefaultMaxMoves = 16
+)
+
 // Limits on Config.
 const (
 	// MaxSeq is the highest sequence ever handed out: int64's maximum, so
@@ -88,6 +104,32 @@ type Config struct {
 	// Logger receives registrations, fences, unloads and etcd failures;
 	// nil discards.
 	Logger *slog.Logger
+
+	// Routed spreads the groups over every node that runs with it, by a
+	// routing table that an elected arbiter writes to etcd
+	// (docs/seq-failover.md), instead of one node serving them all. Its
+	// zero-valued lease fields default to DefaultRoutedTTL,
+	// DefaultRoutedMargin and DefaultRoutedRequestTimeout, and the
+	// activation delay must be at least the lease TTL. The fields below
+	// matter only with Routed.
+	Routed bool
+	// Address is where clients reach this node (host:port), published in
+	// its registration and in every routing table. A node without one
+	// still serves, but clients cannot be sent to it.
+	Address string
+	// Datacenter names this node's datacenter, published in its
+	// registration.
+	Datacenter string
+	// Weight is this node's relative capacity (default 1): a node of
+	// weight 2 is given about twice the groups of a node of weight 1.
+	Weight float64
+	// RebalanceInterval spaces the arbiter's rebalancing rounds (default
+	// DefaultRebalanceInterval). A dead node's groups are reassigned at
+	// once, whatever the interval.
+	RebalanceInterval time.Duration
+	// MaxMoves bounds the groups one rebalancing round moves between live
+	// nodes (default DefaultMaxMoves; negative: never rebalance).
+	MaxMoves int
 }
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -120,6 +162,26 @@ func (c Config) withDefaults() Config {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = DefaultMaxBatch
 	}
+	if c.Routed {
+		if c.Lease.TTL == 0 {
+			c.Lease.TTL = DefaultRoutedTTL
+		}
+		if c.Lease.Margin == 0 {
+			c.Lease.Margin = DefaultRoutedMargin
+		}
+		if c.Lease.RequestTimeout == 0 {
+			c.Lease.RequestTimeout = DefaultRoutedRequestTimeout
+		}
+		if c.Weight == 0 {
+			c.Weight = 1
+		}
+		if c.RebalanceInterval == 0 {
+			c.RebalanceInterval = DefaultRebalanceInterval
+		}
+		if c.MaxMoves == 0 {
+			c.MaxMoves = DefaultMaxMoves
+		}
+	}
 	if c.Lease.TTL == 0 {
 		c.Lease.TTL = lease.DefaultTTL
 	}
@@ -130,9 +192,7 @@ func (c Config) withDefaults() Config {
 		c.Lease.RequestTimeout = lease.DefaultRequestTimeout
 	}
 	if c.ActivationDelay == 0 {
-		// etcd grants whole seconds.
-		ttl := (c.Lease.TTL + time.Second - 1).Truncate(time.Second)
-		c.ActivationDelay = ttl + c.Lease.Margin
+		c.ActivationDelay = c.grantedTTL() + c.Lease.Margin
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = c.Lease.RequestTimeout
@@ -187,7 +247,33 @@ func (c Config) Validate() error {
 	if c.RequestTimeout < 0 {
 		bad("request timeout %v is negative", c.RequestTimeout)
 	}
+	if c.Routed {
+		// HAZARD: a gaining node must wait out a losing node's right to
+		// serve, which lasts up to the lease TTL after its last
+		// confirmation (docs/seq-failover.md, rule 2).
+		if ttl := c.grantedTTL(); c.ActivationDelay < ttl {
+			bad("activation delay %v is shorter than the lease TTL %v (as etcd grants it, in whole seconds): a node could serve a group before its previous owner has stopped", c.ActivationDelay, ttl)
+		}
+		if strings.ContainsAny(c.Address, " \t\n") {
+			bad("address %q must not contain spaces", c.Address)
+		}
+		if strings.ContainsAny(c.Datacenter, "/ \t\n") {
+			bad("datacenter %q must not contain '/' or spaces", c.Datacenter)
+		}
+		if !(c.Weight > 0 && c.Weight <= 1e6) {
+			bad("weight %v must be in (0, 1e6]", c.Weight)
+		}
+		if c.RebalanceInterval < 0 {
+			bad("rebalance interval %v is negative", c.RebalanceInterval)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// grantedTTL is the lease TTL as etcd grants it: rounded up to whole
+// seconds.
+func (c Config) grantedTTL() time.Duration {
+	return (c.Lease.TTL + time.Second - 1).Truncate(time.Second)
 }
 
 // reserve is how many values of a step are left when the next extension

@@ -1,6 +1,9 @@
 package seqfacade
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned by this package, wrapped with detail; test them with
 // errors.Is.
@@ -27,11 +30,16 @@ var (
 	// unsafe was handed out; the caller should answer "unavailable" and
 	// let its client retry, here or elsewhere.
 	ErrUnavailable = errors.New("seqfacade: unavailable")
-	// ErrNotOwner means a max_seq write was refused because its proof
-	// failed: this node's claim on the group is gone, or the group's key
-	// changed under it. The node unloads the group at once. Callers of
-	// Next see it wrapped together with ErrUnavailable: retrying reloads
-	// the group, or finds that another node serves it.
+	// ErrNotOwner means this node does not serve the group. With a
+	// routing table (Config.Routed), a call for a uid whose group the
+	// table gives to another node returns a *NotOwnerError, which matches
+	// ErrNotOwner (and not ErrUnavailable) and carries the table: the
+	// caller should send the call to the owner it names. It also means a
+	// max_seq write was refused because its proof failed: this node's
+	// claim on the group is gone, or the group's key changed under it.
+	// The node unloads the group at once; callers of Next see that case
+	// wrapped together with ErrUnavailable: retrying reloads the group,
+	// or finds that another node serves it.
 	ErrNotOwner = errors.New("seqfacade: not the owner of the group")
 	// ErrClosed is returned, wrapped together with ErrUnavailable, after
 	// Close.
@@ -44,3 +52,26 @@ var (
 	// MaxSeq: its sequences cannot grow any more.
 	ErrExhausted = errors.New("seqfacade: sequence space exhausted")
 )
+
+// NotOwnerError is returned, by a node with a routing table, for a call on
+// a uid whose group the table gives to another node. It matches
+// ErrNotOwner with errors.Is; errors.As finds it. Routing is the node's
+// table, to hand to the client so that it goes straight to the owner (one
+// extra round trip) and routes later calls itself. A plain value; its
+// Routing is shared, read-only.
+type NotOwnerError struct {
+	// Group is the group of the uid asked for.
+	Group int
+	// Owner is the node that the table gives the group to, and Address
+	// where clients reach it ("" if it published none).
+	Owner, Address string
+	// Routing is the table this node answered from.
+	Routing Routing
+}
+
+func (e *NotOwnerError) Error() string {
+	return fmt.Sprintf("%v: group %d is served by node %s at %q (routing version %d)", ErrNotOwner, e.Group, e.Owner, e.Address, e.Routing.Version)
+}
+
+// Is reports whether target is ErrNotOwner.
+func (e *NotOwnerError) Is(target error) bool { return target == ErrNotOwner }

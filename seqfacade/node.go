@@ -67,11 +67,23 @@ type loadCall struct {
 	err  error
 }
 
-// Start records or checks the configuration in etcd, then starts a node
-// that owns every group (one serving node): it registers under its lease
-// in the background and serves once its activation delay has passed
-// (until then calls answer ErrUnavailable; Ready tells when). src keeps
-// the lease's deadline and is read once per call to check it.
+// Start records or checks the configuration in etcd, then starts a node.
+//
+// Without cfg.Routed the node owns every group (one serving node): it
+// registers under its lease in the background and serves once its
+// activation delay has passed (until then calls answer ErrUnavailable;
+// Ready tells when).
+//
+// With cfg.Routed the node serves the groups that the routing table gives
+// it (docs/seq-failover.md): it registers under its lease, campaigns to
+// be the arbiter that writes the table, activates each group given to it
+// an activation delay after it first sees it given, and unloads a group
+// the moment it sees it moved. Calls for a group the table gives another
+// node answer a *NotOwnerError carrying the table (Routing tells it too);
+// calls for a group still activating, or while the node cannot confirm
+// the table, answer ErrUnavailable.
+//
+// src keeps the lease's deadline and is read once per call to check it.
 //
 // It returns an error wrapping ErrConfig for an invalid cfg, ErrMismatch
 // when cfg disagrees with the configuration recorded in etcd, or
@@ -85,13 +97,23 @@ func Start(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Sour
 	if err := checkMetadata(ctx, cli, cfg); err != nil {
 		return nil, err
 	}
-	own := startSole(ctx, cfg, cli, src)
+	var (
+		own      Ownership
+		closeOwn func(context.Context) error
+	)
+	if cfg.Routed {
+		o := startRouted(ctx, cfg, cli, src)
+		own, closeOwn = o, o.close
+	} else {
+		o := startSole(ctx, cfg, cli, src)
+		own, closeOwn = o, o.close
+	}
 	n, err := New(ctx, cfg, newEtcdStore(cli, cfg), own, src)
 	if err != nil {
-		_ = own.close(ctx)
+		_ = closeOwn(ctx)
 		return nil, err
 	}
-	n.closeOwn = own.close
+	n.closeOwn = closeOwn
 	return n, nil
 }
 
@@ -127,7 +149,9 @@ func New(ctx context.Context, cfg Config, store Store, own Ownership, src clock.
 func (n *Node) Config() Config { return n.cfg }
 
 // Ready reports whether the node serves now: it holds a live claim and is
-// not closed. For readiness probes.
+// not closed; with a routing table, whether it is registered and knows a
+// table, so that it serves its groups or sends callers to their owners.
+// For readiness probes.
 func (n *Node) Ready() bool {
 	n.mu.Lock()
 	closed := n.mu.closed
@@ -189,6 +213,12 @@ func (n *Node) startLoad(gi int) (*loadCall, error) {
 	}
 	if c := n.mu.loading[gi]; c != nil {
 		return c, nil
+	}
+	// A group this node may not serve (another node's, or still
+	// activating) is answered now, without a goroutine: with a routing
+	// table, calls for other nodes' groups are common.
+	if _, err := n.own.Claim(gi); err != nil {
+		return nil, err
 	}
 	c := &loadCall{done: make(chan struct{})}
 	n.mu.loading[gi] = c
@@ -272,6 +302,20 @@ func (n *Node) watchLocked(c Claim) {
 		}
 	}()
 }
+
+// Routing returns the routing table the node serves by, to hand to
+// clients whose version is older: Version 0 for a node that serves every
+// group alone, or that has not read a table yet. Share it read-only.
+func (n *Node) Routing() Routing {
+	if r, ok := n.own.(interface{ routing() Routing }); ok {
+		return r.routing()
+	}
+	return Routing{}
+}
+
+// GroupOf returns the group of uid: uid / SectionSize / GroupSize. It is
+// the unit a routing table assigns.
+func (n *Node) GroupOf(uid uint64) int { return int(uid / n.lay.sectionSize / uint64(n.lay.groupSize)) }
 
 // Close stops serving at once, stops every goroutine of the node and, for
 // a node from Start, revokes its lease so a restart can serve at once

@@ -31,12 +31,13 @@ import (
 // lease), and when the lease ends it revokes it and registers again.
 // One goroutine does all this; close stops it. Safe for concurrent use.
 type sole struct {
-	cfg      Config
-	cli      *clientv3.Client
-	src      clock.Source
-	log      *slog.Logger
-	nodeKey  string
-	ownerKey string
+	cfg        Config
+	cli        *clientv3.Client
+	src        clock.Source
+	log        *slog.Logger
+	nodeKey    string
+	ownerKey   string
+	routingKey string // must be absent: see register
 
 	cur   atomic.Pointer[soleClaim] // the claim served under; nil while not serving
 	state atomic.Pointer[string]    // why not serving, for error messages
@@ -74,22 +75,28 @@ func (c *soleClaim) Headroom() time.Duration {
 	return c.l.Headroom()
 }
 
+// registration is the value of <prefix>/seq/nodes/<name>. The routed
+// fields are empty for a single node.
 type registration struct {
-	Node  string `json:"node"`
-	Lease string `json:"lease"`
+	Node       string  `json:"node"`
+	Lease      string  `json:"lease"`
+	Address    string  `json:"address,omitempty"`
+	Datacenter string  `json:"datacenter,omitempty"`
+	Weight     float64 `json:"weight,omitempty"`
 }
 
 // startSole starts registering in the background. The goroutine outlives
 // ctx's deadline (not its values) until close.
 func startSole(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Source) *sole {
 	o := &sole{
-		cfg:      cfg,
-		cli:      cli,
-		src:      src,
-		log:      cfg.Logger,
-		nodeKey:  cfg.Prefix + "/seq/nodes/" + cfg.NodeName,
-		ownerKey: cfg.Prefix + "/seq/owner",
-		loopDone: make(chan struct{}),
+		cfg:        cfg,
+		cli:        cli,
+		src:        src,
+		log:        cfg.Logger,
+		nodeKey:    cfg.Prefix + "/seq/nodes/" + cfg.NodeName,
+		ownerKey:   cfg.Prefix + "/seq/owner",
+		routingKey: cfg.Prefix + "/seq/routing",
+		loopDone:   make(chan struct{}),
 	}
 	o.setState("registering")
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -163,12 +170,15 @@ func (o *sole) register(ctx context.Context) (*soleClaim, error) {
 	o.mu.Unlock()
 	val, _ := json.Marshal(registration{Node: o.cfg.NodeName, Lease: fmt.Sprintf("%x", int64(l.ID()))})
 	cctx, cancel := l.CallContext(ctx)
+	// HAZARD: never while a routing table exists: nodes routed by it may
+	// be serving some groups, and this node would serve them all.
 	tr, err := o.cli.Txn(cctx).
 		If(clientv3.Compare(clientv3.CreateRevision(o.nodeKey), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(o.ownerKey), "=", 0)).
+			clientv3.Compare(clientv3.CreateRevision(o.ownerKey), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(o.routingKey), "=", 0)).
 		Then(clientv3.OpPut(o.nodeKey, string(val), clientv3.WithLease(l.ID())),
 			clientv3.OpPut(o.ownerKey, o.cfg.NodeName, clientv3.WithLease(l.ID()))).
-		Else(clientv3.OpGet(o.nodeKey), clientv3.OpGet(o.ownerKey)).
+		Else(clientv3.OpGet(o.nodeKey), clientv3.OpGet(o.ownerKey), clientv3.OpGet(o.routingKey, clientv3.WithKeysOnly())).
 		Commit()
 	cancel()
 	switch {
@@ -193,6 +203,9 @@ func (o *sole) register(ctx context.Context) (*soleClaim, error) {
 
 // heldBy explains a registration refused because a key exists.
 func (o *sole) heldBy(tr *clientv3.TxnResponse) error {
+	if len(tr.Responses[2].GetResponseRange().Kvs) > 0 {
+		return fmt.Errorf("%s exists: the cluster routes sequences across nodes; run every node routed, or stop them all and delete it", o.routingKey)
+	}
 	var held []string
 	for i, key := range []string{o.nodeKey, o.ownerKey} {
 		for _, kv := range tr.Responses[i].GetResponseRange().Kvs {

@@ -28,12 +28,26 @@ type Stats struct {
 	// Registrations and LeaseLosses count the node's registrations in
 	// etcd and the leases it lost (zero for an Ownership not from Start).
 	Registrations, LeaseLosses uint64
+	// Redirects counts calls answered with a *NotOwnerError.
+	Redirects uint64
+
+	// With a routing table (Config.Routed), otherwise zero:
+	// RoutingVersion is the version of the newest table the node has
+	// seen; GroupsOwned the groups it gives this node, GroupsActivating
+	// those of them not yet served (in their activation delay); Moves
+	// counts the groups this node moved while it was the arbiter, and
+	// Arbiter tells whether it is now.
+	RoutingVersion   uint64
+	GroupsOwned      int
+	GroupsActivating int
+	Moves            uint64
+	Arbiter          bool
 }
 
 type counters struct {
-	issued                                                sharded
-	writes, writeFailures, waits, unavailable, groupLoads atomic.Uint64
-	groupsLoaded, sectionsLoaded, curSeqBytes             atomic.Int64
+	issued                                                           sharded
+	writes, writeFailures, waits, unavailable, groupLoads, redirects atomic.Uint64
+	groupsLoaded, sectionsLoaded, curSeqBytes                        atomic.Int64
 }
 
 // shards spreads the issued counter so that calls on different uids do
@@ -70,9 +84,15 @@ func (n *Node) Stats() Stats {
 		GroupsLoaded:   n.stats.groupsLoaded.Load(),
 		SectionsLoaded: n.stats.sectionsLoaded.Load(),
 		CurSeqBytes:    n.stats.curSeqBytes.Load(),
+		Redirects:      n.stats.redirects.Load(),
+		RoutingVersion: n.Routing().Version,
 	}
 	if c, ok := n.own.(interface{ counts() (uint64, uint64) }); ok {
 		s.Registrations, s.LeaseLosses = c.counts()
+	}
+	if r, ok := n.own.(interface{ routeStats() routeStats }); ok {
+		rs := r.routeStats()
+		s.GroupsOwned, s.GroupsActivating, s.Moves, s.Arbiter = rs.owned, rs.activating, rs.moves, rs.arbiter
 	}
 	return s
 }

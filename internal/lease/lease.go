@@ -89,6 +89,14 @@ type Lease struct {
 
 	renewals, failures atomic.Uint64
 
+	// renewed holds the last acknowledged renewal (the grant counts as
+	// the first) and a channel closed at the next one.
+	renewed struct {
+		sync.Mutex
+		last Renewal
+		next chan struct{}
+	}
+
 	cancel   context.CancelFunc
 	loopDone chan struct{}
 }
@@ -119,6 +127,8 @@ func Grant(ctx context.Context, cli *clientv3.Client, src clock.Source, cfg Conf
 		loopDone: make(chan struct{}),
 	}
 	l.deadline.Store(int64(sent + l.ttl - cfg.Margin))
+	l.renewed.last = Renewal{Sent: sent, TTL: l.ttl}
+	l.renewed.next = make(chan struct{})
 	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.cancel = lcancel
 	go l.run(lctx, sent)
@@ -161,6 +171,29 @@ func (l *Lease) Valid() bool {
 	default:
 	}
 	return l.Headroom() > 0
+}
+
+// Renewal is an acknowledged renewal of a lease; the grant counts as the
+// first. A plain value.
+type Renewal struct {
+	// Sent is the monotonic time (of the Source given to Grant) just
+	// before the request went out: etcd cannot expire the lease before
+	// Sent + TTL on a clock that runs at the rate of this one.
+	Sent time.Duration
+	// TTL is the TTL etcd answered with.
+	TTL time.Duration
+}
+
+// LastRenewal returns the last acknowledged renewal and a channel that is
+// closed when a later one is acknowledged. It is how a holder ties a read
+// of its own to a renewal: a linearizable read sent after LastRenewal
+// returned was processed after r.Sent, so what it shows held at some
+// moment after r.Sent (docs/seq-failover.md). The channel is not closed
+// when the lease ends; wait on Done as well.
+func (l *Lease) LastRenewal() (r Renewal, next <-chan struct{}) {
+	l.renewed.Lock()
+	defer l.renewed.Unlock()
+	return l.renewed.last, l.renewed.next
 }
 
 // Stats are a lease's counters.
@@ -237,6 +270,11 @@ func (l *Lease) renew(ctx context.Context, sent, deadline time.Duration) (ok, go
 	if nd := sent + time.Duration(r.TTL)*time.Second - l.cfg.Margin; nd > deadline {
 		l.deadline.Store(int64(nd))
 	}
+	l.renewed.Lock()
+	l.renewed.last = Renewal{Sent: sent, TTL: time.Duration(r.TTL) * time.Second}
+	close(l.renewed.next)
+	l.renewed.next = make(chan struct{})
+	l.renewed.Unlock()
 	return true, false
 }
 

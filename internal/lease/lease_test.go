@@ -194,3 +194,33 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLastRenewal: the grant is the first renewal; each acknowledged
+// renewal closes the channel of the one before and reports a later send
+// time, no later than the deadline's origin.
+func TestLastRenewal(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	src := clock.NewReal()
+	before := src.Mono()
+	l := grant(t, cli, src)
+	r, next := l.LastRenewal()
+	if r.Sent < before || r.Sent > src.Mono() || r.TTL != l.TTL() {
+		t.Fatalf("grant: %+v, granted TTL %v, asked at %v", r, l.TTL(), before)
+	}
+	for range 2 {
+		select {
+		case <-next:
+		case <-src.After(l.TTL()):
+			t.Fatal("no renewal within a TTL")
+		}
+		r2, next2 := l.LastRenewal()
+		if r2.Sent <= r.Sent || r2.TTL != l.TTL() {
+			t.Fatalf("renewal %+v after %+v", r2, r)
+		}
+		if d := l.Deadline(); d < r2.Sent+r2.TTL-fast.Margin {
+			t.Fatalf("deadline %v before the last renewal's %v", d, r2.Sent+r2.TTL-fast.Margin)
+		}
+		r, next = r2, next2
+	}
+}

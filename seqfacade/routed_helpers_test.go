@@ -1,0 +1,212 @@
+package seqfacade_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
+	"github.com/migsvc/mig/internal/faultproxy"
+	"github.com/migsvc/mig/internal/lease"
+	"github.com/migsvc/mig/loadtest"
+	"github.com/migsvc/mig/seqfacade"
+)
+
+// Test layout: uids 1..199 in sections of 10, groups of 2 sections: ten
+// groups, group g holding uids 20g..20g+19.
+const (
+	testGroups   = 10
+	uidsPerGroup = 20
+)
+
+// routedConfig is a routed node that fails over as fast as etcd allows:
+// a 2 s lease, 500 ms margin, and the shortest activation delay that is
+// safe (the TTL); rebalancing rounds 300 ms apart, two moves each.
+func routedConfig(name string) seqfacade.Config {
+	return seqfacade.Config{
+		NodeName:          name,
+		Routed:            true,
+		Address:           name + ".test:7000",
+		SectionSize:       10,
+		GroupSize:         2,
+		UIDLimit:          testGroups * uidsPerGroup,
+		Step:              1000,
+		Lease:             lease.Config{TTL: 2 * time.Second, Margin: 500 * time.Millisecond, RequestTimeout: 300 * time.Millisecond},
+		ActivationDelay:   2 * time.Second,
+		RebalanceInterval: 300 * time.Millisecond,
+		MaxMoves:          2,
+	}
+}
+
+// cluster is routed nodes in one process, each reaching one embedded etcd
+// through a fault proxy of its own.
+type cluster struct {
+	t      *testing.T
+	src    clock.Source
+	ep     string
+	direct *clientv3.Client
+	mu     sync.Mutex
+	nodes  map[string]*member
+}
+
+type member struct {
+	name  string
+	n     *seqfacade.Node
+	cli   *clientv3.Client
+	proxy *faultproxy.Proxy
+}
+
+func newCluster(t *testing.T) *cluster {
+	srv := etcdtest.Start(t)
+	return &cluster{
+		t:      t,
+		src:    clock.NewReal(),
+		ep:     srv.Endpoints()[0],
+		direct: etcdtest.Client(t, srv.Endpoints()...),
+		nodes:  map[string]*member{},
+	}
+}
+
+// add starts a routed node (closed by Cleanup before its client).
+func (c *cluster) add(cfg seqfacade.Config) *member {
+	c.t.Helper()
+	cli, p := proxied(c.t, c.ep)
+	n, err := start(c.t, cli, cfg, c.src)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	m := &member{name: cfg.NodeName, n: n, cli: cli, proxy: p}
+	c.mu.Lock()
+	c.nodes[m.name] = m
+	c.mu.Unlock()
+	return m
+}
+
+func (c *cluster) node(name string) *member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[name]
+}
+
+// owner returns the node that the newest table any node has seen gives
+// uid's group to, and that table.
+func (c *cluster) routing() seqfacade.Routing {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var r seqfacade.Routing
+	for _, m := range c.nodes {
+		if mr := m.n.Routing(); mr.Version > r.Version {
+			r = mr
+		}
+	}
+	return r
+}
+
+// serving waits until every group is served by the node the table gives
+// it to, among names, and that table has no other owner.
+func (c *cluster) serving(within time.Duration, names ...string) seqfacade.Routing {
+	c.t.Helper()
+	var r seqfacade.Routing
+	waitFor(c.t, "every group served by "+joinNames(names), within, func() bool {
+		r = c.routing()
+		if r.Version == 0 {
+			return false
+		}
+		for g := range testGroups {
+			o, _, ok := r.Owner(uint64(g*uidsPerGroup + 1))
+			if !ok || !contains(names, o) {
+				return false
+			}
+			m := c.node(o)
+			if _, err := m.n.Current(ctxT(c.t), uint64(g*uidsPerGroup+1)); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	return r
+}
+
+func contains(names []string, s string) bool {
+	for _, n := range names {
+		if n == s {
+			return true
+		}
+	}
+	return false
+}
+
+func joinNames(names []string) string {
+	s := ""
+	for i, n := range names {
+		if i > 0 {
+			s += ","
+		}
+		s += n
+	}
+	return s
+}
+
+// recorder times calls on a clock and feeds the answers to a loadtest
+// checker: per uid, no value twice and none below one answered before
+// the call was made.
+type recorder struct {
+	t   *testing.T
+	src clock.Source
+	chk *loadtest.Checker
+}
+
+func newRecorder(t *testing.T, src clock.Source) *recorder {
+	chk, err := loadtest.NewChecker(loadtest.CheckConfig{NoTimestamps: true, Start: src.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &recorder{t: t, src: src, chk: chk}
+}
+
+// call is one answered call.
+type call struct {
+	node         string
+	uid, v       uint64
+	start, end   time.Duration
+	err          error
+	redirectedTo string
+}
+
+// next calls m.Next(uid) and records a value answered.
+func (r *recorder) next(client int, m *member, uid uint64) call {
+	ctx, cancel := context.WithTimeout(r.t.Context(), 500*time.Millisecond)
+	defer cancel()
+	c := call{node: m.name, uid: uid, start: r.src.Mono()}
+	c.v, c.err = m.n.Next(ctx, uid)
+	c.end = r.src.Mono()
+	if c.err == nil {
+		if err := r.chk.RecordSeqs(loadtest.SeqAnswer{Client: client, Endpoint: m.name, Call: c.start, Return: c.end, UIDs: []uint64{uid}, Seqs: []uint64{c.v}}); err != nil {
+			r.t.Error(err)
+		}
+	}
+	var no *seqfacade.NotOwnerError
+	if errors.As(c.err, &no) {
+		c.redirectedTo = no.Owner
+	}
+	return c
+}
+
+// check fails the test on any duplicate or rollback.
+func (r *recorder) check() loadtest.Verdict {
+	r.t.Helper()
+	v := r.chk.Check()
+	if !v.OK() {
+		for _, d := range v.Details {
+			r.t.Errorf("%s: %s", d.Kind, d.Message)
+		}
+		r.t.Fatalf("checker: %s", v.Summary())
+	}
+	r.t.Logf("checker: %s; porcupine: %+v", v.Summary(), v.Porcupine)
+	return v
+}
