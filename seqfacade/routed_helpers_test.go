@@ -2,7 +2,12 @@ package seqfacade_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +81,9 @@ func newCluster(t *testing.T) *cluster {
 func (c *cluster) add(cfg seqfacade.Config) *member {
 	c.t.Helper()
 	cli, p := proxied(c.t, c.ep)
+	if os.Getenv("SEQ_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	n, err := start(c.t, cli, cfg, c.src)
 	if err != nil {
 		c.t.Fatal(err)
@@ -209,4 +217,215 @@ func (r *recorder) check() loadtest.Verdict {
 	}
 	r.t.Logf("checker: %s; porcupine: %+v", v.Summary(), v.Porcupine)
 	return v
+}
+
+// load is clients calling Next on random uids, each routing by the
+// newest table it has learnt from the nodes' answers, as the rpc client
+// does: with none (or when the owner is dead) it asks any live node and
+// follows the redirect. Each client's calls are sequential.
+type load struct {
+	c    *cluster
+	rec  *recorder
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		dead  map[string]bool
+		calls []call
+	}
+}
+
+func (c *cluster) startLoad(rec *recorder, clients int) *load {
+	l := &load{c: c, rec: rec, stop: make(chan struct{})}
+	l.mu.dead = map[string]bool{}
+	for i := range clients {
+		l.wg.Go(func() { l.client(i) })
+	}
+	return l
+}
+
+// kill stops the clients from calling name (they cannot reach it any
+// more).
+func (l *load) kill(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.dead[name] = true
+}
+
+func (l *load) live() []string {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var names []string
+	for n := range l.c.nodes {
+		if !l.mu.dead[n] {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (l *load) isDead(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.dead[name]
+}
+
+func (l *load) add(c call) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.calls = append(l.mu.calls, c)
+}
+
+func (l *load) calls() []call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.mu.calls)
+}
+
+// finish stops the clients and returns every call made.
+func (l *load) finish() []call {
+	close(l.stop)
+	l.wg.Wait()
+	return l.calls()
+}
+
+func (l *load) client(id int) {
+	rng := rand.New(rand.NewPCG(uint64(id), 42))
+	var rt seqfacade.Routing
+	for i := 0; ; i++ {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		uid := 1 + rng.Uint64N(testGroups*uidsPerGroup-1)
+		target, _, ok := rt.Owner(uid)
+		if !ok || l.isDead(target) {
+			live := l.live()
+			target = live[i%len(live)]
+		}
+		for hop := 0; hop < 2; hop++ {
+			m := l.c.node(target)
+			c := l.rec.next(id, m, uid)
+			l.add(c)
+			if r := m.n.Routing(); r.Version > rt.Version {
+				rt = r // answers to stale clients carry the table
+			}
+			if c.redirectedTo == "" || l.isDead(c.redirectedTo) {
+				if c.err != nil {
+					<-l.c.src.After(10 * time.Millisecond)
+				}
+				break
+			}
+			target = c.redirectedTo
+		}
+	}
+}
+
+// firstServed returns, for each group, the first call after since that a
+// node other than except answered with a value.
+func firstServed(calls []call, since time.Duration, except string) map[int]call {
+	first := map[int]call{}
+	for _, c := range calls {
+		g := int(c.uid / uidsPerGroup)
+		if c.err != nil || c.start < since || c.node == except {
+			continue
+		}
+		if f, ok := first[g]; !ok || c.end < f.end {
+			first[g] = c
+		}
+	}
+	return first
+}
+
+// etcdLog records every event under a prefix, as etcd ordered them.
+type etcdLog struct {
+	mu   sync.Mutex
+	evs  []*clientv3.Event
+	done chan struct{}
+}
+
+// record watches prefix from now until the test ends.
+func (c *cluster) record(prefix string) *etcdLog {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(c.t.Context()))
+	resp, err := c.direct.Get(ctxT(c.t), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	l := &etcdLog{done: make(chan struct{})}
+	wch := c.direct.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	go func() {
+		defer close(l.done)
+		for resp := range wch {
+			l.mu.Lock()
+			l.evs = append(l.evs, resp.Events...)
+			l.mu.Unlock()
+		}
+	}()
+	c.t.Cleanup(func() {
+		cancel()
+		<-l.done
+	})
+	return l
+}
+
+func (l *etcdLog) events() []*clientv3.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.evs)
+}
+
+// storedTable is the routing key's value as the tests read it.
+type storedTable struct {
+	Version uint64 `json:"version"`
+	Groups  int    `json:"groups"`
+	Ranges  []struct {
+		First int    `json:"first"`
+		Last  int    `json:"last"`
+		Owner string `json:"owner"`
+		Since uint64 `json:"since"`
+	} `json:"ranges"`
+}
+
+func (s storedTable) owners() []string {
+	o := make([]string, s.Groups)
+	for _, r := range s.Ranges {
+		for g := r.First; g <= r.Last; g++ {
+			o[g] = r.Owner
+		}
+	}
+	return o
+}
+
+// tables returns the routing tables written, in order, with their
+// revisions.
+func (l *etcdLog) tables(t *testing.T, key string) (ts []storedTable, revs []int64) {
+	t.Helper()
+	for _, ev := range l.events() {
+		if string(ev.Kv.Key) != key || ev.Type != clientv3.EventTypePut {
+			continue
+		}
+		var s storedTable
+		if err := json.Unmarshal(ev.Kv.Value, &s); err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, s)
+		revs = append(revs, ev.Kv.ModRevision)
+	}
+	return ts, revs
+}
+
+// deleted returns the revision at which key was first deleted, or 0.
+func (l *etcdLog) deleted(key string) int64 {
+	for _, ev := range l.events() {
+		if string(ev.Kv.Key) == key && ev.Type == clientv3.EventTypeDelete {
+			return ev.Kv.ModRevision
+		}
+	}
+	return 0
 }

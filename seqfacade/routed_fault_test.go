@@ -1,0 +1,149 @@
+package seqfacade_test
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/migsvc/mig/seqfacade"
+)
+
+// TestRoutedOwnerCutNoRollback is seqsvr's figure 5: the owner of some
+// groups is cut from etcd by the fault proxy but goes on taking calls
+// (it still has persisted room in memory); the arbiter moves its groups
+// once its lease is gone; one client calls the old owner and the others
+// in turn, one call at a time. The history has no rollback and no
+// duplicate (loadtest's checker, with porcupine), the old owner's last
+// value came before the new owners' first, and the old owner was already
+// answering ErrUnavailable by then. When the cut heals the old owner
+// registers again and is given groups back, still without rollback.
+func TestRoutedOwnerCutNoRollback(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	names := []string{"a", "b", "c"}
+	for _, name := range names {
+		cfg := routedConfig(name)
+		cfg.Step = 100_000 // the old owner never needs etcd to go on
+		c.add(cfg)
+	}
+	r := c.serving(20*time.Second, names...)
+	events := c.record("/mig/seq/")
+	// Two uids of every group, a's first; each asked of a, b and c in
+	// turn.
+	var uids, others []uint64
+	aGroups := map[int]bool{}
+	for g := range testGroups {
+		u := []uint64{uint64(g*uidsPerGroup + 1), uint64(g*uidsPerGroup + 11)}
+		if o, _, _ := r.Owner(u[0]); o == "a" {
+			uids = append(uids, u...)
+			aGroups[g] = true
+		} else {
+			others = append(others, u...)
+		}
+	}
+	if len(uids) == 0 {
+		t.Fatalf("a owns no group: %+v", r)
+	}
+	uids = append(uids, others...)
+
+	rec := newRecorder(t, c.src)
+	var (
+		mu          sync.Mutex
+		calls       []call
+		cut, healed time.Duration
+	)
+	snapshot := func() []call {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(calls)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m := c.node(names[i%len(names)])
+			call := rec.next(0, m, uids[(i/len(names))%len(uids)])
+			mu.Lock()
+			calls = append(calls, call)
+			mu.Unlock()
+			<-c.src.After(time.Millisecond)
+		}
+	}()
+
+	<-c.src.After(300 * time.Millisecond)
+	cut = c.src.Mono()
+	c.node("a").proxy.Cut()
+	// Until some other node serves one of a's groups, and a while after.
+	waitFor(t, "a's groups served elsewhere", 15*time.Second, func() bool {
+		for _, call := range snapshot() {
+			if call.err == nil && call.node != "a" && call.start > cut && aGroups[int(call.uid/uidsPerGroup)] {
+				return true
+			}
+		}
+		return false
+	})
+	<-c.src.After(500 * time.Millisecond)
+	healed = c.src.Mono()
+	c.node("a").proxy.Restore()
+	waitFor(t, "a registered and serving again", 15*time.Second, func() bool {
+		for _, call := range snapshot() {
+			if call.err == nil && call.node == "a" && call.start > healed {
+				return true
+			}
+		}
+		return false
+	})
+	<-c.src.After(300 * time.Millisecond)
+	close(stop)
+	<-done
+
+	// The old owner went on serving after the cut, then stopped before
+	// any other node served its groups.
+	var oldLast, oldFence, newFirst time.Duration = -1, -1, -1
+	var servedAfterCut int
+	for _, call := range calls {
+		switch {
+		case call.start < cut:
+		case call.node == "a" && call.start < healed:
+			if call.err == nil {
+				servedAfterCut++
+				oldLast = max(oldLast, call.end)
+			} else if oldFence < 0 && errors.Is(call.err, seqfacade.ErrUnavailable) {
+				oldFence = call.end
+			}
+		case call.node != "a" && call.err == nil && aGroups[int(call.uid/uidsPerGroup)] && newFirst < 0:
+			newFirst = call.start
+		}
+	}
+	t.Logf("after the cut at %v: a served %d values, the last answered %v after the cut; a refused at %v; another node first served %v after the cut",
+		cut, servedAfterCut, oldLast-cut, oldFence-cut, newFirst-cut)
+	if servedAfterCut == 0 {
+		t.Fatal("a served nothing after the cut: the scenario did not happen")
+	}
+	if oldFence < 0 || newFirst < 0 || !(oldLast < newFirst) || !(oldFence < newFirst) {
+		t.Errorf("the old owner did not stop before the new one started: last old value answered at %v, first refusal at %v, first new value asked at %v",
+			oldLast, oldFence, newFirst)
+	}
+	// The arbiter moved a's groups only after a's lease was gone.
+	gone := events.deleted("/mig/seq/nodes/a")
+	tables, revs := events.tables(t, "/mig/seq/routing")
+	movedAt := int64(0)
+	for i, tb := range tables {
+		if !slices.Contains(tb.owners(), "a") && movedAt == 0 {
+			movedAt = revs[i]
+		}
+	}
+	if gone == 0 || movedAt == 0 || movedAt < gone {
+		t.Errorf("a's registration deleted at revision %d, its groups moved at %d", gone, movedAt)
+	}
+	rec.check()
+}
+
