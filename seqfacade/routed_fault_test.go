@@ -146,4 +146,3 @@ func TestRoutedOwnerCutNoRollback(t *testing.T) {
 	}
 	rec.check()
 }
-
