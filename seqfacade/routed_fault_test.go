@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/seqfacade"
 )
 
@@ -143,6 +144,82 @@ func TestRoutedOwnerCutNoRollback(t *testing.T) {
 	}
 	if gone == 0 || movedAt == 0 || movedAt < gone {
 		t.Errorf("a's registration deleted at revision %d, its groups moved at %d", gone, movedAt)
+	}
+	rec.check()
+}
+
+// TestRoutedKillUnderLoad kills a node that is not the arbiter under load
+// (its link to etcd cut for good, no clean shutdown, no more calls): its
+// groups are served again by the others within about the lease TTL plus
+// the activation delay, with the routed defaults for the lease and the
+// delay (2 s TTL, 500 ms margin, 2.5 s delay), and the history has no
+// rollback and no duplicate.
+func TestRoutedKillUnderLoad(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	names := []string{"a", "b", "c"}
+	for _, name := range names {
+		cfg := routedConfig(name)
+		cfg.Lease, cfg.ActivationDelay = lease.Config{}, 0 // the defaults
+		c.add(cfg)
+	}
+	r := c.serving(20*time.Second, names...)
+	def := c.node("a").n.Config()
+	victim := ""
+	waitFor(t, "one arbiter", 10*time.Second, func() bool {
+		var arb []string
+		for _, n := range names {
+			if c.node(n).n.Stats().Arbiter {
+				arb = append(arb, n)
+			}
+		}
+		if len(arb) != 1 {
+			return false
+		}
+		for _, n := range names {
+			if n != arb[0] {
+				victim = n
+			}
+		}
+		return true
+	})
+	var lost []int
+	for g := range testGroups {
+		if o, _, _ := r.Owner(uint64(g * uidsPerGroup)); o == victim {
+			lost = append(lost, g)
+		}
+	}
+
+	rec := newRecorder(t, c.src)
+	l := c.startLoad(rec, 4)
+	<-c.src.After(500 * time.Millisecond)
+	killed := c.src.Mono()
+	l.kill(victim)
+	c.node(victim).proxy.Cut()
+	var first map[int]call
+	waitFor(t, "the victim's groups served by the others", 20*time.Second, func() bool {
+		first = firstServed(l.calls(), killed, victim)
+		for _, g := range lost {
+			if _, ok := first[g]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	<-c.src.After(300 * time.Millisecond)
+	calls := l.finish()
+
+	var worst time.Duration
+	for _, g := range lost {
+		worst = max(worst, first[g].end-killed)
+	}
+	bound := def.Lease.TTL + def.ActivationDelay
+	t.Logf("killed %s (%d groups of %d) at %v: all served again after %v (lease TTL %v + activation delay %v = %v); %d calls",
+		victim, len(lost), testGroups, killed, worst, def.Lease.TTL, def.ActivationDelay, bound, len(calls))
+	// Not a speed assertion: twice the bound means failover waited for
+	// something it should not (a rebalance round, a poll).
+	if worst > 2*bound {
+		t.Errorf("failover took %v, more than twice lease TTL + activation delay (%v)", worst, bound)
 	}
 	rec.check()
 }

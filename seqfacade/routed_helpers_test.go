@@ -170,7 +170,7 @@ type recorder struct {
 }
 
 func newRecorder(t *testing.T, src clock.Source) *recorder {
-	chk, err := loadtest.NewChecker(loadtest.CheckConfig{NoTimestamps: true, Start: src.Now()})
+	chk, err := loadtest.NewChecker(loadtest.CheckConfig{NoTimestamps: true, Start: src.Now(), PorcupineMaxOps: 500_000})
 	if err != nil {
 		t.Fatal(err)
 	}
