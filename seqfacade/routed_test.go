@@ -2,6 +2,8 @@ package seqfacade_test
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,4 +155,106 @@ func TestRoutedJoinAndArbiterDeath(t *testing.T) {
 	t.Logf("arbiter %s died; %s arbitrates; %d tables; %d calls: %d served, %d redirected",
 		dead, resp.Kvs[0].Value, len(tables), len(calls), served, redirects)
 	rec.check()
+}
+
+// TestRoutedBatchAndCleanClose: a batch on one node's groups is served;
+// a batch that names a uid of another node's group answers a
+// *NotOwnerError and consumes nothing. A node closed cleanly revokes its
+// lease: the others serve its groups after the activation delay, without
+// waiting for the lease to expire.
+func TestRoutedBatchAndCleanClose(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	names := []string{"a", "b", "c"}
+	for _, name := range names {
+		c.add(routedConfig(name))
+	}
+	r := c.serving(20*time.Second, names...)
+	byOwner := map[string][]uint64{}
+	for uid := uint64(1); uid < testGroups*uidsPerGroup; uid += 9 {
+		o, _, _ := r.Owner(uid)
+		byOwner[o] = append(byOwner[o], uid)
+	}
+	a := c.node("a")
+	before := map[uint64]uint64{}
+	for _, u := range byOwner["a"] {
+		before[u], _ = a.n.Current(ctxT(t), u)
+	}
+	mixed := append(slices.Clone(byOwner["a"]), byOwner["b"][0])
+	_, err := a.n.NextBatch(ctxT(t), mixed)
+	var no *seqfacade.NotOwnerError
+	if !errors.As(err, &no) || no.Owner != "b" {
+		t.Fatalf("a batch naming b's uid on a: %v", err)
+	}
+	for _, u := range byOwner["a"] {
+		if cur, _ := a.n.Current(ctxT(t), u); cur != before[u] {
+			t.Fatalf("uid %d moved from %d to %d in a refused batch", u, before[u], cur)
+		}
+	}
+	vs, err := a.n.NextBatch(ctxT(t), byOwner["a"])
+	if err != nil || len(vs) != len(byOwner["a"]) {
+		t.Fatalf("a batch of a's uids: %v, %v", vs, err)
+	}
+	if st := a.n.Stats(); st.Redirects == 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+
+	closed := c.src.Mono()
+	if err := a.n.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	delete(c.nodes, "a")
+	c.mu.Unlock()
+	c.serving(20*time.Second, "b", "c")
+	took := c.src.Mono() - closed
+	t.Logf("a closed: its groups served by b and c after %v", took)
+	for _, u := range byOwner["a"] {
+		o, _, _ := c.routing().Owner(u)
+		v, err := c.node(o).n.Next(ctxT(t), u)
+		if err != nil || v <= vs[slices.Index(byOwner["a"], u)] {
+			t.Fatalf("uid %d on %s after a closed: %d, %v", u, o, v, err)
+		}
+	}
+}
+
+// TestRoutedAndSingleExclude: a single-node facade and routed nodes never
+// serve one cluster together: routed nodes get no table while a single
+// node holds the owner key, and a single node does not start serving
+// once a routing table exists.
+func TestRoutedAndSingleExclude(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	single := func(name string) seqfacade.Config {
+		cfg, r := fastConfig(name), routedConfig(name)
+		cfg.SectionSize, cfg.GroupSize, cfg.UIDLimit, cfg.Step = r.SectionSize, r.GroupSize, r.UIDLimit, r.Step
+		return cfg
+	}
+	sole := mustServe(t, c.direct, single("solo"), c.src)
+	b := c.add(routedConfig("b"))
+	<-c.src.After(time.Second)
+	if _, err := b.n.Next(ctxT(t), 5); !isUnavailable(err) {
+		t.Fatalf("routed node beside a single node: %v, want ErrUnavailable", err)
+	}
+	if v := b.n.Routing().Version; v != 0 {
+		t.Fatalf("a routing table (version %d) was written while a single node serves", v)
+	}
+	if _, err := sole.Next(ctxT(t), 5); err != nil {
+		t.Fatal(err)
+	}
+	// The single node leaves; the routed node takes over.
+	if err := sole.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.serving(20*time.Second, "b")
+	// A single node started now never serves.
+	cli2, _ := proxied(t, c.ep)
+	late, err := start(t, cli2, single("late"), c.src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-c.src.After(time.Second)
+	if _, err := late.Next(ctxT(t), 5); !isUnavailable(err) || !strings.Contains(err.Error(), "routes sequences") {
+		t.Fatalf("single node after routing began: %v", err)
+	}
 }
