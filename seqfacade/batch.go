@@ -15,7 +15,9 @@ import (
 // Then every uid at its section's max_seq is extended first, in one write
 // per group touched (so at most one per section); only once all have
 // room are values taken. If an extension fails the batch fails with
-// ErrUnavailable having taken nothing. Only when concurrent callers take
+// ErrUnavailable having taken nothing. With a routing table, a batch that
+// names a uid of another node's group answers a *NotOwnerError and takes
+// nothing: callers split batches by Routing.Owner. Only when concurrent callers take
 // a section's last values between the check and the take and the retried
 // extension then fails, or when the node's claim expires while it takes,
 // are values already taken for some uids lost: skipped numbers, never

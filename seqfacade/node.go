@@ -319,7 +319,8 @@ func (n *Node) GroupOf(uid uint64) int { return int(uid / n.lay.sectionSize / ui
 
 // Close stops serving at once, stops every goroutine of the node and, for
 // a node from Start, revokes its lease so a restart can serve at once
-// (after its activation delay). It writes nothing else: every max_seq is
+// (after its activation delay); a routed node's groups go to the other
+// nodes at once (and are served after their activation delay). It writes nothing else: every max_seq is
 // persisted before any value below it is handed out. Calls after Close
 // get ErrClosed (wrapped with ErrUnavailable). Idempotent; it returns the
 // revoke's error.

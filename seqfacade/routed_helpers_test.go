@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,8 +102,7 @@ func (c *cluster) node(name string) *member {
 	return c.nodes[name]
 }
 
-// owner returns the node that the newest table any node has seen gives
-// uid's group to, and that table.
+// routing returns the newest table any node has seen.
 func (c *cluster) routing() seqfacade.Routing {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -120,14 +120,14 @@ func (c *cluster) routing() seqfacade.Routing {
 func (c *cluster) serving(within time.Duration, names ...string) seqfacade.Routing {
 	c.t.Helper()
 	var r seqfacade.Routing
-	waitFor(c.t, "every group served by "+joinNames(names), within, func() bool {
+	waitFor(c.t, "every group served by "+strings.Join(names, ","), within, func() bool {
 		r = c.routing()
 		if r.Version == 0 {
 			return false
 		}
 		for g := range testGroups {
 			o, _, ok := r.Owner(uint64(g*uidsPerGroup + 1))
-			if !ok || !contains(names, o) {
+			if !ok || !slices.Contains(names, o) {
 				return false
 			}
 			m := c.node(o)
@@ -138,26 +138,6 @@ func (c *cluster) serving(within time.Duration, names ...string) seqfacade.Routi
 		return true
 	})
 	return r
-}
-
-func contains(names []string, s string) bool {
-	for _, n := range names {
-		if n == s {
-			return true
-		}
-	}
-	return false
-}
-
-func joinNames(names []string) string {
-	s := ""
-	for i, n := range names {
-		if i > 0 {
-			s += ","
-		}
-		s += n
-	}
-	return s
 }
 
 // recorder times calls on a clock and feeds the answers to a loadtest

@@ -14,4 +14,9 @@
 // on the monotonic clock. Before the deadline, etcd cannot have expired
 // the lease (a new raft leader only lengthens leases); past it, the
 // holder must act as if it had.
+//
+// [Lease.LastRenewal] ties a holder's own reads to the renewals: a
+// linearizable read sent after a renewal was acknowledged shows what held
+// after that renewal's send time, which is how a routed sequence node
+// bounds its right to serve (docs/seq-failover.md).
 package lease
