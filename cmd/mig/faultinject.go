@@ -92,7 +92,9 @@ func faultClock(ctx context.Context, src clock.Source, log *slog.Logger) (clock.
 		return nil, nil, fmt.Errorf("--fault-clock-file: %w", err)
 	}
 	sk := clock.NewSkewed(src, off)
-	log.Warn("fault injection: wall clock offset", "offset", off.String(), "file", o.clockFile)
+	if off != 0 {
+		log.Warn("fault injection: wall clock offset", "offset", off.String(), "file", o.clockFile)
+	}
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { watchFaultOffset(wctx, sk, src, o.clockFile, log) })

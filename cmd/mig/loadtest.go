@@ -125,10 +125,14 @@ func loadtestFlags(fs *flag.FlagSet) func(context.Context, *proc, []string) int 
 	fs.Var(o.epoch, "epoch", "the `RFC3339` epoch of the servers' IDs, to check their timestamps")
 	fs.DurationVar(&o.tolerance, "clock-tolerance", loadtest.DefaultTolerance, "how far the servers' clocks may be from this host's")
 	fs.DurationVar(&o.ahead, "max-ahead", loadtest.DefaultAhead, "how far ahead of the clock a server may issue IDs (its --borrow)")
+	sc := defineScenarioFlags(fs) // scenario.go
 	return func(ctx context.Context, p *proc, args []string) int {
 		if len(args) > 0 {
 			fmt.Fprintf(p.stderr, "mig loadtest: unexpected argument %q: loadtest takes flags only\nRun 'mig loadtest --help' for usage.\n", args[0])
 			return exitUsage
+		}
+		if sc.name != "" {
+			return sc.run(ctx, p, o)
 		}
 		cfg, err := o.config()
 		if err != nil {

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/migsvc/mig/loadtest/scenario"
+)
+
+// scenarioOptions are the flags of `mig loadtest --scenario`: a fault
+// scenario against a local deployment the command starts itself (package
+// loadtest/scenario).
+type scenarioOptions struct {
+	name     string
+	duration time.Duration
+	mig      string
+	dir      string
+	broken   bool
+	noSeq    bool
+}
+
+// defineScenarioFlags defines the --scenario flags on fs.
+func defineScenarioFlags(fs *flag.FlagSet) *scenarioOptions {
+	o := &scenarioOptions{}
+	fs.StringVar(&o.name, "scenario", "", "instead of loading --target, start a local deployment (2 datacenters of 3 servers, each on its own\n3-member etcd) and run a fault `scenario` under load with the checker on: "+strings.Join(scenario.Names(), ", ")+", or all")
+	fs.DurationVar(&o.duration, "scenario-duration", scenario.DefaultDuration, "how long a --scenario's fault lasts (a server dead, partitioned or skewed, a quorum lost)")
+	fs.StringVar(&o.mig, "scenario-mig", "", "the mig `binary` a --scenario's servers run, built with -tags faultinject\n(default: this binary, when it is such a build)")
+	fs.StringVar(&o.dir, "scenario-dir", "", "keep a --scenario's etcd data and server logs in this `directory`\n(default: a temporary one, removed when the scenario passes)")
+	fs.BoolVar(&o.broken, "scenario-broken-fence", false, "run the servers with a deliberately broken self-fence (their monotonic clocks at 0.4):\nthe checker must catch it, and the command fail")
+	fs.BoolVar(&o.noSeq, "scenario-no-seq", false, "leave the sequence load out of a --scenario")
+	return o
+}
+
+// scenarioFlagsAllowed are the loadtest flags that mean something with
+// --scenario; any other is refused rather than ignored.
+var scenarioFlagsAllowed = []string{"json"}
+
+// run runs the scenario (or all of them), prints each result and returns
+// the exit status: 0 when every scenario passed, 1 when one found a
+// violation or could not do what it meant to, 2 for bad flags.
+func (o *scenarioOptions) run(ctx context.Context, p *proc, lo *loadtestOptions) int {
+	var bad []string
+	lo.fs.Visit(func(f *flag.Flag) {
+		if !strings.HasPrefix(f.Name, "scenario") && !slices.Contains(scenarioFlagsAllowed, f.Name) {
+			bad = append(bad, "--"+f.Name)
+		}
+	})
+	if len(bad) > 0 {
+		fmt.Fprintf(p.stderr, "mig loadtest: %s: not used with --scenario, which starts its own deployment and load\n", strings.Join(bad, ", "))
+		return exitUsage
+	}
+	names := []string{o.name}
+	if o.name == "all" {
+		names = scenario.Names()
+	} else if _, err := scenario.Lookup(o.name); err != nil {
+		fmt.Fprintf(p.stderr, "mig loadtest: --scenario %s: %v\n", o.name, err)
+		return exitUsage
+	}
+	bin := o.mig
+	if bin == "" {
+		if !faultInjection {
+			fmt.Fprintf(p.stderr, "mig loadtest: --scenario needs a mig built with -tags faultinject for its servers: this one is not.\n"+
+				"Build one (go build -tags faultinject -o mig-fault ./cmd/mig) and run it, or name it with --scenario-mig.\n")
+			return exitUsage
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(p.stderr, "mig loadtest: finding this binary for the scenario's servers: %v; name one with --scenario-mig\n", err)
+			return exitFail
+		}
+		bin = exe
+	}
+	cfg := scenario.Config{Mig: bin, Duration: o.duration, BrokenFence: o.broken, NoSeq: o.noSeq}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(p.stderr, "mig loadtest: --scenario-duration %v: %v\n", o.duration, err)
+		return exitUsage
+	}
+	if !lo.asJSON {
+		cfg.Progress = p.stderr // the timeline as it happens
+	}
+
+	// SIGINT and SIGTERM stop the scenario; its deployment is torn down.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+
+	var results []*scenario.Result
+	status := exitOK
+	for _, name := range names {
+		if o.dir != "" {
+			cfg.Dir = filepath.Join(o.dir, name)
+		}
+		res, err := scenario.Run(ctx, name, cfg)
+		if err != nil {
+			fmt.Fprintf(p.stderr, "mig loadtest: scenario %s: %v\n", name, err)
+			if errors.Is(err, context.Canceled) {
+				return exitFail
+			}
+			status = exitFail
+			continue
+		}
+		results = append(results, res)
+		if !res.OK {
+			status = exitFail
+		}
+		if !lo.asJSON {
+			if err := scenario.WriteResult(p.stdout, res); err != nil {
+				fmt.Fprintf(p.stderr, "mig loadtest: writing the result: %v\n", err)
+				return exitFail
+			}
+			fmt.Fprintln(p.stdout)
+		}
+	}
+	if lo.asJSON {
+		enc := json.NewEncoder(p.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			fmt.Fprintf(p.stderr, "mig loadtest: writing the results: %v\n", err)
+			return exitFail
+		}
+	} else if len(names) > 1 {
+		writeScenarioSummary(p, results)
+	}
+	if status != exitOK {
+		fmt.Fprintf(p.stderr, "mig loadtest: a scenario failed\n")
+	}
+	return status
+}
+
+// writeScenarioSummary prints one line per scenario.
+func writeScenarioSummary(p *proc, results []*scenario.Result) {
+	fmt.Fprintf(p.stdout, "%-24s %-5s %10s %10s %12s %12s %s\n", "scenario", "", "ids ok", "ids failed", "ids unavail", "seqs unavail", "check")
+	for _, r := range results {
+		verdict := "PASS"
+		if !r.OK {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(p.stdout, "%-24s %-5s %10d %10d %11.3fs %11.3fs %s\n", r.Scenario, verdict, r.IDs.Succeeded, r.IDs.Failed,
+			r.IDs.LongestUnavailable, r.Seqs.LongestUnavailable, r.Check.Summary())
+	}
+}

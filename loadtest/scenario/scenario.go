@@ -1,0 +1,429 @@
+package scenario
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/loadtest"
+	"github.com/migsvc/mig/mig"
+	"github.com/migsvc/mig/rpc"
+)
+
+// Errors of Run.
+var (
+	// ErrConfig means a Config is not valid.
+	ErrConfig = errors.New("scenario: invalid configuration")
+	// ErrUnknown means no scenario has the name asked for.
+	ErrUnknown = errors.New("scenario: unknown scenario")
+	// ErrSetup means the deployment could not be started.
+	ErrSetup = errors.New("scenario: the deployment did not start")
+)
+
+// Defaults and bounds of Config.
+const (
+	// DefaultDuration is how long a fault lasts by default: a server
+	// stays dead, partitioned or skewed, a quorum stays lost. The short
+	// form the tests run uses ShortDuration.
+	DefaultDuration = 8 * time.Second
+	ShortDuration   = 2 * time.Second
+	MinDuration     = time.Second
+	MaxDuration     = 10 * time.Minute
+	// BrokenClockRate is the monotonic clock rate of a broken build's
+	// servers (Config.BrokenFence): at 0.4, a 2 s lease minus the 0.5 s
+	// margin fences 3.75 s after the renewal was sent, up to 1.75 s after
+	// etcd may have expired the lease: a margin of -2.25 s in effect.
+	BrokenClockRate = 0.4
+)
+
+// The servers' settings: short leases, so that faults play out in
+// seconds. The watermark window is mig serve's default (10 s) on
+// purpose: with a window shorter than the lease, a partitioned server
+// would run out of watermark before its lease could expire, and the
+// partition would never test the self-fencing deadline.
+const (
+	epoch            = mig.DefaultEpoch
+	leaseTTL         = 2 * time.Second
+	leaseMargin      = 500 * time.Millisecond
+	etcdTimeout      = 300 * time.Millisecond
+	watermarkWindow  = 10 * time.Second
+	borrow           = time.Second // the default: min(1s, window/4)
+	activationDelay  = 2500 * time.Millisecond
+	recoveryTimeout  = 45 * time.Second
+	checkSlack       = time.Second
+	readyPoll        = 50 * time.Millisecond
+	maxWarmup        = 3 * time.Second
+	seqReadyTimeout  = 30 * time.Second
+	maxScenarioNames = 32
+)
+
+// Config configures a scenario run. The zero value of every field but Mig
+// means its default. A plain value.
+type Config struct {
+	// Mig is the path of the mig binary the servers run, built with
+	// -tags faultinject (required).
+	Mig string
+	// Dir receives the etcd data and the servers' logs; default a new
+	// temporary directory, removed after a run that passed.
+	Dir string
+	// Duration is how long the fault lasts (default DefaultDuration).
+	Duration time.Duration
+	// BrokenFence starts every server with its monotonic clock at
+	// BrokenClockRate: a deliberately broken build, whose self-fencing
+	// deadline comes after etcd may have given its worker ID away. A run
+	// with it should fail; that it does is the proof the checker can.
+	BrokenFence bool
+	// NoSeq leaves out the sequence load.
+	NoSeq bool
+	// Progress receives the timeline as it happens (nil: nothing).
+	Progress io.Writer
+	// Clock times everything (nil: clock.NewReal()).
+	Clock clock.Source
+	// Seed seeds the sequence load's uid draws (0: a fixed seed).
+	Seed uint64
+}
+
+// Validate reports the first thing wrong with c, wrapping ErrConfig.
+func (c Config) Validate() error {
+	switch {
+	case c.Mig == "":
+		return fmt.Errorf("%w: no mig binary (build one with go build -tags faultinject ./cmd/mig)", ErrConfig)
+	case c.Duration != 0 && (c.Duration < MinDuration || c.Duration > MaxDuration):
+		return fmt.Errorf("%w: duration %v is not in %v..%v", ErrConfig, c.Duration, MinDuration, MaxDuration)
+	}
+	return nil
+}
+
+// Settings are what a run used, for its report. A plain value.
+type Settings struct {
+	Epoch              string  `json:"epoch"`
+	LeaseTTL           string  `json:"lease_ttl"`
+	LeaseMargin        string  `json:"lease_margin"`
+	EtcdTimeout        string  `json:"etcd_timeout"`
+	WatermarkWindow    string  `json:"watermark_window"`
+	SeqActivationDelay string  `json:"seq_activation_delay"`
+	ClockRate          float64 `json:"clock_rate"` // 1 but in a broken build
+	EtcdTiming         string  `json:"etcd_timing"`
+	Duration           string  `json:"duration"` // of the fault
+	Load               string  `json:"load"`
+	Tolerance          string  `json:"check_tolerance"`
+	Ahead              string  `json:"check_ahead"`
+}
+
+// Result is the outcome of one scenario. A plain value; its JSON form is
+// stable.
+type Result struct {
+	Scenario string   `json:"scenario"`
+	About    string   `json:"about"`
+	Settings Settings `json:"settings"`
+	Elapsed  float64  `json:"elapsed_s"`
+	Timeline []Event  `json:"timeline"`
+	// DroppedEvents counts events past the timeline's bound.
+	DroppedEvents int           `json:"dropped_events,omitempty"`
+	IDs           LoadStats     `json:"ids"`
+	Seqs          LoadStats     `json:"seqs"`
+	Servers       []ServerStats `json:"servers"`
+	// SeqDatacenters is, per datacenter, what its sequence clients saw.
+	SeqDatacenters []ServerStats    `json:"seq_datacenters,omitempty"`
+	Check          loadtest.Verdict `json:"check"`
+	// Problems are what kept the scenario from doing what it meant to (a
+	// server that never came back, a fault that did not take). They fail
+	// the run as a violation does.
+	Problems []string `json:"problems,omitempty"`
+	// OK is true when the checker found no violation and there were no
+	// problems.
+	OK bool `json:"ok"`
+	// Dir holds the servers' logs when they were kept.
+	Dir string `json:"dir,omitempty"`
+}
+
+// Scenario is one fault played out under load. A plain value.
+type Scenario struct {
+	Name  string
+	About string
+	// tolerance and ahead widen the checker's time bounds of IDs for
+	// faults that move a server's clock; 0 keeps the defaults.
+	tolerance, ahead time.Duration
+	run              func(ctx context.Context, e *env) error
+}
+
+// Scenarios returns every scenario, in the order `all` runs them.
+func Scenarios() []Scenario { return scenarios() }
+
+// Names returns the names of the scenarios.
+func Names() []string {
+	var names []string
+	for _, s := range scenarios() {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// Lookup returns the scenario called name.
+func Lookup(name string) (Scenario, error) {
+	for _, s := range scenarios() {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return Scenario{}, fmt.Errorf("%w: %q (the scenarios: %s)", ErrUnknown, name, strings.Join(Names(), ", "))
+}
+
+// env is what a scenario's body works with.
+type env struct {
+	cfg Config
+	clk clock.Source
+	tl  *timeline
+	d   *deployment
+	l   *loader
+	dur time.Duration // of the fault
+}
+
+// Run starts a deployment, puts the steady load on it, plays the scenario
+// called name, and returns what happened. It returns when everything it
+// started has stopped.
+//
+// Errors: ErrConfig, ErrUnknown, ErrSetup (the deployment did not start);
+// ctx's error when it ends first. A violation or a problem during the
+// scenario is not an error: Result.OK is false.
+func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sc, err := Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	clk := cfg.Clock
+	if clk == nil {
+		clk = clock.NewReal()
+	}
+	dur := cmp.Or(cfg.Duration, DefaultDuration)
+	bin, err := filepath.Abs(cfg.Mig)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%w: mig binary: %v", ErrConfig, err)
+	}
+	cfg.Mig = bin
+	layout, err := mig.ParseLayout(epoch)
+	if err != nil {
+		return nil, err
+	}
+	dir, tempDir := cfg.Dir, cfg.Dir == ""
+	if tempDir {
+		if dir, err = os.MkdirTemp("", "mig-scenario-"+sc.Name+"-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+
+	check := loadtest.CheckConfig{
+		Layout:    layout,
+		Tolerance: cmp.Or(sc.tolerance, loadtest.DefaultTolerance),
+		// A server that takes over a worker ID starts above its
+		// predecessor's watermark: up to a window ahead of the clock.
+		Ahead: watermarkWindow + borrow + checkSlack + sc.ahead,
+	}
+	set := Settings{
+		Epoch: epoch, LeaseTTL: leaseTTL.String(), LeaseMargin: leaseMargin.String(),
+		EtcdTimeout: etcdTimeout.String(), WatermarkWindow: watermarkWindow.String(),
+		SeqActivationDelay: activationDelay.String() + " (the default: the lease TTL rounded up to seconds, plus the margin)",
+		ClockRate:          1,
+		EtcdTiming:         "heartbeat 25ms, election 250ms",
+		Duration:           dur.String(),
+		Load: fmt.Sprintf("%d ID clients (%d preferring each server, failing over in turn; %d on rpc.Client's own failover), %d IDs a request; %d sequence clients a datacenter over %d uids; each client one request every %v",
+			datacenters*(serversPerDC+1)*idClientsPerServer+stickyIDClients, idClientsPerServer, stickyIDClients, idBatch, seqClientsPerDC, seqUIDs, loadPeriod),
+		Tolerance: check.Tolerance.String(),
+		Ahead:     check.Ahead.String(),
+	}
+	if cfg.NoSeq {
+		set.Load = strings.Replace(set.Load, fmt.Sprintf("%d sequence clients a datacenter", seqClientsPerDC), "no sequence clients", 1)
+	}
+	if cfg.BrokenFence {
+		set.ClockRate = BrokenClockRate
+	}
+
+	start := clk.Now()
+	check.Start = start
+	tl := newTimeline(clk, start.Mono, cfg.Progress)
+	res := &Result{Scenario: sc.Name, About: sc.About, Settings: set}
+	tl.note("runner", "scenario %s: %s", sc.Name, sc.About)
+	if cfg.BrokenFence {
+		tl.note("runner", "BROKEN BUILD: every server's monotonic clock runs at %v of real time; this run is expected to FAIL", BrokenClockRate)
+	}
+
+	d, err := startDeployment(ctx, cfg, set, clk, tl, dir)
+	if err != nil {
+		if tempDir {
+			_ = os.RemoveAll(dir)
+		}
+		return nil, err
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			d.close()
+		}
+	}()
+	ck, err := loadtest.NewChecker(check)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{cfg: cfg, clk: clk, tl: tl, d: d, dur: dur}
+	if !cfg.NoSeq {
+		if err := e.waitSeqServed(ctx); err != nil {
+			d.problem("%v", err)
+		}
+	}
+	l, err := startLoad(ctx, d, ck, !cfg.NoSeq, cmp.Or(cfg.Seed, 1))
+	if err != nil {
+		return nil, err
+	}
+	e.l = l
+	loadStopped := false
+	defer func() {
+		if !loadStopped {
+			l.stop()
+		}
+	}()
+	tl.note("runner", "load started")
+	warm := min(dur/2, maxWarmup)
+	err = e.sleep(ctx, warm)
+	if err == nil {
+		tl.note("runner", "fault: begin")
+		err = sc.run(ctx, e)
+	}
+	if err == nil {
+		tl.note("runner", "fault: over; waiting for every server to answer again")
+		err = e.settle(ctx)
+	}
+	if err == nil {
+		err = e.sleep(ctx, warm)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		d.problem("%v", err)
+	}
+
+	l.stop()
+	loadStopped = true
+	tl.note("runner", "load stopped; checking %d answers", l.ids.succeeded.Load()+l.seqs.succeeded.Load())
+	res.Check = ck.Check()
+	res.IDs, res.Seqs = l.ids.stats(tl), l.seqs.stats(tl)
+	for _, t := range l.server {
+		res.Servers = append(res.Servers, t.stats(l.ended))
+	}
+	if !cfg.NoSeq {
+		for _, t := range l.seqDC {
+			res.SeqDatacenters = append(res.SeqDatacenters, t.stats(l.ended))
+		}
+	}
+	d.close()
+	closed = true
+	res.Problems = d.problems()
+	res.OK = res.Check.OK() && len(res.Problems) == 0
+	res.Elapsed = (clk.Mono() - start.Mono).Seconds()
+	res.Timeline, res.DroppedEvents = tl.events()
+	slices.SortStableFunc(res.Timeline, func(a, b Event) int { return cmp.Compare(a.At, b.At) })
+	if res.OK && tempDir {
+		_ = os.RemoveAll(dir)
+	} else {
+		res.Dir = dir
+	}
+	return res, nil
+}
+
+// sleep waits d, or until ctx ends.
+func (e *env) sleep(ctx context.Context, d time.Duration) error { return clock.Sleep(ctx, e.clk, d) }
+
+// poll calls ok every readyPoll until it returns true, for at most
+// timeout; what names the wait in its error.
+func (e *env) poll(ctx context.Context, timeout time.Duration, what string, ok func() bool) error {
+	deadline := e.clk.Mono() + timeout
+	for !ok() {
+		if e.clk.Mono() >= deadline {
+			return fmt.Errorf("%s: not within %v", what, timeout)
+		}
+		if err := e.sleep(ctx, readyPoll); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitAnswering waits until the load got an answer from s after the
+// monotonic time since.
+func (e *env) waitAnswering(ctx context.Context, s *slot, since time.Duration) error {
+	k := slices.Index(e.d.slots, s)
+	err := e.poll(ctx, recoveryTimeout, s.name+" answering again", func() bool { return e.l.server[k].answeredSince(since) })
+	if err == nil {
+		e.tl.note("runner", "%s answers again", s.name)
+	}
+	return err
+}
+
+// waitSeqAnswering waits until dc's sequence clients got an answer after
+// since.
+func (e *env) waitSeqAnswering(ctx context.Context, dc *datacenter, since time.Duration) error {
+	if e.cfg.NoSeq {
+		return nil
+	}
+	return e.poll(ctx, recoveryTimeout, dc.name+"'s sequences answering again", func() bool { return e.l.seqDC[dc.index].answeredSince(since) })
+}
+
+// settle waits until every server meant to run, and every datacenter's
+// sequences, answer again after now.
+func (e *env) settle(ctx context.Context) error {
+	now := e.clk.Mono()
+	var errs []error
+	for _, s := range e.d.slots {
+		s.mu.Lock()
+		want := s.mu.want
+		s.mu.Unlock()
+		if want {
+			errs = append(errs, e.waitAnswering(ctx, s, now))
+		}
+	}
+	for _, dc := range e.d.dcs {
+		errs = append(errs, e.waitSeqAnswering(ctx, dc, now))
+	}
+	return errors.Join(errs...)
+}
+
+// waitSeqServed waits, before the load starts, until each datacenter
+// serves sequences: the first node waits out its activation delay.
+func (e *env) waitSeqServed(ctx context.Context) error {
+	for _, dc := range e.d.dcs {
+		var eps []string
+		for _, s := range dc.servers() {
+			eps = append(eps, s.url)
+		}
+		c, err := rpc.NewClient(eps, rpc.WithTimeout(attemptTimeout))
+		if err != nil {
+			return err
+		}
+		err = e.poll(ctx, seqReadyTimeout, dc.name+" serving sequences", func() bool {
+			_, err := c.CurSeq(ctx, seqUIDBase(dc.index))
+			return err == nil
+		})
+		c.CloseIdleConnections()
+		if err != nil {
+			return err
+		}
+	}
+	e.tl.note("runner", "every datacenter serves sequences")
+	return nil
+}
