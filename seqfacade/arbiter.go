@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -13,6 +14,10 @@ import (
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/lease"
 )
+
+// errSingleOwner means a single-node facade (Start without Routed) holds
+// the owner key: it serves every group, so no table may be written.
+var errSingleOwner = errors.New("seqfacade: a single-node facade serves every group; stop it before routing")
 
 // errNotArbiter means the arbiter key is no longer this node's: another
 // node arbitrates, or this node's lease ended.
@@ -132,29 +137,38 @@ func (o *routed) lead(ctx context.Context, l *lease.Lease, arbRev int64) error {
 	defer func() { w.stop() }()
 	// The first round may rebalance at once.
 	lastRebalance := o.src.Mono() - o.cfg.RebalanceInterval
+	backoff, failing := minRetry, false
 	for ctx.Err() == nil {
 		wait := o.cfg.RebalanceInterval
 		c, err := o.readCluster(ctx, l, arbRev)
+		pending := false
+		if err == nil {
+			pending, lastRebalance, err = o.plan(ctx, l, arbRev, c, lastRebalance)
+			if w.ch == nil {
+				w = o.watchNodes(ctx, c.read+1)
+			}
+		}
 		switch {
 		case errors.Is(err, errNotArbiter):
 			return err
+		case errors.Is(err, errSingleOwner):
+			// Its registration goes with its owner key: the watch wakes
+			// this loop then.
+			if !failing {
+				o.log.Warn("seq facade: arbiter waits for the single-node facade to stop", "node", o.cfg.NodeName, "err", err)
+			}
+			failing = true
 		case err != nil:
-			o.log.Debug("seq facade: arbiter cannot read the cluster; retrying", "node", o.cfg.NodeName, "err", err)
-			wait = minRetry
+			lvl := slog.LevelWarn
+			if failing {
+				lvl = slog.LevelDebug // the first failure of a streak says it all
+			}
+			o.log.Log(ctx, lvl, "seq facade: arbiter cannot read or write the routing table; retrying", "node", o.cfg.NodeName, "err", err, "retry_in", backoff)
+			wait, backoff, failing = backoff, min(2*backoff, maxRetry), true
 		default:
-			var pending bool
-			pending, lastRebalance, err = o.plan(ctx, l, arbRev, c, lastRebalance)
-			if errors.Is(err, errNotArbiter) {
-				return err
-			}
-			if err != nil {
-				o.log.Warn("seq facade: arbiter cannot write the routing table; retrying", "node", o.cfg.NodeName, "err", err)
-				wait = minRetry
-			} else if pending {
+			backoff, failing = minRetry, false
+			if pending {
 				wait = max(lastRebalance+o.cfg.RebalanceInterval-o.src.Mono(), 0)
-			}
-			if w.ch == nil {
-				w = o.watchNodes(ctx, c.read+1)
 			}
 		}
 		select {
@@ -235,7 +249,7 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c cluster, lastRebalance time.Duration) (pending bool, last time.Duration, err error) {
 	last = lastRebalance
 	if c.sole {
-		return false, last, fmt.Errorf("%w: %s exists: a single-node seq facade serves every group; stop it before routing", ErrUnavailable, o.keys.owner)
+		return false, last, fmt.Errorf("%w: %s exists", errSingleOwner, o.keys.owner)
 	}
 	prev := RoutingTable{}
 	if c.tbl != nil {

@@ -42,6 +42,7 @@ type routed struct {
 	st   *routeState
 
 	registrations, losses, moves atomic.Uint64
+	badTable                     atomic.Int64 // the revision of an unreadable table last logged
 	arbiter                      atomic.Bool
 	state                        atomic.Pointer[string] // why not registered, for errors and logs
 
@@ -276,7 +277,9 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64, r lease
 	}
 	t, err := decodeTable(kvs[0].Value, kvs[0].ModRevision, o.lay)
 	if err != nil {
-		o.log.Error("seq facade: unreadable routing table; serving nothing new", "key", o.keys.routing, "err", err)
+		if o.badTable.Swap(kvs[0].ModRevision) != kvs[0].ModRevision {
+			o.log.Error("seq facade: unreadable routing table; serving nothing until it is repaired", "key", o.keys.routing, "revision", kvs[0].ModRevision, "err", err)
+		}
 		return err
 	}
 	o.st.confirm(t, r, now)
