@@ -277,7 +277,7 @@ func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c clust
 			members[owner] = c.tbl.members[owner]
 		}
 	}
-	t, changed := nextTable(c.tbl, next.Owners, members, o.lay)
+	t, changed := nextTable(c.tbl, next.Owners, members, o.lay, uint64(c.read))
 	if !changed {
 		return pending, last, nil
 	}

@@ -64,6 +64,22 @@ func TestRoutedRedirect(t *testing.T) {
 	if got := c.node("a").n.Stats(); got.RoutingVersion == 0 || got.GroupsOwned == 0 || got.GroupsActivating != 0 {
 		t.Fatalf("stats of a: %+v", got)
 	}
+
+	// An operator deletes the table: the nodes stop serving once their
+	// rights run out, the arbiter writes a new one with a higher version,
+	// and every group is activated afresh, above everything served.
+	if _, err := c.direct.Delete(ctxT(t), "/mig/seq/routing"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new table", 10*time.Second, func() bool { return c.routing().Version > r.Version })
+	r2 := c.serving(20*time.Second, "a", "b", "c")
+	for uid := uint64(1); uid < testGroups*uidsPerGroup; uid += 7 {
+		o, _, _ := r2.Owner(uid)
+		if call := rec.next(0, c.node(o), uid); call.err != nil {
+			t.Fatalf("uid %d on %s after the table was rewritten: %v", uid, o, call.err)
+		}
+	}
+	t.Logf("table deleted at version %d, rewritten at version %d", r.Version, r2.Version)
 	rec.check()
 }
 

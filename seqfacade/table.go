@@ -14,9 +14,10 @@ import (
 // Owner(uid). A value: share it read-only (Node.Routing and
 // NotOwnerError hand out the same slices and map to every caller).
 type Routing struct {
-	// Version grows by one with each table the arbiter writes. 0 means no
-	// table: the node serves every group alone (Start without Routed), or
-	// no table has been written or read yet.
+	// Version grows by one with each table the arbiter writes (and keeps
+	// growing if the table's key is deleted and written afresh). 0 means
+	// no table: the node serves every group alone (Start without Routed),
+	// or no table has been written or read yet.
 	Version uint64
 	// SectionSize and GroupSize map a uid to its group:
 	// uid / SectionSize / GroupSize.
@@ -159,14 +160,21 @@ func decodeTable(val []byte, rev int64, lay layout) (*table, error) {
 	return newTable(RoutingTable{Version: rec.Version, Owners: owners}, since, rec.Members, rev, lay), nil
 }
 
-// nextTable is the table that follows prev (nil: none yet) when the
-// planner gives next's owners and the members are members: a group keeps
-// its since while its owner stays, and gets the new version when it
-// moves. It reports false when nothing would change.
-func nextTable(prev *table, owners []string, members map[string]member, lay layout) (*table, bool) {
+// nextTable is the table that follows prev when the planner gives next's
+// owners and the members are members: a group keeps its since while its
+// owner stays, and gets the new version when it moves. It reports false
+// when nothing would change.
+//
+// With no prev (none written yet, or the key was deleted), the version
+// starts at first: the etcd revision the arbiter read at. Every table's
+// version is at most its own ModRevision (each one is written after the
+// read that planned it, and versions grow by one a write), so versions
+// keep growing even across a deleted key, and clients that keep the
+// highest version they saw are never stuck on an old table.
+func nextTable(prev *table, owners []string, members map[string]member, lay layout, first uint64) (*table, bool) {
 	var (
-		version   uint64 = 1
-		prevOwner        = make([]string, len(owners))
+		version   = max(first, 1)
+		prevOwner = make([]string, len(owners))
 		prevSince        = make([]uint64, len(owners))
 		prevMems  map[string]member
 	)

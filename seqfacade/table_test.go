@@ -19,21 +19,26 @@ func testLayout() layout {
 func TestTableRoundTrip(t *testing.T) {
 	lay := testLayout()
 	members := map[string]member{"a": {Address: "a:1", Datacenter: "tokyo"}, "b": {Address: "b:1"}}
-	t1, changed := nextTable(nil, []string{"a", "a", "a", "b", "b", "a", "a", "b", "b", "b"}, members, lay)
+	t1, changed := nextTable(nil, []string{"a", "a", "a", "b", "b", "a", "a", "b", "b", "b"}, members, lay, 1)
 	if !changed || t1.Version != 1 {
 		t.Fatalf("first table: version %d, changed %v", t1.Version, changed)
 	}
 	// Group 2 moves to b: only its since changes.
-	t2, changed := nextTable(t1, []string{"a", "a", "b", "b", "b", "a", "a", "b", "b", "b"}, members, lay)
+	t2, changed := nextTable(t1, []string{"a", "a", "b", "b", "b", "a", "a", "b", "b", "b"}, members, lay, 1)
 	if !changed || t2.Version != 2 || !slices.Equal(t2.since, []uint64{1, 1, 2, 1, 1, 1, 1, 1, 1, 1}) {
 		t.Fatalf("second table: version %d, since %v", t2.Version, t2.since)
 	}
-	if _, changed := nextTable(t2, t2.Owners, members, lay); changed {
+	if _, changed := nextTable(t2, t2.Owners, members, lay, 1); changed {
 		t.Fatal("an unchanged table was rewritten")
 	}
 	moved := map[string]member{"a": {Address: "a:2"}, "b": {Address: "b:1"}}
-	if t3, changed := nextTable(t2, t2.Owners, moved, lay); !changed || t3.Version != 3 || !slices.Equal(t3.since, t2.since) {
+	if t3, changed := nextTable(t2, t2.Owners, moved, lay, 1); !changed || t3.Version != 3 || !slices.Equal(t3.since, t2.since) {
 		t.Fatalf("a new address: changed %v, version %d, since %v", changed, t3.Version, t3.since)
+	}
+
+	// Written afresh after the key was deleted: above every version before.
+	if t4, _ := nextTable(nil, t2.Owners, members, lay, 57); t4.Version != 57 || t4.since[0] != 57 {
+		t.Fatalf("a table after a deleted key: version %d, since %v", t4.Version, t4.since)
 	}
 
 	got, err := decodeTable(t2.encode(), 42, lay)
