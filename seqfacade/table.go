@@ -175,7 +175,7 @@ func nextTable(prev *table, owners []string, members map[string]member, lay layo
 	var (
 		version   = max(first, 1)
 		prevOwner = make([]string, len(owners))
-		prevSince        = make([]uint64, len(owners))
+		prevSince = make([]uint64, len(owners))
 		prevMems  map[string]member
 	)
 	if prev != nil {
