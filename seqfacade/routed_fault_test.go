@@ -62,6 +62,12 @@ func TestRoutedOwnerCutNoRollback(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	var stopOnce sync.Once
+	finish := func() {
+		stopOnce.Do(func() { close(stop) })
+		<-done
+	}
+	t.Cleanup(finish) // if the test ends early; before the nodes close
 	go func() {
 		defer close(done)
 		for i := 0; ; i++ {
@@ -103,8 +109,7 @@ func TestRoutedOwnerCutNoRollback(t *testing.T) {
 		return false
 	})
 	<-c.src.After(300 * time.Millisecond)
-	close(stop)
-	<-done
+	finish()
 
 	// The old owner went on serving after the cut, then stopped before
 	// any other node served its groups.

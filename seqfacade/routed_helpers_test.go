@@ -204,10 +204,11 @@ func (r *recorder) check() loadtest.Verdict {
 // does: with none (or when the owner is dead) it asks any live node and
 // follows the redirect. Each client's calls are sequential.
 type load struct {
-	c    *cluster
-	rec  *recorder
-	stop chan struct{}
-	wg   sync.WaitGroup
+	c        *cluster
+	rec      *recorder
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 
 	mu struct {
 		sync.Mutex
@@ -222,6 +223,7 @@ func (c *cluster) startLoad(rec *recorder, clients int) *load {
 	for i := range clients {
 		l.wg.Go(func() { l.client(i) })
 	}
+	c.t.Cleanup(func() { l.finish() }) // if the test ends early; before the nodes close
 	return l
 }
 
@@ -268,7 +270,7 @@ func (l *load) calls() []call {
 
 // finish stops the clients and returns every call made.
 func (l *load) finish() []call {
-	close(l.stop)
+	l.stopOnce.Do(func() { close(l.stop) })
 	l.wg.Wait()
 	return l.calls()
 }
