@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc/migv1"
 )
@@ -51,6 +53,16 @@ type Client struct {
 	// Staying with one worker keeps this client's IDs increasing while it
 	// is healthy, and keeps connections warm.
 	next atomic.Uint32
+
+	// routing is the newest sequence routing table seen in an answer.
+	routing atomic.Pointer[migv1.Routing]
+	json    bool
+	scheme  string // of the configured endpoints, for the nodes a table names
+	src     clock.Source
+	mu      struct {
+		sync.Mutex
+		byAddr map[string]*endpoint // nodes reached through the table
+	}
 }
 
 type endpoint struct {
@@ -140,19 +152,22 @@ func NewClient(endpoints []string, opts ...ClientOption) (*Client, error) {
 	if o.http == nil {
 		o.http = &http.Client{Transport: newTransport()}
 	}
-	c := &Client{timeout: o.timeout, http: o.http, endpoints: make([]endpoint, len(urls))}
+	c := &Client{timeout: o.timeout, http: o.http, endpoints: make([]endpoint, len(urls)), json: o.json, src: clock.NewReal()}
+	c.scheme, _, _ = strings.Cut(urls[0], "://")
+	c.mu.byAddr = map[string]*endpoint{}
 	for i, u := range urls {
-		c.endpoints[i].url = u
-		if o.json {
-			c.endpoints[i].ids = migv1.NewIDServiceJSONClient(u, o.http)
-			c.endpoints[i].seqs = migv1.NewSeqServiceJSONClient(u, o.http)
-		} else {
-			c.endpoints[i].ids = migv1.NewIDServiceProtobufClient(u, o.http)
-			c.endpoints[i].seqs = migv1.NewSeqServiceProtobufClient(u, o.http)
-		}
+		c.endpoints[i] = c.newEndpoint(u)
 	}
 	c.next.Store(uint32(rand.IntN(len(urls))))
 	return c, nil
+}
+
+// newEndpoint returns the service clients of the endpoint at base URL u.
+func (c *Client) newEndpoint(u string) endpoint {
+	if c.json {
+		return endpoint{url: u, ids: migv1.NewIDServiceJSONClient(u, c.http), seqs: migv1.NewSeqServiceJSONClient(u, c.http)}
+	}
+	return endpoint{url: u, ids: migv1.NewIDServiceProtobufClient(u, c.http), seqs: migv1.NewSeqServiceProtobufClient(u, c.http)}
 }
 
 func parseEndpoint(e string) (string, error) {
@@ -326,66 +341,4 @@ func notSent(err error) bool {
 	}
 	var dns *net.DNSError
 	return errors.As(err, &dns)
-}
-
-// NextSeq advances uid's sequence and returns the new value.
-//
-// Safe to repeat, and repeated on the next endpoint when an answer is
-// lost: the lost value is skipped and the repeat's is above it, which a
-// sequence allows (it only has to grow). An answer of 0 is an error
-// wrapping ErrBadAnswer: sequences start at 1.
-func (c *Client) NextSeq(ctx context.Context, uid uint64) (uint64, error) {
-	var resp *migv1.NextSeqResponse
-	k, err := c.do(ctx, "NextSeq", func(ctx context.Context, ep *endpoint) (err error) {
-		resp, err = ep.seqs.NextSeq(ctx, &migv1.NextSeqRequest{Uid: uid})
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	if resp.Seq == 0 {
-		return 0, fmt.Errorf("%w: %s: sequence 0 for uid %d", ErrBadAnswer, c.endpoints[k].url, uid)
-	}
-	return resp.Seq, nil
-}
-
-// NextSeqs advances the sequences of every uid in uids (each at most
-// once) and returns the new values, seqs[i] for uids[i]; all of them or
-// none. Repeated like NextSeq. An answer with the wrong number of values,
-// or a 0, is an error wrapping ErrBadAnswer.
-func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) {
-	if len(uids) == 0 {
-		return nil, twirpError(&argError{field: "uids", msg: "uids is empty: name at least one uid"})
-	}
-	var resp *migv1.NextSeqsResponse
-	k, err := c.do(ctx, "NextSeqs", func(ctx context.Context, ep *endpoint) (err error) {
-		resp, err = ep.seqs.NextSeqs(ctx, &migv1.NextSeqsRequest{Uids: uids})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if len(resp.Seqs) != len(uids) {
-		return nil, fmt.Errorf("%w: %s: %d sequences for %d uids", ErrBadAnswer, c.endpoints[k].url, len(resp.Seqs), len(uids))
-	}
-	for i, v := range resp.Seqs {
-		if v == 0 {
-			return nil, fmt.Errorf("%w: %s: sequence 0 for uid %d", ErrBadAnswer, c.endpoints[k].url, uids[i])
-		}
-	}
-	return resp.Seqs, nil
-}
-
-// CurSeq returns uid's latest sequence without advancing it (0 for a uid
-// never advanced). It reads only, so it is safe to repeat.
-func (c *Client) CurSeq(ctx context.Context, uid uint64) (uint64, error) {
-	var resp *migv1.CurSeqResponse
-	_, err := c.do(ctx, "CurSeq", func(ctx context.Context, ep *endpoint) (err error) {
-		resp, err = ep.seqs.CurSeq(ctx, &migv1.CurSeqRequest{Uid: uid})
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	return resp.Seq, nil
 }

@@ -72,6 +72,7 @@ func isUnavailable(err error) bool {
 func twirpError(err error) twirp.Error {
 	var (
 		twerr   twirp.Error
+		noOwner *seqfacade.NotOwnerError
 		arg     *argError
 		tooBig  *bodyTooLargeError
 		message = err.Error()
@@ -85,6 +86,14 @@ func twirpError(err error) twirp.Error {
 		// Requests are checked before they reach the issuer, so this is a
 		// bug; still, it was the count that was wrong.
 		return twirp.WrapError(twirp.NewError(twirp.InvalidArgument, message).WithMeta("argument", "count"), err)
+	case errors.As(err, &noOwner) && !errors.Is(err, seqfacade.ErrUnavailable):
+		// Another node serves the uid: the answer carries the table, so
+		// the client goes there next, one round trip later. (A refused
+		// max_seq write also says ErrNotOwner, with ErrUnavailable: that
+		// one is unavailable, below.)
+		return twirp.WrapError(twirp.NewError(twirp.FailedPrecondition, message).
+			WithMeta(MetaRouting, routingMeta(noOwner.Routing)).
+			WithMeta(MetaAddress, noOwner.Address), err)
 	case errors.Is(err, seqfacade.ErrInvalidUID), errors.Is(err, seqfacade.ErrDuplicateUID):
 		return twirp.WrapError(twirp.NewError(twirp.InvalidArgument, message).WithMeta("argument", "uid"), err)
 	case errors.Is(err, seqfacade.ErrBatchTooLarge):

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/migsvc/mig/rpc/migv1"
+	"github.com/migsvc/mig/seqfacade"
 )
 
 // DefaultSeqWait bounds how long a SeqService call may wait for its
@@ -21,6 +22,8 @@ type SeqAllocator interface {
 	Next(ctx context.Context, uid uint64) (uint64, error)
 	NextBatch(ctx context.Context, uids []uint64) ([]uint64, error)
 	Current(ctx context.Context, uid uint64) (uint64, error)
+	// Routing is the table the allocator serves by (Version 0: none).
+	Routing() seqfacade.Routing
 }
 
 // WithSeq serves SeqService from a, beside IDService on the same handler.
@@ -59,7 +62,7 @@ func (s *seqService) NextSeq(ctx context.Context, req *migv1.NextSeqRequest) (*m
 		return nil, twirpError(err)
 	}
 	s.metrics.seqsIssued.Inc()
-	return &migv1.NextSeqResponse{Seq: v}, nil
+	return &migv1.NextSeqResponse{Seq: v, Routing: s.routingFor(req.RoutingVersion)}, nil
 }
 
 // NextSeqs implements migv1.SeqService.
@@ -74,7 +77,7 @@ func (s *seqService) NextSeqs(ctx context.Context, req *migv1.NextSeqsRequest) (
 		return nil, twirpError(err)
 	}
 	s.metrics.seqsIssued.Add(float64(len(vs)))
-	return &migv1.NextSeqsResponse{Seqs: vs}, nil
+	return &migv1.NextSeqsResponse{Seqs: vs, Routing: s.routingFor(req.RoutingVersion)}, nil
 }
 
 // CurSeq implements migv1.SeqService.
@@ -85,5 +88,14 @@ func (s *seqService) CurSeq(ctx context.Context, req *migv1.CurSeqRequest) (*mig
 	if err != nil {
 		return nil, twirpError(err)
 	}
-	return &migv1.CurSeqResponse{Seq: v}, nil
+	return &migv1.CurSeqResponse{Seq: v, Routing: s.routingFor(req.RoutingVersion)}, nil
+}
+
+// routingFor returns the current table for a client that knows version
+// known, or nil if that is current.
+func (s *seqService) routingFor(known uint64) *migv1.Routing {
+	if r := s.alloc.Routing(); r.Version > known {
+		return routingToProto(r)
+	}
+	return nil
 }

@@ -106,6 +106,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	scfg := cfg.seq
 	scfg.Logger = log
 	scfg.NodeName = cmp.Or(scfg.NodeName, strings.ReplaceAll(holder(ln.Addr()), " ", "_"))
+	scfg.Address = cmp.Or(scfg.Address, advertised(ln.Addr()))
 	seq, err := seqfacade.Start(ctx, scfg, etcd.cli, src)
 	if err != nil {
 		return fmt.Errorf("starting the sequence node: %w", err)
@@ -229,6 +230,22 @@ func closeSeq(ctx context.Context, n *seqfacade.Node, timeout time.Duration, log
 		log.Warn("closing the sequence node failed; its sections are free again when its lease expires", "err", err)
 	}
 	return err
+}
+
+// advertised is the address clients reach this node at when
+// --advertise-addr is not given: the listening address, with the host name
+// for an unspecified host (0.0.0.0 or ::).
+func advertised(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // holder describes this process in its worker-ID claim, for operators

@@ -77,6 +77,12 @@ type serveFlags struct {
 	uidLimit                  uint64
 	seqActivation             time.Duration
 	seqNode                   string
+	seqRouted                 bool
+	seqTTL, seqMargin         time.Duration
+	seqTimeout, seqRebalance  time.Duration
+	seqWeight                 float64
+	seqMaxMoves               int
+	advertise                 string
 }
 
 // defineServeFlags defines every flag of `mig serve` on fs.
@@ -121,6 +127,14 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.Uint64Var(&f.uidLimit, "uid-limit", seqfacade.DefaultUIDLimit, "uids are 1..this-1; recorded in etcd at first start and never changeable after")
 	fs.DurationVar(&f.seqActivation, "seq-activation-delay", 0, "how long a node waits after registering before it serves sequences, so a previous\nholder has surely stopped (0: the lease TTL, rounded up to seconds, plus the margin)")
 	fs.StringVar(&f.seqNode, "seq-node", "", "this node's `name` among the sequence nodes (default: host name and --listen address)")
+	fs.BoolVar(&f.seqRouted, "seq-routed", true, "spread sequence sections over every node by a routing table an elected arbiter writes;\nfalse: one node at a time serves them all")
+	fs.DurationVar(&f.seqTTL, "seq-lease-ttl", seqfacade.DefaultRoutedTTL, "the etcd lease TTL of a routed sequence node (at least 2s)")
+	fs.DurationVar(&f.seqMargin, "seq-lease-margin", seqfacade.DefaultRoutedMargin, "how long before its lease could expire a routed node stops serving sequences")
+	fs.DurationVar(&f.seqTimeout, "seq-etcd-timeout", seqfacade.DefaultRoutedRequestTimeout, "the timeout of a routed node's etcd calls (at most a third of --seq-lease-ttl)")
+	fs.DurationVar(&f.seqRebalance, "seq-rebalance-interval", seqfacade.DefaultRebalanceInterval, "the time between the arbiter's rebalancing rounds")
+	fs.IntVar(&f.seqMaxMoves, "seq-max-moves", seqfacade.DefaultMaxMoves, "the most groups of sections one rebalancing round moves between live nodes (negative: never)")
+	fs.Float64Var(&f.seqWeight, "seq-weight", 1, "this node's relative capacity for sequence sections")
+	fs.StringVar(&f.advertise, "advertise-addr", "", "the `host:port` clients reach this node at, published in the routing table\n(default: --listen, with the host name for an unspecified host)")
 
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGINT or SIGTERM, how long to wait for requests in flight")
 	fs.StringVar(&f.logFormat, "log-format", "text", "the log `format` on standard error: text or json")
@@ -145,13 +159,17 @@ func (f *serveFlags) config() (serveConfig, error) {
 			Borrow:         f.borrow,
 		},
 		seq: seqfacade.Config{
-			NodeName:        f.seqNode,
-			SectionSize:     f.sectionSize,
-			Step:            f.seqStep,
-			UIDLimit:        f.uidLimit,
-			ActivationDelay: f.seqActivation,
-			RequestTimeout:  f.etcdTimeout,
-			Lease:           lease.Config{TTL: f.ttl, Margin: f.margin, RequestTimeout: f.etcdTimeout},
+			NodeName:          f.seqNode,
+			SectionSize:       f.sectionSize,
+			Step:              f.seqStep,
+			UIDLimit:          f.uidLimit,
+			ActivationDelay:   f.seqActivation,
+			Routed:            f.seqRouted,
+			Datacenter:        f.dc,
+			Address:           f.advertise,
+			Weight:            f.seqWeight,
+			RebalanceInterval: f.seqRebalance,
+			MaxMoves:          f.seqMaxMoves,
 		},
 		slew:       clock.SlewConfig{BackRate: f.backRate, ForwardRate: f.forwardRate},
 		resolution: f.resolution,
@@ -202,7 +220,14 @@ func (f *serveFlags) config() (serveConfig, error) {
 			return c, f.flagErr(errors.New("must be at least 1"), z.name)
 		}
 	}
-	seqDefaults := seqfacade.Config{NodeName: "x", Lease: c.seq.Lease, RequestTimeout: c.seq.RequestTimeout}
+	if c.seq.Routed {
+		c.seq.Lease = lease.Config{TTL: f.seqTTL, Margin: f.seqMargin, RequestTimeout: f.seqTimeout}
+	} else {
+		// One node serves every section: it shares the worker's settings.
+		c.seq.Lease = lease.Config{TTL: f.ttl, Margin: f.margin, RequestTimeout: f.etcdTimeout}
+	}
+	c.seq.RequestTimeout = c.seq.Lease.RequestTimeout
+	seqDefaults := seqfacade.Config{NodeName: "x", Routed: c.seq.Routed, RequestTimeout: c.seq.RequestTimeout}
 	seqCheck := c.seq
 	seqCheck.NodeName = cmp.Or(seqCheck.NodeName, "x") // runServe names the node
 	if err := blame(f.fs, seqCheck, seqDefaults, seqfacade.Config.Validate, []blamed[seqfacade.Config]{
@@ -211,6 +236,14 @@ func (f *serveFlags) config() (serveConfig, error) {
 		{"uid-limit", func(c *seqfacade.Config, d seqfacade.Config) { c.UIDLimit = d.UIDLimit }},
 		{"seq-activation-delay", func(c *seqfacade.Config, d seqfacade.Config) { c.ActivationDelay = d.ActivationDelay }},
 		{"seq-node", func(c *seqfacade.Config, d seqfacade.Config) { c.NodeName = d.NodeName }},
+		{"seq-lease-ttl", func(c *seqfacade.Config, d seqfacade.Config) { c.Lease.TTL = d.Lease.TTL }},
+		{"seq-lease-margin", func(c *seqfacade.Config, d seqfacade.Config) { c.Lease.Margin = d.Lease.Margin }},
+		{"seq-etcd-timeout", func(c *seqfacade.Config, d seqfacade.Config) {
+			c.Lease.RequestTimeout, c.RequestTimeout = d.Lease.RequestTimeout, d.RequestTimeout
+		}},
+		{"seq-weight", func(c *seqfacade.Config, d seqfacade.Config) { c.Weight = d.Weight }},
+		{"seq-rebalance-interval", func(c *seqfacade.Config, d seqfacade.Config) { c.RebalanceInterval = d.RebalanceInterval }},
+		{"seq-max-moves", func(c *seqfacade.Config, d seqfacade.Config) { c.MaxMoves = d.MaxMoves }},
 	}); err != nil {
 		return c, err
 	}

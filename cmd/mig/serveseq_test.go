@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +14,7 @@ import (
 // above every value handed out before.
 func TestServeSequences(t *testing.T) {
 	etcd := etcdEndpoint(t)
-	args := append([]string{"--etcd", etcd, "--seq-activation-delay", "10ms", "--seq-step", "50"}, fastFlags...)
+	args := append([]string{"--etcd", etcd, "--seq-routed=false", "--seq-activation-delay", "10ms", "--seq-step", "50"}, fastFlags...)
 	s := startServe(t, args...)
 	c := newRPCClient(t, []string{s.url()})
 	uids := []uint64{1, 2, 99_999, 100_000, 4_294_967_295}
@@ -82,7 +85,7 @@ func TestServeSeqFlags(t *testing.T) {
 // against a real `mig serve` on an etcd, and its checker passes.
 func TestLoadtestAgainstServe(t *testing.T) {
 	etcd := etcdEndpoint(t)
-	s := startServe(t, append([]string{"--etcd", etcd, "--seq-activation-delay", "10ms"}, fastFlags...)...)
+	s := startServe(t, append([]string{"--etcd", etcd, "--seq-routed=false", "--seq-activation-delay", "10ms"}, fastFlags...)...)
 	c := newRPCClient(t, []string{s.url()})
 	waitFor(t, 10*time.Second, "sequences served", func() bool {
 		_, err := c.CurSeq(t.Context(), 1)
@@ -99,4 +102,87 @@ func TestLoadtestAgainstServe(t *testing.T) {
 			t.Fatalf("%v: status %d\nstdout:\n%s\nstderr:\n%s", mode, status, stdout, stderr)
 		}
 	}
+}
+
+// TestServeRoutedSequences runs three routed `mig serve` on one etcd. A
+// client that knows only the first server reaches every uid's owner
+// through the routing table in the answers; when one server stops, its
+// sections are served by the others, and no uid's sequence goes back.
+func TestServeRoutedSequences(t *testing.T) {
+	etcd := etcdEndpoint(t)
+	var servers []*testServer
+	for range 3 {
+		servers = append(servers, startServe(t, append([]string{"--etcd", etcd, "--seq-rebalance-interval", "200ms"}, fastFlags...)...))
+	}
+	c := newRPCClient(t, []string{servers[0].url()})
+	// One uid in each of groups 0, 1, 334 and 335 of the 336: the arbiter
+	// balances by moving the first server's last groups to the others,
+	// one by one, so these end up on all three servers.
+	var uids []uint64
+	for _, g := range []uint64{0, 1, 334, 335} {
+		uids = append(uids, 1+g*100_000*128)
+	}
+	last := map[uint64]uint64{}
+	advance := func() error {
+		vs, err := c.NextSeqs(t.Context(), uids)
+		if err != nil {
+			return err
+		}
+		for i, u := range uids {
+			if vs[i] <= last[u] {
+				t.Fatalf("uid %d: %d after %d", u, vs[i], last[u])
+			}
+			last[u] = vs[i]
+		}
+		return nil
+	}
+	waitFor(t, 20*time.Second, "every group served", func() bool { return advance() == nil })
+	if c.RoutingVersion() == 0 {
+		t.Fatal("the client learned no routing table from the answers")
+	}
+	// The owner of a uid answers CurSeq; the others redirect.
+	ownerOf := func(uid uint64) *testServer {
+		for _, s := range servers {
+			code, _ := postJSONRaw(t, s.url()+"/twirp/mig.v1.SeqService/CurSeq", fmt.Sprintf(`{"uid":"%d"}`, uid))
+			if code == 200 {
+				return s
+			}
+		}
+		return nil
+	}
+	waitFor(t, 20*time.Second, "the arbiter spreading the groups over the three servers", func() bool {
+		seen := map[*testServer]bool{}
+		for _, u := range uids {
+			seen[ownerOf(u)] = true
+		}
+		return len(seen) == 3 && !seen[nil]
+	})
+	for range 50 {
+		if err := advance(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim := ownerOf(uids[0])
+	if err := victim.stop(); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, 20*time.Second, "the stopped server's sections served again", func() bool { return advance() == nil })
+	t.Logf("sections of a stopped server served again after %v", took)
+	for range 50 {
+		if err := advance(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// postJSONRaw posts a JSON body and returns the status and body.
+func postJSONRaw(t testing.TB, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

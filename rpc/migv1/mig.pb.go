@@ -273,9 +273,11 @@ type NextSeqRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user, 1..uid limit - 1 (the limit is server configuration, 2^32 by
 	// default).
-	Uid           uint64 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Uid uint64 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	// The routing version the client knows; 0 for none.
+	RoutingVersion uint64 `protobuf:"varint,2,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NextSeqRequest) Reset() {
@@ -315,10 +317,19 @@ func (x *NextSeqRequest) GetUid() uint64 {
 	return 0
 }
 
+func (x *NextSeqRequest) GetRoutingVersion() uint64 {
+	if x != nil {
+		return x.RoutingVersion
+	}
+	return 0
+}
+
 type NextSeqResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// uid's new sequence.
-	Seq           uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The current routing table, when routing_version was older.
+	Routing       *Routing `protobuf:"bytes,2,opt,name=routing,proto3" json:"routing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,12 +371,21 @@ func (x *NextSeqResponse) GetSeq() uint64 {
 	return 0
 }
 
+func (x *NextSeqResponse) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
 type NextSeqsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The users, each at most once, 1..1000 of them.
-	Uids          []uint64 `protobuf:"varint,1,rep,packed,name=uids,proto3" json:"uids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The users, each at most once, 1..1000 of them, all served by this node.
+	Uids []uint64 `protobuf:"varint,1,rep,packed,name=uids,proto3" json:"uids,omitempty"`
+	// The routing version the client knows; 0 for none.
+	RoutingVersion uint64 `protobuf:"varint,2,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NextSeqsRequest) Reset() {
@@ -405,10 +425,19 @@ func (x *NextSeqsRequest) GetUids() []uint64 {
 	return nil
 }
 
+func (x *NextSeqsRequest) GetRoutingVersion() uint64 {
+	if x != nil {
+		return x.RoutingVersion
+	}
+	return 0
+}
+
 type NextSeqsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// seqs[i] is uids[i]'s new sequence.
-	Seqs          []uint64 `protobuf:"varint,1,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	Seqs []uint64 `protobuf:"varint,1,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	// The current routing table, when routing_version was older.
+	Routing       *Routing `protobuf:"bytes,2,opt,name=routing,proto3" json:"routing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,12 +479,21 @@ func (x *NextSeqsResponse) GetSeqs() []uint64 {
 	return nil
 }
 
+func (x *NextSeqsResponse) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
 type CurSeqRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user.
-	Uid           uint64 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Uid uint64 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	// The routing version the client knows; 0 for none.
+	RoutingVersion uint64 `protobuf:"varint,2,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CurSeqRequest) Reset() {
@@ -495,12 +533,21 @@ func (x *CurSeqRequest) GetUid() uint64 {
 	return 0
 }
 
+func (x *CurSeqRequest) GetRoutingVersion() uint64 {
+	if x != nil {
+		return x.RoutingVersion
+	}
+	return 0
+}
+
 type CurSeqResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// uid's latest sequence: the last value handed out, or, right after the
 	// node loaded uid's section, the persisted max_seq every next value will
 	// be above. 0 for a uid never advanced.
-	Seq           uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The current routing table, when routing_version was older.
+	Routing       *Routing `protobuf:"bytes,2,opt,name=routing,proto3" json:"routing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -542,6 +589,163 @@ func (x *CurSeqResponse) GetSeq() uint64 {
 	return 0
 }
 
+func (x *CurSeqResponse) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
+// Routing says which node serves which uids. A uid's group is
+// uid / section_size / group_size; routes cover groups 0..groups-1 in
+// order.
+type Routing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	SectionSize   uint64                 `protobuf:"varint,2,opt,name=section_size,json=sectionSize,proto3" json:"section_size,omitempty"`
+	GroupSize     uint32                 `protobuf:"varint,3,opt,name=group_size,json=groupSize,proto3" json:"group_size,omitempty"`
+	Groups        uint32                 `protobuf:"varint,4,opt,name=groups,proto3" json:"groups,omitempty"`
+	Routes        []*Route               `protobuf:"bytes,5,rep,name=routes,proto3" json:"routes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Routing) Reset() {
+	*x = Routing{}
+	mi := &file_mig_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Routing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Routing) ProtoMessage() {}
+
+func (x *Routing) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Routing.ProtoReflect.Descriptor instead.
+func (*Routing) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Routing) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Routing) GetSectionSize() uint64 {
+	if x != nil {
+		return x.SectionSize
+	}
+	return 0
+}
+
+func (x *Routing) GetGroupSize() uint32 {
+	if x != nil {
+		return x.GroupSize
+	}
+	return 0
+}
+
+func (x *Routing) GetGroups() uint32 {
+	if x != nil {
+		return x.Groups
+	}
+	return 0
+}
+
+func (x *Routing) GetRoutes() []*Route {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+// Route gives groups first_group..last_group to one node.
+type Route struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	FirstGroup uint32                 `protobuf:"varint,1,opt,name=first_group,json=firstGroup,proto3" json:"first_group,omitempty"`
+	LastGroup  uint32                 `protobuf:"varint,2,opt,name=last_group,json=lastGroup,proto3" json:"last_group,omitempty"`
+	// The node's name, and where clients reach it (host:port); the node is
+	// "" for groups no live node serves.
+	Node          string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	Address       string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Route) Reset() {
+	*x = Route{}
+	mi := &file_mig_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Route) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Route) ProtoMessage() {}
+
+func (x *Route) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Route.ProtoReflect.Descriptor instead.
+func (*Route) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Route) GetFirstGroup() uint32 {
+	if x != nil {
+		return x.FirstGroup
+	}
+	return 0
+}
+
+func (x *Route) GetLastGroup() uint32 {
+	if x != nil {
+		return x.LastGroup
+	}
+	return 0
+}
+
+func (x *Route) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Route) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 var File_mig_proto protoreflect.FileDescriptor
 
 const file_mig_proto_rawDesc = "" +
@@ -563,19 +767,39 @@ const file_mig_proto_rawDesc = "" +
 	"\x04time\x18\x02 \x01(\tR\x04time\x12\x12\n" +
 	"\x04tick\x18\x03 \x01(\x03R\x04tick\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\rR\x06worker\x12\x10\n" +
-	"\x03seq\x18\x05 \x01(\rR\x03seq\"\"\n" +
+	"\x03seq\x18\x05 \x01(\rR\x03seq\"K\n" +
 	"\x0eNextSeqRequest\x12\x10\n" +
-	"\x03uid\x18\x01 \x01(\x04R\x03uid\"#\n" +
+	"\x03uid\x18\x01 \x01(\x04R\x03uid\x12'\n" +
+	"\x0frouting_version\x18\x02 \x01(\x04R\x0eroutingVersion\"N\n" +
 	"\x0fNextSeqResponse\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"%\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
+	"\arouting\x18\x02 \x01(\v2\x0f.mig.v1.RoutingR\arouting\"N\n" +
 	"\x0fNextSeqsRequest\x12\x12\n" +
-	"\x04uids\x18\x01 \x03(\x04R\x04uids\"&\n" +
+	"\x04uids\x18\x01 \x03(\x04R\x04uids\x12'\n" +
+	"\x0frouting_version\x18\x02 \x01(\x04R\x0eroutingVersion\"Q\n" +
 	"\x10NextSeqsResponse\x12\x12\n" +
-	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\"!\n" +
+	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\x12)\n" +
+	"\arouting\x18\x02 \x01(\v2\x0f.mig.v1.RoutingR\arouting\"J\n" +
 	"\rCurSeqRequest\x12\x10\n" +
-	"\x03uid\x18\x01 \x01(\x04R\x03uid\"\"\n" +
+	"\x03uid\x18\x01 \x01(\x04R\x03uid\x12'\n" +
+	"\x0frouting_version\x18\x02 \x01(\x04R\x0eroutingVersion\"M\n" +
 	"\x0eCurSeqResponse\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq2\x80\x01\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
+	"\arouting\x18\x02 \x01(\v2\x0f.mig.v1.RoutingR\arouting\"\xa4\x01\n" +
+	"\aRouting\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
+	"\fsection_size\x18\x02 \x01(\x04R\vsectionSize\x12\x1d\n" +
+	"\n" +
+	"group_size\x18\x03 \x01(\rR\tgroupSize\x12\x16\n" +
+	"\x06groups\x18\x04 \x01(\rR\x06groups\x12%\n" +
+	"\x06routes\x18\x05 \x03(\v2\r.mig.v1.RouteR\x06routes\"u\n" +
+	"\x05Route\x12\x1f\n" +
+	"\vfirst_group\x18\x01 \x01(\rR\n" +
+	"firstGroup\x12\x1d\n" +
+	"\n" +
+	"last_group\x18\x02 \x01(\rR\tlastGroup\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress2\x80\x01\n" +
 	"\tIDService\x12:\n" +
 	"\aNextIDs\x12\x16.mig.v1.NextIDsRequest\x1a\x17.mig.v1.NextIDsResponse\x127\n" +
 	"\x06Decode\x12\x15.mig.v1.DecodeRequest\x1a\x16.mig.v1.DecodeResponse2\xc0\x01\n" +
@@ -597,7 +821,7 @@ func file_mig_proto_rawDescGZIP() []byte {
 	return file_mig_proto_rawDescData
 }
 
-var file_mig_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_mig_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_mig_proto_goTypes = []any{
 	(*NextIDsRequest)(nil),   // 0: mig.v1.NextIDsRequest
 	(*NextIDsResponse)(nil),  // 1: mig.v1.NextIDsResponse
@@ -609,23 +833,29 @@ var file_mig_proto_goTypes = []any{
 	(*NextSeqsResponse)(nil), // 7: mig.v1.NextSeqsResponse
 	(*CurSeqRequest)(nil),    // 8: mig.v1.CurSeqRequest
 	(*CurSeqResponse)(nil),   // 9: mig.v1.CurSeqResponse
+	(*Routing)(nil),          // 10: mig.v1.Routing
+	(*Route)(nil),            // 11: mig.v1.Route
 }
 var file_mig_proto_depIdxs = []int32{
-	0, // 0: mig.v1.IDService.NextIDs:input_type -> mig.v1.NextIDsRequest
-	2, // 1: mig.v1.IDService.Decode:input_type -> mig.v1.DecodeRequest
-	4, // 2: mig.v1.SeqService.NextSeq:input_type -> mig.v1.NextSeqRequest
-	6, // 3: mig.v1.SeqService.NextSeqs:input_type -> mig.v1.NextSeqsRequest
-	8, // 4: mig.v1.SeqService.CurSeq:input_type -> mig.v1.CurSeqRequest
-	1, // 5: mig.v1.IDService.NextIDs:output_type -> mig.v1.NextIDsResponse
-	3, // 6: mig.v1.IDService.Decode:output_type -> mig.v1.DecodeResponse
-	5, // 7: mig.v1.SeqService.NextSeq:output_type -> mig.v1.NextSeqResponse
-	7, // 8: mig.v1.SeqService.NextSeqs:output_type -> mig.v1.NextSeqsResponse
-	9, // 9: mig.v1.SeqService.CurSeq:output_type -> mig.v1.CurSeqResponse
-	5, // [5:10] is the sub-list for method output_type
-	0, // [0:5] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	10, // 0: mig.v1.NextSeqResponse.routing:type_name -> mig.v1.Routing
+	10, // 1: mig.v1.NextSeqsResponse.routing:type_name -> mig.v1.Routing
+	10, // 2: mig.v1.CurSeqResponse.routing:type_name -> mig.v1.Routing
+	11, // 3: mig.v1.Routing.routes:type_name -> mig.v1.Route
+	0,  // 4: mig.v1.IDService.NextIDs:input_type -> mig.v1.NextIDsRequest
+	2,  // 5: mig.v1.IDService.Decode:input_type -> mig.v1.DecodeRequest
+	4,  // 6: mig.v1.SeqService.NextSeq:input_type -> mig.v1.NextSeqRequest
+	6,  // 7: mig.v1.SeqService.NextSeqs:input_type -> mig.v1.NextSeqsRequest
+	8,  // 8: mig.v1.SeqService.CurSeq:input_type -> mig.v1.CurSeqRequest
+	1,  // 9: mig.v1.IDService.NextIDs:output_type -> mig.v1.NextIDsResponse
+	3,  // 10: mig.v1.IDService.Decode:output_type -> mig.v1.DecodeResponse
+	5,  // 11: mig.v1.SeqService.NextSeq:output_type -> mig.v1.NextSeqResponse
+	7,  // 12: mig.v1.SeqService.NextSeqs:output_type -> mig.v1.NextSeqsResponse
+	9,  // 13: mig.v1.SeqService.CurSeq:output_type -> mig.v1.CurSeqResponse
+	9,  // [9:14] is the sub-list for method output_type
+	4,  // [4:9] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_mig_proto_init() }
@@ -640,7 +870,7 @@ func file_mig_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mig_proto_rawDesc), len(file_mig_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

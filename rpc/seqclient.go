@@ -1,0 +1,281 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twitchtv/twirp"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/rpc/migv1"
+)
+
+// seqAttempts bounds the rounds of one SeqService call: a redirect to the
+// node a newer table names, or a retry after the owner was unavailable (a
+// section in its activation delay, or a node that died and whose sections
+// are being moved), each cost one. Between rounds that learned nothing new
+// the call waits a little: 50 ms, then 100, 200...
+const seqAttempts = 5
+
+// Sequences and routing.
+//
+// A SeqService call goes to the node that the client's routing table
+// names for the uid; a client with no table (or a uid its table does not
+// place) asks the configured endpoints, which answer or redirect. Every
+// request carries the table's version, and an answer that carries a newer
+// table replaces it: a client with a stale or empty table reaches the
+// right node in at most one extra round trip.
+//
+// Repeating a sequence call is safe: a value whose answer was lost is
+// skipped, and the repeat's value is above it; a sequence only has to
+// grow. Nothing the client keeps from a failed attempt is ever handed out.
+
+// NextSeq advances uid's sequence and returns the new value. An answer of
+// 0 is an error wrapping ErrBadAnswer: sequences start at 1.
+func (c *Client) NextSeq(ctx context.Context, uid uint64) (uint64, error) {
+	var v uint64
+	err := c.seqCall(ctx, "NextSeq", uid, func(ctx context.Context, ep *endpoint, version uint64) (*migv1.Routing, error) {
+		resp, err := ep.seqs.NextSeq(ctx, &migv1.NextSeqRequest{Uid: uid, RoutingVersion: version})
+		if err != nil {
+			return nil, err
+		}
+		if resp.Seq == 0 {
+			return nil, fmt.Errorf("%w: %s: sequence 0 for uid %d", ErrBadAnswer, ep.url, uid)
+		}
+		v = resp.Seq
+		return resp.Routing, nil
+	})
+	return v, err
+}
+
+// CurSeq returns uid's latest sequence without advancing it (0 for a uid
+// never advanced).
+func (c *Client) CurSeq(ctx context.Context, uid uint64) (uint64, error) {
+	var v uint64
+	err := c.seqCall(ctx, "CurSeq", uid, func(ctx context.Context, ep *endpoint, version uint64) (*migv1.Routing, error) {
+		resp, err := ep.seqs.CurSeq(ctx, &migv1.CurSeqRequest{Uid: uid, RoutingVersion: version})
+		if err != nil {
+			return nil, err
+		}
+		v = resp.Seq
+		return resp.Routing, nil
+	})
+	return v, err
+}
+
+// NextSeqs advances the sequences of every uid in uids (each at most once)
+// and returns the new values, seqs[i] for uids[i]. It splits the uids by
+// the node its table names and sends each node its share. One node
+// advances its share all or none; across nodes a failure may leave some
+// shares advanced, and their values are then skipped, never reused. An
+// answer with the wrong number of values, or a 0, is an error wrapping
+// ErrBadAnswer.
+func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) {
+	if len(uids) == 0 {
+		return nil, twirpError(&argError{field: "uids", msg: "uids is empty: name at least one uid"})
+	}
+	out := make([]uint64, len(uids))
+	pending := make([]int, len(uids))
+	for i := range pending {
+		pending[i] = i
+	}
+	var lastErr error
+	avoid := map[string]bool{}
+	for round := 0; len(pending) > 0; round++ {
+		if round == seqAttempts {
+			return nil, lastErr
+		}
+		if round > 0 {
+			if err := c.backoff(ctx, round); err != nil {
+				return nil, err
+			}
+		}
+		r := c.routing.Load()
+		shares := map[string][]int{}
+		for _, i := range pending {
+			addr := pick(r, uids[i], avoid)
+			shares[addr] = append(shares[addr], i)
+		}
+		pending = pending[:0:0]
+		for addr, idx := range shares {
+			sub := make([]uint64, len(idx))
+			for k, i := range idx {
+				sub[k] = uids[i]
+			}
+			var vals []uint64
+			attempt := func(ctx context.Context, ep *endpoint, version uint64) (*migv1.Routing, error) {
+				resp, err := ep.seqs.NextSeqs(ctx, &migv1.NextSeqsRequest{Uids: sub, RoutingVersion: version})
+				if err != nil {
+					return nil, err
+				}
+				if len(resp.Seqs) != len(sub) {
+					return nil, fmt.Errorf("%w: %s: %d sequences for %d uids", ErrBadAnswer, ep.url, len(resp.Seqs), len(sub))
+				}
+				for k, v := range resp.Seqs {
+					if v == 0 {
+						return nil, fmt.Errorf("%w: %s: sequence 0 for uid %d", ErrBadAnswer, ep.url, sub[k])
+					}
+				}
+				vals = resp.Seqs
+				return resp.Routing, nil
+			}
+			again, err := c.seqRound(ctx, "NextSeqs", addr, avoid, attempt)
+			switch {
+			case err == nil:
+				for k, i := range idx {
+					out[i] = vals[k]
+				}
+			case again:
+				lastErr = err
+				pending = append(pending, idx...)
+			default:
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// seqCall runs a single-uid call: to the uid's owner by the table, or to
+// the configured endpoints, following redirects and retrying an
+// unavailable owner, at most seqAttempts rounds.
+func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) error {
+	var err error
+	avoid := map[string]bool{}
+	for round := range seqAttempts {
+		if round > 0 {
+			if berr := c.backoff(ctx, round); berr != nil {
+				return berr
+			}
+		}
+		var again bool
+		again, err = c.seqRound(ctx, method, pick(c.routing.Load(), uid, avoid), avoid, attempt)
+		if !again {
+			return err
+		}
+	}
+	return err
+}
+
+// pick returns the address to send uid to: its owner by r, unless the
+// owner failed during this call; then any other node r names (it answers
+// or redirects to the current owner); "" for the configured endpoints.
+func pick(r *migv1.Routing, uid uint64, avoid map[string]bool) string {
+	if a := ownerAddress(r, uid); a != "" && !avoid[a] {
+		return a
+	}
+	if r != nil {
+		for _, rt := range r.Routes {
+			if rt.Address != "" && !avoid[rt.Address] {
+				return rt.Address
+			}
+		}
+	}
+	return ""
+}
+
+// seqRound sends one attempt to the node at addr, or, with addr "", to
+// the configured endpoints (one pass). It learns the table of the answer
+// or of a redirect, and reports whether another round may succeed. A node
+// that failed without an answer goes into avoid for the rest of the call.
+func (c *Client) seqRound(ctx context.Context, method, addr string, avoid map[string]bool, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) (again bool, err error) {
+	version := uint64(0)
+	if r := c.routing.Load(); r != nil {
+		version = r.Version
+	}
+	var learned *migv1.Routing
+	call := func(ctx context.Context, ep *endpoint) (err error) {
+		learned, err = attempt(ctx, ep, version)
+		return err
+	}
+	if addr != "" {
+		ep := c.endpointAt(addr)
+		actx, cancel := context.WithTimeout(ctx, c.timeout)
+		err = call(actx, ep)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("%s %s: %w", method, ep.url, err)
+		}
+	} else {
+		_, err = c.do(ctx, method, call)
+	}
+	if err == nil {
+		c.learn(learned)
+		return false, nil
+	}
+	if ctx.Err() != nil {
+		return false, err
+	}
+	if r := redirectRouting(err); r != nil {
+		c.learn(r)
+		return true, err
+	}
+	if addr != "" {
+		// The node did not serve the call: a section in its activation
+		// delay (unavailable: worth asking again), or a node that is down
+		// (no answer: ask another node, which answers or redirects).
+		answered, failover := classify(err, true)
+		if failover && !answered {
+			avoid[addr] = true
+		}
+		return failover, err
+	}
+	var twerr twirp.Error
+	return errors.As(err, &twerr) && twerr.Code() == twirp.Unavailable, err
+}
+
+// redirectRouting returns the table of a not-owner refusal, or nil.
+func redirectRouting(err error) *migv1.Routing {
+	var twerr twirp.Error
+	if !errors.As(err, &twerr) || twerr.Code() != twirp.FailedPrecondition || twerr.Meta(MetaRouting) == "" {
+		return nil
+	}
+	r := &migv1.Routing{}
+	if protojson.Unmarshal([]byte(twerr.Meta(MetaRouting)), r) != nil {
+		return nil
+	}
+	return r
+}
+
+// learn keeps r if it is newer than the table the client has.
+func (c *Client) learn(r *migv1.Routing) {
+	for r != nil {
+		old := c.routing.Load()
+		if old != nil && old.Version >= r.Version {
+			return
+		}
+		if c.routing.CompareAndSwap(old, r) {
+			return
+		}
+	}
+}
+
+// RoutingVersion returns the version of the sequence routing table the
+// client holds (0 for none).
+func (c *Client) RoutingVersion() uint64 {
+	if r := c.routing.Load(); r != nil {
+		return r.Version
+	}
+	return 0
+}
+
+// endpointAt returns the endpoint of the node at addr (host:port), made
+// once and kept.
+func (c *Client) endpointAt(addr string) *endpoint {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ep, ok := c.mu.byAddr[addr]; ok {
+		return ep
+	}
+	ep := c.newEndpoint(c.scheme + "://" + addr)
+	c.mu.byAddr[addr] = &ep
+	return &ep
+}
+
+// backoff waits before round (1, 2, ...): 50 ms doubled each round.
+func (c *Client) backoff(ctx context.Context, round int) error {
+	return clock.Sleep(ctx, c.src, 50*time.Millisecond<<(round-1))
+}
