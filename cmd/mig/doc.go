@@ -12,6 +12,13 @@
 // where a signal would stop the process, and also as a built binary
 // stopped with a real SIGTERM.
 //
+// `mig loadtest --scenario NAME` (scenario.go) runs a fault scenario of
+// package loadtest/scenario instead of loading given targets. Its servers
+// run a fault-injection build, `go build -tags faultinject`, whose serve
+// command has --fault-* flags (faultinject.go; runServe's faultClock and
+// serve.go's withFaultFlags are its two hooks); production builds
+// (faultinject_off.go) have no such flags and refuse them.
+//
 // Every flag can also be set from an environment variable named MIG_ and the
 // flag's name in capitals with dashes as underscores (--data-dir is
 // MIG_DATA_DIR); a flag given on the command line wins.

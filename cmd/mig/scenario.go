@@ -137,15 +137,31 @@ func (o *scenarioOptions) run(ctx context.Context, p *proc, lo *loadtestOptions)
 	return status
 }
 
-// writeScenarioSummary prints one line per scenario.
+// writeScenarioSummary prints one line per scenario: its verdict, the
+// requests, the longest unavailability a client saw (IDs, sequences) and
+// the longest of any one server.
 func writeScenarioSummary(p *proc, results []*scenario.Result) {
-	fmt.Fprintf(p.stdout, "%-24s %-5s %10s %10s %12s %12s %s\n", "scenario", "", "ids ok", "ids failed", "ids unavail", "seqs unavail", "check")
+	fmt.Fprintf(p.stdout, "%-24s %-4s %9s %9s %8s %8s %-22s %s\n", "scenario", "", "requests", "failed", "ids", "one uid", "longest, one server", "violations")
 	for _, r := range results {
 		verdict := "PASS"
 		if !r.OK {
 			verdict = "FAIL"
 		}
-		fmt.Fprintf(p.stdout, "%-24s %-5s %10d %10d %11.3fs %11.3fs %s\n", r.Scenario, verdict, r.IDs.Succeeded, r.IDs.Failed,
-			r.IDs.LongestUnavailable, r.Seqs.LongestUnavailable, r.Check.Summary())
+		worst := scenario.ServerStats{}
+		for _, s := range r.Servers {
+			if s.LongestUnavailable > worst.LongestUnavailable {
+				worst = s
+			}
+		}
+		uid := 0.0
+		for _, u := range r.SeqUIDs {
+			uid = max(uid, u.LongestUnavailable)
+		}
+		fmt.Fprintf(p.stdout, "%-24s %-4s %9d %9d %7.3fs %7.3fs %-22s %d\n", r.Scenario, verdict,
+			r.IDs.Attempted+r.Seqs.Attempted, r.IDs.Failed+r.Seqs.Failed, r.IDs.LongestUnavailable, uid,
+			fmt.Sprintf("%.3fs %s", worst.LongestUnavailable, worst.Name), r.Check.Violations)
 	}
+	fmt.Fprintf(p.stdout, "(ids: the longest an ID client went without an answer while its requests failed; one uid: the longest a uid\n"+
+		"went without being advanced while requests for it failed; one server: the longest a server failed the\n"+
+		"ID clients that prefer it, which then failed over)\n")
 }

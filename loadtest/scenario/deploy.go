@@ -113,10 +113,14 @@ func startDeployment(ctx context.Context, cfg Config, s Settings, clk clock.Sour
 		first := i * serversPerDC
 		ranges[i] = fmt.Sprintf("%d-%d", first, first+serversPerDC-1)
 	}
-	ports, err := freePorts(datacenters * (serversPerDC + 1))
+	// The servers' ports stay reserved (listened on) until the servers
+	// start: etcd and the proxies pick free ports of their own meanwhile,
+	// and must not pick these.
+	ports, release, err := reservePorts(datacenters * (serversPerDC + 1))
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	for i := range datacenters {
 		dc := &datacenter{name: fmt.Sprintf("dc%d", i+1), index: i, workers: ranges[i]}
 		var others []string
@@ -163,6 +167,7 @@ func startDeployment(ctx context.Context, cfg Config, s Settings, clk clock.Sour
 			d.slots = append(d.slots, sl)
 		}
 	}
+	release()
 	tl.note("runner", "%d datacenters of %d servers, each datacenter on its own %d-member etcd; every server reaches each member through a fault proxy of its own", datacenters, serversPerDC, etcdMembers)
 	for _, dc := range d.dcs {
 		for _, sl := range dc.servers() {
@@ -264,24 +269,28 @@ func (dc *datacenter) slot(name string) *slot {
 	return nil
 }
 
-// freePorts returns n distinct free loopback ports. They are free when
-// returned; a server that finds its port taken later fails to start and
-// says so in its log.
-func freePorts(n int) ([]int, error) {
+// reservePorts listens on n distinct free loopback ports and returns
+// them, with the function that closes the listeners (idempotent). A
+// server that finds its port taken later fails to start and says so in
+// its log.
+func reservePorts(n int) (ports []int, release func(), err error) {
 	lns := make([]net.Listener, 0, n)
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		})
+	}
 	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("%w: no free port: %v", ErrSetup, err)
+			release()
+			return nil, nil, fmt.Errorf("%w: no free port: %v", ErrSetup, err)
 		}
 		lns = append(lns, ln)
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	return ports, nil
+	return ports, release, nil
 }

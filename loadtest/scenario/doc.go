@@ -31,8 +31,10 @@
 // to it at the next request, so every server, a restarted one included,
 // is asked all the time; two more use rpc.Client's own failover. Sequence
 // clients: two per datacenter, on rpc.Client over that datacenter's
-// servers (one serves sequences, the others answer unavailable), over a
-// few uids each so that every uid's history is long.
+// servers (which routes each uid to the node that serves it), over 24
+// uids a datacenter, each in a group of sections of its own so that the
+// sequences spread over every node, few enough that every uid's history is
+// long.
 //
 // The checker keys the ID order by datacenter and worker ID, not by
 // process: whoever holds a worker ID, after a restart or a takeover, must

@@ -48,10 +48,16 @@ const (
 	minWindow = 200 * time.Millisecond
 )
 
-// seqUIDBase returns the first uid of datacenter i's sequences. The
-// datacenters have separate etcd clusters and so separate counters; the
-// uids differ so that the checker, which sees both, never mixes them.
-func seqUIDBase(i int) uint64 { return 1 + uint64(i)*1_000_000 }
+// seqUID returns datacenter dc's i-th uid. The datacenters have separate
+// etcd clusters and so separate counters; their uids differ so that the
+// checker, which sees both, never mixes them. Each uid lies in a group of
+// sections of its own (mig serve's defaults: 100,000 uids a section, 128
+// sections a group), so that the groups, and the sequence load, spread
+// over every node of the datacenter.
+func seqUID(dc, i int) uint64 { return uint64(2*i+dc)*groupSpan + 1 + uint64(i) }
+
+// groupSpan is the uids of one group of sections at mig serve's defaults.
+const groupSpan = 100_000 * 128
 
 // LoadStats counts the requests of one kind of load. A plain value.
 type LoadStats struct {
@@ -147,9 +153,10 @@ func (t *tally) stats(tl *timeline) LoadStats {
 // tracker follows one server's answers to the clients that prefer it.
 // Safe for concurrent use.
 type tracker struct {
-	name string
-	tl   *timeline
-	mu   struct {
+	name  string
+	tl    *timeline
+	quiet bool // no timeline lines for its windows
+	mu    struct {
 		sync.Mutex
 		ok, failed   int64
 		everOK       bool
@@ -193,6 +200,9 @@ func (t *tracker) windowLocked(end time.Duration, open bool) {
 		return
 	}
 	t.mu.windows++
+	if t.quiet {
+		return
+	}
 	suffix := ""
 	if open {
 		suffix = ", still at the end"
@@ -243,6 +253,10 @@ type loader struct {
 	seqs   tally
 	server []*tracker // by slot
 	seqDC  []*tracker // by datacenter: answers of its sequence clients
+	// seqUID follows each uid (by datacenter, then uid index) through
+	// the answers that advanced it: with sequences spread over nodes, a
+	// lost node leaves some uids unavailable while the others answer.
+	seqUID [][]*tracker
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	ended  time.Duration
@@ -281,6 +295,11 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 	}
 	for i, dc := range d.dcs {
 		l.seqDC = append(l.seqDC, &tracker{name: "sequences of " + dc.name, tl: d.tl})
+		uids := make([]*tracker, seqUIDs)
+		for k := range uids {
+			uids[k] = &tracker{name: fmt.Sprintf("uid %d", seqUID(i, k)), tl: d.tl, quiet: true}
+		}
+		l.seqUID = append(l.seqUID, uids)
 		if !seq {
 			continue
 		}
@@ -452,12 +471,12 @@ func (l *loader) recordIDs(client int, call, ret time.Duration, ids []mig.ID, or
 }
 
 // seqLoad advances sequences of datacenter dc's uids through rpc.Client
-// over that datacenter's servers: one of them (the sole owner) serves,
-// the others answer unavailable and the client fails over.
+// over that datacenter's servers, which routes each uid to the node that
+// serves its group of sections (with seqfacade's single-owner mode, one
+// node serves them all and the others answer unavailable).
 func (l *loader) seqLoad(ctx context.Context, client int, who string, c *rpc.Client, dc int, rng *rand.Rand, k int) {
 	o := outage{lastOK: l.clk.Mono()}
 	defer o.end(&l.seqs, who)
-	base := seqUIDBase(dc)
 	uids := make([]uint64, 0, seqBatch)
 	next := l.clk.Mono()
 	for n := k; l.pace(ctx, &next); n++ {
@@ -466,8 +485,9 @@ func (l *loader) seqLoad(ctx context.Context, client int, who string, c *rpc.Cli
 		if n%seqBatchEvery == 0 {
 			size = seqBatch
 		}
-		for _, i := range rng.Perm(seqUIDs)[:size] {
-			uids = append(uids, base+uint64(i))
+		picked := rng.Perm(seqUIDs)[:size]
+		for _, i := range picked {
+			uids = append(uids, seqUID(dc, i))
 		}
 		l.seqs.attempted.Add(1)
 		l.seqs.attempts.Add(1)
@@ -487,6 +507,9 @@ func (l *loader) seqLoad(ctx context.Context, client int, who string, c *rpc.Cli
 			return
 		}
 		l.seqDC[dc].record(err == nil, ret)
+		for _, i := range picked {
+			l.seqUID[dc][i].record(err == nil, ret)
+		}
 		if err != nil {
 			l.seqs.failedAttempts.Add(1)
 			if errors.Is(err, rpc.ErrBadAnswer) {

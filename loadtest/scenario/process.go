@@ -91,6 +91,9 @@ func (s *slot) args() []string {
 		"--etcd-timeout", d.settings.EtcdTimeout,
 		"--watermark-window", d.settings.WatermarkWindow,
 		"--seq-node", s.name,
+		"--seq-lease-ttl", d.settings.LeaseTTL,
+		"--seq-lease-margin", d.settings.LeaseMargin,
+		"--seq-etcd-timeout", d.settings.EtcdTimeout,
 		"--shutdown-timeout", "5s",
 		"--log-format", "json",
 		"--fault-clock-file", s.clockFile,
@@ -205,6 +208,9 @@ type logLine struct {
 	Err      string `json:"err"`
 	Offset   string `json:"offset"`
 	Rate     any    `json:"rate"`
+	Version  any    `json:"version"`
+	Moved    any    `json:"moved"`
+	Members  any    `json:"members"`
 }
 
 // readLog copies p's log to s's log file and puts the lines that tell a
@@ -274,8 +280,14 @@ func story(l logLine) string {
 		return "cannot claim a worker ID yet: " + shorten(l.Err)
 	case "seq facade: serving sequences":
 		return "serving sequences (sole owner of its datacenter)"
-	case "seq facade: lease lost: stopped serving":
+	case "seq facade: lease lost: stopped serving", "seq facade: registration lost: stopped serving":
 		return "stopped serving sequences: " + shorten(l.Err)
+	case "seq facade: arbitrating the routing table":
+		return "became the sequence arbiter"
+	case "seq facade: stopped arbitrating":
+		return "stopped arbitrating: " + shorten(l.Err)
+	case "seq facade: routing table written":
+		return fmt.Sprintf("wrote sequence routing table v%v: %v groups moved, %v members", l.Version, l.Moved, l.Members)
 	case "fault injection: wall clock offset":
 		return "wall clock offset now " + l.Offset
 	case "fault injection: the monotonic clock runs slow; self-fencing is broken on purpose":
@@ -310,7 +322,9 @@ func (s *slot) stop() *process {
 	return s.halt(syscall.SIGTERM)
 }
 
-func (s *slot) halt(sig syscall.Signal) *process {
+// signal sends sig to the process in s without waiting for it to exit;
+// the supervisor does not restart it. Wait for it with waitExit.
+func (s *slot) signal(sig syscall.Signal) *process {
 	s.mu.Lock()
 	s.mu.want = false
 	p := s.mu.proc
@@ -318,16 +332,33 @@ func (s *slot) halt(sig syscall.Signal) *process {
 	if p == nil || closed(p.exited) {
 		return nil
 	}
-	d := s.d
-	d.tl.note("runner", "%s %s (pid %d)", map[syscall.Signal]string{syscall.SIGKILL: "kill -9", syscall.SIGTERM: "SIGTERM to"}[sig], s.name, p.pid)
+	what := "SIGTERM to"
+	if sig == syscall.SIGKILL {
+		what = "kill -9"
+	}
+	s.d.tl.note("runner", "%s %s (pid %d)", what, s.name, p.pid)
 	_ = p.cmd.Process.Signal(sig) // an error means it has exited already
+	return p
+}
+
+// waitExit waits for p (from signal) to exit, killing it after
+// stopTimeout.
+func (s *slot) waitExit(p *process) {
+	if p == nil {
+		return
+	}
 	select {
 	case <-p.exited:
-	case <-d.clk.After(stopTimeout):
-		d.problem("%s: pid %d did not stop within %v of %v; killing it", s.name, p.pid, stopTimeout, sig)
+	case <-s.d.clk.After(stopTimeout):
+		s.d.problem("%s: pid %d did not stop within %v; killing it", s.name, p.pid, stopTimeout)
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}
+}
+
+func (s *slot) halt(sig syscall.Signal) *process {
+	p := s.signal(sig)
+	s.waitExit(p)
 	return p
 }
 

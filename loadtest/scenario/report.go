@@ -36,8 +36,12 @@ func WriteResult(w io.Writer, r *Result) error {
 	if r.Seqs.Attempted > 0 {
 		fmt.Fprintf(&b, "  %-26s %s\n", "a client, sequences:", describeOutage(r.Seqs.LongestUnavailable, r.Seqs.Who, r.Seqs.When))
 	}
-	for _, sv := range r.SeqDatacenters {
-		fmt.Fprintf(&b, "  %-26s %.3fs (%d ok, %d failed)\n", sv.Name+":", sv.LongestUnavailable, sv.Succeeded, sv.Failed)
+	for i, sv := range r.SeqDatacenters {
+		fmt.Fprintf(&b, "  %-26s %.3fs (%d ok, %d failed)", sv.Name+":", sv.LongestUnavailable, sv.Succeeded, sv.Failed)
+		if i < len(r.SeqUIDs) {
+			fmt.Fprintf(&b, "; one uid: %.3fs (%s)", r.SeqUIDs[i].LongestUnavailable, r.SeqUIDs[i].Name)
+		}
+		b.WriteString("\n")
 	}
 	for _, sv := range r.Servers {
 		if sv.Succeeded+sv.Failed == 0 || sv.Succeeded == 0 {

@@ -110,6 +110,7 @@ type Settings struct {
 	EtcdTimeout        string  `json:"etcd_timeout"`
 	WatermarkWindow    string  `json:"watermark_window"`
 	SeqActivationDelay string  `json:"seq_activation_delay"`
+	SeqLease           string  `json:"seq_lease"`
 	ClockRate          float64 `json:"clock_rate"` // 1 but in a broken build
 	EtcdTiming         string  `json:"etcd_timing"`
 	Duration           string  `json:"duration"` // of the fault
@@ -132,8 +133,11 @@ type Result struct {
 	Seqs          LoadStats     `json:"seqs"`
 	Servers       []ServerStats `json:"servers"`
 	// SeqDatacenters is, per datacenter, what its sequence clients saw.
-	SeqDatacenters []ServerStats    `json:"seq_datacenters,omitempty"`
-	Check          loadtest.Verdict `json:"check"`
+	SeqDatacenters []ServerStats `json:"seq_datacenters,omitempty"`
+	// SeqUIDs is, per datacenter, its uid that went longest without being
+	// advanced while requests for it failed.
+	SeqUIDs []ServerStats    `json:"seq_uids,omitempty"`
+	Check   loadtest.Verdict `json:"check"`
 	// Problems are what kept the scenario from doing what it meant to (a
 	// server that never came back, a fault that did not take). They fail
 	// the run as a violation does.
@@ -239,10 +243,11 @@ func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
 		Epoch: epoch, LeaseTTL: leaseTTL.String(), LeaseMargin: leaseMargin.String(),
 		EtcdTimeout: etcdTimeout.String(), WatermarkWindow: watermarkWindow.String(),
 		SeqActivationDelay: activationDelay.String() + " (the default: the lease TTL rounded up to seconds, plus the margin)",
+		SeqLease:           "routed (mig serve's default), --seq-lease-ttl, --seq-lease-margin and --seq-etcd-timeout as the worker's",
 		ClockRate:          1,
 		EtcdTiming:         "heartbeat 25ms, election 250ms",
 		Duration:           dur.String(),
-		Load: fmt.Sprintf("%d ID clients (%d preferring each server, failing over in turn; %d on rpc.Client's own failover), %d IDs a request; %d sequence clients a datacenter over %d uids; each client one request every %v",
+		Load: fmt.Sprintf("%d ID clients (%d preferring each server, failing over in turn; %d on rpc.Client's own failover), %d IDs a request; %d sequence clients a datacenter over %d uids, each in a group of sections of its own; each client one request every %v",
 			datacenters*(serversPerDC+1)*idClientsPerServer+stickyIDClients, idClientsPerServer, stickyIDClients, idBatch, seqClientsPerDC, seqUIDs, loadPeriod),
 		Tolerance: check.Tolerance.String(),
 		Ahead:     check.Ahead.String(),
@@ -265,6 +270,9 @@ func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
 
 	d, err := startDeployment(ctx, cfg, set, clk, tl, dir)
 	if err != nil {
+		if errors.Is(err, ErrSetup) {
+			return nil, fmt.Errorf("%w; etcd data and server logs kept in %s", err, dir)
+		}
 		if tempDir {
 			_ = os.RemoveAll(dir)
 		}
@@ -327,8 +335,15 @@ func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
 		res.Servers = append(res.Servers, t.stats(l.ended))
 	}
 	if !cfg.NoSeq {
-		for _, t := range l.seqDC {
+		for i, t := range l.seqDC {
 			res.SeqDatacenters = append(res.SeqDatacenters, t.stats(l.ended))
+			var worst ServerStats
+			for _, u := range l.seqUID[i] {
+				if st := u.stats(l.ended); st.LongestUnavailable >= worst.LongestUnavailable {
+					worst = st
+				}
+			}
+			res.SeqUIDs = append(res.SeqUIDs, worst)
 		}
 	}
 	d.close()
@@ -381,7 +396,18 @@ func (e *env) waitSeqAnswering(ctx context.Context, dc *datacenter, since time.D
 	if e.cfg.NoSeq {
 		return nil
 	}
-	return e.poll(ctx, recoveryTimeout, dc.name+"'s sequences answering again", func() bool { return e.l.seqDC[dc.index].answeredSince(since) })
+	err := e.poll(ctx, recoveryTimeout, "every uid of "+dc.name+" advanced again", func() bool {
+		for _, t := range e.l.seqUID[dc.index] {
+			if !t.answeredSince(since) {
+				return false
+			}
+		}
+		return true
+	})
+	if err == nil {
+		e.tl.note("runner", "every uid of %s advanced again", dc.name)
+	}
+	return err
 }
 
 // settle waits until every server meant to run, and every datacenter's
@@ -416,8 +442,12 @@ func (e *env) waitSeqServed(ctx context.Context) error {
 			return err
 		}
 		err = e.poll(ctx, seqReadyTimeout, dc.name+" serving sequences", func() bool {
-			_, err := c.CurSeq(ctx, seqUIDBase(dc.index))
-			return err == nil
+			for i := range seqUIDs {
+				if _, err := c.CurSeq(ctx, seqUID(dc.index, i)); err != nil {
+					return false
+				}
+			}
+			return true
 		})
 		c.CloseIdleConnections()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -24,12 +25,12 @@ const (
 func scenarios() []Scenario {
 	return []Scenario{
 		{Name: "kill", About: "kill -9 of a server, restarted after a pause", run: killScenario},
-		{Name: "partition", About: "a server (its datacenter's sequence owner) cut from its etcd; once etcd has expired its lease a replacement takes its worker ID; then healed", run: partitionScenario},
+		{Name: "partition", About: "a server (its datacenter's sequence arbiter) cut from its etcd; once etcd has expired its lease a replacement takes its worker ID; then healed", run: partitionScenario},
 		{Name: "etcd-member", About: "one etcd member killed, then a second (quorum lost), both restored", run: etcdMemberScenario},
 		{Name: "clock-back", About: "a server's wall clock stepped back 5s; killed and restarted with the clock still behind", tolerance: -clockBack + checkSlack, run: clockBackScenario},
 		{Name: "clock-forward-then-back", About: "a server's wall clock stepped forward 1h, then corrected", ahead: clockForward, run: clockForwardScenario},
 		{Name: "rolling-restart", About: "every server of a datacenter restarted (SIGTERM), one by one", run: rollingRestartScenario},
-		{Name: "arbiter-loss", About: "a server leaves, and at once the sequence arbiter (today: the sole owner) is killed; both come back", run: arbiterLossScenario},
+		{Name: "arbiter-loss", About: "a server leaves (its sequence groups move), and at once the sequence arbiter is killed; both come back", run: arbiterLossScenario},
 	}
 }
 
@@ -52,7 +53,7 @@ func killScenario(ctx context.Context, e *env) error {
 	return e.waitAnswering(ctx, s, t)
 }
 
-// partitionScenario: the sequence owner of dc1 is cut from every etcd
+// partitionScenario: the sequence arbiter of dc1 is cut from every etcd
 // member. It must stop issuing (self-fence) before etcd can expire its
 // lease. The runner waits for etcd to drop its worker-ID claim, then
 // starts a replacement in the standby slot, as an orchestrator replacing
@@ -73,7 +74,7 @@ func partitionScenario(ctx context.Context, e *env) error {
 	wid := victim.workerID()
 	t0 := e.clk.Mono()
 	victim.cut()
-	e.tl.note("runner", "cut %s (worker ID %d, sequence owner) from all %d etcd members", victim.name, wid, len(victim.proxies))
+	e.tl.note("runner", "cut %s (worker ID %d, sequence arbiter) from all %d etcd members", victim.name, wid, len(victim.proxies))
 	if err := e.waitClaimGone(ctx, dc, wid); err != nil {
 		return err
 	}
@@ -213,13 +214,15 @@ func rollingRestartScenario(ctx context.Context, e *env) error {
 }
 
 // arbiterLossScenario: a server of dc1 that is not the sequence arbiter
-// leaves (SIGTERM), which starts a rebalance of its sections where
-// sections are spread over nodes; at once the arbiter is killed (kill
-// -9). After the pause both come back. With today's single sequence
-// owner per datacenter (package seqfacade's sole ownership) the arbiter
-// is that owner and the leaving server holds no sections: the scenario
-// is then a sole-owner loss, and checks that sequences fail over to
-// another node without a uid going back.
+// leaves (SIGTERM: it hands its groups of sections over, and the arbiter
+// writes a table that moves them), and at once, while that rebalance is
+// under way, the arbiter is killed (kill -9). Another node must win the
+// arbiter role and finish the job; the leaver's and the arbiter's groups
+// are served again elsewhere, after their old owners' leases and the
+// activation delay, without a uid going back. After the pause both
+// servers come back and the groups spread again. (With seqfacade's
+// single-owner mode, mig serve --seq-routed=false, the arbiter is the
+// sole owner and this is a sole-owner loss.)
 func arbiterLossScenario(ctx context.Context, e *env) error {
 	dc := e.d.dcs[0]
 	arb, err := e.seqLeader(ctx, dc)
@@ -233,8 +236,9 @@ func arbiterLossScenario(ctx context.Context, e *env) error {
 			break
 		}
 	}
-	leaver.stop()
+	left := leaver.signal(syscall.SIGTERM)
 	arb.kill()
+	leaver.waitExit(left)
 	t := e.clk.Mono()
 	if err := e.sleep(ctx, e.dur); err != nil {
 		return err
