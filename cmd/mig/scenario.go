@@ -161,7 +161,7 @@ func writeScenarioSummary(p *proc, results []*scenario.Result) {
 			r.IDs.Attempted+r.Seqs.Attempted, r.IDs.Failed+r.Seqs.Failed, r.IDs.LongestUnavailable, uid,
 			fmt.Sprintf("%.3fs %s", worst.LongestUnavailable, worst.Name), r.Check.Violations)
 	}
-	fmt.Fprintf(p.stdout, "(ids: the longest an ID client went without an answer while its requests failed; one uid: the longest a uid\n"+
-		"went without being advanced while requests for it failed; one server: the longest a server failed the\n"+
-		"ID clients that prefer it, which then failed over)\n")
+	fmt.Fprintf(p.stdout, "(the longest waits, from the first request that failed, or the send of a late one, to the next answer:\n"+
+		"ids: of an ID client; one uid: for a uid to be advanced; one server: of the ID clients that prefer a server\n"+
+		"for its own answer, while they failed over to others)\n")
 }

@@ -43,8 +43,8 @@ const (
 	seqBatchEvery = 4
 	// attemptTimeout bounds each attempt of a request at one server.
 	attemptTimeout = time.Second
-	// minWindow is the shortest unavailability of a server that the
-	// timeline mentions; shorter ones are counted only.
+	// minWindow is the shortest wait for a server that the timeline
+	// mentions and ServerStats.Windows counts.
 	minWindow = 200 * time.Millisecond
 )
 
@@ -77,25 +77,27 @@ type LoadStats struct {
 	// ErrorsByCode counts failed requests by Twirp code (or "network",
 	// "deadline_exceeded", "other").
 	ErrorsByCode map[string]int64 `json:"errors_by_code"`
-	// LongestUnavailable is the longest time, in seconds, one load client
-	// went from an answer (or the start of the load) to its next answer
-	// (or the end) while its requests failed; Who names the client and
-	// When the end of that time, in seconds since the scenario started.
+	// LongestUnavailable is the longest wait of one load client, in
+	// seconds: from the send of the first request that failed after its
+	// last answer (or of a request answered late) to its next answer (or
+	// the end); Who names the client and When the end of that wait, in
+	// seconds since the scenario started. Without failures it is the
+	// slowest request.
 	LongestUnavailable float64 `json:"longest_unavailable_s"`
 	Who                string  `json:"who,omitempty"`
 	When               float64 `json:"when_s,omitempty"`
 }
 
-// ServerStats is what the load saw of one server slot: its first
-// attempts from the clients that prefer it. A plain value.
+// ServerStats is what the load saw of one server slot (its first
+// attempts from the clients that prefer it), or of one uid. A plain
+// value.
 type ServerStats struct {
 	Name      string `json:"name"`
 	Succeeded int64  `json:"succeeded"`
 	Failed    int64  `json:"failed"`
-	// LongestUnavailable is the longest time, in seconds, between two of
-	// its answers (or from its last answer to the end) while attempts at
-	// it failed, counted from its first answer: a standby never started
-	// is not unavailable. Windows counts such times of minWindow or more.
+	// LongestUnavailable is the longest wait for it, in seconds, as for
+	// LoadStats, counted from its first answer: a standby never started is
+	// not unavailable. Windows counts waits of minWindow or more.
 	LongestUnavailable float64 `json:"longest_unavailable_s"`
 	Windows            int     `json:"windows"`
 }
@@ -150,26 +152,78 @@ func (t *tally) stats(tl *timeline) LoadStats {
 	return s
 }
 
-// tracker follows one server's answers to the clients that prefer it.
-// Safe for concurrent use.
+// waits measures unavailability as a caller that retries sees it: from
+// the send of the first request that failed after the last answer to the
+// next answer; an answer that came late counts from its own send. So a
+// request that hangs for seconds and then succeeds is a wait of seconds,
+// as are seconds of quick failures. Before its first answer nothing
+// counts (a standby never started is not unavailable). A plain value,
+// not safe for concurrent use.
+type waits struct {
+	everOK  bool
+	lastOK  time.Duration // arrival of the latest answer, monotonic
+	since   time.Duration // send of the earliest request that failed since; 0: none
+	longest time.Duration
+	end     time.Duration // when the longest ended
+}
+
+// fail notes a request sent at call that failed.
+func (w *waits) fail(call time.Duration) {
+	if !w.everOK || call < w.lastOK {
+		return // an answer that arrived after it was sent ended its wait
+	}
+	if w.since == 0 || call < w.since {
+		w.since = call
+	}
+}
+
+// ok notes a request sent at call and answered at ret, and returns the
+// wait it ended and when that began.
+func (w *waits) ok(call, ret time.Duration) (wait, from time.Duration) {
+	from = call
+	if w.since != 0 && w.since < from {
+		from = w.since
+	}
+	if w.everOK {
+		wait = ret - from
+		if wait > w.longest {
+			w.longest, w.end = wait, ret
+		}
+	}
+	w.since, w.everOK, w.lastOK = 0, true, max(w.lastOK, ret)
+	return wait, from
+}
+
+// close ends a wait still open at end, and returns it.
+func (w *waits) close(end time.Duration) (wait, from time.Duration) {
+	if w.since == 0 || end < w.since {
+		return 0, 0
+	}
+	wait, from = end-w.since, w.since
+	if wait > w.longest {
+		w.longest, w.end = wait, end
+	}
+	w.since = 0
+	return wait, from
+}
+
+// tracker follows the answers of one server (to the clients that prefer
+// it) or one uid. Safe for concurrent use.
 type tracker struct {
 	name  string
 	tl    *timeline
 	quiet bool // no timeline lines for its windows
 	mu    struct {
 		sync.Mutex
-		ok, failed   int64
-		everOK       bool
-		lastOK       time.Duration // monotonic
-		failingSince time.Duration // 0: not failing
-		longest      time.Duration
-		windows      int
-		retired      bool // stopped for good by the runner
+		ok, failed int64
+		w          waits
+		windows    int  // waits of minWindow or more
+		retired    bool // stopped for good by the runner
 	}
 }
 
-// record notes an attempt that ended at the monotonic time at.
-func (t *tracker) record(ok bool, at time.Duration) {
+// record notes a request sent at call that ended at ret.
+func (t *tracker) record(ok bool, call, ret time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.mu.retired {
@@ -177,26 +231,21 @@ func (t *tracker) record(ok bool, at time.Duration) {
 	}
 	if !ok {
 		t.mu.failed++
-		if t.mu.failingSince == 0 {
-			t.mu.failingSince = at
-		}
+		t.mu.w.fail(call)
 		return
 	}
 	t.mu.ok++
-	if t.mu.failingSince != 0 && t.mu.everOK && at > t.mu.lastOK {
-		t.windowLocked(at, false)
-	}
-	t.mu.failingSince = 0
-	t.mu.everOK = true
-	t.mu.lastOK = max(t.mu.lastOK, at)
+	t.windowLocked(t.mu.w.ok(call, ret))
 }
 
-// windowLocked closes an unavailability window ending at the monotonic
-// time end.
-func (t *tracker) windowLocked(end time.Duration, open bool) {
-	w := end - t.mu.lastOK
-	t.mu.longest = max(t.mu.longest, w)
-	if w < minWindow {
+// windowLocked counts a wait, and puts it on the timeline when it is
+// long enough to matter.
+func (t *tracker) windowLocked(wait, from time.Duration) {
+	t.windowEndLocked(wait, from, false)
+}
+
+func (t *tracker) windowEndLocked(wait, from time.Duration, open bool) {
+	if wait < minWindow {
 		return
 	}
 	t.mu.windows++
@@ -207,37 +256,35 @@ func (t *tracker) windowLocked(end time.Duration, open bool) {
 	if open {
 		suffix = ", still at the end"
 	}
-	t.tl.noteAt(end, "load", "%s was unavailable for %.3fs (+%.3fs to +%.3fs%s)", t.name, w.Seconds(), t.tl.since(t.mu.lastOK), t.tl.since(end), suffix)
+	t.tl.noteAt(from+wait, "load", "%s was unavailable for %.3fs (+%.3fs to +%.3fs%s)", t.name, wait.Seconds(), t.tl.since(from), t.tl.since(from+wait), suffix)
 }
 
 // retire ends the tracking of a server the runner stopped for good: an
-// open window ends now, and later failures are not unavailability.
+// open wait ends now, and later failures are not unavailability.
 func (t *tracker) retire(at time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.mu.failingSince != 0 && t.mu.everOK && at > t.mu.lastOK {
-		t.windowLocked(at, false)
-	}
-	t.mu.failingSince = 0
+	wait, from := t.mu.w.close(at)
+	t.windowLocked(wait, from)
 	t.mu.retired = true
 }
 
-// answeredSince reports whether the server answered at or after the
+// answeredSince reports whether an answer arrived at or after the
 // monotonic time since.
 func (t *tracker) answeredSince(since time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.mu.everOK && t.mu.lastOK >= since
+	return t.mu.w.everOK && t.mu.w.lastOK >= since
 }
 
 func (t *tracker) stats(end time.Duration) ServerStats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.mu.failingSince != 0 && t.mu.everOK && end > t.mu.lastOK {
-		t.windowLocked(end, true)
-		t.mu.failingSince = 0
+	if !t.mu.retired {
+		wait, from := t.mu.w.close(end)
+		t.windowEndLocked(wait, from, true)
 	}
-	return ServerStats{Name: t.name, Succeeded: t.mu.ok, Failed: t.mu.failed, LongestUnavailable: t.mu.longest.Seconds(), Windows: t.mu.windows}
+	return ServerStats{Name: t.name, Succeeded: t.mu.ok, Failed: t.mu.failed, LongestUnavailable: t.mu.w.longest.Seconds(), Windows: t.mu.windows}
 }
 
 // loader runs the steady load of a scenario and records every answer in
@@ -347,28 +394,16 @@ func (l *loader) pace(ctx context.Context, next *time.Duration) bool {
 	}
 }
 
-// outage follows one load client's answers, for its longest
-// unavailability.
-type outage struct {
-	lastOK, lastFail time.Duration
-	failing          bool
-	longest, at      time.Duration
+// outage follows one load client's answers, for its longest wait.
+type outage struct{ waits }
+
+func newOutage(start time.Duration) *outage {
+	return &outage{waits{everOK: true, lastOK: start}}
 }
 
-func (o *outage) ok(at time.Duration) {
-	if o.failing && at-o.lastOK > o.longest {
-		o.longest, o.at = at-o.lastOK, at
-	}
-	o.failing, o.lastOK = false, at
-}
-
-func (o *outage) fail(at time.Duration) { o.failing, o.lastFail = true, at }
-
-func (o *outage) end(t *tally, who string) {
-	if o.failing && o.lastFail-o.lastOK > o.longest {
-		o.longest, o.at = o.lastFail-o.lastOK, o.lastFail
-	}
-	t.outage(who, o.longest, o.at)
+func (o *outage) report(t *tally, who string, end time.Duration) {
+	o.close(end)
+	t.outage(who, o.longest, o.end)
 }
 
 // pinnedIDs is a load client that prefers one slot: each request goes
@@ -378,11 +413,12 @@ func (o *outage) end(t *tally, who string) {
 // request, so that every server, a restarted one included, is asked all
 // the time.
 func (l *loader) pinnedIDs(ctx context.Context, client int, who string, pref int) {
-	o := outage{lastOK: l.clk.Mono()}
-	defer o.end(&l.ids, who)
+	o := newOutage(l.clk.Mono())
+	defer func() { o.report(&l.ids, who, l.clk.Mono()) }()
 	next := l.clk.Mono()
 	for l.pace(ctx, &next) {
 		l.ids.attempted.Add(1)
+		sent := l.clk.Mono()
 		var err error
 		for i := range l.slots {
 			k := (pref + i) % len(l.slots)
@@ -397,11 +433,11 @@ func (l *loader) pinnedIDs(ctx context.Context, client int, who string, pref int
 				return
 			}
 			if i == 0 {
-				l.server[k].record(err == nil, ret)
+				l.server[k].record(err == nil, call, ret)
 			}
 			if err == nil {
 				l.recordIDs(client, call, ret, ids, origin)
-				o.ok(ret)
+				o.ok(sent, ret)
 				break
 			}
 			l.ids.failedAttempts.Add(1)
@@ -414,7 +450,7 @@ func (l *loader) pinnedIDs(ctx context.Context, client int, who string, pref int
 		}
 		if err != nil {
 			l.ids.fail(code(err))
-			o.fail(l.clk.Mono())
+			o.fail(sent)
 		}
 	}
 }
@@ -423,8 +459,8 @@ func (l *loader) pinnedIDs(ctx context.Context, client int, who string, pref int
 // server: it stays with the server that last answered, as applications
 // do.
 func (l *loader) stickyIDs(ctx context.Context, client int, who string, c *rpc.Client) {
-	o := outage{lastOK: l.clk.Mono()}
-	defer o.end(&l.ids, who)
+	o := newOutage(l.clk.Mono())
+	defer func() { o.report(&l.ids, who, l.clk.Mono()) }()
 	next := l.clk.Mono()
 	for l.pace(ctx, &next) {
 		l.ids.attempted.Add(1)
@@ -442,11 +478,11 @@ func (l *loader) stickyIDs(ctx context.Context, client int, who string, c *rpc.C
 				_ = l.ck.RecordBadAnswer(client, origin.Endpoint, call, ret, err)
 			}
 			l.ids.fail(code(err))
-			o.fail(ret)
+			o.fail(call)
 			continue
 		}
 		l.recordIDs(client, call, ret, ids, origin)
-		o.ok(ret)
+		o.ok(call, ret)
 	}
 }
 
@@ -475,8 +511,8 @@ func (l *loader) recordIDs(client int, call, ret time.Duration, ids []mig.ID, or
 // serves its group of sections (with seqfacade's single-owner mode, one
 // node serves them all and the others answer unavailable).
 func (l *loader) seqLoad(ctx context.Context, client int, who string, c *rpc.Client, dc int, rng *rand.Rand, k int) {
-	o := outage{lastOK: l.clk.Mono()}
-	defer o.end(&l.seqs, who)
+	o := newOutage(l.clk.Mono())
+	defer func() { o.report(&l.seqs, who, l.clk.Mono()) }()
 	uids := make([]uint64, 0, seqBatch)
 	next := l.clk.Mono()
 	for n := k; l.pace(ctx, &next); n++ {
@@ -506,9 +542,9 @@ func (l *loader) seqLoad(ctx context.Context, client int, who string, c *rpc.Cli
 			l.seqs.canceled.Add(1)
 			return
 		}
-		l.seqDC[dc].record(err == nil, ret)
+		l.seqDC[dc].record(err == nil, call, ret)
 		for _, i := range picked {
-			l.seqUID[dc][i].record(err == nil, ret)
+			l.seqUID[dc][i].record(err == nil, call, ret)
 		}
 		if err != nil {
 			l.seqs.failedAttempts.Add(1)
@@ -516,13 +552,13 @@ func (l *loader) seqLoad(ctx context.Context, client int, who string, c *rpc.Cli
 				_ = l.ck.RecordBadAnswer(client, l.seqDC[dc].name, call, ret, err)
 			}
 			l.seqs.fail(code(err))
-			o.fail(ret)
+			o.fail(call)
 			continue
 		}
 		l.seqs.succeeded.Add(1)
 		l.seqs.values.Add(int64(len(seqs)))
 		_ = l.ck.RecordSeqs(loadtest.SeqAnswer{Client: client, Endpoint: l.seqDC[dc].name, Call: call, Return: ret, UIDs: uids, Seqs: seqs})
-		o.ok(ret)
+		o.ok(call, ret)
 	}
 }
 

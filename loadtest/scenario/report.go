@@ -31,7 +31,7 @@ func WriteResult(w io.Writer, r *Result) error {
 	if r.Seqs.Attempted > 0 {
 		writeLoad(&b, "seqs", r.Seqs)
 	}
-	b.WriteString("longest unavailability:\n")
+	b.WriteString("longest wait (from the first request that failed, or the send of a late one, to the next answer):\n")
 	fmt.Fprintf(&b, "  %-26s %s\n", "a client, IDs:", describeOutage(r.IDs.LongestUnavailable, r.IDs.Who, r.IDs.When))
 	if r.Seqs.Attempted > 0 {
 		fmt.Fprintf(&b, "  %-26s %s\n", "a client, sequences:", describeOutage(r.Seqs.LongestUnavailable, r.Seqs.Who, r.Seqs.When))
@@ -93,7 +93,7 @@ func writeLoad(b *strings.Builder, what string, s LoadStats) {
 
 func describeOutage(secs float64, who string, when float64) string {
 	if secs == 0 {
-		return "0s (every request answered)"
+		return "0s"
 	}
 	return fmt.Sprintf("%.3fs (%s, until %+.3fs)", secs, who, when)
 }
