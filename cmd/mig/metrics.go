@@ -109,6 +109,23 @@ func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
 			stat(func(s seqfacade.Stats) float64 { return float64(s.SectionsLoaded) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_groups_loaded", Help: "Groups of sections served now."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.GroupsLoaded) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_routing_version", Help: "Version of the sequence routing table this node serves by (0: none)."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.RoutingVersion) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_groups_owned", Help: "Groups of sections the routing table gives this node."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.GroupsOwned) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_groups_activating", Help: "Groups this node gained and does not serve yet (in their activation delay)."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.GroupsActivating) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_moves_total", Help: "Groups moved between nodes by the tables this node wrote as arbiter."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.Moves) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_redirects_total", Help: "Requests for uids another node serves, answered with the routing table."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.Redirects) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_arbiter", Help: "1 while this node is the arbiter that writes the routing table, else 0."},
+			stat(func(s seqfacade.Stats) float64 {
+				if s.Arbiter {
+					return 1
+				}
+				return 0
+			})),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_cur_seq_bytes", Help: "Memory of the loaded sections' cur_seq counters: 8 bytes a uid."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.CurSeqBytes) })),
 	}

@@ -140,6 +140,9 @@ func TestServeRoutedSequences(t *testing.T) {
 	if c.RoutingVersion() == 0 {
 		t.Fatal("the client learned no routing table from the answers")
 	}
+	if _, body := get(t, servers[0].url()+"/metrics"); !strings.Contains(body, "mig_seq_routing_version") || !strings.Contains(body, "mig_seq_arbiter 1") {
+		t.Fatalf("the first server's metrics lack the routing state:\n%s", body)
+	}
 	// The owner of a uid answers CurSeq; the others redirect.
 	ownerOf := func(uid uint64) *testServer {
 		for _, s := range servers {
