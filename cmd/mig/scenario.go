@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -41,17 +40,15 @@ func defineScenarioFlags(fs *flag.FlagSet) *scenarioOptions {
 	return o
 }
 
-// scenarioFlagsAllowed are the loadtest flags that mean something with
-// --scenario; any other is refused rather than ignored.
-var scenarioFlagsAllowed = []string{"json"}
-
 // run runs the scenario (or all of them), prints each result and returns
 // the exit status: 0 when every scenario passed, 1 when one found a
 // violation or could not do what it meant to, 2 for bad flags.
 func (o *scenarioOptions) run(ctx context.Context, p *proc, lo *loadtestOptions) int {
+	// Of loadtest's own flags only --json means something with
+	// --scenario; any other is refused rather than ignored.
 	var bad []string
 	lo.fs.Visit(func(f *flag.Flag) {
-		if !strings.HasPrefix(f.Name, "scenario") && !slices.Contains(scenarioFlagsAllowed, f.Name) {
+		if !strings.HasPrefix(f.Name, "scenario") && f.Name != "json" {
 			bad = append(bad, "--"+f.Name)
 		}
 	})

@@ -50,19 +50,18 @@ const (
 // would run out of watermark before its lease could expire, and the
 // partition would never test the self-fencing deadline.
 const (
-	epoch            = mig.DefaultEpoch
-	leaseTTL         = 2 * time.Second
-	leaseMargin      = 500 * time.Millisecond
-	etcdTimeout      = 300 * time.Millisecond
-	watermarkWindow  = 10 * time.Second
-	borrow           = time.Second // the default: min(1s, window/4)
-	activationDelay  = 2500 * time.Millisecond
-	recoveryTimeout  = 45 * time.Second
-	checkSlack       = time.Second
-	readyPoll        = 50 * time.Millisecond
-	maxWarmup        = 3 * time.Second
-	seqReadyTimeout  = 30 * time.Second
-	maxScenarioNames = 32
+	epoch           = mig.DefaultEpoch
+	leaseTTL        = 2 * time.Second
+	leaseMargin     = 500 * time.Millisecond
+	etcdTimeout     = 300 * time.Millisecond
+	watermarkWindow = 10 * time.Second
+	borrow          = time.Second // the default: min(1s, window/4)
+	activationDelay = 2500 * time.Millisecond
+	recoveryTimeout = 45 * time.Second
+	checkSlack      = time.Second
+	readyPoll       = 50 * time.Millisecond
+	maxWarmup       = 3 * time.Second
+	seqReadyTimeout = 30 * time.Second
 )
 
 // Config configures a scenario run. The zero value of every field but Mig
