@@ -214,11 +214,13 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid map[st
 		return true, err
 	}
 	if addr != "" {
-		// The node did not serve the call: a section in its activation
-		// delay (unavailable: worth asking again), or a node that is down
-		// (no answer: ask another node, which answers or redirects).
-		answered, failover := classify(err, true)
-		if failover && !answered {
+		// The node did not serve the call: it is down (no answer), cut off
+		// from etcd and fenced, or in a section's activation delay (both
+		// unavailable). Its sections may have moved: ask another node the
+		// table names, which answers, redirects with a newer table, or
+		// says unavailable too.
+		_, failover := classify(err, true)
+		if failover {
 			avoid[addr] = true
 		}
 		return failover, err
