@@ -86,7 +86,7 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 	avoid := map[string]bool{}
 	for round := 0; len(pending) > 0; round++ {
 		if round == seqAttempts {
-			return nil, lastErr
+			return nil, exhausted("NextSeqs", lastErr)
 		}
 		if round > 0 {
 			if err := c.backoff(ctx, round); err != nil {
@@ -157,7 +157,16 @@ func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt
 			return err
 		}
 	}
-	return err
+	return exhausted(method, err)
+}
+
+// exhausted is the error of a call whose every round was redirected or
+// refused as unavailable: sections are moving between nodes, so the call
+// is unavailable and worth repeating a little later.
+func exhausted(method string, last error) error {
+	return twirp.WrapError(twirp.NewError(twirp.Unavailable,
+		fmt.Sprintf("%s: no node served the call in %d rounds (sections moving?): %v", method, seqAttempts, last)).
+		WithMeta(MetaRetryable, "true"), last)
 }
 
 // pick returns the address to send uid to: its owner by r, unless the
