@@ -201,7 +201,7 @@ func TestWaitsForTheClockPastTheBorrowBound(t *testing.T) {
 		got <- id
 	}()
 	for c.Waiters() == 0 {
-		time.Sleep(time.Millisecond)
+		<-clock.NewReal().After(time.Millisecond)
 	}
 	select {
 	case id := <-got:
@@ -276,7 +276,7 @@ func TestStoppedGeneratorFailsAndReleasesWaiters(t *testing.T) {
 		errc <- err
 	}()
 	for c.Waiters() == 0 {
-		time.Sleep(time.Millisecond)
+		<-clock.NewReal().After(time.Millisecond)
 	}
 	if last := g.Stop(); last != tick0+1 {
 		t.Fatalf("Stop returned last tick %d, want %d", last, tick0+1)

@@ -132,30 +132,21 @@ type routeStats struct {
 
 func (o *routed) setState(s string) { o.state.Store(&s) }
 
+// registered is a live registration: its lease and its key's
+// CreateRevision.
+type registered struct {
+	l   *lease.Lease
+	rev int64
+}
+
 func (o *routed) run(ctx context.Context) {
 	defer close(o.loopDone)
-	backoff, failures := minRetry, 0
-	for ctx.Err() == nil {
-		l, reg, err := o.register(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			lvl := slog.LevelWarn
-			if failures > 0 {
-				lvl = slog.LevelDebug // the first failure of a streak says it all
-			}
-			failures++
-			o.setState(err.Error())
-			o.log.Log(ctx, lvl, "seq facade: cannot register yet; retrying", "node", o.cfg.NodeName, "err", err, "retry_in", backoff)
-			if clock.Sleep(ctx, o.src, backoff) != nil {
-				return
-			}
-			backoff = min(2*backoff, maxRetry)
-			continue
-		}
-		backoff, failures = minRetry, 0
-		why := o.serve(ctx, l, reg)
+	register := func(ctx context.Context) (registered, error) {
+		l, rev, err := o.register(ctx)
+		return registered{l, rev}, err
+	}
+	registerLoop(ctx, o.src, o.log, o.cfg.NodeName, o.setState, register, func(ctx context.Context, r registered) {
+		why := o.serve(ctx, r.l, r.rev)
 		o.st.end()
 		if ctx.Err() != nil {
 			return // close revokes the lease
@@ -163,8 +154,8 @@ func (o *routed) run(ctx context.Context) {
 		o.losses.Add(1)
 		o.setState(fmt.Sprintf("registration lost (%v); registering again", why))
 		o.log.Warn("seq facade: registration lost: stopped serving", "node", o.cfg.NodeName, "err", why)
-		o.drop(ctx, l)
-	}
+		o.drop(ctx, r.l)
+	})
 }
 
 // register grants a lease and creates the node's registration under it,

@@ -128,33 +128,13 @@ func (o *sole) setState(s string) { o.state.Store(&s) }
 
 func (o *sole) run(ctx context.Context) {
 	defer close(o.loopDone)
-	backoff, failures := minRetry, 0
-	for ctx.Err() == nil {
-		c, err := o.register(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			lvl := slog.LevelWarn
-			if failures > 0 {
-				lvl = slog.LevelDebug // the first failure of a streak says it all
-			}
-			failures++
-			o.setState(err.Error())
-			o.log.Log(ctx, lvl, "seq facade: cannot register yet; retrying", "node", o.cfg.NodeName, "err", err, "retry_in", backoff)
-			if clock.Sleep(ctx, o.src, backoff) != nil {
-				return
-			}
-			backoff = min(2*backoff, maxRetry)
-			continue
-		}
-		backoff, failures = minRetry, 0
+	registerLoop(ctx, o.src, o.log, o.cfg.NodeName, o.setState, o.register, func(ctx context.Context, c *soleClaim) {
 		o.serve(ctx, c)
 		if ctx.Err() != nil {
 			return // close revokes the lease
 		}
 		o.retire(ctx, c)
-	}
+	})
 }
 
 // register grants a lease and creates the node and owner keys under it, if
