@@ -184,7 +184,7 @@ func TestClientStopsOnDefiniteAnswers(t *testing.T) {
 	brokenSrv, _ := serve(t, broken)
 	first, _ := counted(t, brokenSrv.Handler())
 	_, otherSrv := serve(t, newIssuer(t))
-	second, secondHits := counted(t, otherSrv.Config.Handler)
+	second, secondHits := counted(t, otherSrv.Handler)
 
 	c := newClient(t, []string{first.URL, second.URL})
 	rpc.SetNextEndpoint(c, 0)
@@ -264,7 +264,7 @@ func TestClientRejectsBadAnswers(t *testing.T) {
 				_, _ = w.Write(body)
 			}))
 			_, ts := serve(t, newIssuer(t))
-			healthy, hits := counted(t, ts.Config.Handler)
+			healthy, hits := counted(t, ts.Handler)
 			c := newClient(t, []string{liar.URL, healthy.URL})
 			rpc.SetNextEndpoint(c, 0)
 			if _, _, err := c.NextIDs(t.Context(), 3); !errors.Is(err, rpc.ErrBadAnswer) {

@@ -29,7 +29,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	ts := httptest.NewServer(srv.Handler()) // mig serve runs an http.Server
+	ts := httptest.NewServer(srv.Handler()) // any http.Server; mig serve adds FastHandlers on internal/h1
 	defer ts.Close()
 
 	c, err := rpc.NewClient([]string{ts.URL})

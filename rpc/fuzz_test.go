@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/migsvc/mig/internal/h1"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc"
 	"github.com/migsvc/mig/rpc/migv1"
@@ -82,52 +83,78 @@ func FuzzHandler(f *testing.F) {
 		if decode {
 			path = migv1.IDServicePathPrefix + "Decode"
 		}
+		contentType := fuzzContentTypes[int(ct)%len(fuzzContentTypes)]
 		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
-		if c := fuzzContentTypes[int(ct)%len(fuzzContentTypes)]; c != "" {
-			req.Header.Set("Content-Type", c)
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
 		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
+		last = checkAnswer(t, decode, last, rec.Code, rec.Header().Get("Content-Type"), rec.Body.Bytes())
 
-		if rec.Code != http.StatusOK {
-			var e struct {
-				Code string `json:"code"`
-				Msg  string `json:"msg"`
-			}
-			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
-				t.Fatalf("status %d with a body that is not a Twirp error: %q", rec.Code, rec.Body.Bytes())
-			}
-			code := twirp.ErrorCode(e.Code)
-			if !twirp.IsValidErrorCode(code) || twirp.ServerHTTPStatusFromErrorCode(code) != rec.Code {
-				t.Fatalf("status %d with error %+v", rec.Code, e)
-			}
-			if code == twirp.Internal {
-				t.Fatalf("bad input caused an internal error: %+v", e)
-			}
+		// The fast route, where there is one, answers alike or declines.
+		fast := s.FastHandlers()[path]
+		if fast == nil {
 			return
 		}
-		if decode {
+		var w h1.ResponseWriter
+		if !fast(&w, &h1.FastRequest{Context: t.Context(), ContentType: []byte(contentType), Body: body}) {
 			return
 		}
-		var resp migv1.NextIDsResponse
-		var uerr error
-		if strings.Contains(rec.Header().Get("Content-Type"), "json") {
-			uerr = protojson.Unmarshal(rec.Body.Bytes(), &resp)
-		} else {
-			uerr = proto.Unmarshal(rec.Body.Bytes(), &resp)
+		if w.Status() != rec.Code {
+			t.Fatalf("fast route answered %d, Handler %d", w.Status(), rec.Code)
 		}
-		if uerr != nil {
-			t.Fatalf("undecodable 200 answer: %v", uerr)
+		if rec.Code != http.StatusOK && !bytes.Equal(w.Body(), rec.Body.Bytes()) {
+			t.Fatalf("fast route's error %q, Handler's %q", w.Body(), rec.Body.Bytes())
 		}
-		if len(resp.Ids) < 1 || len(resp.Ids) > rpc.MaxCount {
-			t.Fatalf("%d IDs in one answer", len(resp.Ids))
-		}
-		for _, v := range resp.Ids {
-			id := mig.ID(v)
-			if v>>63 != 0 || id <= last {
-				t.Fatalf("ID %d after %d: not unique and increasing", v, last)
-			}
-			last = id
-		}
+		last = checkAnswer(t, decode, last, w.Status(), w.ContentType(), w.Body())
 	})
+}
+
+// checkAnswer checks one answer of FuzzHandler: 200 or a well-formed Twirp
+// error other than internal; a NextIDs answer's IDs above last. It returns
+// the new last.
+func checkAnswer(t *testing.T, decode bool, last mig.ID, status int, contentType string, body []byte) mig.ID {
+	t.Helper()
+	if status != http.StatusOK {
+		var e struct {
+			Code string `json:"code"`
+			Msg  string `json:"msg"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil {
+			t.Fatalf("status %d with a body that is not a Twirp error: %q", status, body)
+		}
+		code := twirp.ErrorCode(e.Code)
+		if !twirp.IsValidErrorCode(code) || twirp.ServerHTTPStatusFromErrorCode(code) != status {
+			t.Fatalf("status %d with error %+v", status, e)
+		}
+		if code == twirp.Internal {
+			t.Fatalf("bad input caused an internal error: %+v", e)
+		}
+		return last
+	}
+	if decode {
+		return last
+	}
+	var resp migv1.NextIDsResponse
+	var uerr error
+	if strings.Contains(contentType, "json") {
+		uerr = protojson.Unmarshal(body, &resp)
+	} else {
+		uerr = proto.Unmarshal(body, &resp)
+	}
+	if uerr != nil {
+		t.Fatalf("undecodable 200 answer: %v", uerr)
+	}
+	if len(resp.Ids) < 1 || len(resp.Ids) > rpc.MaxCount {
+		t.Fatalf("%d IDs in one answer", len(resp.Ids))
+	}
+	for _, v := range resp.Ids {
+		id := mig.ID(v)
+		if v>>63 != 0 || id <= last {
+			t.Fatalf("ID %d after %d: not unique and increasing", v, last)
+		}
+		last = id
+	}
+	return last
 }

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +14,7 @@ import (
 	"github.com/twitchtv/twirp"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/h1"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc"
 )
@@ -94,16 +95,38 @@ func newIssuerOn(t testing.TB, c mig.Clock) *testIssuer {
 	return &testIssuer{gen: g}
 }
 
-// serve starts a server for issuer on a loopback listener.
-func serve(t testing.TB, issuer rpc.IDIssuer, opts ...rpc.ServerOption) (*rpc.Server, *httptest.Server) {
+// testServer is a Server's handlers served on loopback as mig serve
+// serves them: by internal/h1, with the fast routes.
+type testServer struct {
+	URL     string       // http://127.0.0.1:port
+	Handler http.Handler // the Server's Handler
+}
+
+// serve starts a server for issuer on a loopback listener until the test
+// ends.
+func serve(t testing.TB, issuer rpc.IDIssuer, opts ...rpc.ServerOption) (*rpc.Server, *testServer) {
 	t.Helper()
 	s, err := rpc.NewServer(issuer, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(ts.Close)
-	return s, ts
+	return s, serveHTTP(t, s)
+}
+
+func serveHTTP(t testing.TB, s *rpc.Server) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &h1.Server{Handler: s.Handler(), Fast: s.FastHandlers()}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	t.Cleanup(func() {
+		hs.Close()
+		<-served
+	})
+	return &testServer{URL: "http://" + ln.Addr().String(), Handler: s.Handler()}
 }
 
 func newClient(t testing.TB, endpoints []string, opts ...rpc.ClientOption) *rpc.Client {

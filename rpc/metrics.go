@@ -70,6 +70,14 @@ func newMetrics(reg *prometheus.Registry, src clock.Source, log *slog.Logger) (*
 
 func (m *metrics) issued(n int) { m.idsIssued.Add(float64(n)) }
 
+// logInternal logs an internal error, which is a bug of the server's:
+// other codes are the client's or the cluster's business.
+func (m *metrics) logInternal(method string, twerr twirp.Error) {
+	if twerr.Code() == twirp.Internal {
+		m.log.Error("internal error answering a request", "method", method, "err", twerr)
+	}
+}
+
 // call is the per-request state the hooks share through the context: one
 // allocation per request rather than a context value per hook.
 type call struct {
@@ -94,10 +102,8 @@ func (m *metrics) hooks(before func(context.Context) error) *twirp.ServerHooks {
 			if c, ok := ctx.Value(callKey{}).(*call); ok {
 				c.code = string(twerr.Code())
 			}
-			if twerr.Code() == twirp.Internal {
-				method, _ := twirp.MethodName(ctx)
-				m.log.Error("internal error answering a request", "method", method, "err", twerr)
-			}
+			method, _ := twirp.MethodName(ctx)
+			m.logInternal(method, twerr)
 			return ctx
 		},
 		ResponseSent: func(ctx context.Context) {

@@ -13,6 +13,7 @@ import (
 	"github.com/twitchtv/twirp"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/h1"
 	"github.com/migsvc/mig/rpc/migv1"
 )
 
@@ -27,7 +28,9 @@ const DefaultMaxBodyBytes = 64 << 10
 type Server struct {
 	reg     *prometheus.Registry
 	ready   []readiness
+	metrics *metrics
 	handler http.Handler
+	fast    map[string]h1.FastHandler
 }
 
 // ServerOption configures a Server in NewServer. Options are plain
@@ -134,16 +137,19 @@ func NewServer(issuer IDIssuer, opts ...ServerOption) (*Server, error) {
 	if err != nil {
 		return nil, err // a fresh registry refuses nothing
 	}
-	ids := migv1.NewIDServiceServer(&idService{issuer: issuer, metrics: m},
-		twirp.WithServerHooks(m.hooks(checkBody)))
+	s.metrics = m
+	idSvc := &idService{issuer: issuer, metrics: m}
+	ids := migv1.NewIDServiceServer(idSvc, twirp.WithServerHooks(m.hooks(checkBody)))
 
 	mux := http.NewServeMux()
 	mux.Handle(ids.PathPrefix(), limitBody(ids, o.maxBody))
+	var seqSvc *seqService
 	if o.seq != nil {
-		seqs := migv1.NewSeqServiceServer(&seqService{alloc: o.seq, wait: o.seqWait, metrics: m},
-			twirp.WithServerHooks(m.hooks(checkBody)))
+		seqSvc = &seqService{alloc: o.seq, wait: o.seqWait, metrics: m}
+		seqs := migv1.NewSeqServiceServer(seqSvc, twirp.WithServerHooks(m.hooks(checkBody)))
 		mux.Handle(seqs.PathPrefix(), limitBody(seqs, o.maxBody))
 	}
+	s.fast = s.fastRoutes(idSvc, seqSvc, o.maxBody)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /healthz", serveHealthz)
 	mux.HandleFunc("GET /readyz", s.serveReadyz)
