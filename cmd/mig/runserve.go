@@ -3,12 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/h1"
 	"github.com/migsvc/mig/rpc"
 	"github.com/migsvc/mig/seqfacade"
 	"github.com/migsvc/mig/workerid"
@@ -150,26 +151,23 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		return err
 	}
 
-	hs := &http.Server{
+	hs := &h1.Server{
 		Handler:           srv.Handler(),
-		TLSConfig:         tlsCfg,
+		Fast:              srv.FastHandlers(),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		// Failed TLS handshakes and the like: the client's problem, worth
-		// a line but not an error.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Log:               log,
+	}
+	if tlsCfg != nil {
+		// The server speaks HTTP/1.1 only; ALPN tells clients so.
+		tlsCfg.NextProtos = []string{"http/1.1"}
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	served := make(chan error, 1)
-	go func() {
-		if tlsCfg != nil {
-			served <- hs.ServeTLS(ln, "", "")
-		} else {
-			served <- hs.Serve(ln)
-		}
-	}()
+	go func() { served <- hs.Serve(ln) }()
 	st := worker.Status()
 	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsCfg != nil, "mutual_tls", cfg.tls.clientCA != "",
 		"datacenter", st.Datacenter, "worker_id", st.WorkerID, "epoch", cfg.worker.Layout.Epoch().Format(time.RFC3339))
@@ -194,7 +192,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		_ = hs.Close() // they get unavailable or nothing: see the HAZARD above
 	}
 	cancel()
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+	if err := <-served; !errors.Is(err, h1.ErrServerClosed) && runErr == nil {
 		runErr = fmt.Errorf("serving HTTP: %w", err)
 	}
 
