@@ -15,11 +15,14 @@ import (
 	"time"
 
 	"github.com/twitchtv/twirp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
+	"github.com/migsvc/mig/internal/h1"
 	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migv1"
 	"github.com/migsvc/mig/seqfacade"
 )
 
@@ -30,9 +33,9 @@ func serveSeq(t testing.TB) (string, *seqfacade.Node) {
 	return url, node
 }
 
-// serveSeqHandler is serveSeq that also returns the server's handler, to
-// call in-process.
-func serveSeqHandler(t testing.TB) (string, *seqfacade.Node, http.Handler) {
+// serveSeqHandler is serveSeq that also returns the server, whose
+// handlers the caller may call in-process.
+func serveSeqHandler(t testing.TB) (string, *seqfacade.Node, *rpc.Server) {
 	t.Helper()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints()...)
@@ -54,13 +57,14 @@ func serveSeqHandler(t testing.TB) (string, *seqfacade.Node, http.Handler) {
 		<-src.After(5 * time.Millisecond)
 	}
 	s, hs := serve(t, newIssuer(t), rpc.WithSeq(node, 0))
-	return hs.URL, node, s.Handler()
+	return hs.URL, node, s
 }
 
 // FuzzSeqHandler posts arbitrary bodies with assorted content types to the
 // three SeqService methods of a server over a real sequence node. The
 // server must answer 200 or a Twirp error other than internal, and every
-// sequence it hands out for a uid must be above every one before.
+// sequence it hands out for a uid must be above every one before. The
+// fast route of the method answers the same body alike, or declines.
 func FuzzSeqHandler(f *testing.F) {
 	for _, seed := range []struct {
 		method uint8
@@ -81,19 +85,33 @@ func FuzzSeqHandler(f *testing.F) {
 	} {
 		f.Add(seed.method, seed.ct, seed.body)
 	}
-	_, _, h := serveSeqHandler(f)
+	_, _, s := serveSeqHandler(f)
+	h := s.Handler()
 	methods := []string{"NextSeq", "NextSeqs", "CurSeq"}
 	var mu sync.Mutex
 	last := map[uint64]uint64{}
 	f.Fuzz(func(t *testing.T, method, ct uint8, body []byte) {
 		m := methods[int(method)%len(methods)]
-		req := httptest.NewRequest(http.MethodPost, "/twirp/mig.v1.SeqService/"+m, bytes.NewReader(body))
-		if c := fuzzContentTypes[int(ct)%len(fuzzContentTypes)]; c != "" {
-			req.Header.Set("Content-Type", c)
+		path := "/twirp/mig.v1.SeqService/" + m
+		contentType := fuzzContentTypes[int(ct)%len(fuzzContentTypes)]
+		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
 		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		status, out := rec.Code, rec.Body.Bytes()
+		var fast h1.ResponseWriter
+		if s.FastHandlers()[path](&fast, &h1.FastRequest{Context: t.Context(), ContentType: []byte(contentType), Body: body}) {
+			if fast.Status() != status || status != http.StatusOK && !bytes.Equal(fast.Body(), out) {
+				t.Fatalf("%s %q: fast route answered %d %q, Handler %d %q", m, body, fast.Status(), fast.Body(), status, out)
+			}
+			if status == http.StatusOK && m != "CurSeq" {
+				mu.Lock()
+				checkProtoSeqs(t, m, body, fast.Body(), last)
+				mu.Unlock()
+			}
+		}
 		if status != http.StatusOK {
 			e := parseTwirpError(t, status, out)
 			if e.Code == string(twirp.Internal) {
@@ -280,5 +298,36 @@ func TestWithSeqRejectsBadArguments(t *testing.T) {
 		if _, err := rpc.NewServer(newIssuer(t), opt); !errors.Is(err, rpc.ErrConfig) {
 			t.Fatalf("NewServer = %v, want ErrConfig", err)
 		}
+	}
+}
+
+// checkProtoSeqs checks that a protobuf NextSeq or NextSeqs answer gives
+// every uid asked for a value above its last, and records them.
+func checkProtoSeqs(t *testing.T, method string, reqBody, respBody []byte, last map[uint64]uint64) {
+	t.Helper()
+	var uids, seqs []uint64
+	if method == "NextSeq" {
+		var req migv1.NextSeqRequest
+		var resp migv1.NextSeqResponse
+		if proto.Unmarshal(reqBody, &req) != nil || proto.Unmarshal(respBody, &resp) != nil {
+			t.Fatalf("%s: undecodable request %q or answer %q", method, reqBody, respBody)
+		}
+		uids, seqs = []uint64{req.Uid}, []uint64{resp.Seq}
+	} else {
+		var req migv1.NextSeqsRequest
+		var resp migv1.NextSeqsResponse
+		if proto.Unmarshal(reqBody, &req) != nil || proto.Unmarshal(respBody, &resp) != nil {
+			t.Fatalf("%s: undecodable request %q or answer %q", method, reqBody, respBody)
+		}
+		uids, seqs = req.Uids, resp.Seqs
+	}
+	if len(seqs) != len(uids) {
+		t.Fatalf("%s: %d values for %d uids", method, len(seqs), len(uids))
+	}
+	for i, uid := range uids {
+		if seqs[i] <= last[uid] {
+			t.Fatalf("uid %d: %d after %d", uid, seqs[i], last[uid])
+		}
+		last[uid] = seqs[i]
 	}
 }
