@@ -23,6 +23,17 @@
 // the default one), /healthz (the process runs) and /readyz (every
 // readiness check registered with [WithReadiness] passes).
 //
+// # Serving
+//
+// [Server.Handler] is an ordinary http.Handler. mig serve runs it on
+// internal/h1, a lean HTTP/1.1 server, together with
+// [Server.FastHandlers]: the hot methods (NextIDs, NextSeq, NextSeqs,
+// CurSeq) over protobuf, answered from the request body without an
+// *http.Request, Twirp's context values and hooks. They call the same
+// service methods, and their errors go through the same translation, so
+// an answer does not depend on the path that gave it (the fuzz tests
+// compare the two). Everything else, JSON included, takes Handler.
+//
 // # Retrying
 //
 // Both calls of IDService are safe to repeat, and the [Client] repeats
