@@ -1,8 +1,13 @@
 package rpc_test
 
 import (
+	"net/http"
 	"runtime"
 	"testing"
+
+	"github.com/migsvc/mig/internal/h1"
+	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migv1"
 )
 
 // benchGoroutines is how many callers the loopback benchmarks run at once.
@@ -48,3 +53,23 @@ func BenchmarkNextIDsLoopback(b *testing.B) { benchNextIDs(b, 1) }
 // BenchmarkNextIDsLoopbackBatch1000 is 1000 IDs per request: throughput in
 // IDs.
 func BenchmarkNextIDsLoopbackBatch1000(b *testing.B) { benchNextIDs(b, 1000) }
+
+// BenchmarkFastNextIDs is the server's own work for one single-ID NextIDs
+// over protobuf on the fast route, without the network: decode, issue,
+// encode, count.
+func BenchmarkFastNextIDs(b *testing.B) {
+	s, err := rpc.NewServer(newRealIssuer(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fast := s.FastHandlers()[migv1.IDServicePathPrefix+"NextIDs"]
+	req := &h1.FastRequest{Context: b.Context(), ContentType: []byte("application/protobuf"), Body: []byte{0x08, 0x01}}
+	var w h1.ResponseWriter
+	b.ReportAllocs()
+	for b.Loop() {
+		w = h1.ResponseWriter{}
+		if !fast(&w, req) || w.Status() != http.StatusOK {
+			b.Fatalf("declined or failed: %d %q", w.Status(), w.Body())
+		}
+	}
+}
