@@ -74,8 +74,24 @@ func (c *conn) serve() {
 			c.srv.Log.Error("panic serving a request; connection closed", "remote", c.remote, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		}
 	}()
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
+		return
+	}
 	for c.next() {
 	}
+}
+
+// handshake completes a TLS handshake within ReadHeaderTimeout, logging a
+// failure (a client without the certificate mutual TLS asks for, a
+// plain-HTTP client) as net/http does.
+func (c *conn) handshake(tc *tls.Conn) bool {
+	c.setDeadline(&c.readDeadline, c.nc.SetReadDeadline, c.now.Add(c.srv.ReadHeaderTimeout))
+	c.setDeadline(&c.writeDeadline, c.nc.SetWriteDeadline, c.now.Add(c.srv.ReadHeaderTimeout))
+	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.srv.Log.Warn("TLS handshake failed", "remote", c.remote, "err", err)
+		return false
+	}
+	return true
 }
 
 func (c *conn) close() {

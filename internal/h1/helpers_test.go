@@ -128,7 +128,13 @@ func field(t testing.TB, echoed, key string) string {
 // lockedWriter lets a connection's goroutine log while the test reads.
 type lockedWriter struct {
 	mu sync.Mutex
-	w  io.Writer
+	w  strings.Builder
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {

@@ -398,7 +398,7 @@ func TestTimeouts(t *testing.T) {
 // TestPanic closes the connection of a handler that panics, logs it, and
 // goes on serving others.
 func TestPanic(t *testing.T) {
-	var logged strings.Builder
+	var logged lockedWriter
 	s := &h1.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/panic" {
@@ -406,7 +406,7 @@ func TestPanic(t *testing.T) {
 			}
 			echo(w, r)
 		}),
-		Log: slog.New(slog.NewTextHandler(&lockedWriter{w: &logged}, nil)),
+		Log: slog.New(slog.NewTextHandler(&logged, nil)),
 	}
 	addr := start(t, s)
 	c := dial(t, addr)
@@ -430,7 +430,8 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &h1.Server{Handler: http.HandlerFunc(echo)}
+	var logged lockedWriter
+	s := &h1.Server{Handler: http.HandlerFunc(echo), Log: slog.New(slog.NewTextHandler(&logged, nil))}
 	done := make(chan error, 1)
 	go func() {
 		done <- s.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}))
@@ -446,6 +447,17 @@ func TestTLS(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.ProtoMajor != 1 || field(t, string(b), "tls") != "yes" {
 		t.Errorf("proto %s, body %q", resp.Proto, b)
+	}
+
+	// Plain HTTP to the TLS port fails its handshake, which is logged.
+	c := dial(t, ln.Addr().String())
+	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	c.closed()
+	s.Close()
+	<-done
+	done <- nil // for the deferred wait
+	if l := logged.String(); !strings.Contains(l, "TLS handshake failed") {
+		t.Errorf("log %q does not report the failed handshake", l)
 	}
 }
 
