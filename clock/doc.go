@@ -4,7 +4,7 @@
 // [Source] and tests drive a [Manual] one, which can step its wall clock back
 // and forth while monotonic time goes on, as NTP does to a real host.
 //
-// Three layers sit on a Source:
+// Four layers sit on a Source:
 //
 //   - [Slewing] is the ID clock. It advances with monotonic time and never
 //     returns a smaller value. When it finds the wall clock behind it (an NTP
@@ -18,6 +18,11 @@
 //     the reference machine) than the whole ID budget at 25 M IDs/s. Its
 //     value lags by about one resolution; raise the clock through
 //     [Coarse.Raise] so the cache moves at once.
+//   - [Deadline] is a moment of monotonic time to stop by (a lease's
+//     self-fencing deadline), checked at request time on every call of
+//     a hot path. On the host's clock, on linux/amd64, it usually reads
+//     the CPU's time-stamp counter instead of the monotonic clock,
+//     against a counter window that closes before the deadline.
 //   - [NTPMonitor] queries NTP servers (github.com/beevik/ntp) and reports
 //     how far the Source's wall clock is from NTP time; past a configured
 //     limit the clock is unsafe and the worker not ready. It only observes:

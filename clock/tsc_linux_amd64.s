@@ -1,0 +1,24 @@
+#include "textflag.h"
+
+// func readTSC() uint64
+//
+// RDTSCP reads the time-stamp counter only once every earlier
+// instruction has executed and every earlier load is globally visible;
+// it also writes IA32_TSC_AUX to CX, which is ignored.
+TEXT ·readTSC(SB),NOSPLIT,$0-8
+	RDTSCP
+	SHLQ	$32, DX
+	ORQ	DX, AX
+	MOVQ	AX, ret+0(FP)
+	RET
+
+// func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
+TEXT ·cpuid(SB),NOSPLIT,$0-24
+	MOVL	leaf+0(FP), AX
+	MOVL	sub+4(FP), CX
+	CPUID
+	MOVL	AX, eax+8(FP)
+	MOVL	BX, ebx+12(FP)
+	MOVL	CX, ecx+16(FP)
+	MOVL	DX, edx+20(FP)
+	RET
