@@ -82,7 +82,7 @@ type Lease struct {
 	id  clientv3.LeaseID
 	ttl time.Duration // granted
 
-	deadline atomic.Int64 // monotonic nanoseconds
+	deadline *clock.Deadline // ended just before done closes
 	done     chan struct{}
 	endOnce  sync.Once
 	err      atomic.Pointer[error]
@@ -126,7 +126,7 @@ func Grant(ctx context.Context, cli *clientv3.Client, src clock.Source, cfg Conf
 		done:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
-	l.deadline.Store(int64(sent + l.ttl - cfg.Margin))
+	l.deadline = clock.NewDeadline(src, sent+l.ttl-cfg.Margin)
 	l.renewed.last = Renewal{Sent: sent, TTL: l.ttl}
 	l.renewed.next = make(chan struct{})
 	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -156,7 +156,12 @@ func (l *Lease) Err() error {
 
 // Deadline returns the monotonic time (of the Source given to Grant) at
 // which the lease must be treated as lost.
-func (l *Lease) Deadline() time.Duration { return time.Duration(l.deadline.Load()) }
+func (l *Lease) Deadline() time.Duration { return l.deadline.At() }
+
+// Fence returns the deadline itself, for a hot path that checks it on
+// every call with [clock.Deadline.Live] (the same answer as Valid). Only
+// the Lease extends or ends it: callers must not.
+func (l *Lease) Fence() *clock.Deadline { return l.deadline }
 
 // Headroom returns the time left before the deadline: negative once past.
 func (l *Lease) Headroom() time.Duration { return l.Deadline() - l.src.Mono() }
@@ -164,14 +169,7 @@ func (l *Lease) Headroom() time.Duration { return l.Deadline() - l.src.Mono() }
 // Valid reports, reading the clock now, whether the lease is surely still
 // held: it has not ended and its deadline has not passed. Unlike Done it
 // does not depend on the renewal goroutine having run in time.
-func (l *Lease) Valid() bool {
-	select {
-	case <-l.done:
-		return false
-	default:
-	}
-	return l.Headroom() > 0
-}
+func (l *Lease) Valid() bool { return l.deadline.Live() }
 
 // Renewal is an acknowledged renewal of a lease; the grant counts as the
 // first. A plain value.
@@ -214,6 +212,7 @@ func (l *Lease) CallContext(ctx context.Context) (context.Context, context.Cance
 func (l *Lease) end(err error) {
 	l.endOnce.Do(func() {
 		l.err.Store(&err)
+		l.deadline.End()
 		close(l.done)
 	})
 }
@@ -267,9 +266,8 @@ func (l *Lease) renew(ctx context.Context, sent, deadline time.Duration) (ok, go
 	}
 	l.renewals.Add(1)
 	// HAZARD: the deadline counts from the send, never from the answer.
-	if nd := sent + time.Duration(r.TTL)*time.Second - l.cfg.Margin; nd > deadline {
-		l.deadline.Store(int64(nd))
-	}
+	// Extend keeps the later deadline, and re-arms its fast check.
+	l.deadline.Extend(sent + time.Duration(r.TTL)*time.Second - l.cfg.Margin)
 	l.renewed.Lock()
 	l.renewed.last = Renewal{Sent: sent, TTL: time.Duration(r.TTL) * time.Second}
 	close(l.renewed.next)

@@ -120,6 +120,11 @@ func TestRevokedElsewhereEndsTheLease(t *testing.T) {
 	if !errors.Is(l.Err(), lease.ErrGone) {
 		t.Fatalf("Err = %v, want ErrGone", l.Err())
 	}
+	// Ended before its deadline: Valid must not pass on the deadline
+	// alone (nor on its counter window, on the host's clock).
+	if l.Valid() || !l.Fence().Ended() || l.Fence().Live() {
+		t.Fatalf("revoked lease: Valid %v, Fence ended %v", l.Valid(), l.Fence().Ended())
+	}
 }
 
 func TestCloseRevokes(t *testing.T) {
@@ -135,6 +140,9 @@ func TestCloseRevokes(t *testing.T) {
 	}
 	if !errors.Is(l.Err(), lease.ErrClosed) {
 		t.Fatalf("Err = %v, want ErrClosed", l.Err())
+	}
+	if l.Valid() {
+		t.Fatal("closed lease still valid")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
