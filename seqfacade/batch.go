@@ -83,7 +83,7 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 		if err := n.await(ctx, rounds); err != nil {
 			return nil, n.fail(err)
 		}
-		if g := secs[0].g; !live(g.claim) { // before taking anything: nothing skipped
+		if g := secs[0].g; !g.live() { // before taking anything: nothing skipped
 			return nil, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, g.idx))
 		}
 		left := pending[:0]
@@ -103,7 +103,7 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 				if s.g.claim == checked {
 					continue // one reading per claim: one for the whole batch on one node
 				}
-				if !live(s.g.claim) {
+				if !s.g.live() {
 					return nil, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, s.g.idx))
 				}
 				checked = s.g.claim

@@ -161,7 +161,7 @@ func (g *group) extendLoop() {
 // extend persists max_seq + step for secs and raises them.
 func (g *group) extend(secs []*section) error {
 	n := g.n
-	if !live(g.claim) {
+	if !g.live() {
 		return errors.New("claim ended")
 	}
 	g.mu.Lock()
@@ -221,7 +221,7 @@ func (g *group) extend(secs []*section) error {
 	// HAZARD: raise only after the write is acknowledged, and only while
 	// the claim holds: past its deadline another node may be about to
 	// serve these sections.
-	if !live(g.claim) {
+	if !g.live() {
 		return errors.New("claim ended while writing")
 	}
 	for _, s := range g.mu.sections {

@@ -83,7 +83,9 @@ type loadCall struct {
 // calls for a group still activating, or while the node cannot confirm
 // the table, answer ErrUnavailable.
 //
-// src keeps the lease's deadline and is read once per call to check it.
+// src keeps the lease's deadline and is read once per call to check it
+// (on the host's clock, usually through the CPU's time-stamp counter: see
+// clock.Deadline).
 //
 // It returns an error wrapping ErrConfig for an invalid cfg, ErrMismatch
 // when cfg disagrees with the configuration recorded in etcd, or

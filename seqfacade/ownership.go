@@ -4,6 +4,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/migsvc/mig/clock"
 )
 
 // Ownership decides which groups this node may serve and lets it prove so
@@ -46,3 +48,11 @@ type Claim interface {
 
 // live reports whether c still holds, reading the clock.
 func live(c Claim) bool { return c.Headroom() > 0 }
+
+// deadlined is implemented by this package's claims (from Start): their
+// deadline, ended when the claim ends, whose Live is the same answer as
+// Headroom() > 0 but cheaper, and which a group checks directly on the
+// hot path.
+type deadlined interface {
+	deadline() *clock.Deadline
+}

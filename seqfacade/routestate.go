@@ -253,19 +253,20 @@ func (s *routeState) ready() bool {
 // ended when a table moves it or the registration ends. Safe for
 // concurrent use.
 type routedClaim struct {
-	src      clock.Source
-	group    int
-	deadline atomic.Int64 // monotonic nanoseconds
-	proof    atomic.Pointer[[]clientv3.Cmp]
-	done     chan struct{}
-	once     sync.Once
+	group int
+	dl    *clock.Deadline // ended just before done closes
+	proof atomic.Pointer[[]clientv3.Cmp]
+	done  chan struct{}
+	once  sync.Once
 }
 
-var _ Claim = (*routedClaim)(nil)
+var (
+	_ Claim     = (*routedClaim)(nil)
+	_ deadlined = (*routedClaim)(nil)
+)
 
 func newRoutedClaim(src clock.Source, g int, until time.Duration, proof []clientv3.Cmp) *routedClaim {
-	c := &routedClaim{src: src, group: g, done: make(chan struct{})}
-	c.deadline.Store(int64(until))
+	c := &routedClaim{group: g, dl: clock.NewDeadline(src, until), done: make(chan struct{})}
 	c.proof.Store(&proof)
 	return c
 }
@@ -273,26 +274,19 @@ func newRoutedClaim(src clock.Source, g int, until time.Duration, proof []client
 func (c *routedClaim) Proof() []clientv3.Cmp { return *c.proof.Load() }
 func (c *routedClaim) Done() <-chan struct{} { return c.done }
 
-// Headroom reads the deadline before Done, so that a deadline extended
-// after the claim ended is never seen with Done still open.
-func (c *routedClaim) Headroom() time.Duration {
-	d := time.Duration(c.deadline.Load())
-	select {
-	case <-c.done:
-		return 0
-	default:
-	}
-	return d - c.src.Mono()
-}
+// Headroom is zero once the claim has ended: the deadline ends before
+// Done closes, and an ended deadline is never extended.
+func (c *routedClaim) Headroom() time.Duration   { return c.dl.Headroom() }
+func (c *routedClaim) deadline() *clock.Deadline { return c.dl }
 
-func (c *routedClaim) extend(until time.Duration) {
-	for {
-		d := c.deadline.Load()
-		if int64(until) <= d || c.deadline.CompareAndSwap(d, int64(until)) {
-			return
-		}
-	}
-}
+// extend moves the deadline to until if later, re-arming its fast check.
+func (c *routedClaim) extend(until time.Duration) { c.dl.Extend(until) }
 
 func (c *routedClaim) setProof(p []clientv3.Cmp) { c.proof.Store(&p) }
-func (c *routedClaim) end()                      { c.once.Do(func() { close(c.done) }) }
+
+func (c *routedClaim) end() {
+	c.once.Do(func() {
+		c.dl.End()
+		close(c.done)
+	})
+}

@@ -207,7 +207,7 @@ func TestRoutingStaleConfirmation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Duration(c.(*routedClaim).deadline.Load())
+	deadline := c.(*routedClaim).dl.At()
 	a.st.observe(tableAt(2, 20, "b", 2), a.clk.Mono())
 	if _, err := a.st.claim(0); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("after the move: %v", err)
@@ -217,7 +217,7 @@ func TestRoutingStaleConfirmation(t *testing.T) {
 	if _, err := a.st.claim(0); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("after a stale confirmation: %v", err)
 	}
-	if c.Headroom() > 0 || time.Duration(c.(*routedClaim).deadline.Load()) != deadline {
+	if c.Headroom() > 0 || c.(*routedClaim).dl.At() != deadline {
 		t.Fatalf("the ended claim was extended: headroom %v", c.Headroom())
 	}
 	// Losing the registration ends every claim.
@@ -234,5 +234,39 @@ func TestRoutingStaleConfirmation(t *testing.T) {
 	}
 	if _, err := a.st.claim(0); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("unregistered: %v", err)
+	}
+}
+
+// TestRoutedClaimDeadline: the deadline a group checks on the hot path
+// answers as Headroom does, through extensions and the end.
+func TestRoutedClaimDeadline(t *testing.T) {
+	m := clock.NewManual(time.Unix(1_700_000_000, 0))
+	c := newRoutedClaim(m, 0, time.Second, nil)
+	g := &group{claim: c, dl: c.deadline()}
+	for i, step := range []struct {
+		advance time.Duration
+		do      func()
+		live    bool
+	}{
+		{0, nil, true},
+		{999 * time.Millisecond, nil, true},
+		{time.Millisecond, nil, false},
+		{0, func() { c.extend(500 * time.Millisecond) }, false},
+		{0, func() { c.extend(2 * time.Second) }, true},
+		{0, c.end, false},
+		{0, func() { c.extend(time.Hour) }, false},
+	} {
+		m.Advance(step.advance)
+		if step.do != nil {
+			step.do()
+		}
+		if got, h := g.live(), c.Headroom(); got != step.live || (h > 0) != step.live {
+			t.Fatalf("step %d: live %v, Headroom %v; want live %v", i, got, h, step.live)
+		}
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done open after end")
 	}
 }

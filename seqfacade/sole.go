@@ -61,7 +61,10 @@ type soleClaim struct {
 	proof []clientv3.Cmp
 }
 
-var _ Claim = (*soleClaim)(nil)
+var (
+	_ Claim     = (*soleClaim)(nil)
+	_ deadlined = (*soleClaim)(nil)
+)
 
 func (c *soleClaim) Proof() []clientv3.Cmp { return c.proof }
 func (c *soleClaim) Done() <-chan struct{} { return c.l.Done() }
@@ -74,6 +77,10 @@ func (c *soleClaim) Headroom() time.Duration {
 	}
 	return c.l.Headroom()
 }
+
+// deadline is the lease's: ended before the lease's Done closes, so its
+// Live is the same answer as Headroom() > 0.
+func (c *soleClaim) deadline() *clock.Deadline { return c.l.Fence() }
 
 // registration is the value of <prefix>/seq/nodes/<name>. The routed
 // fields are empty for a single node.

@@ -34,7 +34,8 @@ func (*foreverClaim) Ready() bool { return true }
 
 // BenchmarkAllocator splits Next's cost: the take alone (atomics and the
 // CAS), and Next under a claim whose deadline check reads no clock. Next
-// on a node from Start also reads the clock once per call (BenchmarkNext).
+// on a node from Start also reads the clock once per call, the
+// time-stamp counter on the host's clock (BenchmarkNext).
 func BenchmarkAllocator(b *testing.B) {
 	cfg := Config{Step: MaxStep}.withDefaults()
 	own := &foreverClaim{}
