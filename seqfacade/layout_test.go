@@ -112,3 +112,94 @@ func FuzzDecodeGroup(f *testing.F) {
 		}
 	})
 }
+
+// TestDividerBoundaries checks divmod against the division instruction
+// at the edges where a multiply-shift division goes wrong: around every
+// multiple of d near 0, near the top of the uint64 range and near powers
+// of two, for divisors from 1 to 2^64-1.
+func TestDividerBoundaries(t *testing.T) {
+	const maxU = ^uint64(0)
+	divisors := []uint64{1, 2, 3, 5, 7, 10, 100, 1000, 99_999, 100_000, 100_001,
+		1<<16 - 1, 1 << 16, 1<<16 + 1, 1<<32 - 1, 1 << 32, 1<<32 + 1, 1<<32 + 3,
+		1<<40 + 12345, 1<<63 - 1, 1 << 63, 1<<63 + 1, maxU/3 + 1, maxU - 1, maxU}
+	for b := range 64 {
+		divisors = append(divisors, 1<<b-1, 1<<b+1)
+	}
+	check := func(v divider, n uint64) {
+		t.Helper()
+		if q, r := v.divmod(n); q != n/v.d || r != n%v.d {
+			t.Fatalf("divmod(%d) by %d = %d, %d; want %d, %d", n, v.d, q, r, n/v.d, n%v.d)
+		}
+	}
+	for _, d := range divisors {
+		if d == 0 {
+			continue
+		}
+		v := newDivider(d)
+		var ns []uint64
+		for k := range uint64(1000) {
+			ns = append(ns, k)
+			ns = append(ns, maxU-k)
+			if m := maxU / d; k <= m {
+				top := (m - k) * d // multiples of d from the top down
+				ns = append(ns, top, top-1, top+d-1)
+			}
+			if k <= maxU/d {
+				ns = append(ns, k*d, k*d-1, k*d+1)
+			}
+		}
+		for b := range 64 {
+			ns = append(ns, 1<<b-1, 1<<b, 1<<b+1)
+		}
+		for _, n := range ns {
+			check(v, n)
+		}
+	}
+}
+
+// TestDividerProperty: divmod agrees with / and % for random divisors of
+// every size and random numerators below random limits.
+func TestDividerProperty(t *testing.T) {
+	prop := func(d, n uint64, dBits, nBits uint8) bool {
+		d >>= dBits % 64 // divisors of every magnitude
+		n >>= nBits % 64
+		if d == 0 {
+			d = 1
+		}
+		q, r := newDivider(d).divmod(n)
+		return q == n/d && r == n%d
+	}
+	if err := quick.Check(prop, &quick.Config{MaxCount: 1_000_000}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLocateMatchesDivision: locate for every uid of small layouts and
+// random uids of large ones.
+func TestLocateMatchesDivision(t *testing.T) {
+	for _, c := range []Config{
+		{SectionSize: 1, UIDLimit: 1000, GroupSize: 3},
+		{SectionSize: 7, UIDLimit: 1000, GroupSize: 3},
+		{SectionSize: 100_000, UIDLimit: 1 << 32, GroupSize: 128},
+		{SectionSize: 1 << 42, UIDLimit: ^uint64(0), GroupSize: 1},
+		{SectionSize: 1<<42 + 1, UIDLimit: ^uint64(0), GroupSize: 1},
+	} {
+		l := newLayout(c)
+		check := func(uid uint64) {
+			sec, i := l.locate(uid)
+			if uint64(sec) != uid/c.SectionSize || i != uid%c.SectionSize {
+				t.Fatalf("size %d: locate(%d) = %d, %d", c.SectionSize, uid, sec, i)
+			}
+		}
+		if c.UIDLimit <= 1000 {
+			for uid := range c.UIDLimit {
+				check(uid)
+			}
+			continue
+		}
+		check(c.UIDLimit - 1)
+		for range 100_000 {
+			check(rand.Uint64N(c.UIDLimit))
+		}
+	}
+}
