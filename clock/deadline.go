@@ -11,7 +11,8 @@ import (
 // serve), made to be checked on every call of a hot path: [Deadline.Live]
 // reads the clock each time it is called, as a check at request time must,
 // but on the host's clock it usually reads the CPU's time-stamp counter
-// instead of the monotonic clock, at about 60% of the cost.
+// instead of the monotonic clock: about 20 ns instead of 26 on the
+// reference machine, where RDTSCP alone takes 20.
 //
 // The deadline only moves later ([Deadline.Extend]) until it ends for
 // good ([Deadline.End]). The zero value is not usable; call [NewDeadline].
@@ -109,13 +110,16 @@ func (d *Deadline) Headroom() time.Duration {
 //
 //   - It is a reading at request time, like Mono, not a flag some
 //     goroutine clears: RDTSCP reads the counter only after every earlier
-//     instruction has executed, the caller's compare-and-swap included,
-//     and the counter runs on whatever stalls the process (GC, SIGSTOP,
-//     the host descheduling it), as the monotonic clock does.
-//   - The kernel computes CLOCK_MONOTONIC from this very counter (checked
-//     at every arming: the clocksource is "tsc", and the processor's
-//     counter is invariant), so a counter that misbehaves fools Mono
-//     alike. What the fast check adds is the conversion of the deadline
+//     instruction has executed, the caller's compare-and-swap included
+//     (a plain RDTSC may run ahead of it, so it is not used; the vDSO's
+//     clock_gettime orders its read the same way), and the counter runs
+//     on whatever stalls the process (GC, SIGSTOP, the host descheduling
+//     it), as the monotonic clock does.
+//   - The kernel computes CLOCK_MONOTONIC from this very counter (the
+//     clocksource is "tsc", read at arming at most tscSourceRecheck old;
+//     the processor's counter is invariant, from CPUID), so a counter
+//     that misbehaves fools Mono alike. What the fast check adds is the
+//     conversion of the deadline
 //     into ticks, armed as tsc0 + (at - mono0) * rate * tscShare, where
 //     tsc0 was read before mono0 (so mono0 is never earlier than the
 //     moment of tsc0) and rate is a lower bound of ticks per monotonic
@@ -135,6 +139,12 @@ func (d *Deadline) Headroom() time.Duration {
 //   - A check outside the window, early or not, falls through to
 //     Headroom, which reads Mono: a closed window costs time, never a
 //     refusal.
+//   - What arming cannot see is the kernel leaving the counter for
+//     another clocksource after arming while the counter also drops below
+//     half its rate (the kernel leaves it when it finds it unstable). The
+//     window then lasts at most half the time left at arming, and a
+//     holder that ends the deadline at its time (package lease does)
+//     clears it.
 //
 // End clears the window before it returns, so a check that still loads
 // one ran its load before End: the caller acted before End.

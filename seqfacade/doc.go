@@ -106,7 +106,7 @@
 // clock the reading is the CPU's time-stamp counter, read by RDTSCP and
 // compared with a counter window that closes before the deadline
 // ([clock.Deadline]; the monotonic clock where that cannot be shown). It
-// is still most of the cost of Next: about 17 of 29 ns on the reference
+// is still most of the cost of Next: about 19 of 29 ns on the reference
 // machine, where the allocator itself takes about 10 and RDTSCP alone
 // 20. NextBatch reads the clock once for the whole batch.
 //
