@@ -74,10 +74,9 @@ func (l layout) uidsIn(sec int) int {
 }
 
 // divider divides by a fixed d >= 1 with two multiplications instead of
-// a 64-bit division instruction, which takes tens of cycles on many x86
-// cores (Skylake-era Intel, older AMD); on the reference machine (AMD
-// Zen 4, whose DIV is fast) both cost about 2 ns. A plain value, safe for
-// concurrent use.
+// a division instruction, which is the slower part of locating a uid
+// (DIV r64 takes 10 to 40 cycles depending on the processor). A plain
+// value, safe for concurrent use.
 type divider struct {
 	d, m uint64 // m = floor((2^64-1) / d)
 }
