@@ -27,7 +27,7 @@ import (
 // value is unreadable.
 func (n *Node) Next(ctx context.Context, uid uint64) (uint64, error) {
 	if n.lay.valid(uid) {
-		sec, i := n.lay.bySection.divmod(uid)
+		sec := uid / n.lay.sectionSize
 		if s := n.sections[sec].Load(); s != nil {
 			// HAZARD: the deadline is checked by reading the clock after
 			// the value is taken, not by a flag some goroutine clears: if
@@ -38,7 +38,7 @@ func (n *Node) Next(ctx context.Context, uid uint64) (uint64, error) {
 			// read once the CAS has executed, against a window that closes
 			// before the deadline, or else the monotonic clock (see the
 			// HAZARD there, and docs/seq-failover.md).
-			if v, ok := n.take(s, i); ok && s.g.live() {
+			if v, ok := n.take(s, uid-sec*n.lay.sectionSize); ok && s.g.live() {
 				n.stats.issued.add(uid, 1)
 				return v, nil
 			}

@@ -1,10 +1,5 @@
 package seqfacade
 
-import (
-	"math"
-	"math/bits"
-)
-
 // layout is the arithmetic of the uid space: uids to sections, sections to
 // groups. A plain value, safe for concurrent use.
 //
@@ -15,7 +10,6 @@ import (
 // g*groupSize .. (g+1)*groupSize-1, the last group short likewise.
 type layout struct {
 	sectionSize uint64
-	bySection   divider // divides by sectionSize
 	uidLimit    uint64
 	groupSize   int
 	sections    int
@@ -26,7 +20,6 @@ func newLayout(c Config) layout {
 	n := sectionCount(c.UIDLimit, c.SectionSize)
 	return layout{
 		sectionSize: c.SectionSize,
-		bySection:   newDivider(c.SectionSize),
 		uidLimit:    c.UIDLimit,
 		groupSize:   c.GroupSize,
 		sections:    n,
@@ -52,8 +45,8 @@ func (l layout) valid(uid uint64) bool { return uid-1 < l.uidLimit-1 }
 
 // locate returns uid's section and its index within the section.
 func (l layout) locate(uid uint64) (sec int, i uint64) {
-	s, i := l.bySection.divmod(uid)
-	return int(s), i
+	s := uid / l.sectionSize
+	return int(s), uid - s*l.sectionSize
 }
 
 // groupOf returns the group holding section sec and sec's index in it.
@@ -71,32 +64,4 @@ func (l layout) sectionsIn(g int) int {
 func (l layout) uidsIn(sec int) int {
 	first := uint64(sec) * l.sectionSize
 	return int(min(l.sectionSize, l.uidLimit-first))
-}
-
-// divider divides by a fixed d >= 1 with two multiplications instead of
-// a division instruction, which is the slower part of locating a uid
-// (DIV r64 takes 10 to 40 cycles depending on the processor). A plain
-// value, safe for concurrent use.
-type divider struct {
-	d, m uint64 // m = floor((2^64-1) / d)
-}
-
-func newDivider(d uint64) divider { return divider{d: d, m: math.MaxUint64 / d} }
-
-// divmod returns n / d and n % d, exactly, for every n and every d >= 1.
-//
-// Why it is exact: let q = floor(n/d). Since 2^64 - d <= m*d < 2^64,
-// n*m/2^64 is below n/d and above n/d - n/2^64 > n/d - 1, so
-// q0 = floor(n*m / 2^64) is q or q-1. Then r0 = n - q0*d is r or r+d (no
-// overflow: q0*d <= n), and one comparison with d corrects q0 and r0.
-// The correction is rare for uids far below 2^64: with the defaults
-// only for multiples of d.
-func (v divider) divmod(n uint64) (q, r uint64) {
-	q, _ = bits.Mul64(n, v.m)
-	r = n - q*v.d
-	if r >= v.d {
-		q++
-		r -= v.d
-	}
-	return q, r
 }
