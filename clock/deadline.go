@@ -11,8 +11,8 @@ import (
 // serve), made to be checked on every call of a hot path: [Deadline.Live]
 // reads the clock each time it is called, as a check at request time must,
 // but on the host's clock it usually reads the CPU's time-stamp counter
-// instead of the monotonic clock: about 20 ns instead of 26 on the
-// reference machine, where RDTSCP alone takes 20.
+// instead of the monotonic clock: about 10 ns instead of 26 on the
+// reference machine.
 //
 // The deadline only moves later ([Deadline.Extend]) until it ends for
 // good ([Deadline.End]). The zero value is not usable; call [NewDeadline].
@@ -33,7 +33,7 @@ type Deadline struct {
 
 // NewDeadline returns a deadline at monotonic time at on src. Its fast
 // check is armed when src is a [Real] (or a [Skewed] over one) on
-// linux/amd64 with an invariant time-stamp counter, RDTSCP, and the kernel
+// linux/amd64 with an invariant time-stamp counter and the kernel
 // computing monotonic time from that counter; with any other Source,
 // [Manual] included, every check reads src.Mono.
 func NewDeadline(src Source, at time.Duration) *Deadline {
@@ -109,18 +109,23 @@ func (d *Deadline) Headroom() time.Duration {
 // clock:
 //
 //   - It is a reading at request time, like Mono, not a flag some
-//     goroutine clears: RDTSCP reads the counter only after every earlier
-//     instruction has executed, the caller's compare-and-swap included
-//     (a plain RDTSC may run ahead of it, so it is not used; the vDSO's
-//     clock_gettime orders its read the same way), and the counter runs
-//     on whatever stalls the process (GC, SIGSTOP, the host descheduling
-//     it), as the monotonic clock does.
+//     goroutine clears, and the counter runs on whatever stalls the
+//     process (GC, SIGSTOP, the host descheduling it), as the monotonic
+//     clock does. The read is a plain RDTSC, which an out-of-order core
+//     may execute before the caller's compare-and-swap completes: but
+//     only while both are in flight together, since an interrupt, fault,
+//     VM exit or signal in between discards the early read and executes
+//     RDTSC again after it. The read is thus early by at most the latency
+//     of the instructions in flight, under a microsecond, and every
+//     window is shortened by tscReorder, a millisecond. (The ordered
+//     RDTSCP, which waits for them, cost 20 ns here against 10: the
+//     whole sequence call's budget.)
 //   - The kernel computes CLOCK_MONOTONIC from this very counter (the
 //     clocksource is "tsc", read at arming at most tscSourceRecheck old;
 //     the processor's counter is invariant, from CPUID), so a counter
 //     that misbehaves fools Mono alike. What the fast check adds is the
-//     conversion of the deadline
-//     into ticks, armed as tsc0 + (at - mono0) * rate * tscShare, where
+//     conversion of the deadline into ticks, armed as
+//     tsc0 + ((at - mono0) * tscShare - tscReorder) * rate, where
 //     tsc0 was read before mono0 (so mono0 is never earlier than the
 //     moment of tsc0) and rate is a lower bound of ticks per monotonic
 //     nanosecond (from bracketed readings, over the Real's life and since
@@ -135,7 +140,7 @@ func (d *Deadline) Headroom() time.Duration {
 //     or a rate since the previous arming more than tscDisagree away from
 //     the long-run rate arms no window; so do a Source that is not the
 //     host's clock (a Manual in tests: behaviour unchanged), a processor
-//     without an invariant counter or RDTSCP, and any other platform.
+//     without an invariant counter, and any other platform.
 //   - A check outside the window, early or not, falls through to
 //     Headroom, which reads Mono: a closed window costs time, never a
 //     refusal.

@@ -22,6 +22,15 @@ const (
 	// window covers, at the calibrated rate (see the HAZARD in
 	// [Deadline.Live]).
 	tscShare = 0.5
+	// tscReorder bounds how long before the instructions ahead of it a
+	// plain RDTSC may read the counter, and is taken off every window. An
+	// out-of-order core reads it early only while those instructions are
+	// in flight together with it, and anything that could stall them for
+	// long (an interrupt, a fault, a VM exit, a signal, a context switch)
+	// discards the early read and executes RDTSC again afterwards. So
+	// the true bound is the latency of the instructions in flight, under
+	// a microsecond; a millisecond is a thousand times that.
+	tscReorder = time.Millisecond
 )
 
 // tscWindow is a deadline in counter ticks: the check passes while
@@ -46,9 +55,9 @@ type tscPair struct {
 // tscClock relates the time-stamp counter to a Real clock's monotonic
 // time, so that a [Deadline] on that clock can be checked by reading the
 // counter alone. It is used only when the processor has an invariant
-// counter and RDTSCP. Safe for concurrent use.
+// counter. Safe for concurrent use.
 type tscClock struct {
-	read       func() uint64        // the counter, by RDTSCP
+	read       func() uint64        // the counter, by RDTSC
 	mono       func() time.Duration // the Real clock's Mono
 	kernelUses func() bool          // the kernel's clocksource is the counter
 
@@ -120,7 +129,7 @@ func (t *tscClock) window(at time.Duration) (w *tscWindow, retry time.Duration) 
 	if left <= 0 || rate <= 0 {
 		return nil, 0
 	}
-	ticks := float64(left) * rate * tscShare
+	ticks := (float64(left)*tscShare - float64(tscReorder)) * rate
 	if ticks < 1 {
 		return nil, 0
 	}

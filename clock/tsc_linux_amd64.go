@@ -5,23 +5,23 @@ import (
 	"os"
 )
 
-// readTSC returns the time-stamp counter, read by RDTSCP: after every
-// earlier instruction of this goroutine has executed (see [Deadline.Live]).
+// readTSC returns the time-stamp counter, read by a plain RDTSC: possibly
+// up to tscReorder before the instructions ahead of it complete (see
+// [Deadline.Live]).
 func readTSC() uint64
 
 func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
 
-// tscUsable reports whether the processor has RDTSCP and an invariant
-// time-stamp counter (one that runs at a constant rate in every power
-// state): CPUID leaf 0x80000001 EDX bit 27 and leaf 0x80000007 EDX bit 8.
+// tscUsable reports whether the processor has an invariant time-stamp
+// counter (one that runs at a constant rate in every power state): CPUID
+// leaf 0x80000007 EDX bit 8.
 func tscUsable() bool {
 	maxExt, _, _, _ := cpuid(0x80000000, 0)
 	if maxExt < 0x80000007 {
 		return false
 	}
-	_, _, _, edx1 := cpuid(0x80000001, 0)
 	_, _, _, edx7 := cpuid(0x80000007, 0)
-	return edx1&(1<<27) != 0 && edx7&(1<<8) != 0
+	return edx7&(1<<8) != 0
 }
 
 const clocksourcePath = "/sys/devices/system/clocksource/clocksource0/current_clocksource"

@@ -2,11 +2,10 @@
 
 // func readTSC() uint64
 //
-// RDTSCP reads the time-stamp counter only once every earlier
-// instruction has executed and every earlier load is globally visible;
-// it also writes IA32_TSC_AUX to CX, which is ignored.
+// RDTSC, unordered: it may read the counter while instructions before
+// it are still in flight (see tscReorder).
 TEXT ·readTSC(SB),NOSPLIT,$0-8
-	RDTSCP
+	RDTSC
 	SHLQ	$32, DX
 	ORQ	DX, AX
 	MOVQ	AX, ret+0(FP)
