@@ -51,6 +51,7 @@ type conn struct {
 	// seen; deadlines and the Date header are computed from it.
 	now                         time.Time
 	readDeadline, writeDeadline time.Time // as last set on nc
+	served                      bool      // a request was read: the idle timeout applies
 
 	mu struct {
 		sync.Mutex
@@ -60,11 +61,15 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(s.base)
-	return &conn{
+	c := &conn{
 		srv: s, nc: nc, br: bufio.NewReaderSize(nc, readBufferSize),
 		ctx: ctx, cancel: cancel, remote: nc.RemoteAddr().String(),
 		now: s.clock.Now().Wall,
 	}
+	// A new connection's first request (and TLS handshake) must come
+	// within ReadHeaderTimeout, as with net/http.
+	c.setDeadline(&c.readDeadline, nc.SetReadDeadline, c.now.Add(s.ReadHeaderTimeout))
+	return c
 }
 
 func (c *conn) serve() {
@@ -85,7 +90,6 @@ func (c *conn) serve() {
 // failure (a client without the certificate mutual TLS asks for, a
 // plain-HTTP client) as net/http does.
 func (c *conn) handshake(tc *tls.Conn) bool {
-	c.setDeadline(&c.readDeadline, c.nc.SetReadDeadline, c.now.Add(c.srv.ReadHeaderTimeout))
 	c.setDeadline(&c.writeDeadline, c.nc.SetWriteDeadline, c.now.Add(c.srv.ReadHeaderTimeout))
 	if err := tc.HandshakeContext(c.ctx); err != nil {
 		c.srv.Log.Warn("TLS handshake failed", "remote", c.remote, "err", err)
@@ -95,6 +99,9 @@ func (c *conn) handshake(tc *tls.Conn) bool {
 }
 
 func (c *conn) close() {
+	// Answers queued for pipelined requests were taken (an ID, a
+	// sequence value): send them, whatever ends the connection.
+	c.flush()
 	c.cancel()
 	c.nc.Close()
 	c.srv.trackConn(c, false)
@@ -118,8 +125,9 @@ func (c *conn) next() bool {
 	if err != nil {
 		return false
 	}
-	// Answers to pipelined requests wait for the last of them.
-	if !keep || c.br.Buffered() == 0 {
+	// Answers to pipelined requests wait for the last of them, up to a
+	// bound; any read that may block sends them first (c.fill).
+	if !keep || c.br.Buffered() == 0 || len(c.out) >= maxKeptBody {
 		if err := c.flush(); err != nil {
 			return false
 		}
@@ -139,7 +147,10 @@ func (c *conn) await() bool {
 	// HAZARD (of shutdown, not of IDs): the deadline is set under the
 	// lock Shutdown's wakeIfIdle takes, or this could overwrite the past
 	// deadline that wakes the read, and Shutdown would wait IdleTimeout.
-	c.refresh(&c.readDeadline, c.nc.SetReadDeadline, c.srv.IdleTimeout)
+	if c.served {
+		c.refresh(&c.readDeadline, c.nc.SetReadDeadline, c.srv.IdleTimeout, c.srv.IdleTimeout*9/10)
+	} // the first request has ReadHeaderTimeout from the accept (newConn)
+	c.served = true
 	c.mu.idle = true
 	c.mu.Unlock()
 	_, err := c.br.Peek(1)
@@ -165,6 +176,20 @@ func (c *conn) readHead() (int, error) {
 	scanned := 0 // bytes known not to end the header
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
+		if scanned == 0 {
+			// Empty lines before a request line are ignored (RFC 9112
+			// §2.2): some clients send a CRLF after a POST body.
+			if i := bytes.IndexFunc(buf, func(r rune) bool { return r != '\r' && r != '\n' }); i != 0 {
+				if i < 0 {
+					i = len(buf)
+				}
+				c.br.Discard(i)
+				if err := c.fill(1); err != nil {
+					return 0, err
+				}
+				continue
+			}
+		}
 		if headerEnds(buf, scanned) {
 			n, err := parseHead(buf, &c.head)
 			if err == nil && n > c.srv.MaxHeaderBytes {
@@ -182,7 +207,7 @@ func (c *conn) readHead() (int, error) {
 		if len(buf) == c.br.Size() {
 			c.grow()
 		}
-		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+		if err := c.fill(len(buf) + 1); err != nil {
 			return 0, err
 		}
 	}
@@ -209,6 +234,19 @@ func headerEnds(buf []byte, from int) bool {
 	}
 }
 
+// fill reads until the buffer holds n bytes, first sending the answers
+// queued for earlier requests: the client may wait for them before it
+// sends more.
+func (c *conn) fill(n int) error {
+	if c.br.Buffered() < n {
+		if err := c.flush(); err != nil {
+			return err
+		}
+	}
+	_, err := c.br.Peek(n)
+	return err
+}
+
 // grow gives the connection a read buffer large enough for the largest
 // header allowed, keeping what the old one holds.
 func (c *conn) grow() {
@@ -229,10 +267,10 @@ func (c *conn) handle(n int) (bool, error) {
 		whole := n + int(h.length)
 		if c.br.Buffered() < whole {
 			c.setDeadline(&c.readDeadline, c.nc.SetReadDeadline, c.now.Add(c.srv.ReadTimeout))
-			buf, err := c.br.Peek(whole)
-			if err != nil {
+			if err := c.fill(whole); err != nil {
 				return false, err
 			}
+			buf, _ := c.br.Peek(whole)
 			// Reading may have moved the buffer's bytes under c.head.
 			if _, err := parseHead(buf, h); err != nil {
 				return false, err
@@ -344,7 +382,7 @@ func (c *conn) respond(closing, withBody bool) (bool, error) {
 	case len(c.w.body) < largeBody:
 		c.out = append(c.out, c.w.body...)
 	default:
-		c.refresh(&c.writeDeadline, c.nc.SetWriteDeadline, c.srv.WriteTimeout)
+		c.refresh(&c.writeDeadline, c.nc.SetWriteDeadline, c.srv.WriteTimeout, c.srv.WriteTimeout/2)
 		bufs := net.Buffers{c.out, c.w.body}
 		_, err = bufs.WriteTo(c.nc)
 		c.out = c.out[:0]
@@ -370,7 +408,7 @@ func (c *conn) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	c.refresh(&c.writeDeadline, c.nc.SetWriteDeadline, c.srv.WriteTimeout)
+	c.refresh(&c.writeDeadline, c.nc.SetWriteDeadline, c.srv.WriteTimeout, c.srv.WriteTimeout/2)
 	_, err := c.nc.Write(c.out)
 	if cap(c.out) > maxKeptBody {
 		c.out = nil
@@ -380,10 +418,10 @@ func (c *conn) flush() error {
 }
 
 // refresh moves a deadline to d after the current request's start if
-// less than half of d is left of it: a deadline costs a timer update, so
+// less than minLeft is left of it: a deadline costs a timer update, so
 // most requests leave it where it is.
-func (c *conn) refresh(dl *time.Time, set func(time.Time) error, d time.Duration) {
-	if dl.Sub(c.now) < d/2 {
+func (c *conn) refresh(dl *time.Time, set func(time.Time) error, d, minLeft time.Duration) {
+	if dl.Sub(c.now) < minLeft {
 		c.setDeadline(dl, set, c.now.Add(d))
 	}
 }
@@ -420,6 +458,11 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	if !b.chunked && int64(len(p)) > b.left {
 		p = p[:b.left]
+	}
+	if b.c.br.Buffered() == 0 {
+		if b.err = b.c.flush(); b.err != nil {
+			return 0, b.err
+		}
 	}
 	n, err := b.r.Read(p)
 	if !b.chunked {

@@ -48,7 +48,7 @@ func parseHead(b []byte, h *requestHead) (int, error) {
 		return 0, err
 	}
 	fieldsStart := len(b) - len(rest)
-	var keepAlive, seenLength bool
+	var keepAlive, seenLength, seenHost bool
 	for {
 		line, rest, ok = nextLine(rest)
 		if !ok {
@@ -86,15 +86,18 @@ func parseHead(b []byte, h *requestHead) (int, error) {
 				}
 			}
 		case equalFold(name, "expect"):
+			if h.minor == 0 {
+				break // RFC 9110 §10.1.1: ignored in an HTTP/1.0 request
+			}
 			if !equalFold(value, "100-continue") {
 				return 0, &statusError{http.StatusExpectationFailed, "unsupported Expect " + quote(value)}
 			}
 			h.expect = true
 		case equalFold(name, "host"):
-			if h.host != nil {
+			if seenHost {
 				return 0, badRequest("more than one Host")
 			}
-			h.host = value
+			h.host, seenHost = value, true
 		case equalFold(name, "content-type"):
 			h.contentType = value
 		}
@@ -106,7 +109,7 @@ func parseHead(b []byte, h *requestHead) (int, error) {
 		// RFC 9112 §6.3 lets a server go on with chunked, but a proxy
 		// in front may have framed it by the length: refuse the shape.
 		return 0, badRequest("both Content-Length and Transfer-Encoding")
-	case h.minor == 1 && h.host == nil:
+	case h.minor == 1 && !seenHost:
 		return 0, badRequest("missing Host") // RFC 9112 §3.2
 	case h.minor == 0:
 		h.close = h.close || !keepAlive

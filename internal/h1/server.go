@@ -56,11 +56,12 @@ type Server struct {
 	// ReadHeaderTimeout bounds the time from a request's first byte to the
 	// end of its header; ReadTimeout to the end of its body. WriteTimeout
 	// bounds the writing of an answer, IdleTimeout the wait for the next
-	// request on a kept-alive connection. Deadlines are moved forward only
-	// once half their time has gone (a deadline costs a timer update), so
-	// an idle connection is closed after between half and all of
-	// IdleTimeout, and an answer may take between half and all of
-	// WriteTimeout.
+	// request on a kept-alive connection (the first request of a new
+	// connection has ReadHeaderTimeout from the accept). Deadlines are
+	// moved forward only once part of their time has gone (a deadline
+	// costs a timer update): an idle connection is closed after between
+	// 90% and all of IdleTimeout, and an answer may take between half and
+	// all of WriteTimeout.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's line and header; larger is refused
 	// with 431.

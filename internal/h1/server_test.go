@@ -481,3 +481,79 @@ func selfSigned(t *testing.T) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestQueuedAnswersGoOut checks that answers queued behind pipelined
+// requests are sent before any read that may block: after a request
+// followed by part of the next, after stray line ends, and when the
+// connection closes.
+func TestQueuedAnswersGoOut(t *testing.T) {
+	addr := start(t, &h1.Server{
+		Handler:           http.HandlerFunc(echo),
+		ReadHeaderTimeout: time.Minute, // longer than the client waits
+		IdleTimeout:       time.Minute,
+	})
+	t.Run("partial next request", func(t *testing.T) {
+		c := dial(t, addr)
+		c.send("GET /one HTTP/1.1\r\nHost: h\r\n\r\nGET /two HTT")
+		if _, body := c.read("GET"); field(t, body, "path") != "/one" {
+			t.Fatalf("first answer %q", body)
+		}
+		c.send("P/1.1\r\nHost: h\r\n\r\n")
+		if _, body := c.read("GET"); field(t, body, "path") != "/two" {
+			t.Fatalf("second answer %q", body)
+		}
+	})
+	t.Run("line end after a body", func(t *testing.T) {
+		c := dial(t, addr)
+		c.send("POST /one HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nab\r\n")
+		if _, body := c.read("POST"); field(t, body, "body") != "ab" {
+			t.Fatalf("answer %q", body)
+		}
+		c.send("GET /two HTTP/1.1\r\nHost: h\r\n\r\n")
+		if _, body := c.read("GET"); field(t, body, "path") != "/two" {
+			t.Fatalf("answer after the stray line end: %q", body)
+		}
+	})
+	t.Run("refused after answered", func(t *testing.T) {
+		c := dial(t, addr)
+		c.send("GET /one HTTP/1.1\r\nHost: h\r\n\r\nBAD\r\n\r\n")
+		if _, body := c.read("GET"); field(t, body, "path") != "/one" {
+			t.Fatalf("first answer %q", body)
+		}
+		if resp, _ := c.read("GET"); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("status %d for a malformed request, want 400", resp.StatusCode)
+		}
+	})
+}
+
+// TestFirstRequestTimeout closes a new connection that sends nothing
+// after ReadHeaderTimeout, not IdleTimeout.
+func TestFirstRequestTimeout(t *testing.T) {
+	addr := start(t, &h1.Server{
+		Handler:           http.HandlerFunc(echo),
+		ReadHeaderTimeout: 200 * time.Millisecond,
+		IdleTimeout:       time.Minute,
+	})
+	c := dial(t, addr) // the client waits 10s at most
+	if !c.closed() {
+		t.Fatal("read something")
+	}
+}
+
+// TestHost accepts an empty Host and ignores Expect in HTTP/1.0.
+func TestHost(t *testing.T) {
+	c := dial(t, start(t, &h1.Server{Handler: http.HandlerFunc(echo)}))
+	c.send("GET / HTTP/1.1\r\nHost:\r\n\r\n")
+	if resp, _ := c.read("GET"); resp.StatusCode != http.StatusOK {
+		t.Errorf("empty Host: status %d", resp.StatusCode)
+	}
+	c.send("GET / HTTP/1.1\r\nHost:\r\nHost: b\r\n\r\n")
+	if resp, _ := c.read("GET"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("empty Host and another: status %d, want 400", resp.StatusCode)
+	}
+	c = dial(t, start(t, &h1.Server{Handler: http.HandlerFunc(echo)}))
+	c.send("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi")
+	if resp, body := c.read("POST"); resp.StatusCode != http.StatusOK || field(t, body, "body") != "hi" {
+		t.Errorf("HTTP/1.0 with Expect: status %d, body %q", resp.StatusCode, body)
+	}
+}
