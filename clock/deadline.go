@@ -33,7 +33,8 @@ type Deadline struct {
 
 // NewDeadline returns a deadline at monotonic time at on src. Its fast
 // check is armed when src is a [Real] (or a [Skewed] over one) on
-// linux/amd64 with an invariant time-stamp counter and the kernel
+// linux/amd64 with an invariant time-stamp counter, RDTSCP (for
+// calibration), and the kernel
 // computing monotonic time from that counter; with any other Source,
 // [Manual] included, every check reads src.Mono.
 func NewDeadline(src Source, at time.Duration) *Deadline {
@@ -116,10 +117,11 @@ func (d *Deadline) Headroom() time.Duration {
 //     only while both are in flight together, since an interrupt, fault,
 //     VM exit or signal in between discards the early read and executes
 //     RDTSC again after it. The read is thus early by at most the latency
-//     of the instructions in flight, under a microsecond, and every
-//     window is shortened by tscReorder, a millisecond. (The ordered
-//     RDTSCP, which waits for them, cost 20 ns here against 10: the
-//     whole sequence call's budget.)
+//     of the instructions in flight (no vendor documents a bound; tens of
+//     microseconds at worst is the assumption), and every window is
+//     shortened by tscReorder, a millisecond. (The ordered RDTSCP, which
+//     waits for them, cost 20 ns here against 10: the whole sequence
+//     call's budget. Calibration, which is rare, uses it.)
 //   - The kernel computes CLOCK_MONOTONIC from this very counter (the
 //     clocksource is "tsc", read at arming at most tscSourceRecheck old;
 //     the processor's counter is invariant, from CPUID), so a counter
@@ -140,7 +142,7 @@ func (d *Deadline) Headroom() time.Duration {
 //     or a rate since the previous arming more than tscDisagree away from
 //     the long-run rate arms no window; so do a Source that is not the
 //     host's clock (a Manual in tests: behaviour unchanged), a processor
-//     without an invariant counter, and any other platform.
+//     without an invariant counter or RDTSCP, and any other platform.
 //   - A check outside the window, early or not, falls through to
 //     Headroom, which reads Mono: a closed window costs time, never a
 //     refusal.

@@ -23,13 +23,17 @@ const (
 	// [Deadline.Live]).
 	tscShare = 0.5
 	// tscReorder bounds how long before the instructions ahead of it a
-	// plain RDTSC may read the counter, and is taken off every window. An
-	// out-of-order core reads it early only while those instructions are
-	// in flight together with it, and anything that could stall them for
-	// long (an interrupt, a fault, a VM exit, a signal, a context switch)
-	// discards the early read and executes RDTSC again afterwards. So
-	// the true bound is the latency of the instructions in flight, under
-	// a microsecond; a millisecond is a thousand times that.
+	// plain RDTSC may read the counter, and is taken off every window.
+	// Neither vendor documents a bound: this is an assumption about the
+	// microarchitecture. An out-of-order core reads the counter early only
+	// while those instructions are in flight together with it, and what
+	// could stall them for long (an interrupt, a fault, a VM exit, a
+	// signal, a context switch) is taken at an instruction boundary,
+	// discarding the early read, which runs again afterwards. What is
+	// left is the latency of the instructions in flight: a contended or
+	// remote cache line, a frequency transition, tens of microseconds at
+	// worst. A millisecond is far above that, and the window covers only
+	// half the time left anyway.
 	tscReorder = time.Millisecond
 )
 
@@ -57,7 +61,7 @@ type tscPair struct {
 // counter alone. It is used only when the processor has an invariant
 // counter. Safe for concurrent use.
 type tscClock struct {
-	read       func() uint64        // the counter, by RDTSC
+	read       func() uint64        // the counter, ordered (RDTSCP): calibration brackets need it
 	mono       func() time.Duration // the Real clock's Mono
 	kernelUses func() bool          // the kernel's clocksource is the counter
 
@@ -72,7 +76,7 @@ type tscClock struct {
 }
 
 func newTSCClock(mono func() time.Duration) *tscClock {
-	return &tscClock{read: readTSC, mono: mono, kernelUses: kernelUsesTSC}
+	return &tscClock{read: readTSCOrdered, mono: mono, kernelUses: kernelUsesTSC}
 }
 
 func (t *tscClock) pair() tscPair {

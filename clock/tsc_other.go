@@ -7,6 +7,8 @@ package clock
 
 func readTSC() uint64 { return 0 }
 
+func readTSCOrdered() uint64 { return 0 }
+
 func tscUsable() bool { return false }
 
 func kernelUsesTSC() bool { return false }
