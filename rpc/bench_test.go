@@ -1,7 +1,9 @@
 package rpc_test
 
 import (
+	"bytes"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"testing"
 
@@ -70,6 +72,30 @@ func BenchmarkFastNextIDs(b *testing.B) {
 		w = h1.ResponseWriter{}
 		if !fast(&w, req) || w.Status() != http.StatusOK {
 			b.Fatalf("declined or failed: %d %q", w.Status(), w.Body())
+		}
+	}
+}
+
+// BenchmarkHandlerNextIDs is BenchmarkFastNextIDs through Handler, Twirp's
+// generated handler with its hooks, as JSON requests and every request
+// before internal/h1 took it.
+func BenchmarkHandlerNextIDs(b *testing.B) {
+	s, err := rpc.NewServer(newRealIssuer(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := s.Handler()
+	body := []byte{0x08, 0x01}
+	rd := bytes.NewReader(body)
+	req := httptest.NewRequest(http.MethodPost, migv1.IDServicePathPrefix+"NextIDs", rd)
+	req.Header.Set("Content-Type", "application/protobuf")
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Reset(body)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
 	}
 }
