@@ -32,31 +32,20 @@ func (s *Server) FastHandlers() map[string]h1.FastHandler {
 
 // fastRoutes builds FastHandlers' map.
 func (s *Server) fastRoutes(ids *idService, seqs *seqService, maxBody int64) map[string]h1.FastHandler {
-	r := map[string]h1.FastHandler{}
-	add := func(prefix, method string, h func(*fastMethod) h1.FastHandler) {
-		m := &fastMethod{
-			metrics: s.metrics,
-			maxBody: maxBody,
-			service: serviceName(prefix),
-			method:  method,
-		}
+	route := func(prefix, method string) *fastMethod {
+		m := &fastMethod{metrics: s.metrics, maxBody: maxBody, service: serviceName(prefix), method: method}
 		m.ok = s.metrics.requests.WithLabelValues(m.service, method, codeOK)
 		m.latency = s.metrics.latency.WithLabelValues(m.service, method)
-		r[prefix+method] = h(m)
+		return m
 	}
-	add(migv1.IDServicePathPrefix, "NextIDs", func(m *fastMethod) h1.FastHandler {
-		return serveFast(m, ids.NextIDs)
-	})
+	const idp, seqp = migv1.IDServicePathPrefix, migv1.SeqServicePathPrefix
+	r := map[string]h1.FastHandler{
+		idp + "NextIDs": serveFast(route(idp, "NextIDs"), ids.NextIDs),
+	}
 	if seqs != nil {
-		add(migv1.SeqServicePathPrefix, "NextSeq", func(m *fastMethod) h1.FastHandler {
-			return serveFast(m, seqs.NextSeq)
-		})
-		add(migv1.SeqServicePathPrefix, "NextSeqs", func(m *fastMethod) h1.FastHandler {
-			return serveFast(m, seqs.NextSeqs)
-		})
-		add(migv1.SeqServicePathPrefix, "CurSeq", func(m *fastMethod) h1.FastHandler {
-			return serveFast(m, seqs.CurSeq)
-		})
+		r[seqp+"NextSeq"] = serveFast(route(seqp, "NextSeq"), seqs.NextSeq)
+		r[seqp+"NextSeqs"] = serveFast(route(seqp, "NextSeqs"), seqs.NextSeqs)
+		r[seqp+"CurSeq"] = serveFast(route(seqp, "CurSeq"), seqs.CurSeq)
 	}
 	return r
 }
