@@ -26,25 +26,42 @@ import (
 // uid's group to another node; ErrCorrupt for a group whose persisted
 // value is unreadable.
 func (n *Node) Next(ctx context.Context, uid uint64) (uint64, error) {
-	if n.lay.valid(uid) {
-		sec := uid / n.lay.sectionSize
-		if s := n.sections[sec].Load(); s != nil {
-			// HAZARD: the deadline is checked by reading the clock after
-			// the value is taken, not by a flag some goroutine clears: if
-			// the check passes, the take happened before the deadline,
-			// hence before any next owner activates, whatever delays this
-			// goroutine or the lease's. A failed check skips the value.
-			// The reading is clock.Deadline.Live's: the time-stamp counter
-			// read once the CAS has executed, against a window that closes
-			// before the deadline, or else the monotonic clock (see the
-			// HAZARD there, and docs/seq-failover.md).
-			if v, ok := n.take(s, uid-sec*n.lay.sectionSize); ok && s.g.live() {
-				n.stats.issued.add(uid, 1)
-				return v, nil
-			}
-		}
+	if v, ok := n.TryNext(uid); ok {
+		return v, nil
 	}
 	return n.nextSlow(ctx, uid)
+}
+
+// TryNext is Next's hot path alone: uid's next value if it can be handed
+// out at once, without waiting and without an error to report (uid valid,
+// its section loaded, its persisted range not used up, the node's claim
+// live), and false otherwise, having handed out nothing: then Next says
+// why, or waits. A caller that bounds Next's wait with a context of its
+// own (the RPC server does) can call TryNext first and build that context
+// only when it is needed.
+func (n *Node) TryNext(uid uint64) (uint64, bool) {
+	if !n.lay.valid(uid) {
+		return 0, false
+	}
+	sec := uid / n.lay.sectionSize
+	s := n.sections[sec].Load()
+	if s == nil {
+		return 0, false
+	}
+	// HAZARD: the deadline is checked by reading the clock after the
+	// value is taken, not by a flag some goroutine clears: if the check
+	// passes, the take happened before the deadline, hence before any
+	// next owner activates, whatever delays this goroutine or the
+	// lease's. A failed check skips the value. The reading is
+	// clock.Deadline.Live's: the time-stamp counter read once the CAS has
+	// executed, against a window that closes before the deadline, or else
+	// the monotonic clock (see the HAZARD there, and
+	// docs/seq-failover.md).
+	if v, ok := n.take(s, uid-sec*n.lay.sectionSize); ok && s.g.live() {
+		n.stats.issued.add(uid, 1)
+		return v, true
+	}
+	return 0, false
 }
 
 func (n *Node) nextSlow(ctx context.Context, uid uint64) (uint64, error) {
@@ -122,17 +139,13 @@ func (n *Node) await(ctx context.Context, rounds []*round) error {
 // was loaded, the section's persisted max_seq, where its next value will
 // start above. It consumes nothing. Errors are those of Next.
 func (n *Node) Current(ctx context.Context, uid uint64) (uint64, error) {
+	if v, ok := n.TryCurrent(uid); ok {
+		return v, nil
+	}
 	if !n.lay.valid(uid) {
 		return 0, n.invalid(uid)
 	}
 	sec, i := n.lay.locate(uid)
-	if s := n.sections[sec].Load(); s != nil {
-		// HAZARD: a read too must not show a value older than one the
-		// next owner has handed out: checked after reading, as in Next.
-		if v := s.base + s.cur[i].Load(); !s.dead.Load() && s.g.live() {
-			return v, nil
-		}
-	}
 	gi, local := n.lay.groupOf(sec)
 	g, err := n.group(ctx, gi)
 	if err != nil {
@@ -146,6 +159,26 @@ func (n *Node) Current(ctx context.Context, uid uint64) (uint64, error) {
 		return 0, n.fail(err)
 	}
 	return v, nil
+}
+
+// TryCurrent is Current's hot path alone, as TryNext is Next's: uid's
+// current value if its section is loaded and the node's claim live, and
+// false otherwise.
+func (n *Node) TryCurrent(uid uint64) (uint64, bool) {
+	if !n.lay.valid(uid) {
+		return 0, false
+	}
+	sec, i := n.lay.locate(uid)
+	s := n.sections[sec].Load()
+	if s == nil {
+		return 0, false
+	}
+	// HAZARD: a read too must not show a value older than one the next
+	// owner has handed out: checked after reading, as in Next.
+	if v := s.base + s.cur[i].Load(); !s.dead.Load() && s.g.live() {
+		return v, true
+	}
+	return 0, false
 }
 
 func (n *Node) invalid(uid uint64) error {
