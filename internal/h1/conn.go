@@ -41,6 +41,8 @@ type conn struct {
 	br     *bufio.Reader
 	out    []byte // answers not written yet: pipelined requests' answers go out together
 	w      ResponseWriter
+	fast   FastRequest // the fast route's request, here so as not to be allocated per request
+	local  any         // FastRequest.Local
 	head   requestHead
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -277,13 +279,15 @@ func (c *conn) handle(n int) (bool, error) {
 			}
 		}
 		buf, _ := c.br.Peek(whole)
-		req := FastRequest{Context: c.ctx, ContentType: h.contentType, Body: buf[n:]}
+		c.fast = FastRequest{Context: c.ctx, ContentType: h.contentType, Body: buf[n:], Local: &c.local}
 		closing := h.close
-		if fast(&c.w, &req) {
+		answered := fast(&c.w, &c.fast)
+		c.fast = FastRequest{}
+		if answered {
 			c.br.Discard(whole)
 			return c.respond(closing, true)
 		}
-		c.w.reset()
+		c.w.Reset()
 	}
 	return c.serveHTTP(n)
 }
@@ -387,14 +391,14 @@ func (c *conn) respond(closing, withBody bool) (bool, error) {
 		_, err = bufs.WriteTo(c.nc)
 		c.out = c.out[:0]
 	}
-	c.w.reset()
+	c.w.Reset()
 	return !closing && err == nil, err
 }
 
 // refuse answers a request the server cannot take, and the connection
 // closes after it.
 func (c *conn) refuse(se *statusError) {
-	c.w.reset()
+	c.w.Reset()
 	c.w.SetContentType("text/plain; charset=utf-8")
 	c.w.WriteHeader(se.code)
 	fmt.Fprintf(&c.w, "%s: %s\n", http.StatusText(se.code), se.msg)

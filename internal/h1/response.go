@@ -79,7 +79,10 @@ func (w *ResponseWriter) ContentType() string {
 // request: a rare 2 MB answer should not pin 2 MB per connection.
 const maxKeptBody = 64 << 10
 
-func (w *ResponseWriter) reset() {
+// Reset empties w for the next answer, keeping its body buffer (up to
+// 64 KB) and header map: the connection calls it between requests, and a
+// test calling a FastHandler directly may do the same.
+func (w *ResponseWriter) Reset() {
 	clear(w.header)
 	w.contentType, w.status = "", 0
 	if cap(w.body) > maxKeptBody {

@@ -25,14 +25,22 @@ const (
 // ErrServerClosed is what Serve returns once Shutdown or Close was called.
 var ErrServerClosed = errors.New("h1: server closed")
 
-// FastRequest is a POST a FastHandler may answer: its body and content
-// type point into the connection's buffer and are valid only until the
-// handler returns.
+// FastRequest is a POST a FastHandler may answer. The connection reuses
+// it, and its body and content type point into the connection's buffer:
+// all of it but what Local points to is valid only until the handler
+// returns.
 type FastRequest struct {
 	// Context is done when the connection or the server is closed.
 	Context     context.Context
 	ContentType []byte
 	Body        []byte
+	// Local is the connection's own slot, nil at its first request: a
+	// handler may leave there what the next request on the same
+	// connection can reuse (decoded messages, buffers), which unlike a
+	// sync.Pool costs nothing to reach and is never dropped. Every fast
+	// handler of the server shares it. It is nil in a FastRequest not
+	// made by a connection.
+	Local *any
 }
 
 // FastHandler answers a POST to the path it is registered for, writing to

@@ -1,6 +1,7 @@
 package h1_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -106,6 +108,60 @@ func TestFast(t *testing.T) {
 		if tc.fast && body != "fast:a/b" {
 			t.Errorf("%s: body %q", tc.name, body)
 		}
+	}
+}
+
+// TestFastKeepsLocalAndAllocatesNothing: a connection hands its fast
+// handler the same Local on every request, and, once warm, a request
+// answered on the fast path allocates nothing in the server (nor in this
+// client, which reads answers of a known size into one buffer).
+func TestFastKeepsLocalAndAllocatesNothing(t *testing.T) {
+	s := &h1.Server{
+		Handler: http.HandlerFunc(echo),
+		Fast: map[string]h1.FastHandler{"/n": func(w *h1.ResponseWriter, r *h1.FastRequest) bool {
+			n, _ := (*r.Local).(*uint64)
+			if n == nil {
+				n = new(uint64)
+				*r.Local = n
+			}
+			*n++
+			w.Write(binary.BigEndian.AppendUint64(w.AvailableBuffer(), *n))
+			return true
+		}},
+	}
+	c := dial(t, start(t, s))
+	req := []byte("POST /n HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx")
+	c.send(string(req))
+	resp, body := c.read("POST")
+	if resp.StatusCode != http.StatusOK || body != "\x00\x00\x00\x00\x00\x00\x00\x01" {
+		t.Fatalf("first answer %d %q", resp.StatusCode, body)
+	}
+	buf := make([]byte, 0, 4096)
+	want := uint64(1)
+	round := func() {
+		if _, err := c.nc.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		// The header byte by byte up to its end, then the 8-byte body.
+		for buf = buf[:0]; !bytes.HasSuffix(buf, []byte("\r\n\r\n")); buf = buf[:len(buf)+1] {
+			if _, err := io.ReadFull(c.nc, buf[len(buf):len(buf)+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		body := buf[len(buf) : len(buf)+8]
+		if _, err := io.ReadFull(c.nc, body); err != nil {
+			t.Fatal(err)
+		}
+		want++
+		if got := binary.BigEndian.Uint64(body); got != want {
+			t.Fatalf("answer %d on the connection's Local, want %d", got, want)
+		}
+	}
+	for range 10 {
+		round()
+	}
+	if allocs := testing.AllocsPerRun(500, round); allocs != 0 {
+		t.Errorf("%v allocations per fast request, want 0", allocs)
 	}
 }
 
