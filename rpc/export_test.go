@@ -10,3 +10,6 @@ func SetNextEndpoint(c *Client, i int) { c.next.Store(uint32(i)) }
 
 // Classify is classify.
 var Classify = classify
+
+// DecodeNextIDs is decodeNextIDs.
+var DecodeNextIDs = decodeNextIDs

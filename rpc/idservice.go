@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc/migv1"
@@ -40,36 +41,52 @@ type idService struct {
 var _ migv1.IDService = (*idService)(nil)
 
 // NextIDs implements migv1.IDService.
-func (s *idService) NextIDs(_ context.Context, req *migv1.NextIDsRequest) (*migv1.NextIDsResponse, error) {
+func (s *idService) NextIDs(ctx context.Context, req *migv1.NextIDsRequest) (*migv1.NextIDsResponse, error) {
+	return answer(ctx, req, s.nextIDs)
+}
+
+// nextIDs fills resp with req's answer: NextIDs for the fast route, which
+// reuses resp and its Ids' memory.
+func (s *idService) nextIDs(_ context.Context, req *migv1.NextIDsRequest, resp *migv1.NextIDsResponse) error {
 	n := 1
 	if req.Count != nil {
 		// Checked here, before NextN, so that bad input never reaches the
 		// issuer and the message names the wire field and its limit.
 		if err := checkCount(int64(*req.Count)); err != nil {
-			return nil, twirpError(err)
+			return twirpError(err)
 		}
 		n = int(*req.Count)
 	}
 	b, err := s.issuer.NextN(n)
 	if err != nil {
-		return nil, twirpError(err)
+		return twirpError(err)
 	}
 	s.metrics.issued(b.Len())
 	// The worker ID is read from the IDs themselves, not asked of the
 	// issuer afterwards: a re-claim in between could make the two differ.
 	p, err := s.issuer.Layout().Decompose(b.First())
 	if err != nil {
-		return nil, twirpError(err)
+		return twirpError(err)
 	}
-	return &migv1.NextIDsResponse{
-		Ids:        appendIDs(make([]uint64, 0, b.Len()), b),
-		WorkerId:   p.Worker,
-		Datacenter: s.issuer.Datacenter(),
-	}, nil
+	resp.Ids = appendIDs(resp.Ids[:0], b)
+	resp.WorkerId = p.Worker
+	resp.Datacenter = s.issuer.Datacenter()
+	return nil
+}
+
+// answer is a generated interface's method on a fill-style one: it
+// answers req with a new response that fill completes.
+func answer[Req, Resp any](ctx context.Context, req *Req, fill func(context.Context, *Req, *Resp) error) (*Resp, error) {
+	resp := new(Resp)
+	if err := fill(ctx, req, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // appendIDs appends b's IDs to dst run by run.
 func appendIDs(dst []uint64, b mig.Batch) []uint64 {
+	dst = slices.Grow(dst, b.Len())
 	var runs [2]mig.Run // a batch of at most mig.MaxBatch IDs has at most 2
 	for _, r := range b.Runs(runs[:0]) {
 		for i := range uint64(r.Count) {

@@ -22,6 +22,12 @@ type SeqAllocator interface {
 	Next(ctx context.Context, uid uint64) (uint64, error)
 	NextBatch(ctx context.Context, uids []uint64) ([]uint64, error)
 	Current(ctx context.Context, uid uint64) (uint64, error)
+	// TryNext and TryCurrent are Next's and Current's paths that never
+	// wait: a value, or false and nothing handed out. The server calls
+	// them first, and builds the context that bounds a wait only when
+	// they say false.
+	TryNext(uid uint64) (uint64, bool)
+	TryCurrent(uid uint64) (uint64, bool)
 	// Routing is the table the allocator serves by (Version 0: none).
 	Routing() seqfacade.Routing
 }
@@ -55,40 +61,66 @@ var _ migv1.SeqService = (*seqService)(nil)
 
 // NextSeq implements migv1.SeqService.
 func (s *seqService) NextSeq(ctx context.Context, req *migv1.NextSeqRequest) (*migv1.NextSeqResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.wait)
-	defer cancel()
-	v, err := s.alloc.Next(ctx, req.Uid)
-	if err != nil {
-		return nil, twirpError(err)
+	return answer(ctx, req, s.nextSeq)
+}
+
+// nextSeq fills resp with req's answer: NextSeq for the fast route, which
+// reuses resp.
+func (s *seqService) nextSeq(ctx context.Context, req *migv1.NextSeqRequest, resp *migv1.NextSeqResponse) error {
+	v, ok := s.alloc.TryNext(req.Uid)
+	if !ok {
+		var err error
+		if v, err = s.bounded(ctx, req.Uid, s.alloc.Next); err != nil {
+			return twirpError(err)
+		}
 	}
 	s.metrics.seqsIssued.Inc()
-	return &migv1.NextSeqResponse{Seq: v, Routing: s.routingFor(req.RoutingVersion)}, nil
+	resp.Seq, resp.Routing = v, s.routingFor(req.RoutingVersion)
+	return nil
 }
 
 // NextSeqs implements migv1.SeqService.
 func (s *seqService) NextSeqs(ctx context.Context, req *migv1.NextSeqsRequest) (*migv1.NextSeqsResponse, error) {
+	return answer(ctx, req, s.nextSeqs)
+}
+
+func (s *seqService) nextSeqs(ctx context.Context, req *migv1.NextSeqsRequest, resp *migv1.NextSeqsResponse) error {
 	if len(req.Uids) == 0 {
-		return nil, twirpError(&argError{field: "uids", msg: "uids is empty: name at least one uid"})
+		return twirpError(&argError{field: "uids", msg: "uids is empty: name at least one uid"})
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.wait)
 	defer cancel()
 	vs, err := s.alloc.NextBatch(ctx, req.Uids)
 	if err != nil {
-		return nil, twirpError(err)
+		return twirpError(err)
 	}
 	s.metrics.seqsIssued.Add(float64(len(vs)))
-	return &migv1.NextSeqsResponse{Seqs: vs, Routing: s.routingFor(req.RoutingVersion)}, nil
+	resp.Seqs, resp.Routing = vs, s.routingFor(req.RoutingVersion)
+	return nil
 }
 
 // CurSeq implements migv1.SeqService.
 func (s *seqService) CurSeq(ctx context.Context, req *migv1.CurSeqRequest) (*migv1.CurSeqResponse, error) {
+	return answer(ctx, req, s.curSeq)
+}
+
+func (s *seqService) curSeq(ctx context.Context, req *migv1.CurSeqRequest, resp *migv1.CurSeqResponse) error {
+	v, ok := s.alloc.TryCurrent(req.Uid)
+	if !ok {
+		var err error
+		if v, err = s.bounded(ctx, req.Uid, s.alloc.Current); err != nil {
+			return twirpError(err)
+		}
+	}
+	resp.Seq, resp.Routing = v, s.routingFor(req.RoutingVersion)
+	return nil
+}
+
+// bounded calls f for uid with ctx bounded by the server's sequence wait.
+func (s *seqService) bounded(ctx context.Context, uid uint64, f func(context.Context, uint64) (uint64, error)) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.wait)
 	defer cancel()
-	v, err := s.alloc.Current(ctx, req.Uid)
-	if err != nil {
-		return nil, twirpError(err)
-	}
-	return &migv1.CurSeqResponse{Seq: v, Routing: s.routingFor(req.RoutingVersion)}, nil
+	return f(ctx, uid)
 }
 
 // routingFor returns the current table for a client that knows version
