@@ -40,24 +40,28 @@ const benchClients = 50
 // BenchmarkServe measures a real `mig serve` process over loopback: the
 // mig binary built and started with its embedded etcd (or the server at
 // $MIG_BENCH_ADDR, host:port, when set), called over protobuf by
-// benchClients clients. Two kinds of client:
+// benchClients clients. Three kinds of client:
 //
-//   - rpc: one rpc.Client shared by the callers, as applications call MIG.
-//   - raw: one HTTP/1.1 connection per caller, speaking the protocol
-//     directly with a request encoded once (see rawConn), as
-//     redis-benchmark speaks RESP directly. It leaves more of the machine's
-//     cores to the server, which shares them.
+//   - raw: NextIDs over one HTTP/1.1 connection per caller, speaking the
+//     protocol directly with a request encoded once (see rawConn), as
+//     redis-benchmark speaks RESP directly. It allocates nothing per
+//     request and leaves more of the machine's cores to the server, which
+//     shares them.
+//   - seq: the same for NextSeq, each caller advancing a uid of its own
+//     and checking that its values increase.
+//   - rpc: NextIDs through one rpc.Client shared by the callers, as
+//     applications call MIG.
 //
 // The sub-benchmarks:
 //
-//   - count=1: single-ID NextIDs as fast as the callers can go (closed
-//     loop): requests/s and latency percentiles.
-//   - count=1/rate=50% and rate=80%: single-ID NextIDs sent at that share
-//     of the rate count=1 reached with the same client (open loop), for
-//     latency under a load the server keeps up with.
-//   - count=1000: batches of 1000, for IDs/s.
+//   - count=1: single-ID NextIDs (one NextSeq) as fast as the callers can
+//     go (closed loop): requests/s and latency percentiles.
+//   - count=1/rate=50% and rate=80%: the same sent at that share of the
+//     rate count=1 reached with the same client (open loop), for latency
+//     under a load the server keeps up with.
+//   - count=1000: NextIDs batches of 1000, for IDs/s.
 //
-// A two-second warm-up precedes them. `mig loadtest` will take this over.
+// A two-second warm-up precedes them.
 func BenchmarkServe(b *testing.B) {
 	addr := os.Getenv("MIG_BENCH_ADDR")
 	if addr == "" {
@@ -65,12 +69,15 @@ func BenchmarkServe(b *testing.B) {
 		addr = p.address()
 	}
 	shared := newRPCClient(b, []string{addr})
+	var uids atomic.Uint64
 	clients := []struct {
-		name   string
-		caller func(b *testing.B) caller
+		name    string
+		caller  func(b *testing.B) caller
+		batches bool // count=1000 means something
 	}{
-		{"raw", func(b *testing.B) caller { return newRawConn(b, addr) }},
-		{"rpc", func(*testing.B) caller { return rpcCaller{shared} }},
+		{"raw", func(b *testing.B) caller { return newIDConn(b, addr) }, true},
+		{"seq", func(b *testing.B) caller { return newSeqConn(b, addr, uids.Add(1)) }, false},
+		{"rpc", func(*testing.B) caller { return rpcCaller{shared} }, true},
 	}
 	warm := true
 	for _, cl := range clients {
@@ -93,9 +100,11 @@ func BenchmarkServe(b *testing.B) {
 				openLoop(b, cl.caller, load*maxRate)
 			})
 		}
-		b.Run("client="+cl.name+"/count=1000", func(b *testing.B) {
-			closedLoop(b, cl.caller, 1000)
-		})
+		if cl.batches {
+			b.Run("client="+cl.name+"/count=1000", func(b *testing.B) {
+				closedLoop(b, cl.caller, 1000)
+			})
+		}
 	}
 }
 
@@ -180,14 +189,7 @@ func parseRESPInt(line []byte) (int64, bool) {
 	if len(line) < 4 || line[0] != ':' || !bytes.HasSuffix(line, []byte("\r\n")) {
 		return 0, false
 	}
-	var v int64
-	for _, c := range line[1 : len(line)-2] {
-		if c < '0' || c > '9' || v > (math.MaxInt64-9)/10 {
-			return 0, false
-		}
-		v = v*10 + int64(c-'0')
-	}
-	return v, true
+	return parseDigits(line[1 : len(line)-2])
 }
 
 // A caller makes NextIDs calls for one benchmark goroutine and checks
@@ -206,37 +208,68 @@ func (r rpcCaller) call(ctx context.Context, count int) error {
 	return err
 }
 
-// rawConn is one keep-alive HTTP/1.1 connection that sends NextIDs
-// requests encoded once per count, and reads the answers with no more
-// than their Content-Length and a protobuf decode. Not safe for
-// concurrent use.
+// rawConn is one keep-alive HTTP/1.1 connection that posts protobuf
+// requests encoded once per count, reads each answer with no more than
+// its Content-Length, and has check judge its body, all without
+// allocating. Not safe for concurrent use.
 type rawConn struct {
-	conn net.Conn
-	br   *bufio.Reader
-	host string
-	reqs map[int][]byte
-	body []byte
+	conn   net.Conn
+	br     *bufio.Reader
+	reqs   map[int][]byte                // by count: the whole request
+	encode func(count int) proto.Message // a count's request message
+	path   string
+	check  func(body []byte, count int) error
+	body   []byte
 }
 
-func newRawConn(b *testing.B, addr string) *rawConn {
+func newRawConn(b *testing.B, addr, path string, encode func(int) proto.Message, check func([]byte, int) error) *rawConn {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { conn.Close() })
-	return &rawConn{conn: conn, br: bufio.NewReader(conn), host: addr, reqs: map[int][]byte{}}
+	return &rawConn{conn: conn, br: bufio.NewReader(conn), reqs: map[int][]byte{}, encode: encode, path: path, check: check}
+}
+
+// newIDConn is a rawConn calling NextIDs, which checks that an answer
+// holds count IDs.
+func newIDConn(b *testing.B, addr string) *rawConn {
+	return newRawConn(b, addr, migv1.IDServicePathPrefix+"NextIDs",
+		func(count int) proto.Message { return &migv1.NextIDsRequest{Count: proto.Int32(int32(count))} },
+		func(body []byte, count int) error {
+			n, err := countIDs(body)
+			if err == nil && n != count {
+				err = fmt.Errorf("%d IDs for a count of %d", n, count)
+			}
+			return err
+		})
+}
+
+// newSeqConn is a rawConn calling NextSeq for uid, which checks that each
+// answer is above the one before.
+func newSeqConn(b *testing.B, addr string, uid uint64) *rawConn {
+	var last uint64
+	return newRawConn(b, addr, migv1.SeqServicePathPrefix+"NextSeq",
+		func(int) proto.Message { return &migv1.NextSeqRequest{Uid: uid} },
+		func(body []byte, _ int) error {
+			v, err := firstVarint(body, seqField)
+			if err == nil && v <= last {
+				err = fmt.Errorf("uid %d: seq %d after %d", uid, v, last)
+			}
+			last = v
+			return err
+		})
 }
 
 func (r *rawConn) call(_ context.Context, count int) error {
 	req, ok := r.reqs[count]
 	if !ok {
-		n := int32(count)
-		body, err := proto.Marshal(&migv1.NextIDsRequest{Count: &n})
+		body, err := proto.Marshal(r.encode(count))
 		if err != nil {
 			return err
 		}
-		req = fmt.Appendf(nil, "POST /twirp/mig.v1.IDService/NextIDs HTTP/1.1\r\nHost: %s\r\n"+
-			"Content-Type: application/protobuf\r\nContent-Length: %d\r\n\r\n%s", r.host, len(body), body)
+		req = fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\n"+
+			"Content-Type: application/protobuf\r\nContent-Length: %d\r\n\r\n%s", r.path, r.conn.RemoteAddr(), len(body), body)
 		r.reqs[count] = req
 	}
 	if _, err := r.conn.Write(req); err != nil {
@@ -260,10 +293,11 @@ func (r *rawConn) call(_ context.Context, count int) error {
 			break
 		}
 		if k, v, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(string(k), "Content-Length") {
-			length, err = strconv.Atoi(string(bytes.TrimSpace(v)))
-			if err != nil {
+			n, ok := parseDigits(bytes.TrimSpace(v))
+			if !ok {
 				return fmt.Errorf("header %q", line)
 			}
+			length = int(n)
 		}
 	}
 	if length < 0 {
@@ -276,14 +310,46 @@ func (r *rawConn) call(_ context.Context, count int) error {
 	if _, err := io.ReadFull(r.br, r.body); err != nil {
 		return err
 	}
-	n, err := countIDs(r.body)
-	if err != nil {
-		return err
+	return r.check(r.body, count)
+}
+
+// parseDigits parses a non-negative decimal number without allocating.
+func parseDigits(b []byte) (int64, bool) {
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' || v > (math.MaxInt64-9)/10 {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
 	}
-	if n != count {
-		return fmt.Errorf("%d IDs for a count of %d", n, count)
+	return v, len(b) > 0
+}
+
+// seqField is NextSeqResponse's seq.
+var seqField = (&migv1.NextSeqResponse{}).ProtoReflect().Descriptor().Fields().ByName("seq").Number()
+
+// firstVarint returns the varint field num of an encoded message, which
+// must be there.
+func firstVarint(b []byte, num protowire.Number) (uint64, error) {
+	for len(b) > 0 {
+		n, typ, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return 0, protowire.ParseError(k)
+		}
+		b = b[k:]
+		if n == num && typ == protowire.VarintType {
+			v, k := protowire.ConsumeVarint(b)
+			if k < 0 {
+				return 0, protowire.ParseError(k)
+			}
+			return v, nil
+		}
+		if k = protowire.ConsumeFieldValue(n, typ, b); k < 0 {
+			return 0, protowire.ParseError(k)
+		}
+		b = b[k:]
 	}
-	return nil
+	return 0, fmt.Errorf("no field %d", num)
 }
 
 // idsField is NextIDsResponse's ids.
@@ -448,10 +514,13 @@ func check(b *testing.B, err error) {
 	}
 }
 
-// report reports the rate and the latency percentiles of sorted.
+// report reports the rate (in IDs too, for batches) and the latency
+// percentiles of sorted.
 func report(b *testing.B, sorted []time.Duration, reqPerSec float64, count int) {
 	b.ReportMetric(reqPerSec, "req/s")
-	b.ReportMetric(reqPerSec*float64(count), "IDs/s")
+	if count > 1 {
+		b.ReportMetric(reqPerSec*float64(count), "IDs/s")
+	}
 	for _, p := range []struct {
 		q    float64
 		unit string
