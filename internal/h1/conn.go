@@ -422,10 +422,11 @@ func (c *conn) flush() error {
 }
 
 // refresh moves a deadline to d after the current request's start if
-// less than minLeft is left of it: a deadline costs a timer update, so
-// most requests leave it where it is.
+// less than minLeft is left of it, or more than d (a longer timeout set
+// it): a deadline costs a timer update, so most requests leave it where
+// it is.
 func (c *conn) refresh(dl *time.Time, set func(time.Time) error, d, minLeft time.Duration) {
-	if dl.Sub(c.now) < minLeft {
+	if left := dl.Sub(c.now); left < minLeft || left > d {
 		c.setDeadline(dl, set, c.now.Add(d))
 	}
 }

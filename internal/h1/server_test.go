@@ -451,6 +451,28 @@ func TestTimeouts(t *testing.T) {
 	}
 }
 
+// TestIdleTimeoutAfterRequest: a connection idle after a request closes
+// after IdleTimeout, even when a longer timeout (here ReadHeaderTimeout,
+// from the accept) set its read deadline last.
+func TestIdleTimeoutAfterRequest(t *testing.T) {
+	addr := start(t, &h1.Server{
+		Handler:           http.HandlerFunc(echo),
+		IdleTimeout:       200 * time.Millisecond,
+		ReadHeaderTimeout: time.Minute,
+	})
+	c := dial(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	c.read("GET")
+	src := clock.NewReal()
+	before := src.Mono()
+	if !c.closed() {
+		t.Fatal("read something")
+	}
+	if d := src.Mono() - before; d > 5*time.Second {
+		t.Errorf("closed after %v, IdleTimeout 200ms", d)
+	}
+}
+
 // TestPanic closes the connection of a handler that panics, logs it, and
 // goes on serving others.
 func TestPanic(t *testing.T) {
