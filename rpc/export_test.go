@@ -1,5 +1,11 @@
 package rpc
 
+import (
+	"net/http"
+
+	"github.com/migsvc/mig/clock"
+)
+
 // Test access to the client's failover state.
 
 // NextEndpoint returns the index of the endpoint c tries first.
@@ -13,3 +19,6 @@ var Classify = classify
 
 // DecodeNextIDs is decodeNextIDs.
 var DecodeNextIDs = decodeNextIDs
+
+// NewDefaultTransport is the Client's default transport.
+func NewDefaultTransport() http.RoundTripper { return newDefaultTransport(clock.NewReal()) }
