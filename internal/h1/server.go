@@ -205,15 +205,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.init()
 	s.closing.Store(true)
-	s.cancel()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for ln := range s.mu.listeners {
 		ln.Close()
 	}
 	for c := range s.mu.conns {
 		c.nc.Close()
 	}
+	s.mu.Unlock()
+	// Only now, or a handler woken by its context could have its answer
+	// written before its connection closed.
+	s.cancel()
 	return nil
 }
 
