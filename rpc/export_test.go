@@ -22,3 +22,9 @@ var DecodeNextIDs = decodeNextIDs
 
 // NewDefaultTransport is the Client's default transport.
 func NewDefaultTransport() http.RoundTripper { return newDefaultTransport(clock.NewReal()) }
+
+// NewTransportOn is the Client's default transport on src.
+func NewTransportOn(src clock.Source) http.RoundTripper { return newDefaultTransport(src) }
+
+// DialAddr is dialAddr.
+var DialAddr = dialAddr

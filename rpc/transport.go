@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,9 +33,12 @@ import (
 //
 // Like http.Transport, it sends a POST again only if not a byte of it was
 // written: on a reused connection that fails before, the request is sent
-// once more on a new one. A connection idle for a while is checked before
-// reuse, since a server may have closed it (h1's IdleTimeout), and an
-// answer cut short is an error, never a retry.
+// once more on a new one. A connection idle over idleCheckAfter is
+// checked before reuse, since a server may have closed it (h1's
+// IdleTimeout, or a shutdown), and an answer cut short is an error, never
+// a retry. One closed less than idleCheckAfter before is found only by
+// the call that reuses it, whose error then fails over (http.Transport's
+// reader, always waiting on the connection, usually sees it first).
 type transport struct {
 	src      clock.Source
 	fallback http.RoundTripper
@@ -48,7 +53,6 @@ type transport struct {
 type poolConn struct {
 	nc       net.Conn
 	br       *bufio.Reader
-	out      bytes.Buffer  // the request, written whole
 	lastUsed time.Duration // monotonic, when it went idle
 }
 
@@ -61,8 +65,10 @@ const (
 	// system call, so a connection in steady use is not checked; a server
 	// closes a connection that recent only as it shuts down.
 	idleCheckAfter = 10 * time.Millisecond
-	// maxIdleTime closes a connection idle this long: the server's own
-	// idle timeout is longer by default, so the client closes first.
+	// maxIdleTime closes a connection idle this long, when the pool is
+	// next used: the server's own idle timeout is longer by default, so
+	// the client closes first. (A client that stops calling altogether
+	// keeps its idle connections until CloseIdleConnections.)
 	maxIdleTime = 30 * time.Second
 )
 
@@ -81,50 +87,68 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || t.proxied {
 		return t.fallback.RoundTrip(req)
 	}
-	ctx, host := req.Context(), req.URL.Host
+	// The request is written out once, before any connection is taken:
+	// Request.Write reads and closes the body, as RoundTrip must, and a
+	// request sent again is the same bytes.
+	out := outBuffers.Get().(*bytes.Buffer)
+	defer putOut(out)
+	out.Reset()
+	if err := req.Write(out); err != nil {
+		return nil, err
+	}
+	ctx, host := req.Context(), dialAddr(req.URL)
 	for {
 		pc, reused, err := t.get(ctx, host)
 		if err != nil {
-			if req.Body != nil {
-				req.Body.Close() // as RoundTrip must; Request.Write closes it otherwise
-			}
 			return nil, err
 		}
-		resp, sent, err := t.call(ctx, pc, req)
+		resp, sent, err := t.call(ctx, pc, host, req, out.Bytes())
 		if err == nil {
 			return resp, nil
 		}
 		pc.nc.Close()
-		if sent || !reused || ctx.Err() != nil || req.Body != nil && req.GetBody == nil {
+		if sent || !reused || ctx.Err() != nil {
 			return nil, err
 		}
 		// Not a byte left on a connection the server had closed: the
-		// request goes again, on a copy (RoundTrip may not change req),
-		// once per idle connection at most, and a new connection ends
-		// the loop.
-		again := *req
-		if req.GetBody != nil {
-			if again.Body, err = req.GetBody(); err != nil {
-				return nil, err
-			}
-		}
-		req = &again
+		// same bytes go again, on the next idle connection or a new one,
+		// which ends the loop.
 	}
 }
 
-// call makes req on pc, and puts pc back in the pool if it may serve
-// again; on an error the caller closes it. sent says whether any of req
-// may have been written: if not, it may be sent again.
-func (t *transport) call(ctx context.Context, pc *poolConn, req *http.Request) (*http.Response, bool, error) {
-	deadline, bounded := ctx.Deadline()
+// dialAddr is the host:port to dial for u, an http:// URL: its own, or
+// port 80.
+func dialAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
+
+// outBuffers hold requests being written; putOut returns one.
+var outBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putOut(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 { // a rare large batch is not kept
+		outBuffers.Put(b)
+	}
+}
+
+// call sends out, req written, on pc and reads the answer, and puts pc
+// back in the pool if it may serve again; on an error the caller closes
+// it. sent says whether any of out may have been written: if not, it may
+// be sent again.
+func (t *transport) call(ctx context.Context, pc *poolConn, host string, req *http.Request, out []byte) (*http.Response, bool, error) {
+	deadline, _ := ctx.Deadline()
 	if err := pc.nc.SetDeadline(deadline); err != nil { // zero: none
 		return nil, false, err
 	}
 	stop := context.AfterFunc(ctx, func() { pc.nc.SetDeadline(longAgo) })
-	resp, sent, err := pc.exchange(req)
-	var ne net.Error
-	if bounded && errors.As(err, &ne) && ne.Timeout() {
-		<-ctx.Done() // the connection's deadline was ctx's: it is due
+	resp, sent, err := pc.exchange(req, out)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's deadlines are ctx's own, or the one its end
+		// set: ctx is done, or due.
+		<-ctx.Done()
 	}
 	if !stop() || ctx.Err() != nil {
 		// ctx ended during the call, and the connection may hold its
@@ -137,19 +161,15 @@ func (t *transport) call(ctx context.Context, pc *poolConn, req *http.Request) (
 	}
 	if resp.Close || req.Close || pc.br.Buffered() > 0 {
 		pc.nc.Close() // the server said so, or sent more than it was asked
-	} else {
-		t.put(req.URL.Host, pc)
+	} else if pc.nc.SetDeadline(time.Time{}) == nil { // none while idle: the check before reuse reads
+		t.put(host, pc)
 	}
 	return resp, true, nil
 }
 
-// exchange writes req whole, then reads its answer whole.
-func (pc *poolConn) exchange(req *http.Request) (resp *http.Response, sent bool, err error) {
-	pc.out.Reset()
-	if err := req.Write(&pc.out); err != nil {
-		return nil, false, err
-	}
-	if n, err := pc.nc.Write(pc.out.Bytes()); err != nil {
+// exchange writes out whole, then reads req's answer whole.
+func (pc *poolConn) exchange(req *http.Request, out []byte) (resp *http.Response, sent bool, err error) {
+	if n, err := pc.nc.Write(out); err != nil {
 		return nil, n > 0, err
 	}
 	if resp, err = http.ReadResponse(pc.br, req); err != nil {
@@ -171,17 +191,18 @@ var longAgo = time.Unix(1, 0)
 // which.
 func (t *transport) get(ctx context.Context, host string) (pc *poolConn, reused bool, err error) {
 	for {
+		now := t.src.Mono()
 		t.mu.Lock()
-		pool := t.idle[host]
+		pool := t.expire(t.idle[host], now)
 		if len(pool) == 0 {
+			t.idle[host] = pool
 			t.mu.Unlock()
 			break
 		}
 		pc = pool[len(pool)-1]
 		t.idle[host] = pool[:len(pool)-1]
 		t.mu.Unlock()
-		idle := t.src.Mono() - pc.lastUsed
-		if idle < idleCheckAfter || idle < maxIdleTime && pc.open() {
+		if now-pc.lastUsed < idleCheckAfter || pc.open() {
 			return pc, true, nil
 		}
 		pc.nc.Close()
@@ -191,6 +212,17 @@ func (t *transport) get(ctx context.Context, host string) (pc *poolConn, reused 
 		return nil, false, err
 	}
 	return &poolConn{nc: nc, br: bufio.NewReader(nc)}, false, nil
+}
+
+// expire closes the connections of pool, oldest first, idle longer than
+// maxIdleTime at now, and returns the rest. Called with t.mu held.
+func (t *transport) expire(pool []*poolConn, now time.Duration) []*poolConn {
+	n := 0
+	for n < len(pool) && now-pool[n].lastUsed > maxIdleTime {
+		pool[n].nc.Close()
+		n++
+	}
+	return slices.Delete(pool, 0, n)
 }
 
 // open reports whether the server has neither closed pc nor sent
@@ -204,11 +236,13 @@ func (t *transport) put(host string, pc *poolConn) {
 	pc.lastUsed = t.src.Mono()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.idle[host]) >= maxIdlePerHost {
+	pool := t.expire(t.idle[host], pc.lastUsed)
+	if len(pool) >= maxIdlePerHost {
 		pc.nc.Close()
-		return
+	} else {
+		pool = append(pool, pc)
 	}
-	t.idle[host] = append(t.idle[host], pc)
+	t.idle[host] = pool
 }
 
 // CloseIdleConnections closes every idle connection, the fallback's too;

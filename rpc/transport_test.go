@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -192,5 +193,75 @@ func TestTransportReadsAnyAnswer(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2: one until Connection: close, then another", n)
+	}
+}
+
+// TestTransportKeepsConnectionsBetweenShortCalls: a call's deadline does
+// not stay on its connection, so a connection idle longer than the last
+// call's timeout is reused, not redialed.
+func TestTransportKeepsConnectionsBetweenShortCalls(t *testing.T) {
+	s, err := rpc.NewServer(newRealIssuer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, ln := serveCounting(t, s, 0)
+	c := newClient(t, []string{url}, rpc.WithTimeout(100*time.Millisecond))
+	for i := range 3 {
+		if _, _, err := c.NextIDs(t.Context(), 1); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		<-clock.NewReal().After(250 * time.Millisecond)
+	}
+	if n := ln.n.Load(); n != 1 {
+		t.Errorf("%d connections for calls 250ms apart with a 100ms timeout, want 1", n)
+	}
+}
+
+// TestTransportExpiresIdleConnections: a connection idle longer than the
+// transport's limit is closed and replaced when the pool is next used.
+func TestTransportExpiresIdleConnections(t *testing.T) {
+	s, err := rpc.NewServer(newRealIssuer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, ln := serveCounting(t, s, 0)
+	src := clock.NewManual(clock.NewReal().Now().Wall)
+	cl := &http.Client{Transport: rpc.NewTransportOn(src)}
+	t.Cleanup(cl.CloseIdleConnections)
+	call := func() {
+		resp, err := cl.Post(url+"/twirp/mig.v1.IDService/NextIDs", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	call()
+	call()
+	src.Advance(29 * time.Second) // idle, under the limit: kept, and checked open
+	call()
+	if n := ln.n.Load(); n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
+	src.Advance(31 * time.Second)
+	call()
+	if n := ln.n.Load(); n != 2 {
+		t.Errorf("%d connections after 31s idle, want 2", n)
+	}
+}
+
+func TestDialAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://127.0.0.1:7070/x": "127.0.0.1:7070",
+		"http://lb.example/":      "lb.example:80",
+		"http://[::1]/":           "[::1]:80",
+		"http://[::1]:81/":        "[::1]:81",
+	} {
+		u, err := neturl.Parse(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rpc.DialAddr(u); got != want {
+			t.Errorf("DialAddr(%s) = %s, want %s", in, got, want)
+		}
 	}
 }
