@@ -103,7 +103,7 @@ func WithTimeout(d time.Duration) ClientOption {
 // WithHTTPClient makes the client send its requests through c, for TLS
 // settings or a transport of the caller's. By default the client uses a
 // transport of its own: over http://, HTTP/1.1 on the caller's goroutine
-// with up to 64 idle connections per endpoint, at a quarter of
+// with up to 64 idle connections per endpoint, at about two thirds of
 // http.Transport's CPU per call (see transport); over https://,
 // http.Transport with the same 64 (http.DefaultTransport keeps 2, and
 // concurrent callers would open a new connection for nearly every call).

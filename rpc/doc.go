@@ -39,8 +39,8 @@
 //
 // The [Client]'s default transport is the other half for http://
 // endpoints: each call runs on the caller's goroutine over a pool of
-// keep-alive connections, at about half of http.Transport's CPU per call
-// (see transport.go).
+// keep-alive connections, at about two thirds of http.Transport's CPU per
+// call (see transport.go).
 //
 // # Retrying
 //
