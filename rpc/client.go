@@ -18,6 +18,7 @@ import (
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc/migv1"
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // DefaultTimeout bounds each attempt of a Client call by default.
@@ -55,7 +56,7 @@ type Client struct {
 	next atomic.Uint32
 
 	// routing is the newest sequence routing table seen in an answer.
-	routing atomic.Pointer[migv1.Routing]
+	routing atomic.Pointer[route.Table]
 	json    bool
 	scheme  string // of the configured endpoints, for the nodes a table names
 	src     clock.Source

@@ -1,12 +1,10 @@
 package rpc
 
 import (
-	"sort"
-
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/migsvc/mig/rpc/migv1"
-	"github.com/migsvc/mig/seqfacade"
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // Meta keys of a failed_precondition answer to a request for a uid
@@ -20,7 +18,7 @@ const (
 
 // routingToProto converts a node's routing table for the wire; nil for no
 // table.
-func routingToProto(r seqfacade.Routing) *migv1.Routing {
+func routingToProto(r route.Table) *migv1.Routing {
 	if r.Version == 0 {
 		return nil
 	}
@@ -29,41 +27,44 @@ func routingToProto(r seqfacade.Routing) *migv1.Routing {
 		SectionSize: r.SectionSize,
 		GroupSize:   uint32(r.GroupSize),
 		Groups:      uint32(r.Groups),
-		Routes:      make([]*migv1.Route, len(r.Ranges)),
+		Routes:      make([]*migv1.Route, len(r.Routes)),
 	}
-	for i, rr := range r.Ranges {
-		p.Routes[i] = &migv1.Route{FirstGroup: uint32(rr.First), LastGroup: uint32(rr.Last), Node: rr.Owner, Address: r.Addresses[rr.Owner]}
+	for i, rr := range r.Routes {
+		p.Routes[i] = &migv1.Route{FirstGroup: uint32(rr.First), LastGroup: uint32(rr.Last), Node: rr.Node, Address: rr.Address}
 	}
 	return p
 }
 
-// routingMeta is r as the MetaRouting value.
-func routingMeta(r seqfacade.Routing) string {
+// routingFromProto converts a table from an answer, refusing one whose
+// routes do not cover its groups exactly once.
+func routingFromProto(p *migv1.Routing) (route.Table, error) {
+	t := route.Table{
+		Version:     p.GetVersion(),
+		SectionSize: p.GetSectionSize(),
+		GroupSize:   int(p.GetGroupSize()),
+		Groups:      int(p.GetGroups()),
+		Routes:      make([]route.Route, len(p.GetRoutes())),
+	}
+	for i, r := range p.GetRoutes() {
+		t.Routes[i] = route.Route{First: int(r.FirstGroup), Last: int(r.LastGroup), Node: r.Node, Address: r.Address}
+	}
+	return t, t.Check()
+}
+
+// routingJSON is how a table is written as JSON wherever it appears: the
+// field names of the .proto, as Twirp writes answers.
+var routingJSON = protojson.MarshalOptions{UseProtoNames: true}
+
+// routingMeta is r as the MetaRouting value: the same JSON as the
+// routing field of an answer.
+func routingMeta(r route.Table) string {
 	p := routingToProto(r)
 	if p == nil {
 		return ""
 	}
-	b, err := protojson.Marshal(p)
+	b, err := routingJSON.Marshal(p)
 	if err != nil {
 		return ""
 	}
 	return string(b)
-}
-
-// ownerAddress returns the address of the node r gives uid to, or "" when
-// r does not say (no table, a uid beyond it, a group nobody serves, an
-// owner without an address).
-func ownerAddress(r *migv1.Routing, uid uint64) string {
-	if r == nil || r.SectionSize == 0 || r.GroupSize == 0 {
-		return ""
-	}
-	g := uid / r.SectionSize / uint64(r.GroupSize)
-	if g >= uint64(r.Groups) {
-		return ""
-	}
-	i := sort.Search(len(r.Routes), func(i int) bool { return uint64(r.Routes[i].LastGroup) >= g })
-	if i == len(r.Routes) || uint64(r.Routes[i].FirstGroup) > g {
-		return ""
-	}
-	return r.Routes[i].Address
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/rpc/migv1"
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // seqAttempts bounds the rounds of one SeqService call: a redirect to the
@@ -38,7 +39,7 @@ const seqAttempts = 5
 func (c *Client) NextSeq(ctx context.Context, uid uint64) (uint64, error) {
 	var v uint64
 	err := c.seqCall(ctx, "NextSeq", uid, func(ctx context.Context, ep *endpoint, version uint64) (*migv1.Routing, error) {
-		resp, err := ep.seqs.NextSeq(ctx, &migv1.NextSeqRequest{Uid: uid, RoutingVersion: version})
+		resp, err := ep.seqs.NextSeq(ctx, &migv1.NextSeqRequest{Uid: uid, RoutingVersion: version, WantRouting: version == 0})
 		if err != nil {
 			return nil, err
 		}
@@ -56,7 +57,7 @@ func (c *Client) NextSeq(ctx context.Context, uid uint64) (uint64, error) {
 func (c *Client) CurSeq(ctx context.Context, uid uint64) (uint64, error) {
 	var v uint64
 	err := c.seqCall(ctx, "CurSeq", uid, func(ctx context.Context, ep *endpoint, version uint64) (*migv1.Routing, error) {
-		resp, err := ep.seqs.CurSeq(ctx, &migv1.CurSeqRequest{Uid: uid, RoutingVersion: version})
+		resp, err := ep.seqs.CurSeq(ctx, &migv1.CurSeqRequest{Uid: uid, RoutingVersion: version, WantRouting: version == 0})
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +108,7 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 			}
 			var vals []uint64
 			attempt := func(ctx context.Context, ep *endpoint, version uint64) (*migv1.Routing, error) {
-				resp, err := ep.seqs.NextSeqs(ctx, &migv1.NextSeqsRequest{Uids: sub, RoutingVersion: version})
+				resp, err := ep.seqs.NextSeqs(ctx, &migv1.NextSeqsRequest{Uids: sub, RoutingVersion: version, WantRouting: version == 0})
 				if err != nil {
 					return nil, err
 				}
@@ -172,15 +173,16 @@ func exhausted(method string, last error) error {
 // pick returns the address to send uid to: its owner by r, unless the
 // owner failed during this call; then any other node r names (it answers
 // or redirects to the current owner); "" for the configured endpoints.
-func pick(r *migv1.Routing, uid uint64, avoid map[string]bool) string {
-	if a := ownerAddress(r, uid); a != "" && !avoid[a] {
-		return a
+func pick(r *route.Table, uid uint64, avoid map[string]bool) string {
+	if r == nil {
+		return ""
 	}
-	if r != nil {
-		for _, rt := range r.Routes {
-			if rt.Address != "" && !avoid[rt.Address] {
-				return rt.Address
-			}
+	if o, ok := r.Lookup(uid); ok && o.Address != "" && !avoid[o.Address] {
+		return o.Address
+	}
+	for _, rt := range r.Routes {
+		if rt.Address != "" && !avoid[rt.Address] {
+			return rt.Address
 		}
 	}
 	return ""
@@ -251,9 +253,18 @@ func redirectRouting(err error) *migv1.Routing {
 	return r
 }
 
-// learn keeps r if it is newer than the table the client has.
-func (c *Client) learn(r *migv1.Routing) {
-	for r != nil {
+// learn keeps p if it is newer than the table the client has and covers
+// its groups; a table that does not is dropped (the client asks the
+// configured endpoints instead).
+func (c *Client) learn(p *migv1.Routing) {
+	if p == nil {
+		return
+	}
+	t, err := routingFromProto(p)
+	if err != nil {
+		return
+	}
+	for r := &t; ; {
 		old := c.routing.Load()
 		if old != nil && old.Version >= r.Version {
 			return

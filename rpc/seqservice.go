@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/migsvc/mig/rpc/migv1"
-	"github.com/migsvc/mig/seqfacade"
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // DefaultSeqWait bounds how long a SeqService call may wait for its
@@ -29,7 +29,7 @@ type SeqAllocator interface {
 	TryNext(uid uint64) (uint64, bool)
 	TryCurrent(uid uint64) (uint64, bool)
 	// Routing is the table the allocator serves by (Version 0: none).
-	Routing() seqfacade.Routing
+	Routing() route.Table
 }
 
 // WithSeq serves SeqService from a, beside IDService on the same handler.
@@ -75,7 +75,7 @@ func (s *seqService) nextSeq(ctx context.Context, req *migv1.NextSeqRequest, res
 		}
 	}
 	s.metrics.seqsIssued.Inc()
-	resp.Seq, resp.Routing = v, s.routingFor(req.RoutingVersion)
+	resp.Seq, resp.Routing = v, s.routingFor(req.RoutingVersion, req.WantRouting)
 	return nil
 }
 
@@ -95,7 +95,7 @@ func (s *seqService) nextSeqs(ctx context.Context, req *migv1.NextSeqsRequest, r
 		return twirpError(err)
 	}
 	s.metrics.seqsIssued.Add(float64(len(vs)))
-	resp.Seqs, resp.Routing = vs, s.routingFor(req.RoutingVersion)
+	resp.Seqs, resp.Routing = vs, s.routingFor(req.RoutingVersion, req.WantRouting)
 	return nil
 }
 
@@ -112,7 +112,7 @@ func (s *seqService) curSeq(ctx context.Context, req *migv1.CurSeqRequest, resp 
 			return twirpError(err)
 		}
 	}
-	resp.Seq, resp.Routing = v, s.routingFor(req.RoutingVersion)
+	resp.Seq, resp.Routing = v, s.routingFor(req.RoutingVersion, req.WantRouting)
 	return nil
 }
 
@@ -123,10 +123,15 @@ func (s *seqService) bounded(ctx context.Context, uid uint64, f func(context.Con
 	return f(ctx, uid)
 }
 
-// routingFor returns the current table for a client that knows version
-// known, or nil if that is current.
-func (s *seqService) routingFor(known uint64) *migv1.Routing {
-	if r := s.alloc.Routing(); r.Version > known {
+// routingFor returns the current table for a client that asked for it
+// (want) or that knows an older version than the current one, and nil
+// otherwise: a client that sends no version (curl, a load balancer) does
+// not route, and a table would only weigh down its every answer.
+func (s *seqService) routingFor(known uint64, want bool) *migv1.Routing {
+	if !want && known == 0 {
+		return nil
+	}
+	if r := s.alloc.Routing(); want || r.Version > known {
 		return routingToProto(r)
 	}
 	return nil

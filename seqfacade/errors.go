@@ -3,6 +3,8 @@ package seqfacade
 import (
 	"errors"
 	"fmt"
+
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // Errors returned by this package, wrapped with detail; test them with
@@ -66,7 +68,7 @@ type NotOwnerError struct {
 	// where clients reach it ("" if it published none).
 	Owner, Address string
 	// Routing is the table this node answered from.
-	Routing Routing
+	Routing route.Table
 }
 
 func (e *NotOwnerError) Error() string {

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // Retry bounds, doubling from minRetry to maxRetry: for registering (a
@@ -308,11 +309,11 @@ func (n *Node) watchLocked(c Claim) {
 // Routing returns the routing table the node serves by, to hand to
 // clients whose version is older: Version 0 for a node that serves every
 // group alone, or that has not read a table yet. Share it read-only.
-func (n *Node) Routing() Routing {
-	if r, ok := n.own.(interface{ routing() Routing }); ok {
+func (n *Node) Routing() route.Table {
+	if r, ok := n.own.(interface{ routing() route.Table }); ok {
 		return r.routing()
 	}
-	return Routing{}
+	return route.Table{}
 }
 
 // GroupOf returns the group of uid: uid / SectionSize / GroupSize. It is

@@ -13,6 +13,7 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/lease"
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // errRegistrationGone means a confirmation found the node's registration
@@ -112,7 +113,7 @@ func (o *routed) Claim(g int) (Claim, error) {
 // from or to send callers on with.
 func (o *routed) Ready() bool { return o.st.ready() }
 
-func (o *routed) routing() Routing { return *o.st.routing.Load() }
+func (o *routed) routing() route.Table { return *o.st.routing.Load() }
 
 func (o *routed) counts() (registrations, losses uint64) {
 	return o.registrations.Load(), o.losses.Load()

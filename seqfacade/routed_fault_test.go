@@ -37,7 +37,7 @@ func TestRoutedOwnerCutNoRollback(t *testing.T) {
 	aGroups := map[int]bool{}
 	for g := range testGroups {
 		u := []uint64{uint64(g*uidsPerGroup + 1), uint64(g*uidsPerGroup + 11)}
-		if o, _, _ := r.Owner(u[0]); o == "a" {
+		if o, _, _ := ownerOf(r, u[0]); o == "a" {
 			uids = append(uids, u...)
 			aGroups[g] = true
 		} else {
@@ -190,7 +190,7 @@ func TestRoutedKillUnderLoad(t *testing.T) {
 	})
 	var lost []int
 	for g := range testGroups {
-		if o, _, _ := r.Owner(uint64(g * uidsPerGroup)); o == victim {
+		if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == victim {
 			lost = append(lost, g)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/seqfacade"
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // Test layout: uids 1..199 in sections of 10, groups of 2 sections: ten
@@ -103,10 +104,10 @@ func (c *cluster) node(name string) *member {
 }
 
 // routing returns the newest table any node has seen.
-func (c *cluster) routing() seqfacade.Routing {
+func (c *cluster) routing() route.Table {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var r seqfacade.Routing
+	var r route.Table
 	for _, m := range c.nodes {
 		if mr := m.n.Routing(); mr.Version > r.Version {
 			r = mr
@@ -117,16 +118,16 @@ func (c *cluster) routing() seqfacade.Routing {
 
 // serving waits until every group is served by the node the table gives
 // it to, among names, and that table has no other owner.
-func (c *cluster) serving(within time.Duration, names ...string) seqfacade.Routing {
+func (c *cluster) serving(within time.Duration, names ...string) route.Table {
 	c.t.Helper()
-	var r seqfacade.Routing
+	var r route.Table
 	waitFor(c.t, "every group served by "+strings.Join(names, ","), within, func() bool {
 		r = c.routing()
 		if r.Version == 0 {
 			return false
 		}
 		for g := range testGroups {
-			o, _, ok := r.Owner(uint64(g*uidsPerGroup + 1))
+			o, _, ok := ownerOf(r, uint64(g*uidsPerGroup+1))
 			if !ok || !slices.Contains(names, o) {
 				return false
 			}
@@ -277,7 +278,7 @@ func (l *load) finish() []call {
 
 func (l *load) client(id int) {
 	rng := rand.New(rand.NewPCG(uint64(id), 42))
-	var rt seqfacade.Routing
+	var rt route.Table
 	for i := 0; ; i++ {
 		select {
 		case <-l.stop:
@@ -285,7 +286,7 @@ func (l *load) client(id int) {
 		default:
 		}
 		uid := 1 + rng.Uint64N(testGroups*uidsPerGroup-1)
-		target, _, ok := rt.Owner(uid)
+		target, _, ok := ownerOf(rt, uid)
 		if !ok || l.isDead(target) {
 			live := l.live()
 			target = live[i%len(live)]
@@ -410,4 +411,15 @@ func (l *etcdLog) deleted(key string) int64 {
 		}
 	}
 	return 0
+}
+
+// ownerOf returns the node r gives uid to and its address.
+func ownerOf(r route.Table, uid uint64) (name, address string, ok bool) {
+	o, ok := r.Lookup(uid)
+	return o.Node, o.Address, ok
+}
+
+func groupOf(r route.Table, uid uint64) int {
+	g, _ := r.Group(uid)
+	return g
 }

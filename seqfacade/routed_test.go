@@ -24,7 +24,7 @@ func TestRoutedRedirect(t *testing.T) {
 	r := c.serving(20*time.Second, "a", "b", "c")
 	per := map[string]int{}
 	for g := range testGroups {
-		o, addr, _ := r.Owner(uint64(g*uidsPerGroup + 1))
+		o, addr, _ := ownerOf(r, uint64(g*uidsPerGroup+1))
 		per[o]++
 		if addr != o+".test:7000" {
 			t.Fatalf("group %d: owner %s at %q", g, o, addr)
@@ -49,10 +49,10 @@ func TestRoutedRedirect(t *testing.T) {
 			if !errors.As(call.err, &no) || !errors.Is(call.err, seqfacade.ErrNotOwner) || isUnavailable(call.err) {
 				t.Fatalf("uid %d on %s: %v, want a NotOwnerError alone", uid, m.name, call.err)
 			}
-			if no.Routing.Version == 0 || no.Address != no.Owner+".test:7000" || no.Group != no.Routing.Group(uid) {
+			if no.Routing.Version == 0 || no.Address != no.Owner+".test:7000" || no.Group != groupOf(no.Routing, uid) {
 				t.Fatalf("uid %d: redirect %+v", uid, no)
 			}
-			if o, _, _ := no.Routing.Owner(uid); o != no.Owner {
+			if o, _, _ := ownerOf(no.Routing, uid); o != no.Owner {
 				t.Fatalf("uid %d: redirected to %s, its table says %s", uid, no.Owner, o)
 			}
 			m = c.node(no.Owner)
@@ -74,7 +74,7 @@ func TestRoutedRedirect(t *testing.T) {
 	waitFor(t, "a new table", 10*time.Second, func() bool { return c.routing().Version > r.Version })
 	r2 := c.serving(20*time.Second, "a", "b", "c")
 	for uid := uint64(1); uid < testGroups*uidsPerGroup; uid += 7 {
-		o, _, _ := r2.Owner(uid)
+		o, _, _ := ownerOf(r2, uid)
 		if call := rec.next(0, c.node(o), uid); call.err != nil {
 			t.Fatalf("uid %d on %s after the table was rewritten: %v", uid, o, call.err)
 		}
@@ -104,7 +104,7 @@ func TestRoutedJoinAndArbiterDeath(t *testing.T) {
 		r = c.serving(10*time.Second, "a", "b", "c")
 		n := 0
 		for g := range testGroups {
-			if o, _, _ := r.Owner(uint64(g * uidsPerGroup)); o == "c" {
+			if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == "c" {
 				n++
 			}
 		}
@@ -188,7 +188,7 @@ func TestRoutedBatchAndCleanClose(t *testing.T) {
 	r := c.serving(20*time.Second, names...)
 	byOwner := map[string][]uint64{}
 	for uid := uint64(1); uid < testGroups*uidsPerGroup; uid += 9 {
-		o, _, _ := r.Owner(uid)
+		o, _, _ := ownerOf(r, uid)
 		byOwner[o] = append(byOwner[o], uid)
 	}
 	a := c.node("a")
@@ -226,7 +226,7 @@ func TestRoutedBatchAndCleanClose(t *testing.T) {
 	took := c.src.Mono() - closed
 	t.Logf("a closed: its groups served by b and c after %v", took)
 	for _, u := range byOwner["a"] {
-		o, _, _ := c.routing().Owner(u)
+		o, _, _ := ownerOf(c.routing(), u)
 		v, err := c.node(o).n.Next(ctxT(t), u)
 		if err != nil || v <= vs[slices.Index(byOwner["a"], u)] {
 			t.Fatalf("uid %d on %s after a closed: %d, %v", u, o, v, err)

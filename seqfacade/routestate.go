@@ -10,6 +10,7 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/lease"
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // routeState is what a routed node knows of its groups, the two rules of
@@ -39,7 +40,7 @@ type routeState struct {
 	routingKey string
 	nodeKey    string
 
-	routing atomic.Pointer[Routing] // the newest table's, for Node.Routing
+	routing atomic.Pointer[route.Table] // the newest table's, for Node.Routing
 
 	mu struct {
 		sync.Mutex
@@ -63,7 +64,7 @@ type slot struct {
 func newRouteState(name string, src clock.Source, delay, margin time.Duration, routingKey, nodeKey string, groups int) *routeState {
 	s := &routeState{name: name, src: src, delay: delay, margin: margin, routingKey: routingKey, nodeKey: nodeKey}
 	s.mu.slots = make([]slot, groups)
-	s.routing.Store(&Routing{})
+	s.routing.Store(&route.Table{})
 	return s
 }
 

@@ -5,58 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
+
+	"github.com/migsvc/mig/seqfacade/route"
 )
-
-// Routing is the routing table as clients use it: which node serves each
-// group of uids, and where to reach it. Answers to clients carry it; a
-// client caches the newest it has seen (by Version) and sends each uid to
-// Owner(uid). A value: share it read-only (Node.Routing and
-// NotOwnerError hand out the same slices and map to every caller).
-type Routing struct {
-	// Version grows by one with each table the arbiter writes (and keeps
-	// growing if the table's key is deleted and written afresh). 0 means
-	// no table: the node serves every group alone (Start without Routed),
-	// or no table has been written or read yet.
-	Version uint64
-	// SectionSize and GroupSize map a uid to its group:
-	// uid / SectionSize / GroupSize.
-	SectionSize uint64
-	GroupSize   int
-	// Groups is the number of groups; Ranges cover 0..Groups-1 in order.
-	Groups int
-	Ranges []RouteRange
-	// Addresses maps node names to the addresses clients reach them at.
-	Addresses map[string]string
-}
-
-// Group returns the group of uid (0 if the routing has no layout).
-func (r Routing) Group(uid uint64) int {
-	if r.SectionSize == 0 || r.GroupSize <= 0 {
-		return 0
-	}
-	return int(uid / r.SectionSize / uint64(r.GroupSize))
-}
-
-// Owner returns the node that serves uid and its address. ok is false
-// when the routing has no table, the uid is beyond it, or its group has
-// no owner.
-func (r Routing) Owner(uid uint64) (name, address string, ok bool) {
-	if r.Version == 0 || r.SectionSize == 0 || r.GroupSize <= 0 {
-		return "", "", false
-	}
-	s := uid / r.SectionSize / uint64(r.GroupSize)
-	if s >= uint64(r.Groups) {
-		return "", "", false
-	}
-	g := int(s)
-	i := sort.Search(len(r.Ranges), func(i int) bool { return r.Ranges[i].Last >= g })
-	if i == len(r.Ranges) || r.Ranges[i].First > g || r.Ranges[i].Owner == "" {
-		return "", "", false
-	}
-	name = r.Ranges[i].Owner
-	return name, r.Addresses[name], true
-}
 
 // table is a routing table as nodes keep it: the planner's RoutingTable,
 // the version at which each group's owner got it, the members'
@@ -71,7 +22,7 @@ type table struct {
 	since   []uint64
 	members map[string]member
 	rev     int64 // ModRevision of the routing key; 0 for a table not from etcd
-	routing Routing
+	routing route.Table
 }
 
 // member is a node as a routing table records it.
@@ -103,13 +54,12 @@ func newTable(rt RoutingTable, since []uint64, members map[string]member, rev in
 	for name, m := range members {
 		addrs[name] = m.Address
 	}
-	t.routing = Routing{
+	t.routing = route.Table{
 		Version:     rt.Version,
 		SectionSize: lay.sectionSize,
 		GroupSize:   lay.groupSize,
 		Groups:      len(rt.Owners),
-		Ranges:      rt.Ranges(),
-		Addresses:   addrs,
+		Routes:      route.Compact(rt.Owners, addrs),
 	}
 	return t
 }

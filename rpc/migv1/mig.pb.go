@@ -276,8 +276,18 @@ type NextSeqRequest struct {
 	Uid uint64 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
 	// The routing version the client knows; 0 for none.
 	RoutingVersion uint64 `protobuf:"varint,2,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// want_routing asks for the current table in the answer whatever the
+	// version, and marks the client as one that routes itself: a request
+	// for a uid another node serves is then refused with the table
+	// (failed_precondition) instead of being forwarded to the owner.
+	// A request with routing_version 0 and without want_routing (curl, a
+	// load balancer, a client in another language) is forwarded.
+	WantRouting bool `protobuf:"varint,3,opt,name=want_routing,json=wantRouting,proto3" json:"want_routing,omitempty"`
+	// forwarded_by names the node that forwarded this request to its owner;
+	// set only between nodes. A forwarded request is never forwarded again.
+	ForwardedBy   string `protobuf:"bytes,4,opt,name=forwarded_by,json=forwardedBy,proto3" json:"forwarded_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NextSeqRequest) Reset() {
@@ -322,6 +332,20 @@ func (x *NextSeqRequest) GetRoutingVersion() uint64 {
 		return x.RoutingVersion
 	}
 	return 0
+}
+
+func (x *NextSeqRequest) GetWantRouting() bool {
+	if x != nil {
+		return x.WantRouting
+	}
+	return false
+}
+
+func (x *NextSeqRequest) GetForwardedBy() string {
+	if x != nil {
+		return x.ForwardedBy
+	}
+	return ""
 }
 
 type NextSeqResponse struct {
@@ -384,8 +408,18 @@ type NextSeqsRequest struct {
 	Uids []uint64 `protobuf:"varint,1,rep,packed,name=uids,proto3" json:"uids,omitempty"`
 	// The routing version the client knows; 0 for none.
 	RoutingVersion uint64 `protobuf:"varint,2,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// want_routing asks for the current table in the answer whatever the
+	// version, and marks the client as one that routes itself: a request
+	// for a uid another node serves is then refused with the table
+	// (failed_precondition) instead of being forwarded to the owner.
+	// A request with routing_version 0 and without want_routing (curl, a
+	// load balancer, a client in another language) is forwarded.
+	WantRouting bool `protobuf:"varint,3,opt,name=want_routing,json=wantRouting,proto3" json:"want_routing,omitempty"`
+	// forwarded_by names the node that forwarded this request to its owner;
+	// set only between nodes. A forwarded request is never forwarded again.
+	ForwardedBy   string `protobuf:"bytes,4,opt,name=forwarded_by,json=forwardedBy,proto3" json:"forwarded_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NextSeqsRequest) Reset() {
@@ -430,6 +464,20 @@ func (x *NextSeqsRequest) GetRoutingVersion() uint64 {
 		return x.RoutingVersion
 	}
 	return 0
+}
+
+func (x *NextSeqsRequest) GetWantRouting() bool {
+	if x != nil {
+		return x.WantRouting
+	}
+	return false
+}
+
+func (x *NextSeqsRequest) GetForwardedBy() string {
+	if x != nil {
+		return x.ForwardedBy
+	}
+	return ""
 }
 
 type NextSeqsResponse struct {
@@ -492,8 +540,18 @@ type CurSeqRequest struct {
 	Uid uint64 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
 	// The routing version the client knows; 0 for none.
 	RoutingVersion uint64 `protobuf:"varint,2,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// want_routing asks for the current table in the answer whatever the
+	// version, and marks the client as one that routes itself: a request
+	// for a uid another node serves is then refused with the table
+	// (failed_precondition) instead of being forwarded to the owner.
+	// A request with routing_version 0 and without want_routing (curl, a
+	// load balancer, a client in another language) is forwarded.
+	WantRouting bool `protobuf:"varint,3,opt,name=want_routing,json=wantRouting,proto3" json:"want_routing,omitempty"`
+	// forwarded_by names the node that forwarded this request to its owner;
+	// set only between nodes. A forwarded request is never forwarded again.
+	ForwardedBy   string `protobuf:"bytes,4,opt,name=forwarded_by,json=forwardedBy,proto3" json:"forwarded_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CurSeqRequest) Reset() {
@@ -538,6 +596,20 @@ func (x *CurSeqRequest) GetRoutingVersion() uint64 {
 		return x.RoutingVersion
 	}
 	return 0
+}
+
+func (x *CurSeqRequest) GetWantRouting() bool {
+	if x != nil {
+		return x.WantRouting
+	}
+	return false
+}
+
+func (x *CurSeqRequest) GetForwardedBy() string {
+	if x != nil {
+		return x.ForwardedBy
+	}
+	return ""
 }
 
 type CurSeqResponse struct {
@@ -767,22 +839,28 @@ const file_mig_proto_rawDesc = "" +
 	"\x04time\x18\x02 \x01(\tR\x04time\x12\x12\n" +
 	"\x04tick\x18\x03 \x01(\x03R\x04tick\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\rR\x06worker\x12\x10\n" +
-	"\x03seq\x18\x05 \x01(\rR\x03seq\"K\n" +
+	"\x03seq\x18\x05 \x01(\rR\x03seq\"\x91\x01\n" +
 	"\x0eNextSeqRequest\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\x04R\x03uid\x12'\n" +
-	"\x0frouting_version\x18\x02 \x01(\x04R\x0eroutingVersion\"N\n" +
+	"\x0frouting_version\x18\x02 \x01(\x04R\x0eroutingVersion\x12!\n" +
+	"\fwant_routing\x18\x03 \x01(\bR\vwantRouting\x12!\n" +
+	"\fforwarded_by\x18\x04 \x01(\tR\vforwardedBy\"N\n" +
 	"\x0fNextSeqResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
-	"\arouting\x18\x02 \x01(\v2\x0f.mig.v1.RoutingR\arouting\"N\n" +
+	"\arouting\x18\x02 \x01(\v2\x0f.mig.v1.RoutingR\arouting\"\x94\x01\n" +
 	"\x0fNextSeqsRequest\x12\x12\n" +
 	"\x04uids\x18\x01 \x03(\x04R\x04uids\x12'\n" +
-	"\x0frouting_version\x18\x02 \x01(\x04R\x0eroutingVersion\"Q\n" +
+	"\x0frouting_version\x18\x02 \x01(\x04R\x0eroutingVersion\x12!\n" +
+	"\fwant_routing\x18\x03 \x01(\bR\vwantRouting\x12!\n" +
+	"\fforwarded_by\x18\x04 \x01(\tR\vforwardedBy\"Q\n" +
 	"\x10NextSeqsResponse\x12\x12\n" +
 	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\x12)\n" +
-	"\arouting\x18\x02 \x01(\v2\x0f.mig.v1.RoutingR\arouting\"J\n" +
+	"\arouting\x18\x02 \x01(\v2\x0f.mig.v1.RoutingR\arouting\"\x90\x01\n" +
 	"\rCurSeqRequest\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\x04R\x03uid\x12'\n" +
-	"\x0frouting_version\x18\x02 \x01(\x04R\x0eroutingVersion\"M\n" +
+	"\x0frouting_version\x18\x02 \x01(\x04R\x0eroutingVersion\x12!\n" +
+	"\fwant_routing\x18\x03 \x01(\bR\vwantRouting\x12!\n" +
+	"\fforwarded_by\x18\x04 \x01(\tR\vforwardedBy\"M\n" +
 	"\x0eCurSeqResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
 	"\arouting\x18\x02 \x01(\v2\x0f.mig.v1.RoutingR\arouting\"\xa4\x01\n" +
