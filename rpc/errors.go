@@ -73,6 +73,7 @@ func twirpError(err error) twirp.Error {
 	var (
 		twerr   twirp.Error
 		noOwner *seqfacade.NotOwnerError
+		notHome *seqfacade.NotHomeError
 		arg     *argError
 		tooBig  *bodyTooLargeError
 		message = err.Error()
@@ -94,6 +95,12 @@ func twirpError(err error) twirp.Error {
 		return twirp.WrapError(twirp.NewError(twirp.FailedPrecondition, message).
 			WithMeta(MetaRouting, routingMeta(noOwner.Routing)).
 			WithMeta(MetaAddress, noOwner.Address), err)
+	case errors.As(err, &notHome):
+		// Another datacenter's own store serves the uid: this one never
+		// will, and no node here can be sent the call.
+		return twirp.WrapError(twirp.NewError(twirp.FailedPrecondition,
+			fmt.Sprintf("uid's group %d is served by datacenter %s (each datacenter's sequence store serves its own uids): send the call to a server of %s", notHome.Group, notHome.Datacenter, notHome.Datacenter)).
+			WithMeta(MetaDatacenter, notHome.Datacenter), err)
 	case errors.Is(err, seqfacade.ErrInvalidUID), errors.Is(err, seqfacade.ErrDuplicateUID):
 		return twirp.WrapError(twirp.NewError(twirp.InvalidArgument, message).WithMeta("argument", "uid"), err)
 	case errors.Is(err, seqfacade.ErrBatchTooLarge):

@@ -14,6 +14,9 @@ const (
 	MetaRouting = "routing"
 	// MetaAddress holds the address of the node that serves the uid.
 	MetaAddress = "address"
+	// MetaDatacenter holds, in a failed_precondition answer for a uid
+	// another datacenter's own store serves, that datacenter.
+	MetaDatacenter = "datacenter"
 )
 
 // routingToProto converts a node's routing table for the wire; nil for no

@@ -3,10 +3,12 @@ package rpc
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/migsvc/mig/rpc/migv1"
+	"github.com/migsvc/mig/seqfacade"
 	"github.com/migsvc/mig/seqfacade/route"
 )
 
@@ -55,6 +57,7 @@ type seqService struct {
 	alloc   SeqAllocator
 	wait    time.Duration
 	metrics *metrics
+	fwd     *forwarder // nil: calls of clients that do not route are refused, not forwarded
 }
 
 var _ migv1.SeqService = (*seqService)(nil)
@@ -71,6 +74,16 @@ func (s *seqService) nextSeq(ctx context.Context, req *migv1.NextSeqRequest, res
 	if !ok {
 		var err error
 		if v, err = s.bounded(ctx, req.Uid, s.alloc.Next); err != nil {
+			if no, ok := s.forwards(err, req.RoutingVersion, req.WantRouting, req.ForwardedBy); ok {
+				return s.fwd.call(ctx, no, func(ctx context.Context, p migv1.SeqService, version uint64) error {
+					r, err := p.NextSeq(ctx, &migv1.NextSeqRequest{Uid: req.Uid, RoutingVersion: version, ForwardedBy: s.fwd.self})
+					if err == nil {
+						s.metrics.seqsIssued.Inc()
+						resp.Seq = r.Seq
+					}
+					return err
+				})
+			}
 			return twirpError(err)
 		}
 	}
@@ -91,6 +104,9 @@ func (s *seqService) nextSeqs(ctx context.Context, req *migv1.NextSeqsRequest, r
 	ctx, cancel := context.WithTimeout(ctx, s.wait)
 	defer cancel()
 	vs, err := s.alloc.NextBatch(ctx, req.Uids)
+	if no, ok := s.forwards(err, req.RoutingVersion, req.WantRouting, req.ForwardedBy); ok {
+		return s.forwardBatch(ctx, no.Routing, req.Uids, resp)
+	}
 	if err != nil {
 		return twirpError(err)
 	}
@@ -109,10 +125,84 @@ func (s *seqService) curSeq(ctx context.Context, req *migv1.CurSeqRequest, resp 
 	if !ok {
 		var err error
 		if v, err = s.bounded(ctx, req.Uid, s.alloc.Current); err != nil {
+			if no, ok := s.forwards(err, req.RoutingVersion, req.WantRouting, req.ForwardedBy); ok {
+				return s.fwd.call(ctx, no, func(ctx context.Context, p migv1.SeqService, version uint64) error {
+					r, err := p.CurSeq(ctx, &migv1.CurSeqRequest{Uid: req.Uid, RoutingVersion: version, ForwardedBy: s.fwd.self})
+					if err == nil {
+						resp.Seq = r.Seq
+					}
+					return err
+				})
+			}
 			return twirpError(err)
 		}
 	}
 	resp.Seq, resp.Routing = v, s.routingFor(req.RoutingVersion, req.WantRouting)
+	return nil
+}
+
+// forwards reports whether a call answered err here goes on to its owner
+// (see forward.go), and to which.
+func (s *seqService) forwards(err error, version uint64, want bool, forwardedBy string) (*seqfacade.NotOwnerError, bool) {
+	if s.fwd == nil || err == nil {
+		return nil, false
+	}
+	return forwardTo(err, version, want, forwardedBy)
+}
+
+// forwardBatch answers a NextSeqs of a client that does not route: each
+// node's share of the uids, by the table t, goes to that node (this
+// node's own share is served here), and the values come back in the
+// uids' order. Each share is all or nothing; across nodes a failure may
+// leave some shares advanced, whose values are then skipped, never
+// reused, as when the Go client splits a batch.
+func (s *seqService) forwardBatch(ctx context.Context, t route.Table, uids []uint64, resp *migv1.NextSeqsResponse) error {
+	shares := map[string][]int{}
+	var order []string
+	for i, uid := range uids {
+		r, ok := t.Lookup(uid)
+		if !ok {
+			return twirpError(fmt.Errorf("%w: uid %d has no owner in routing version %d", seqfacade.ErrUnavailable, uid, t.Version))
+		}
+		if _, seen := shares[r.Node]; !seen {
+			order = append(order, r.Node)
+		}
+		shares[r.Node] = append(shares[r.Node], i)
+	}
+	out := make([]uint64, len(uids))
+	for _, node := range order {
+		idx := shares[node]
+		sub := make([]uint64, len(idx))
+		for k, i := range idx {
+			sub[k] = uids[i]
+		}
+		vs, err := s.alloc.NextBatch(ctx, sub)
+		var no *seqfacade.NotOwnerError
+		switch {
+		case err == nil:
+		case errors.As(err, &no) && !errors.Is(err, seqfacade.ErrUnavailable):
+			err = s.fwd.call(ctx, no, func(ctx context.Context, p migv1.SeqService, version uint64) error {
+				r, err := p.NextSeqs(ctx, &migv1.NextSeqsRequest{Uids: sub, RoutingVersion: version, ForwardedBy: s.fwd.self})
+				if err == nil && len(r.Seqs) != len(sub) {
+					err = unavailablef("node %s answered %d sequences for %d uids", no.Owner, len(r.Seqs), len(sub))
+				}
+				if err == nil {
+					vs = r.Seqs
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		default:
+			return twirpError(err)
+		}
+		for k, i := range idx {
+			out[i] = vs[k]
+		}
+	}
+	s.metrics.seqsIssued.Add(float64(len(out)))
+	resp.Seqs = out
 	return nil
 }
 

@@ -42,15 +42,15 @@ func serveSeqHandler(t testing.TB) (string, *seqfacade.Node, *rpc.Server) {
 	node, err := seqfacade.Start(t.Context(), seqfacade.Config{
 		NodeName:        "n1",
 		Step:            100,
-		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 500 * time.Millisecond, RequestTimeout: 300 * time.Millisecond},
-		ActivationDelay: 10 * time.Millisecond,
+		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 100 * time.Millisecond, RequestTimeout: 200 * time.Millisecond},
+		ActivationDelay: 500 * time.Millisecond,
 	}, cli, clock.NewReal())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = node.Close(context.WithoutCancel(t.Context())) })
 	src := clock.NewReal()
-	for end := src.Mono() + 10*time.Second; !node.Ready(); {
+	for end := src.Mono() + 10*time.Second; node.Ready() != nil; {
 		if src.Mono() > end {
 			t.Fatal("sequence node not serving after 10s")
 		}

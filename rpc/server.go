@@ -45,6 +45,7 @@ type serverOptions struct {
 	log     *slog.Logger
 	seq     SeqAllocator // nil: no SeqService
 	seqWait time.Duration
+	fwd     *forwarder // nil: no forwarding
 	errs    []error // from the options, reported by NewServer
 }
 
@@ -145,7 +146,7 @@ func NewServer(issuer IDIssuer, opts ...ServerOption) (*Server, error) {
 	mux.Handle(ids.PathPrefix(), limitBody(ids, o.maxBody))
 	var seqSvc *seqService
 	if o.seq != nil {
-		seqSvc = &seqService{alloc: o.seq, wait: o.seqWait, metrics: m}
+		seqSvc = &seqService{alloc: o.seq, wait: o.seqWait, metrics: m, fwd: o.fwd}
 		seqs := migv1.NewSeqServiceServer(seqSvc, twirp.WithServerHooks(m.hooks(checkBody)))
 		mux.Handle(seqs.PathPrefix(), limitBody(seqs, o.maxBody))
 	}

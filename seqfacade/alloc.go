@@ -14,17 +14,18 @@ import (
 // extension is not yet written, or when the group is not loaded yet.
 //
 // The value is handed out only if, read after it was taken, the clock is
-// still before the claim's deadline (see the HAZARD in the code). On the
-// host's clock that reading is the CPU's time-stamp counter
-// ([clock.Deadline.Live]): it adds about 7 ns to the 10 the rest of a
-// call takes on the reference machine.
+// still before the claim's deadline (see the HAZARD in the code).
+//
+// A call for a group still activating on this node waits for it, within
+// ctx.
 //
 // Errors: ErrInvalidUID for uid 0 or uid >= UIDLimit; an error wrapping
 // ErrUnavailable when no safe value can be handed out now (registering,
-// activating, lease lost, etcd failing, ctx done while waiting, closed);
+// activating past ctx, the table not confirmed, etcd failing, closed);
 // a *NotOwnerError (matching ErrNotOwner) when the routing table gives
-// uid's group to another node; ErrCorrupt for a group whose persisted
-// value is unreadable.
+// uid's group to another node; a *NotHomeError (matching ErrNotHome) for a
+// uid another datacenter's own store serves; ErrCorrupt for a group whose
+// persisted value is unreadable.
 func (n *Node) Next(ctx context.Context, uid uint64) (uint64, error) {
 	if v, ok := n.TryNext(uid); ok {
 		return v, nil
@@ -52,13 +53,9 @@ func (n *Node) TryNext(uid uint64) (uint64, bool) {
 	// value is taken, not by a flag some goroutine clears: if the check
 	// passes, the take happened before the deadline, hence before any
 	// next owner activates, whatever delays this goroutine or the
-	// lease's. A failed check skips the value. The reading is
-	// clock.Deadline.Live's: the time-stamp counter read once the CAS has
-	// executed, against a window that closes before the deadline, or else
-	// the monotonic clock (see the HAZARD there, and
-	// docs/seq-failover.md).
+	// claim's. A failed check skips the value. (docs/seq-failover.md)
 	if v, ok := n.take(s, uid-sec*n.lay.sectionSize); ok && s.g.live() {
-		n.stats.issued.add(uid, 1)
+		s.calls.Add(1)
 		return v, true
 	}
 	return 0, false
@@ -79,7 +76,7 @@ func (n *Node) nextSlow(ctx context.Context, uid uint64) (uint64, error) {
 			if !s.g.live() { // HAZARD: as in Next
 				return 0, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, s.g.idx))
 			}
-			n.stats.issued.add(uid, 1)
+			s.calls.Add(1)
 			return v, nil
 		}
 		rounds, err := s.g.request([]need{{s, i}}, true)
@@ -190,11 +187,10 @@ func (n *Node) invalid(uid uint64) error {
 
 // fail counts err if it is an unavailable answer or a redirection.
 func (n *Node) fail(err error) error {
-	var redirect *NotOwnerError
 	switch {
 	case errors.Is(err, ErrUnavailable):
 		n.stats.unavailable.Add(1)
-	case errors.As(err, &redirect):
+	case errors.Is(err, ErrNotOwner), errors.Is(err, ErrNotHome):
 		n.stats.redirects.Add(1)
 	}
 	return err

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -14,10 +17,6 @@ import (
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/lease"
 )
-
-// errSingleOwner means a single-node facade (Start without Routed) holds
-// the owner key: it serves every group, so no table may be written.
-var errSingleOwner = errors.New("seqfacade: a single-node facade serves every group; stop it before routing")
 
 // errNotArbiter means the arbiter key is no longer this node's: another
 // node arbitrates, or this node's lease ended.
@@ -116,34 +115,106 @@ func (o *routed) awaitArbiter(ctx context.Context, rev int64) {
 	}
 }
 
-// cluster is what the arbiter reads in one transaction: the live
-// registrations and the table.
+// cluster is what the arbiter reads in one transaction: the
+// registrations, the table and the load reports.
 type cluster struct {
 	live    []Member
-	members map[string]member
-	tbl     *table // nil when none
-	rev     int64  // the table's ModRevision; 0 when none
-	read    int64  // the revision read at
-	sole    bool   // a single-node owner key exists
+	members map[string]member // live registrations, Reg their CreateRevision
+	tbl     *table            // nil when none
+	rev     int64             // the table's ModRevision; 0 when none
+	read    int64             // the revision read at
+	load    []float64         // calls a second by group, from the reports
+}
+
+// leader is what the arbiter remembers between rounds while it holds the
+// role: not persisted, so a new arbiter starts with no evidence and no
+// group cooling.
+type leader struct {
+	lastRound time.Duration         // the last full round (planned moves)
+	evidence  map[string]int        // rounds in a row each place was out of the load band
+	moved     map[int]time.Duration // when each group last moved
+}
+
+// round plans the next owners at now: a full round (homes, weights and
+// load, at most cfg.MaxMoves groups of live members) when one is due,
+// else only the moves that cannot wait (gone and draining members'
+// groups). commit records the round (its time, the moved groups' cooldown,
+// the load evidence used up): the caller calls it once the table is
+// written, or found unchanged.
+//
+// Load moves need cfg.EvidenceRounds full rounds in a row out of the
+// tolerance band (fresh after each load move), never move a group that
+// moved within cfg.Cooldown, and never overshoot (see Plan): a skewed load
+// settles instead of swinging.
+func (ld *leader) round(in PlanInput, now time.Duration, cfg Config) (owners []string, moves []Move, commit func()) {
+	full := now >= ld.lastRound+cfg.RebalanceInterval
+	in.Tolerance = cfg.Tolerance
+	in.Cooling = func(g int) bool {
+		t, ok := ld.moved[g]
+		return ok && now < t+cfg.Cooldown
+	}
+	evidence := maps.Clone(ld.evidence)
+	if full {
+		in.MaxMoves = cfg.MaxMoves
+		in.LoadDC = map[string]bool{}
+		var outside map[string]bool
+		in.Busy, outside = loadState(in, cfg.MinLoad)
+		for pool, out := range outside {
+			if out {
+				evidence[pool]++
+			} else {
+				evidence[pool] = 0
+			}
+			in.LoadDC[pool] = evidence[pool] >= cfg.EvidenceRounds
+		}
+	}
+	owners, moves = Plan(in)
+	return owners, moves, func() {
+		if full {
+			ld.lastRound = now
+		}
+		ld.evidence = evidence
+		for _, m := range moves {
+			switch m.Reason {
+			case MoveHome, MoveBalance, MoveLoad:
+				// Planned moves cool down; placing an orphan does not.
+			default:
+				continue
+			}
+			ld.moved[m.Group] = now
+			if m.Reason == MoveLoad {
+				// Fresh evidence is needed before the next load moves there.
+				for pool, used := range in.LoadDC {
+					if used {
+						ld.evidence[pool] = 0
+					}
+				}
+			}
+		}
+	}
+}
+
+// newLeader is the memory of an arbiter that just took the role: a full
+// round due at once, no evidence, nothing cooling.
+func newLeader(now time.Duration, cfg Config) *leader {
+	return &leader{lastRound: now - cfg.RebalanceInterval, evidence: map[string]int{}, moved: map[int]time.Duration{}}
 }
 
 // lead writes the routing table while this node holds the arbiter key
-// created at revision arbRev: at once when a registration comes or goes
-// (a dead node's groups go to the live ones), and rebalancing at most
-// MaxMoves groups a round, rounds RebalanceInterval apart. It returns why
-// it stopped.
+// created at revision arbRev: at once when a registration comes, goes or
+// starts draining (the groups of gone and draining nodes move), and a
+// full round every RebalanceInterval (homes, weights and load, at most
+// MaxMoves groups). It returns why it stopped.
 func (o *routed) lead(ctx context.Context, l *lease.Lease, arbRev int64) error {
 	var w nodesWatch // none until the first read
 	defer func() { w.stop() }()
-	// The first round may rebalance at once.
-	lastRebalance := o.src.Mono() - o.cfg.RebalanceInterval
+	ld := newLeader(o.src.Mono(), o.cfg)
 	backoff, failing := minRetry, false
 	for ctx.Err() == nil {
 		wait := o.cfg.RebalanceInterval
 		c, err := o.readCluster(ctx, l, arbRev)
-		pending := false
 		if err == nil {
-			pending, lastRebalance, err = o.plan(ctx, l, arbRev, c, lastRebalance)
+			err = o.plan(ctx, l, arbRev, c, ld)
 			if w.ch == nil {
 				w = o.watchNodes(ctx, c.read+1)
 			}
@@ -151,13 +222,6 @@ func (o *routed) lead(ctx context.Context, l *lease.Lease, arbRev int64) error {
 		switch {
 		case errors.Is(err, errNotArbiter):
 			return err
-		case errors.Is(err, errSingleOwner):
-			// Its registration goes with its owner key: the watch wakes
-			// this loop then.
-			if !failing {
-				o.log.Warn("seq facade: arbiter waits for the single-node facade to stop", "node", o.cfg.NodeName, "err", err)
-			}
-			failing = true
 		case err != nil:
 			lvl := slog.LevelWarn
 			if failing {
@@ -167,9 +231,7 @@ func (o *routed) lead(ctx context.Context, l *lease.Lease, arbRev int64) error {
 			wait, backoff, failing = backoff, min(2*backoff, maxRetry), true
 		default:
 			backoff, failing = minRetry, false
-			if pending {
-				wait = max(lastRebalance+o.cfg.RebalanceInterval-o.src.Mono(), 0)
-			}
+			wait = max(ld.lastRound+o.cfg.RebalanceInterval-o.src.Mono(), 0)
 		}
 		select {
 		case resp, ok := <-w.ch:
@@ -203,15 +265,16 @@ func (w nodesWatch) stop() {
 	}
 }
 
-// readCluster reads the registrations and the table in one linearizable
-// transaction that also checks this node still holds the arbiter key.
+// readCluster reads the registrations, the table and the load reports in
+// one linearizable transaction that also checks this node still holds
+// the arbiter key.
 func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) (cluster, error) {
 	cctx, cancel := l.CallContext(ctx)
 	tr, err := o.cli.Txn(cctx).
 		If(o.fence(arbRev)).
 		Then(clientv3.OpGet(o.keys.nodes, clientv3.WithPrefix()),
 			clientv3.OpGet(o.keys.routing),
-			clientv3.OpGet(o.keys.owner, clientv3.WithCountOnly())).
+			clientv3.OpGet(o.keys.loads, clientv3.WithPrefix())).
 		Commit()
 	cancel()
 	if err != nil {
@@ -220,7 +283,7 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 	if !tr.Succeeded {
 		return cluster{}, errNotArbiter
 	}
-	c := cluster{members: map[string]member{}, read: tr.Header.Revision}
+	c := cluster{members: map[string]member{}, read: tr.Header.Revision, load: make([]float64, o.lay.groups)}
 	for _, kv := range tr.Responses[0].GetResponseRange().Kvs {
 		name := strings.TrimPrefix(string(kv.Key), o.keys.nodes)
 		var r registration
@@ -228,8 +291,8 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 			o.log.Warn("seq facade: arbiter skips an unreadable registration", "key", string(kv.Key), "err", err)
 			continue
 		}
-		c.live = append(c.live, Member{Name: name, Weight: r.Weight})
-		c.members[name] = member{Address: r.Address, Datacenter: r.Datacenter}
+		c.live = append(c.live, Member{Name: name, Datacenter: r.Datacenter, Weight: r.Weight, Draining: r.Draining})
+		c.members[name] = member{Address: r.Address, Datacenter: r.Datacenter, Reg: kv.CreateRevision}
 	}
 	if kvs := tr.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 		t, err := decodeTable(kvs[0].Value, kvs[0].ModRevision, o.lay)
@@ -240,74 +303,127 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 		}
 		c.tbl, c.rev = t, t.rev
 	}
-	c.sole = tr.Responses[2].GetResponseRange().Count > 0
-	return c, nil
-}
-
-// plan computes and writes the next table from c. It reports whether a
-// rebalancing round is pending (due later), and when the last one ran.
-func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c cluster, lastRebalance time.Duration) (pending bool, last time.Duration, err error) {
-	last = lastRebalance
-	if c.sole {
-		return false, last, fmt.Errorf("%w: %s exists", errSingleOwner, o.keys.owner)
-	}
-	prev := RoutingTable{}
-	if c.tbl != nil {
-		prev = c.tbl.RoutingTable
-	}
-	// HAZARD: only members whose registration (bound to their lease) is
-	// gone are absent from c.live; only their groups move without the
-	// bound, and activation delays cover the rest (docs/seq-failover.md).
-	next, moved := Plan(prev, o.lay.groups, c.live, PlanConfig{})
-	if o.cfg.MaxMoves > 0 {
-		if rb, rbMoved := Plan(prev, o.lay.groups, c.live, PlanConfig{MaxMoves: o.cfg.MaxMoves}); rbMoved > moved {
-			now := o.src.Mono()
-			if now < lastRebalance+o.cfg.RebalanceInterval {
-				pending = true
-			} else {
-				next, moved, last = rb, rbMoved, now
+	for _, kv := range tr.Responses[2].GetResponseRange().Kvs {
+		name := strings.TrimPrefix(string(kv.Key), o.keys.loads)
+		var r loadRecord
+		if json.Unmarshal(kv.Value, &r) != nil {
+			continue
+		}
+		for gs, rate := range r.Groups {
+			g, err := strconv.Atoi(gs)
+			if err != nil || g < 0 || g >= o.lay.groups || !(rate >= 0) {
+				continue
+			}
+			// The owner's report counts; another's (a group that just
+			// moved) only while the owner has none.
+			if c.tbl != nil && c.tbl.Owners[g] == name {
+				c.load[g] = rate
+			} else if c.tbl == nil || c.load[g] == 0 {
+				c.load[g] = max(c.load[g], rate)
 			}
 		}
 	}
-	members := c.members
-	for _, owner := range next.Owners {
-		if _, ok := members[owner]; !ok && owner != "" && c.tbl != nil {
-			// An owner with no live registration keeps its address while
-			// no live member can take its groups.
+	return c, nil
+}
+
+// plan computes and writes the next table from c: a full round (planned
+// moves) when one is due, else only the moves that cannot wait.
+func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c cluster, ld *leader) error {
+	now := o.src.Mono()
+	var prev []string
+	if c.tbl != nil {
+		prev = c.tbl.Owners
+	} else {
+		prev = make([]string, o.lay.groups)
+	}
+	in := PlanInput{Owners: prev, Live: c.live, Homes: o.cfg.Homes, Load: c.load}
+	if o.cfg.HomeOnly {
+		in.HomeOnly = o.cfg.Datacenter
+	}
+	// HAZARD: only members whose registration (bound to their lease) is
+	// gone are absent from c.live; only their groups move without the
+	// owner's release, and activation delays cover them
+	// (docs/seq-failover.md).
+	owners, moves, commit := ld.round(in, now, o.cfg)
+	members := map[string]member{}
+	for _, owner := range owners {
+		if owner == "" {
+			continue
+		}
+		if m, ok := c.members[owner]; ok {
+			members[owner] = m
+		} else if c.tbl != nil {
+			// An owner with no live registration keeps its entry while no
+			// live member can take its groups.
 			members[owner] = c.tbl.members[owner]
 		}
 	}
-	t, changed := nextTable(c.tbl, next.Owners, members, o.lay, uint64(c.read))
+	t, changed := nextTable(c.tbl, owners, members, o.lay, uint64(c.read))
 	if !changed {
-		return pending, last, nil
+		commit()
+		return nil
 	}
 	cctx, cancel := l.CallContext(ctx)
 	tr, err := o.cli.Txn(cctx).
-		If(o.fence(arbRev),
-			clientv3.Compare(clientv3.ModRevision(o.keys.routing), "=", c.rev),
-			clientv3.Compare(clientv3.CreateRevision(o.keys.owner), "=", 0)).
+		If(o.fence(arbRev), clientv3.Compare(clientv3.ModRevision(o.keys.routing), "=", c.rev)).
 		Then(clientv3.OpPut(o.keys.routing, string(t.encode()))).
 		Else(clientv3.OpGet(o.keys.arbiter)).
 		Commit()
 	cancel()
 	if err != nil {
 		// The write may have happened: the next round reads again.
-		return pending, last, fmt.Errorf("arbiter writing %s version %d: %w", o.keys.routing, t.Version, err)
+		return fmt.Errorf("arbiter writing %s version %d: %w", o.keys.routing, t.Version, err)
 	}
 	if !tr.Succeeded {
 		kvs := tr.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 || kvs[0].CreateRevision != arbRev {
-			return false, last, errNotArbiter
+			return errNotArbiter
 		}
-		return pending, last, fmt.Errorf("arbiter writing %s version %d: the table or %s changed meanwhile", o.keys.routing, t.Version, o.keys.owner)
+		return fmt.Errorf("arbiter writing %s version %d: the table changed meanwhile", o.keys.routing, t.Version)
 	}
-	o.moves.Add(uint64(moved))
-	o.log.Info("seq facade: routing table written", "node", o.cfg.NodeName, "version", t.Version, "moved", moved, "members", len(c.live))
-	return pending, last, nil
+	commit()
+	byReason := map[string]int{}
+	for _, m := range moves {
+		byReason[m.Reason]++
+	}
+	if c.tbl != nil {
+		for g, o := range owners {
+			if o != "" && o == c.tbl.Owners[g] && t.since[g] != c.tbl.since[g] {
+				byReason[MoveRestart]++ // the same node, registered again
+			}
+		}
+	}
+	o.moves.add(byReason)
+	o.log.Info("seq facade: routing table written", "node", o.cfg.NodeName, "version", t.Version, "moves", byReason, "members", len(c.live), "routes", len(t.routing.Routes))
+	return nil
 }
 
 // fence is the comparison that holds only while this node holds the
 // arbiter key it created at revision arbRev.
 func (o *routed) fence(arbRev int64) clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(o.keys.arbiter), "=", arbRev)
+}
+
+// moveCounts counts the groups moved by this node as the arbiter, by
+// reason. Safe for concurrent use.
+type moveCounts struct {
+	mu sync.Mutex
+	n  map[string]uint64
+}
+
+func (m *moveCounts) add(byReason map[string]int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == nil {
+		m.n = map[string]uint64{}
+	}
+	for r, k := range byReason {
+		m.n[r] += uint64(k)
+	}
+}
+
+func (m *moveCounts) snapshot() map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.n)
 }

@@ -17,7 +17,8 @@ import (
 // room are values taken. If an extension fails the batch fails with
 // ErrUnavailable having taken nothing. With a routing table, a batch that
 // names a uid of another node's group answers a *NotOwnerError and takes
-// nothing: callers split batches by Routing.Owner. Only when concurrent callers take
+// nothing: callers split batches by the table (route.Table.Lookup). Only
+// when concurrent callers take
 // a section's last values between the check and the take and the retried
 // extension then fails, or when the node's claim expires while it takes,
 // are values already taken for some uids lost: skipped numbers, never
@@ -108,8 +109,8 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 				}
 				checked = s.g.claim
 			}
-			for _, uid := range uids {
-				n.stats.issued.add(uid, 1)
+			for _, s := range secs {
+				s.calls.Add(1)
 			}
 			return out, nil
 		}

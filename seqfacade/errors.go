@@ -27,14 +27,15 @@ var (
 	// Config.MaxBatch uids. Nothing is consumed.
 	ErrBatchTooLarge = errors.New("seqfacade: batch too large")
 	// ErrUnavailable means the node cannot prove a value would be safe to
-	// hand out right now: it is registering or in its activation delay,
-	// its lease is lost, etcd does not answer, or it is closed. Nothing
+	// hand out right now: it is registering, a group is activating, it
+	// cannot confirm the routing table, etcd does not answer, or it is
+	// closed. Nothing
 	// unsafe was handed out; the caller should answer "unavailable" and
 	// let its client retry, here or elsewhere.
 	ErrUnavailable = errors.New("seqfacade: unavailable")
-	// ErrNotOwner means this node does not serve the group. With a
-	// routing table (Config.Routed), a call for a uid whose group the
-	// table gives to another node returns a *NotOwnerError, which matches
+	// ErrNotOwner means this node does not serve the group. A call for a
+	// uid whose group the routing table gives to another node returns a
+	// *NotOwnerError, which matches
 	// ErrNotOwner (and not ErrUnavailable) and carries the table: the
 	// caller should send the call to the owner it names. It also means a
 	// max_seq write was refused because its proof failed: this node's
@@ -53,10 +54,29 @@ var (
 	// ErrExhausted means a uid's section has handed out values up to
 	// MaxSeq: its sequences cannot grow any more.
 	ErrExhausted = errors.New("seqfacade: sequence space exhausted")
+	// ErrNotHome means the uid is served by another datacenter's own
+	// store (Config.HomeOnly): see NotHomeError. Nothing is consumed.
+	ErrNotHome = errors.New("seqfacade: uid served by another datacenter's store")
 )
 
-// NotOwnerError is returned, by a node with a routing table, for a call on
-// a uid whose group the table gives to another node. It matches
+// NotHomeError is returned by a node whose store is its datacenter's own
+// (Config.HomeOnly) for a uid whose group has its home in another
+// datacenter, whose own store serves it: this node never does, so the
+// caller must ask that datacenter. It matches ErrNotHome.
+type NotHomeError struct {
+	Group      int
+	Datacenter string // the group's home
+}
+
+func (e *NotHomeError) Error() string {
+	return fmt.Sprintf("%v: group %d is served by datacenter %s's sequence store, not this datacenter's", ErrNotHome, e.Group, e.Datacenter)
+}
+
+// Is reports whether target is ErrNotHome.
+func (e *NotHomeError) Is(target error) bool { return target == ErrNotHome }
+
+// NotOwnerError is returned for a call on a uid whose group the routing
+// table gives to another node. It matches
 // ErrNotOwner with errors.Is; errors.As finds it. Routing is the node's
 // table, to hand to the client so that it goes straight to the owner (one
 // extra round trip) and routes later calls itself. A plain value; its

@@ -27,24 +27,29 @@ func newEtcdStore(cli *clientv3.Client, cfg Config) *etcdStore {
 
 func groupKey(prefix string, g int) string { return fmt.Sprintf("%s/seq/groups/%08x", prefix, g) }
 
-// Load implements Store with a linearizable Get.
-func (s *etcdStore) Load(ctx context.Context, g int) (GroupState, error) {
+// Load implements Store with a linearizable Get, in a transaction with
+// the proof when there is one.
+func (s *etcdStore) Load(ctx context.Context, g int, proof []clientv3.Cmp) (GroupState, error) {
 	n := s.lay.sectionsIn(g)
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	key := groupKey(s.prefix, g)
-	resp, err := s.cli.Get(cctx, key)
+	tr, err := s.cli.Txn(cctx).If(proof...).Then(clientv3.OpGet(key)).Commit()
 	if err != nil {
-		return GroupState{}, fmt.Errorf("seqfacade: reading %s: %w", key, err)
+		return GroupState{}, fmt.Errorf("reading %s: %w", key, err)
 	}
-	if len(resp.Kvs) == 0 {
+	if !tr.Succeeded {
+		return GroupState{}, fmt.Errorf("%w: reading %s: %w", ErrNotOwner, key, ErrProofFailed)
+	}
+	kvs := tr.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
 		return GroupState{MaxSeqs: make([]uint64, n)}, nil
 	}
-	m, err := decodeGroup(resp.Kvs[0].Value, n)
+	m, err := decodeGroup(kvs[0].Value, n)
 	if err != nil {
 		return GroupState{}, fmt.Errorf("%s: %w", key, err)
 	}
-	return GroupState{MaxSeqs: m, Revision: resp.Kvs[0].ModRevision}, nil
+	return GroupState{MaxSeqs: m, Revision: kvs[0].ModRevision}, nil
 }
 
 // Save implements Store with one transaction: the group key's ModRevision
@@ -60,7 +65,7 @@ func (s *etcdStore) Save(ctx context.Context, g int, maxSeqs []uint64, expect in
 		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
 		Commit()
 	if err != nil {
-		return 0, fmt.Errorf("seqfacade: writing %s: %w", key, err)
+		return 0, fmt.Errorf("writing %s: %w", key, err)
 	}
 	if tr.Succeeded {
 		return tr.Header.Revision, nil
@@ -72,5 +77,5 @@ func (s *etcdStore) Save(ctx context.Context, g int, maxSeqs []uint64, expect in
 	if rev != expect {
 		return 0, fmt.Errorf("%w: %s changed under this node (revision %d, expected %d)", ErrNotOwner, key, rev, expect)
 	}
-	return 0, fmt.Errorf("%w: writing %s: ownership proof failed", ErrNotOwner, key)
+	return 0, fmt.Errorf("%w: writing %s: %w", ErrNotOwner, key, ErrProofFailed)
 }

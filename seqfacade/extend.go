@@ -3,7 +3,10 @@ package seqfacade
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // round is one max_seq write of a group, raising every section that
@@ -107,17 +110,19 @@ func (g *group) extendLoop() {
 		r := g.mu.next
 		g.mu.next = newRound()
 		var secs []*section
+		var locals []int
 		for _, s := range g.mu.sections {
 			if s != nil && s.ext.wanted {
 				s.ext.wanted = false
 				s.ext.round = r
 				secs = append(secs, s)
+				locals = append(locals, s.local)
 			}
 		}
 		g.mu.wantN = 0
 		g.mu.Unlock()
 
-		err := g.extend(secs)
+		err := g.extend(locals)
 
 		g.mu.Lock()
 		if err != nil {
@@ -158,8 +163,16 @@ func (g *group) extendLoop() {
 	}
 }
 
-// extend persists max_seq + step for secs and raises them.
-func (g *group) extend(secs []*section) error {
+// extendAll is a load's first extension: every section of the group
+// by the configured step, in one write.
+func (g *group) extendAll() error { return g.extendWith(g.allSections(), true) }
+
+// extend persists a higher max_seq for the sections at locals (each by
+// its step, which doubles for a section extended again within
+// StepPeriod) and raises them.
+func (g *group) extend(locals []int) error { return g.extendWith(locals, false) }
+
+func (g *group) extendWith(locals []int, first bool) error {
 	n := g.n
 	if !g.live() {
 		return errors.New("claim ended")
@@ -168,8 +181,10 @@ func (g *group) extend(secs []*section) error {
 	reread := g.mu.reread
 	g.mu.Unlock()
 	if reread {
+		// HAZARD: the re-read proves the claim in the same transaction, and
+		// adopt takes only what this node wrote (see adopt).
 		ctx, cancel := n.callCtx(g.claim)
-		st, err := n.store.Load(ctx, g.idx)
+		st, err := n.store.Load(ctx, g.idx, g.claim.Proof())
 		cancel()
 		if err == nil {
 			err = g.adopt(st)
@@ -182,19 +197,39 @@ func (g *group) extend(secs []*section) error {
 		}
 	}
 
+	now := n.src.Mono()
 	g.mu.Lock()
 	maxes := slices.Clone(g.mu.persisted)
-	for _, s := range secs {
-		// No overflow: persisted <= MaxSeq < 2^63 and Step <= 2^32.
-		maxes[s.local] = min(maxes[s.local]+n.cfg.Step, MaxSeq)
+	steps := slices.Clone(g.mu.steps)
+	for _, l := range locals {
+		step := n.cfg.Step
+		if last := g.mu.lastExt[l]; !first && last != 0 && now-last < n.cfg.StepPeriod {
+			step = min(2*g.mu.steps[l], MaxStep)
+		}
+		steps[l] = step
+		// No overflow: persisted <= MaxSeq < 2^63 and step <= 2^32.
+		maxes[l] = min(maxes[l]+step, MaxSeq)
 	}
 	rev := g.mu.rev
 	g.mu.Unlock()
 
-	ctx, cancel := n.callCtx(g.claim)
-	n.stats.writes.Add(1)
-	newRev, err := n.store.Save(ctx, g.idx, maxes, rev, g.claim.Proof())
-	cancel()
+	var newRev int64
+	var err error
+	for attempt := 0; ; attempt++ {
+		proof := g.claim.Proof()
+		ctx, cancel := n.callCtx(g.claim)
+		n.stats.writes.Add(1)
+		newRev, err = n.store.Save(ctx, g.idx, maxes, rev, proof)
+		cancel()
+		// A table written meanwhile (another group moved) fails the proof
+		// although this node still holds the group: the claim then has a
+		// newer proof, and the write is tried again with it.
+		if attempt == 0 && errors.Is(err, ErrProofFailed) && g.live() && !sameProof(proof, g.claim.Proof()) {
+			n.stats.writeFailures.Add(1)
+			continue
+		}
+		break
+	}
 	if err != nil {
 		n.stats.writeFailures.Add(1)
 		if errors.Is(err, ErrNotOwner) {
@@ -207,6 +242,7 @@ func (g *group) extend(secs []*section) error {
 		// since its revision may have moved.
 		g.mu.Lock()
 		g.mu.reread = true
+		g.mu.attempted = maxes
 		g.mu.Unlock()
 		return err
 	}
@@ -218,6 +254,12 @@ func (g *group) extend(secs []*section) error {
 	}
 	g.mu.persisted = maxes
 	g.mu.rev = newRev
+	for _, l := range locals {
+		if !first {
+			g.mu.lastExt[l] = now
+		}
+		g.mu.steps[l] = steps[l]
+	}
 	// HAZARD: raise only after the write is acknowledged, and only while
 	// the claim holds: past its deadline another node may be about to
 	// serve these sections.
@@ -231,3 +273,6 @@ func (g *group) extend(secs []*section) error {
 	}
 	return nil
 }
+
+// sameProof reports whether two proofs are the same comparisons.
+func sameProof(a, b []clientv3.Cmp) bool { return reflect.DeepEqual(a, b) }

@@ -2,8 +2,10 @@ package seqfacade
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/migsvc/mig/clock"
 )
@@ -23,15 +25,21 @@ type group struct {
 
 	mu struct {
 		sync.Mutex
-		deadErr   error
-		sections  []*section // allocated sections, by index in the group
-		persisted []uint64   // each section's max_seq known to be persisted
-		rev       int64      // the store revision persisted was read or written at
-		reread    bool       // a write's outcome is unknown: read before writing
-		wantN     int        // sections with ext.wanted
-		next      *round     // the round that will raise the wanted sections
-		running   bool       // extendLoop is running
-		failing   error      // the last round's error while retrying; nil once one succeeds
+		deadErr  error
+		sections []*section // allocated sections, by index in the group
+		// floor is each section's max_seq when the group was loaded: every
+		// cur_seq of a section starts there, above anything handed out
+		// before. persisted is each max_seq known to be persisted now.
+		floor, persisted []uint64
+		rev              int64           // the store revision persisted was read or written at
+		steps            []uint64        // each section's current step
+		lastExt          []time.Duration // when each section was last extended (0: not since the load)
+		reread           bool            // a write's outcome is unknown: read before writing
+		attempted        []uint64        // the values of that write
+		wantN            int             // sections with ext.wanted
+		next             *round          // the round that will raise the wanted sections
+		running          bool            // extendLoop is running
+		failing          error           // the last round's error while retrying; nil once one succeeds
 	}
 }
 
@@ -40,9 +48,16 @@ func (n *Node) newGroup(idx int, c Claim, st GroupState) *group {
 	if d, ok := c.(deadlined); ok {
 		g.dl = d.deadline()
 	}
-	g.mu.sections = make([]*section, len(st.MaxSeqs))
+	k := len(st.MaxSeqs)
+	g.mu.sections = make([]*section, k)
+	g.mu.floor = slices.Clone(st.MaxSeqs)
 	g.mu.persisted = st.MaxSeqs
 	g.mu.rev = st.Revision
+	g.mu.steps = make([]uint64, k)
+	for i := range g.mu.steps {
+		g.mu.steps[i] = n.cfg.Step
+	}
+	g.mu.lastExt = make([]time.Duration, k)
 	g.mu.next = newRound()
 	return g
 }
@@ -57,11 +72,19 @@ func (g *group) live() bool {
 	return live(g.claim)
 }
 
+// allSections returns the index of every section of the group.
+func (g *group) allSections() []int {
+	all := make([]int, len(g.mu.floor))
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
 // section returns the group's section at index local, allocating its
-// cur_seq memory on first use. Every cur_seq of a new section starts at
-// the section's persisted max_seq: after a load nothing is handed out
-// until an extension is persisted, so values jump past everything a
-// previous process could have handed out.
+// cur_seq memory on first use. Every cur_seq of a section starts at the
+// section's max_seq when the group was loaded, so values jump past
+// everything a previous owner could have handed out.
 func (g *group) section(local int) (*section, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -72,7 +95,10 @@ func (g *group) section(local int) (*section, error) {
 		return s, nil
 	}
 	sec := g.first + local
-	s := &section{g: g, local: local, base: g.mu.persisted[local], cur: make([]atomic.Uint64, g.n.lay.uidsIn(sec))}
+	s := &section{g: g, local: local, base: g.mu.floor[local], cur: make([]atomic.Uint64, g.n.lay.uidsIn(sec))}
+	if g.live() {
+		g.raiseLocked(s)
+	}
 	g.mu.sections[local] = s
 	// Published under mu, so that an unload (which takes mu first) always
 	// finds it.
@@ -83,7 +109,7 @@ func (g *group) section(local int) (*section, error) {
 }
 
 // current returns the latest value taken for index i of section local:
-// the persisted max_seq for a section not yet allocated.
+// the max_seq at load for a section not yet allocated.
 func (g *group) current(local int, i uint64) (uint64, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -93,7 +119,7 @@ func (g *group) current(local int, i uint64) (uint64, error) {
 	if s := g.mu.sections[local]; s != nil {
 		return s.base + s.cur[i].Load(), nil
 	}
-	return g.mu.persisted[local], nil
+	return g.mu.floor[local], nil
 }
 
 // raiseLocked lets s hand out values up to its persisted max_seq.
@@ -106,11 +132,24 @@ func (g *group) raiseLocked(s *section) {
 		return
 	}
 	pf := uint64(0)
-	if r := g.n.reserve; lim > r {
+	if r := g.n.cfg.reserve(g.mu.steps[s.local]); lim > r {
 		pf = lim - r
 	}
 	s.prefetch.Store(pf)
 	s.limit.Store(lim)
+}
+
+// calls returns the values handed out from the group's sections.
+func (g *group) calls() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var t uint64
+	for _, s := range g.mu.sections {
+		if s != nil {
+			t += s.calls.Load()
+		}
+	}
+	return t
 }
 
 // kill unloads the group at once: nothing more is handed out from it, and
@@ -139,6 +178,7 @@ func (g *group) kill(err error) {
 		n.sections[g.first+s.local].CompareAndSwap(s, nil)
 		n.stats.sectionsLoaded.Add(-1)
 		n.stats.curSeqBytes.Add(-int64(8 * len(s.cur)))
+		n.stats.retired.Add(s.calls.Load())
 	}
 	if n.groups[g.idx].CompareAndSwap(g, nil) {
 		n.stats.groupsLoaded.Add(-1)
@@ -146,10 +186,12 @@ func (g *group) kill(err error) {
 	n.log.Info("seq facade: group unloaded", "group", g.idx, "sections", len(secs), "reason", err)
 }
 
-// adopt takes a re-read state as what is persisted, raising sections to
-// it: it can only be higher than what this node knew (a write whose
-// outcome was unknown did happen). Lower means someone else wrote the
-// group, and the group must be unloaded.
+// adopt takes a state re-read after a write of unknown outcome (the read
+// itself proving the claim). It is this node's own either way: unchanged
+// (the write did not happen) or exactly the values the write tried (it
+// did). Anything else means another writer wrote the group, which must
+// then be unloaded: this node cannot know which of its values are still
+// safe (ErrNotOwner).
 func (g *group) adopt(st GroupState) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -159,15 +201,21 @@ func (g *group) adopt(st GroupState) error {
 	if len(st.MaxSeqs) != len(g.mu.persisted) {
 		return fmt.Errorf("%w: group %d re-read with %d sections, %d loaded", ErrCorrupt, g.idx, len(st.MaxSeqs), len(g.mu.persisted))
 	}
-	for l, m := range st.MaxSeqs {
-		if m < g.mu.persisted[l] {
-			return fmt.Errorf("%w: group %d's section %d: persisted max_seq went down from %d to %d",
-				ErrNotOwner, g.idx, g.first+l, g.mu.persisted[l], m)
-		}
+	switch {
+	case st.Revision == g.mu.rev && slices.Equal(st.MaxSeqs, g.mu.persisted):
+		// The write did not happen (yet: if it does later, the next
+		// write's revision check fails and the group reloads).
+	case g.mu.attempted != nil && slices.Equal(st.MaxSeqs, g.mu.attempted):
+		g.mu.persisted = st.MaxSeqs
+	default:
+		// HAZARD: adopting another writer's higher max_seq would let this
+		// node hand out values that writer may have handed out.
+		return fmt.Errorf("%w: group %d was written by another node after this node's write of unknown outcome (revision %d, this node knew %d)",
+			ErrNotOwner, g.idx, st.Revision, g.mu.rev)
 	}
-	g.mu.persisted = st.MaxSeqs
 	g.mu.rev = st.Revision
 	g.mu.reread = false
+	g.mu.attempted = nil
 	if g.live() {
 		for _, s := range g.mu.sections {
 			if s != nil {

@@ -20,16 +20,30 @@ import (
 	"github.com/migsvc/mig/seqfacade"
 )
 
-// fastConfig fences and fails over in about two seconds (the shortest
-// lease etcd grants is 2s) and activates at once: tests that need the
-// delay set it.
+// fastConfig fails over as fast as etcd allows (the shortest lease it
+// grants is 2s) and activates after half a second: a confirmation lets a
+// node serve 400 ms, and one goes every 125 ms.
 func fastConfig(name string) seqfacade.Config {
 	return seqfacade.Config{
 		NodeName:        name,
-		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 500 * time.Millisecond, RequestTimeout: 300 * time.Millisecond},
-		ActivationDelay: 10 * time.Millisecond,
+		Address:         name + ".test:7000",
+		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 100 * time.Millisecond, RequestTimeout: 200 * time.Millisecond},
+		ActivationDelay: 500 * time.Millisecond,
 	}
 }
+
+// settled waits until n has loaded every group the table gives it (their
+// activation is done, in the background, after Ready).
+func settled(t testing.TB, n *seqfacade.Node) {
+	t.Helper()
+	waitFor(t, "every group loaded", 20*time.Second, func() bool {
+		st := n.Stats()
+		return st.GroupsOwned > 0 && st.GroupsLoaded == int64(st.GroupsOwned)
+	})
+}
+
+// ready turns n.Ready into a condition for waitFor.
+func ready(n *seqfacade.Node) func() bool { return func() bool { return n.Ready() == nil } }
 
 // start starts a node that Cleanup closes (before its client closes,
 // since Cleanup runs in reverse order).
@@ -53,7 +67,7 @@ func mustServe(t testing.TB, cli *clientv3.Client, cfg seqfacade.Config, src clo
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the node to serve", 10*time.Second, n.Ready)
+	waitFor(t, "the node to serve", 10*time.Second, ready(n))
 	return n
 }
 

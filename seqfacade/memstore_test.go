@@ -45,9 +45,12 @@ const proofKey = "test/owner"
 
 var _ seqfacade.Store = (*memStore)(nil)
 
-func (s *memStore) Load(ctx context.Context, g int) (seqfacade.GroupState, error) {
+func (s *memStore) Load(ctx context.Context, g int, proof []clientv3.Cmp) (seqfacade.GroupState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkProof(proof); err != nil {
+		return seqfacade.GroupState{}, err
+	}
 	st, ok := s.groups[g]
 	if !ok {
 		return seqfacade.GroupState{MaxSeqs: make([]uint64, s.sectionsIn(g))}, nil
@@ -59,10 +62,8 @@ func (s *memStore) Save(ctx context.Context, g int, maxSeqs []uint64, expect int
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.saves++
-	for _, c := range proof {
-		if string(c.KeyBytes()) == proofKey && string(c.ValueBytes()) != s.owner {
-			return 0, fmt.Errorf("%w: proof %s, owner %s", seqfacade.ErrNotOwner, c.ValueBytes(), s.owner)
-		}
+	if err := s.checkProof(proof); err != nil {
+		return 0, err
 	}
 	old := s.groups[g]
 	if old.Revision != expect {
@@ -84,6 +85,16 @@ func (s *memStore) Save(ctx context.Context, g int, maxSeqs []uint64, expect int
 		return 0, errUnknown
 	}
 	return s.rev, nil
+}
+
+// checkProof refuses a proof naming another owner than the store's.
+func (s *memStore) checkProof(proof []clientv3.Cmp) error {
+	for _, c := range proof {
+		if string(c.KeyBytes()) == proofKey && string(c.ValueBytes()) != s.owner {
+			return fmt.Errorf("%w: proof %s, owner %s: %w", seqfacade.ErrNotOwner, c.ValueBytes(), s.owner, seqfacade.ErrProofFailed)
+		}
+	}
+	return nil
 }
 
 func (s *memStore) max(g, local int) uint64 {
@@ -143,9 +154,9 @@ func (o *testOwner) Claim(int) (seqfacade.Claim, error) {
 	}
 }
 
-func (o *testOwner) Ready() bool {
+func (o *testOwner) Ready() error {
 	_, err := o.Claim(0)
-	return err == nil
+	return err
 }
 
 func (o *testOwner) end() { o.claim.end() }

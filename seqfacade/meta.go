@@ -16,10 +16,19 @@ type configRecord struct {
 	UIDLimit    uint64 `json:"uid_limit"`
 	Step        uint64 `json:"step"`
 	Format      int    `json:"format"`
+	// Homes is Config.Homes written out ("" for none).
+	Homes string `json:"homes,omitempty"`
+	// Datacenter is set for a datacenter's own store (Config.HomeOnly):
+	// the datacenter it belongs to.
+	Datacenter string `json:"datacenter,omitempty"`
 }
 
 func recordOf(c Config) configRecord {
-	return configRecord{SectionSize: c.SectionSize, GroupSize: c.GroupSize, UIDLimit: c.UIDLimit, Step: c.Step, Format: groupFormat}
+	r := configRecord{SectionSize: c.SectionSize, GroupSize: c.GroupSize, UIDLimit: c.UIDLimit, Step: c.Step, Format: groupFormat, Homes: c.Homes.String()}
+	if c.HomeOnly {
+		r.Datacenter = c.Datacenter
+	}
+	return r
 }
 
 // diff lists the ways the recorded r and the configured c differ in what
@@ -38,7 +47,26 @@ func (r configRecord) diff(c configRecord) string {
 	if r.Format != c.Format {
 		d = append(d, fmt.Sprintf("value format %d recorded, %d built in", r.Format, c.Format))
 	}
+	if r.Homes != c.Homes {
+		d = append(d, fmt.Sprintf("homes %s recorded, %s configured", orNone(r.Homes), orNone(c.Homes)))
+	}
+	switch {
+	case r.Datacenter == c.Datacenter:
+	case r.Datacenter == "":
+		d = append(d, fmt.Sprintf("the store is shared by every datacenter, but this node takes it for datacenter %s's own", c.Datacenter))
+	case c.Datacenter == "":
+		d = append(d, fmt.Sprintf("the store is datacenter %s's own, but this node takes it for one shared by every datacenter", r.Datacenter))
+	default:
+		d = append(d, fmt.Sprintf("the store is datacenter %s's own, and this node is of datacenter %s", r.Datacenter, c.Datacenter))
+	}
 	return strings.Join(d, "; ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // checkMetadata records the configuration the first time and checks it
@@ -46,7 +74,10 @@ func (r configRecord) diff(c configRecord) string {
 //
 // HAZARD: a node with another section size (or group size, or uid limit)
 // would read a uid's max_seq from another section's slot, or from none,
-// and could start below values already handed out.
+// and could start below values already handed out. A node that takes a
+// datacenter's own store for a shared one (or another datacenter's), or
+// that disagrees on the homes, could serve uids another store serves too:
+// two counters for one uid.
 func checkMetadata(ctx context.Context, cli *clientv3.Client, cfg Config) error {
 	key := cfg.Prefix + "/seq/config"
 	want := recordOf(cfg)
@@ -74,7 +105,7 @@ func checkMetadata(ctx context.Context, cli *clientv3.Client, cfg Config) error 
 		return fmt.Errorf("%w: %s is unreadable (%v): %q", ErrMismatch, key, err, kvs[0].Value)
 	}
 	if d := got.diff(want); d != "" {
-		return fmt.Errorf("%w: %s: %s (changing these could send a uid's sequence backwards; to start afresh, stop every node and delete %s/seq/)",
+		return fmt.Errorf("%w: %s: %s (the cluster's recorded values win: start the node with them; deleting %s/seq/ to start afresh would send every uid's sequence back to 0)",
 			ErrMismatch, key, d, cfg.Prefix)
 	}
 	if got.Step != want.Step {

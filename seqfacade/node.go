@@ -29,13 +29,12 @@ const (
 // groups, write extensions and unload groups whose claim ends; Close
 // stops them all. Safe for concurrent use.
 type Node struct {
-	cfg     Config
-	lay     layout
-	reserve uint64 // values of a step left when the next extension starts
-	store   Store
-	own     Ownership
-	src     clock.Source
-	log     *slog.Logger
+	cfg   Config
+	lay   layout
+	store Store
+	own   Ownership
+	src   clock.Source
+	log   *slog.Logger
 
 	// sections is the hot path's table: the loaded section of every
 	// section number, nil when not loaded. groups likewise by group.
@@ -55,9 +54,11 @@ type Node struct {
 		watched map[Claim]struct{}
 	}
 
-	closeOwn  func(context.Context) error
-	closeOnce sync.Once
-	closeErr  error
+	closeOwn   func(context.Context) error
+	drainOwn   func(context.Context) error
+	activating chan struct{} // a slot per background activation in flight
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // loadCall is a group load in progress; callers that need the group wait
@@ -68,25 +69,21 @@ type loadCall struct {
 	err  error
 }
 
-// Start records or checks the configuration in etcd, then starts a node.
+// Start records or checks the configuration in etcd, then starts a node
+// that serves the groups the routing table gives it
+// (docs/seq-failover.md): it registers under a lease, campaigns to be the
+// arbiter that writes the table, activates each group given to it once
+// its previous owner has released it or an activation delay after it
+// first saw it given (loading it and raising every section's max_seq in
+// one write, so that first calls do not wait on etcd), and unloads a
+// group the moment it sees it moved. Calls for a group the table gives
+// another node answer a *NotOwnerError carrying the table (Routing tells
+// it too); calls for a group still activating wait for it (within their
+// context); calls while the node cannot confirm the table answer
+// ErrUnavailable.
 //
-// Without cfg.Routed the node owns every group (one serving node): it
-// registers under its lease in the background and serves once its
-// activation delay has passed (until then calls answer ErrUnavailable;
-// Ready tells when).
-//
-// With cfg.Routed the node serves the groups that the routing table gives
-// it (docs/seq-failover.md): it registers under its lease, campaigns to
-// be the arbiter that writes the table, activates each group given to it
-// an activation delay after it first sees it given, and unloads a group
-// the moment it sees it moved. Calls for a group the table gives another
-// node answer a *NotOwnerError carrying the table (Routing tells it too);
-// calls for a group still activating, or while the node cannot confirm
-// the table, answer ErrUnavailable.
-//
-// src keeps the lease's deadline and is read once per call to check it
-// (on the host's clock, usually through the CPU's time-stamp counter: see
-// clock.Deadline).
+// src keeps the claims' deadlines and is read once per call to check
+// them (clock.Deadline).
 //
 // It returns an error wrapping ErrConfig for an invalid cfg, ErrMismatch
 // when cfg disagrees with the configuration recorded in etcd, or
@@ -100,23 +97,16 @@ func Start(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Sour
 	if err := checkMetadata(ctx, cli, cfg); err != nil {
 		return nil, err
 	}
-	var (
-		own      Ownership
-		closeOwn func(context.Context) error
-	)
-	if cfg.Routed {
-		o := startRouted(ctx, cfg, cli, src)
-		own, closeOwn = o, o.close
-	} else {
-		o := startSole(ctx, cfg, cli, src)
-		own, closeOwn = o, o.close
-	}
-	n, err := New(ctx, cfg, newEtcdStore(cli, cfg), own, src)
+	o := newRouted(cfg, cli, src)
+	n, err := New(ctx, cfg, newEtcdStore(cli, cfg), o, src)
 	if err != nil {
-		_ = closeOwn(ctx)
 		return nil, err
 	}
-	n.closeOwn = closeOwn
+	o.activate = n.activate
+	o.calls = n.groupCalls
+	o.start(ctx)
+	n.closeOwn = o.close
+	n.drainOwn = o.drain
 	return n, nil
 }
 
@@ -134,7 +124,6 @@ func New(ctx context.Context, cfg Config, store Store, own Ownership, src clock.
 	n := &Node{
 		cfg:      cfg,
 		lay:      lay,
-		reserve:  cfg.reserve(),
 		store:    store,
 		own:      own,
 		src:      src,
@@ -143,6 +132,7 @@ func New(ctx context.Context, cfg Config, store Store, own Ownership, src clock.
 		groups:   make([]atomic.Pointer[group], lay.groups),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	n.activating = make(chan struct{}, activations)
 	n.mu.loading = map[int]*loadCall{}
 	n.mu.watched = map[Claim]struct{}{}
 	return n, nil
@@ -151,15 +141,37 @@ func New(ctx context.Context, cfg Config, store Store, own Ownership, src clock.
 // Config returns the node's configuration, defaults filled in.
 func (n *Node) Config() Config { return n.cfg }
 
-// Ready reports whether the node serves now: it holds a live claim and is
-// not closed; with a routing table, whether it is registered and knows a
-// table, so that it serves its groups or sends callers to their owners.
-// For readiness probes.
-func (n *Node) Ready() bool {
+// Ready says why the node cannot answer every call now, or nil when it
+// can: registered, with a routing table (so that it serves its groups or
+// sends callers to their owners), no group of its own still activating,
+// and its right to serve confirmed. For readiness probes.
+func (n *Node) Ready() error {
 	n.mu.Lock()
 	closed := n.mu.closed
 	n.mu.Unlock()
-	return !closed && n.own.Ready()
+	if closed {
+		return ErrClosed
+	}
+	return n.own.Ready()
+}
+
+// Drain hands this node's groups to the other nodes before it stops (a
+// planned move, without a gap: each is released as soon as this node has
+// stopped serving it, and its new owner serves at once). It returns when
+// the node owns no group, when no other node could take them (nil then
+// too: Close's path is as safe, only slower for the next owner), or when
+// ctx is done. The node keeps answering meanwhile: calls for groups
+// already handed off are sent on. Call it before Close, with the HTTP
+// server still serving.
+func (n *Node) Drain(ctx context.Context) error {
+	if n.drainOwn == nil {
+		return nil
+	}
+	err := n.drainOwn(ctx)
+	if err != nil {
+		n.log.Warn("seq facade: drain incomplete; the groups left move when the node's lease is revoked, after their activation delay", "err", err)
+	}
+	return err
 }
 
 // spawn runs f in a goroutine that Close waits for; it reports false, and
@@ -184,21 +196,64 @@ func (n *Node) callCtx(c Claim) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(n.ctx, max(0, min(n.cfg.RequestTimeout, c.Headroom())))
 }
 
-// group returns loaded group gi, loading it if needed.
+// group returns loaded group gi, loading it if needed. A group still
+// activating on this node is waited for, within ctx.
 func (n *Node) group(ctx context.Context, gi int) (*group, error) {
-	if g := n.groups[gi].Load(); g != nil && !g.dead.Load() {
-		return g, nil
+	for {
+		if g := n.groups[gi].Load(); g != nil && !g.dead.Load() {
+			return g, nil
+		}
+		c, err := n.startLoad(gi)
+		var act *activatingError
+		if errors.As(err, &act) {
+			select {
+			case <-act.wait:
+				continue // activated (or moved away): ask again
+			case <-ctx.Done():
+				return nil, fmt.Errorf("%w (waited %w)", err, ctx.Err())
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-c.done:
+			return c.g, c.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: waiting for group %d to load: %w", ErrUnavailable, gi, ctx.Err())
+		}
 	}
-	c, err := n.startLoad(gi)
-	if err != nil {
-		return nil, err
-	}
-	select {
-	case <-c.done:
-		return c.g, c.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: waiting for group %d to load: %w", ErrUnavailable, gi, ctx.Err())
-	}
+}
+
+// activations bounds the groups loaded at once in the background: a node
+// given hundreds of groups at once (its first table) would otherwise send
+// etcd hundreds of reads and writes together, and the calls that need a
+// group now would wait behind them.
+const activations = 8
+
+// activate loads group gi in the background, if it is not loaded or
+// loading: the ownership calls it for a group it may now serve, so that
+// it is loaded and its sections extended before calls need it.
+func (n *Node) activate(gi int) {
+	n.spawn(func() {
+		select {
+		case n.activating <- struct{}{}:
+		case <-n.ctx.Done():
+			return
+		}
+		defer func() { <-n.activating }()
+		c, err := n.startLoad(gi)
+		if err == nil {
+			select {
+			case <-c.done:
+				err = c.err
+			case <-n.ctx.Done():
+			}
+		}
+		if err != nil {
+			n.log.Debug("seq facade: group not activated", "group", gi, "err", err)
+		}
+	})
 }
 
 // startLoad starts loading group gi unless it is loaded or loading, and
@@ -261,7 +316,7 @@ func (n *Node) loadGroup(gi int) (*group, error) {
 		return nil, fmt.Errorf("seqfacade: claim of type %T is not comparable", c)
 	}
 	ctx, cancel := n.callCtx(c)
-	st, err := n.store.Load(ctx, gi)
+	st, err := n.store.Load(ctx, gi, nil)
 	cancel()
 	n.stats.groupLoads.Add(1)
 	switch {
@@ -275,8 +330,21 @@ func (n *Node) loadGroup(gi int) (*group, error) {
 	case !live(c):
 		return nil, fmt.Errorf("%w: loading group %d: claim ended meanwhile", ErrUnavailable, gi)
 	}
+	g := n.newGroup(gi, c, st)
+	// Every section of the group gets a step now, in one write: a uid
+	// population spread over every section (how millions of users arrive)
+	// then costs one write per group, not one per section, and first calls
+	// do not wait on etcd. Untouched sections burn a step; 64 bits are
+	// plenty.
+	if err := g.extendAll(); err != nil {
+		g.kill(err)
+		if !errors.Is(err, ErrUnavailable) {
+			err = fmt.Errorf("%w: activating group %d: %w", ErrUnavailable, gi, err)
+		}
+		return nil, err
+	}
 	n.log.Debug("seq facade: group loaded", "group", gi, "revision", st.Revision)
-	return n.newGroup(gi, c, st), nil
+	return g, nil
 }
 
 // watchLocked makes sure one goroutine unloads c's groups when c ends.
@@ -307,8 +375,8 @@ func (n *Node) watchLocked(c Claim) {
 }
 
 // Routing returns the routing table the node serves by, to hand to
-// clients whose version is older: Version 0 for a node that serves every
-// group alone, or that has not read a table yet. Share it read-only.
+// clients whose version is older: Version 0 for a node that has not read
+// a table yet (or whose Ownership has none). Share it read-only.
 func (n *Node) Routing() route.Table {
 	if r, ok := n.own.(interface{ routing() route.Table }); ok {
 		return r.routing()
@@ -321,12 +389,13 @@ func (n *Node) Routing() route.Table {
 func (n *Node) GroupOf(uid uint64) int { return int(uid / n.lay.sectionSize / uint64(n.lay.groupSize)) }
 
 // Close stops serving at once, stops every goroutine of the node and, for
-// a node from Start, revokes its lease so a restart can serve at once
-// (after its activation delay); a routed node's groups go to the other
-// nodes at once (and are served after their activation delay). It writes nothing else: every max_seq is
-// persisted before any value below it is handed out. Calls after Close
-// get ErrClosed (wrapped with ErrUnavailable). Idempotent; it returns the
-// revoke's error.
+// a node from Start, records the release of the groups it served (so
+// that their next owners, or this node's next start, serve them at once)
+// and revokes its lease, so its groups go to the other nodes at once.
+// Drain first hands them off while this node still answers. Close writes
+// no max_seq: every max_seq is persisted before any value below it is
+// handed out. Calls after Close get ErrClosed (wrapped with
+// ErrUnavailable). Idempotent; it returns the revoke's error.
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()

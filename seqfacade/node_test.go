@@ -1,6 +1,7 @@
 package seqfacade_test
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -16,12 +17,18 @@ import (
 // sample uids: first and last of the space, section edges, two groups.
 var sample = []uint64{1, 2, 99_999, 100_000, 100_001, 12_800_000 - 1, 12_800_000, 1 << 31, 1<<32 - 1}
 
+// TestCleanRestart: a node closed cleanly restarts (same name) and
+// serves above everything at once: its earlier incarnation released its
+// groups, so the new one does not wait its activation delay (five
+// seconds here, so that only the releases explain a quick restart).
 func TestCleanRestart(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints()...)
 	src := clock.NewReal()
 	cfg := fastConfig("a")
 	cfg.Step = 100
+	cfg.ActivationDelay, cfg.Lease.Margin = 5*time.Second, 250*time.Millisecond
 
 	a := mustServe(t, cli, cfg, src)
 	var h history
@@ -43,11 +50,13 @@ func TestCleanRestart(t *testing.T) {
 		t.Fatalf("Next after Close = %v, want ErrClosed and ErrUnavailable", err)
 	}
 
-	// Close revoked the lease: the restart registers at once.
+	// Close released every group it served and revoked the lease: the
+	// restart registers at once, and serves at once (before its
+	// activation delay) since the old incarnation released its tenures.
 	begin := src.Mono()
 	b := mustServe(t, cli, cfg, src)
-	if d := src.Mono() - begin; d > time.Second {
-		t.Fatalf("restart after a clean close took %v", d)
+	if d := src.Mono() - begin; d >= cfg.ActivationDelay/2 {
+		t.Fatalf("restart after a clean close took %v: the activation delay is %v", d, cfg.ActivationDelay)
 	}
 	assertAbove(t, b, &h)
 	// Every value handed out is at or below what is persisted.
@@ -63,6 +72,7 @@ func TestCleanRestart(t *testing.T) {
 // can neither renew nor revoke its lease. Its successor (same name) waits
 // for etcd to expire the lease, then serves above everything.
 func TestKillRestart(t *testing.T) {
+	t.Parallel()
 	srv := etcdtest.Start(t)
 	src := clock.NewReal()
 	cfg := fastConfig("a")
@@ -87,7 +97,7 @@ func TestKillRestart(t *testing.T) {
 		t.Fatalf("successor served %v after the kill, before the old lease could expire", took)
 	}
 	// The dropped node fenced itself meanwhile.
-	if a.Ready() {
+	if a.Ready() == nil {
 		t.Fatal("dropped node still claims to serve")
 	}
 	if _, err := a.Next(ctxT(t), 1); !isUnavailable(err) {
@@ -99,9 +109,10 @@ func TestKillRestart(t *testing.T) {
 	}
 }
 
-// TestSecondNodeWaits: a second node under another name does not serve
-// while the first does, and takes over above it when the first closes.
-func TestSecondNodeWaits(t *testing.T) {
+// TestSameNameWaits: a second process under the same node name does not
+// serve while the first holds the name, and takes over above it when the
+// first closes.
+func TestSameNameWaits(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints()...)
 	src := clock.NewReal()
@@ -109,47 +120,50 @@ func TestSecondNodeWaits(t *testing.T) {
 	var h history
 	nextAll(t, a, &h, sample...)
 
-	b, err := start(t, cli, fastConfig("b"), src)
+	b, err := start(t, cli, fastConfig("a"), src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-src.After(300 * time.Millisecond)
-	if b.Ready() {
-		t.Fatal("second node serves while the first does")
+	if b.Ready() == nil {
+		t.Fatal("second process serves while the first holds the name")
 	}
 	_, err = b.Next(ctxT(t), 1)
-	if !isUnavailable(err) || !strings.Contains(err.Error(), "/mig/seq/owner") {
-		t.Fatalf("second node's Next = %v, want ErrUnavailable naming the owner key", err)
+	if !isUnavailable(err) || !strings.Contains(err.Error(), "/mig/seq/nodes/a") {
+		t.Fatalf("second process's Next = %v, want ErrUnavailable naming the registration key", err)
 	}
 	nextAll(t, a, &h, sample...)
 	if err := a.Close(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the second node to serve", 5*time.Second, b.Ready)
+	waitFor(t, "the second process to serve", 5*time.Second, ready(b))
 	assertAbove(t, b, &h)
 }
 
 // TestActivationDelay: a node serves no earlier than ActivationDelay
-// after registering.
+// after registering, when no earlier owner released the groups: a call
+// meanwhile waits (here past its context) and says it is activating.
 func TestActivationDelay(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints()...)
 	src := clock.NewReal()
 	cfg := fastConfig("a")
-	cfg.ActivationDelay = 700 * time.Millisecond
+	cfg.ActivationDelay = 900 * time.Millisecond
 	begin := src.Mono()
 	n, err := start(t, cli, cfg, src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the node to say it is activating", 5*time.Second, func() bool {
-		_, err := n.Next(ctxT(t), 7)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		defer cancel()
+		_, err := n.Next(ctx, 7)
 		if !isUnavailable(err) {
 			t.Fatalf("Next before activation = %v, want ErrUnavailable", err)
 		}
 		return strings.Contains(err.Error(), "activating")
 	})
-	waitFor(t, "activation", 5*time.Second, n.Ready)
+	waitFor(t, "activation", 5*time.Second, ready(n))
 	if d := src.Mono() - begin; d < cfg.ActivationDelay {
 		t.Fatalf("served %v after start, before the activation delay of %v", d, cfg.ActivationDelay)
 	}
@@ -365,6 +379,11 @@ func TestConfigValidate(t *testing.T) {
 		{"lease TTL", func(c *seqfacade.Config) { c.Lease.TTL = time.Second }, []string{"lease"}},
 		{"activation negative", func(c *seqfacade.Config) { c.ActivationDelay = -time.Second }, []string{"activation delay"}},
 		{"timeout negative", func(c *seqfacade.Config) { c.RequestTimeout = -time.Second }, []string{"request timeout"}},
+		{"right too short", func(c *seqfacade.Config) { c.ActivationDelay = 300 * time.Millisecond }, []string{"does not outlast"}},
+		{"homes overlap", func(c *seqfacade.Config) {
+			c.Homes, _ = seqfacade.ParseHomes("tokyo=0-200,osaka=150-335")
+		}, []string{"overlap"}},
+		{"home only without homes", func(c *seqfacade.Config) { c.HomeOnly, c.Datacenter = true, "tokyo" }, []string{"homes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := fastConfig("a")

@@ -9,24 +9,24 @@ import (
 )
 
 // Ownership decides which groups this node may serve and lets it prove so
-// to etcd. For one node (this package's Start) it is a registration
-// bound to the node's lease plus an exclusive claim on every group; across
-// nodes a routing table replaces it, without the allocator changing.
-// Implementations are safe for concurrent use.
+// to etcd: in this package's Start, a registration and the routing table
+// (docs/seq-failover.md); in tests, simpler schemes, without the
+// allocator changing. Implementations are safe for concurrent use.
 type Ownership interface {
 	// Claim returns the claim under which this node may serve group g now:
-	// registered, past its activation delay, and surely still holding its
-	// lease. Otherwise it returns an error wrapping ErrUnavailable (not
-	// yet, or no longer: retry later) or ErrNotOwner (another node serves
-	// g).
+	// registered, past its activation delay (or handed the group off), and
+	// surely still within its right to serve. Otherwise it returns an
+	// error wrapping ErrUnavailable (not yet, or no longer: retry later),
+	// ErrNotOwner (another node serves g) or ErrNotHome (another
+	// datacenter's store does).
 	//
 	// HAZARD: a Claim may be returned only once no other node can still
 	// hand out values of g: the previous owner's deadline has passed, and
 	// every max_seq it wrote is visible to a read started now.
 	Claim(g int) (Claim, error)
-	// Ready reports whether the node holds a valid registration and serves
-	// or will serve its groups: for readiness probes.
-	Ready() bool
+	// Ready says why the node cannot answer now, or nil when it can: for
+	// readiness probes.
+	Ready() error
 }
 
 // Claim is a node's right to serve some groups, for as long as it lasts.

@@ -6,9 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/migsvc/mig/clock"
@@ -20,19 +25,20 @@ import (
 // deleted or replaced: its lease is gone, or an operator removed the key.
 var errRegistrationGone = errors.New("seqfacade: registration gone")
 
-// routed is the Ownership of a node among several (Config.Routed): the
-// groups the routing table gives it, under the rules of
-// docs/seq-failover.md, which routeState applies.
+// routed is a node's Ownership: the groups the routing table gives it,
+// under the rules of docs/seq-failover.md, which routeState applies.
 //
-// One goroutine registers <prefix>/seq/nodes/<name> under a lease (created
-// only if absent, so two live processes cannot share a name) and, after
-// every acknowledged renewal, confirms the routing table with one
-// linearizable read that also checks the registration. While registered,
-// a second goroutine watches the routing key so that moves are seen at
-// once (unloading early is always safe, and activation counts from the
-// first sighting), and a third campaigns to be the arbiter (arbiter.go).
-// When the lease ends, every claim ends, the lease is revoked and the node
-// registers again. close stops them all. Safe for concurrent use.
+// One goroutine registers <prefix>/seq/nodes/<name> under a lease
+// (created only if absent, so two live processes cannot share a name).
+// While registered, goroutines confirm the routing table every
+// ConfirmInterval (one linearizable read that also checks the
+// registration), watch the table and the release markers so that moves
+// and handoffs are seen at once, campaign to be the arbiter
+// (arbiter.go), and do the node's errands: activate the groups that may
+// be (so that they are loaded and extended before calls need them),
+// release the tenures it ended, report its load. When the lease ends,
+// every claim ends, the lease is revoked and the node registers again.
+// close stops them all. Safe for concurrent use.
 type routed struct {
 	cfg  Config
 	cli  *clientv3.Client
@@ -42,10 +48,20 @@ type routed struct {
 	keys routeKeys
 	st   *routeState
 
-	registrations, losses, moves atomic.Uint64
-	badTable                     atomic.Int64 // the revision of an unreadable table last logged
-	arbiter                      atomic.Bool
-	state                        atomic.Pointer[string] // why not registered, for errors and logs
+	// activate loads group g in the background; calls returns each loaded
+	// group's calls so far. Both are the node's, set before run starts.
+	activate func(g int)
+	calls    func() map[int]uint64
+
+	registrations, losses atomic.Uint64
+	badTable              atomic.Int64 // the revision of an unreadable table last logged
+	arbiter               atomic.Bool
+	draining              atomic.Bool
+	state                 atomic.Pointer[string] // why not registered, for errors and logs
+	load                  atomic.Uint64          // calls a second at the last report (float64 bits)
+	kick                  chan struct{}          // wakes the errands
+	confirmNow            chan struct{}          // asks for a confirmation at once
+	moves                 moveCounts
 
 	cancel   context.CancelFunc
 	loopDone chan struct{}
@@ -53,110 +69,153 @@ type routed struct {
 	mu struct {
 		sync.Mutex
 		lease *lease.Lease // held now, if any; revoked by close
+		reg   int64        // its registration's CreateRevision
 	}
 }
 
 var _ Ownership = (*routed)(nil)
 
-// routeKeys are the etcd keys of a routed cluster.
+// routeKeys are the etcd keys of the sequence nodes.
 type routeKeys struct {
-	node    string // this node's registration
-	nodes   string // every registration: a prefix
-	routing string // the routing table
-	arbiter string // the arbiter's name, bound to its lease
-	owner   string // the single-node owner key, which excludes routing
+	node     string // this node's registration
+	nodes    string // every registration: a prefix
+	routing  string // the routing table
+	arbiter  string // the arbiter's name, bound to its lease
+	released string // release markers, by group: a prefix
+	load     string // this node's load report
+	loads    string // every load report: a prefix
 }
 
 func newRouteKeys(cfg Config) routeKeys {
+	p := cfg.Prefix + "/seq/"
 	return routeKeys{
-		node:    cfg.Prefix + "/seq/nodes/" + cfg.NodeName,
-		nodes:   cfg.Prefix + "/seq/nodes/",
-		routing: cfg.Prefix + "/seq/routing",
-		arbiter: cfg.Prefix + "/seq/arbiter",
-		owner:   cfg.Prefix + "/seq/owner",
+		node:     p + "nodes/" + cfg.NodeName,
+		nodes:    p + "nodes/",
+		routing:  p + "routing",
+		arbiter:  p + "arbiter",
+		released: p + "released/",
+		load:     p + "load/" + cfg.NodeName,
+		loads:    p + "load/",
 	}
 }
 
-// startRouted starts registering in the background. The goroutines
-// outlive ctx's deadline (not its values) until close.
-func startRouted(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Source) *routed {
+func releasedKey(prefix string, g int) string { return fmt.Sprintf("%s%08x", prefix, g) }
+
+// registration is the value of <prefix>/seq/nodes/<name>.
+type registration struct {
+	Node       string  `json:"node"`
+	Lease      string  `json:"lease"`
+	Address    string  `json:"address,omitempty"`
+	Datacenter string  `json:"datacenter,omitempty"`
+	Weight     float64 `json:"weight,omitempty"`
+	// Draining: the node is leaving; its groups are to be handed off.
+	Draining bool `json:"draining,omitempty"`
+}
+
+// loadRecord is the value of <prefix>/seq/load/<name>: the node's calls
+// a second by group, over the last report interval.
+type loadRecord struct {
+	Groups map[string]float64 `json:"groups"`
+}
+
+// newRouted returns the ownership of a node; run starts it.
+func newRouted(cfg Config, cli *clientv3.Client, src clock.Source) *routed {
 	lay := newLayout(cfg)
 	keys := newRouteKeys(cfg)
 	o := &routed{
-		cfg:      cfg,
-		cli:      cli,
-		src:      src,
-		log:      cfg.Logger,
-		lay:      lay,
-		keys:     keys,
-		st:       newRouteState(cfg.NodeName, src, cfg.ActivationDelay, cfg.Lease.Margin, keys.routing, keys.node, lay.groups),
-		loopDone: make(chan struct{}),
+		cfg:        cfg,
+		cli:        cli,
+		src:        src,
+		log:        cfg.Logger,
+		lay:        lay,
+		keys:       keys,
+		st:         newRouteState(cfg, src, keys, lay.groups),
+		kick:       make(chan struct{}, 1),
+		confirmNow: make(chan struct{}, 1),
+		loopDone:   make(chan struct{}),
+		activate:   func(int) {},
+		calls:      func() map[int]uint64 { return nil },
 	}
+	o.st.changed = func() { poke(o.kick) }
 	o.setState("registering")
+	return o
+}
+
+// start starts registering in the background. The goroutines outlive
+// ctx's deadline (not its values) until close.
+func (o *routed) start(ctx context.Context) {
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	o.cancel = cancel
 	go o.run(lctx)
-	return o
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // Claim implements Ownership. It returns a *NotOwnerError when the table
 // gives g to another node.
 func (o *routed) Claim(g int) (Claim, error) {
-	c, err := o.st.claim(g)
+	c, err := o.st.claimFor(g)
 	if err != nil && o.st.routing.Load().Version == 0 {
 		err = fmt.Errorf("%w (%s)", err, *o.state.Load())
 	}
 	return c, err
 }
 
-// Ready implements Ownership: registered, with a routing table to serve
-// from or to send callers on with.
-func (o *routed) Ready() bool { return o.st.ready() }
+// Ready implements Ownership: registered, with a routing table, no group
+// activating and the table confirmed.
+func (o *routed) Ready() error {
+	if err := o.st.ready(); err != nil {
+		if s := *o.state.Load(); s != "registered" {
+			return fmt.Errorf("%w (%s)", err, s)
+		}
+		return err
+	}
+	return nil
+}
 
 func (o *routed) routing() route.Table { return *o.st.routing.Load() }
 
-func (o *routed) counts() (registrations, losses uint64) {
-	return o.registrations.Load(), o.losses.Load()
-}
-
-func (o *routed) routeStats() routeStats {
-	owned, activating := o.st.counts()
-	return routeStats{owned: owned, activating: activating, moves: o.moves.Load(), arbiter: o.arbiter.Load()}
-}
-
-// routeStats are a routed ownership's gauges and counters, for Stats.
-type routeStats struct {
-	owned, activating int
-	moves             uint64
-	arbiter           bool
-}
-
 func (o *routed) setState(s string) { o.state.Store(&s) }
-
-// registered is a live registration: its lease and its key's
-// CreateRevision.
-type registered struct {
-	l   *lease.Lease
-	rev int64
-}
 
 func (o *routed) run(ctx context.Context) {
 	defer close(o.loopDone)
-	register := func(ctx context.Context) (registered, error) {
-		l, rev, err := o.register(ctx)
-		return registered{l, rev}, err
-	}
-	registerLoop(ctx, o.src, o.log, o.cfg.NodeName, o.setState, register, func(ctx context.Context, r registered) {
-		why := o.serve(ctx, r.l, r.rev)
+	backoff, failures := minRetry, 0
+	for ctx.Err() == nil {
+		l, reg, err := o.register(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			lvl := slog.LevelWarn
+			if failures > 0 {
+				lvl = slog.LevelDebug // the first failure of a streak says it all
+			}
+			failures++
+			o.setState(err.Error())
+			o.log.Log(ctx, lvl, "seq facade: cannot register yet; retrying", "node", o.cfg.NodeName, "err", err, "retry_in", backoff)
+			if clock.Sleep(ctx, o.src, backoff) != nil {
+				return
+			}
+			backoff = min(2*backoff, maxRetry)
+			continue
+		}
+		backoff, failures = minRetry, 0
+		why := o.serve(ctx, l, reg)
 		o.st.end()
+		o.writeReleases(context.WithoutCancel(ctx), 2*o.cfg.RequestTimeout)
 		if ctx.Err() != nil {
 			return // close revokes the lease
 		}
 		o.losses.Add(1)
 		o.setState(fmt.Sprintf("registration lost (%v); registering again", why))
 		o.log.Warn("seq facade: registration lost: stopped serving", "node", o.cfg.NodeName, "err", why)
-		o.drop(ctx, r.l)
-	})
+		o.drop(ctx, l)
+	}
 }
 
 // register grants a lease and creates the node's registration under it,
@@ -170,17 +229,10 @@ func (o *routed) register(ctx context.Context) (*lease.Lease, int64, error) {
 	o.mu.Lock()
 	o.mu.lease = l
 	o.mu.Unlock()
-	val, _ := json.Marshal(registration{
-		Node:       o.cfg.NodeName,
-		Lease:      fmt.Sprintf("%x", int64(l.ID())),
-		Address:    o.cfg.Address,
-		Datacenter: o.cfg.Datacenter,
-		Weight:     o.cfg.Weight,
-	})
 	cctx, cancel := l.CallContext(ctx)
 	tr, err := o.cli.Txn(cctx).
 		If(clientv3.Compare(clientv3.CreateRevision(o.keys.node), "=", 0)).
-		Then(clientv3.OpPut(o.keys.node, string(val), clientv3.WithLease(l.ID()))).
+		Then(clientv3.OpPut(o.keys.node, o.registrationValue(l), clientv3.WithLease(l.ID()))).
 		Else(clientv3.OpGet(o.keys.node)).
 		Commit()
 	cancel()
@@ -199,16 +251,33 @@ func (o *routed) register(ctx context.Context) (*lease.Lease, int64, error) {
 		return nil, 0, err
 	}
 	o.registrations.Add(1)
-	o.log.Info("seq facade: registered for routing", "node", o.cfg.NodeName, "lease", fmt.Sprintf("%x", int64(l.ID())),
-		"ttl", l.TTL(), "activation_delay", o.cfg.ActivationDelay, "address", o.cfg.Address)
+	o.log.Info("seq facade: registered", "node", o.cfg.NodeName, "datacenter", o.cfg.Datacenter,
+		"lease", fmt.Sprintf("%x", int64(l.ID())), "ttl_granted", l.TTL(), "activation_delay", o.cfg.ActivationDelay, "address", o.cfg.Address)
+	if l.TTL() > o.cfg.Lease.TTL {
+		o.log.Info("seq facade: etcd granted a longer lease than asked for (its minimum is 1.5 election timeouts): a dead node's groups move that much later",
+			"node", o.cfg.NodeName, "asked", o.cfg.Lease.TTL, "granted", l.TTL())
+	}
 	return l, tr.Header.Revision, nil
 }
 
-// serve runs one registration: it confirms the routing table after every
-// renewal, with the watcher and the arbiter's campaign alongside, until
-// the lease ends, the registration is gone or ctx is done. It returns
-// why it stopped.
+func (o *routed) registrationValue(l *lease.Lease) string {
+	val, _ := json.Marshal(registration{
+		Node:       o.cfg.NodeName,
+		Lease:      fmt.Sprintf("%x", int64(l.ID())),
+		Address:    o.cfg.Address,
+		Datacenter: o.cfg.Datacenter,
+		Weight:     o.cfg.Weight,
+		Draining:   o.draining.Load(),
+	})
+	return string(val)
+}
+
+// serve runs one registration until the lease ends, the registration is
+// gone or ctx is done, and returns why it stopped.
 func (o *routed) serve(ctx context.Context, l *lease.Lease, reg int64) error {
+	o.mu.Lock()
+	o.mu.reg = reg
+	o.mu.Unlock()
 	o.st.begin(reg)
 	o.setState("registered")
 	sctx, cancel := context.WithCancel(ctx)
@@ -218,22 +287,26 @@ func (o *routed) serve(ctx context.Context, l *lease.Lease, reg int64) error {
 		wg.Wait()
 	}()
 	wg.Go(func() { o.watchRouting(sctx) })
+	wg.Go(func() { o.watchReleased(sctx) })
 	wg.Go(func() { o.arbitrate(sctx, l) })
+	wg.Go(func() { o.errands(sctx, l) })
+	if o.draining.Load() {
+		_ = o.markDraining(sctx, l, reg) // re-registered while leaving
+	}
+	every := o.cfg.ConfirmInterval
 	for {
-		r, next := l.LastRenewal()
-		err := o.confirm(sctx, l, reg, r)
+		err := o.confirm(sctx, l, reg)
 		if errors.Is(err, errRegistrationGone) {
 			return err
 		}
-		var retry <-chan struct{}
+		wait := every
 		if err != nil && sctx.Err() == nil {
 			o.log.Debug("seq facade: cannot confirm the routing table; retrying", "node", o.cfg.NodeName, "err", err)
-			// Any read sent after r.Sent still confirms from r.Sent.
-			retry = o.src.After(minRetry)
+			wait = min(every, minRetry)
 		}
 		select {
-		case <-next:
-		case <-retry:
+		case <-o.src.After(wait):
+		case <-o.confirmNow:
 		case <-l.Done():
 			return l.Err()
 		case <-sctx.Done():
@@ -242,18 +315,24 @@ func (o *routed) serve(ctx context.Context, l *lease.Lease, reg int64) error {
 	}
 }
 
-// confirm reads the routing table after renewal r, in a transaction that
-// also checks the registration, and lets routeState extend the node's
-// right to serve the groups the table gives it.
+// confirm reads the routing table, in a transaction that also checks the
+// registration, and lets routeState extend the node's right to serve the
+// groups the table gives it. While some group waits for a release
+// marker, it reads those too.
 //
-// HAZARD: the read must be linearizable and sent after r was
-// acknowledged (it is: LastRenewal returned r), and only r.Sent counts:
-// see routeState.confirm.
-func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64, r lease.Renewal) error {
+// HAZARD: the read must be linearizable (etcd's default) and only its
+// send time counts: see routeState.confirm.
+func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
+	ops := []clientv3.Op{clientv3.OpGet(o.keys.routing)}
+	markers := o.st.waiting()
+	if markers {
+		ops = append(ops, clientv3.OpGet(o.keys.released, clientv3.WithPrefix()))
+	}
 	cctx, cancel := l.CallContext(ctx)
+	sent := o.src.Mono()
 	tr, err := o.cli.Txn(cctx).
 		If(clientv3.Compare(clientv3.CreateRevision(o.keys.node), "=", reg)).
-		Then(clientv3.OpGet(o.keys.routing)).
+		Then(ops...).
 		Commit()
 	cancel()
 	now := o.src.Mono()
@@ -262,6 +341,9 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64, r lease
 		return fmt.Errorf("confirming %s: %w", o.keys.routing, err)
 	case !tr.Succeeded:
 		return fmt.Errorf("%w: %s no longer holds the registration made at revision %d", errRegistrationGone, o.keys.node, reg)
+	}
+	if markers {
+		o.st.releasedSeen(o.parseReleased(tr.Responses[1].GetResponseRange().Kvs))
 	}
 	kvs := tr.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
@@ -274,36 +356,69 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64, r lease
 		}
 		return err
 	}
-	o.st.confirm(t, r, now)
+	o.st.confirm(t, sent, now)
 	return nil
 }
 
 // watchRouting feeds routeState every table written, as soon as it is,
 // until ctx is done. It only hastens: confirmations alone keep the node
 // correct, so a watch that hangs in a partition costs nothing but speed.
+// Each new table asks for a confirmation at once, so that a group newly
+// given is confirmed without waiting for the next round.
 func (o *routed) watchRouting(ctx context.Context) {
+	o.watch(ctx, o.keys.routing, false, func(kvs []*mvccpb.KeyValue) {
+		now := o.src.Mono()
+		for _, kv := range kvs {
+			if t, err := decodeTable(kv.Value, kv.ModRevision, o.lay); err == nil {
+				o.st.observe(t, now)
+			}
+		}
+		poke(o.confirmNow)
+	})
+}
+
+// watchReleased feeds routeState the release markers, as soon as they
+// are written.
+func (o *routed) watchReleased(ctx context.Context) {
+	o.watch(ctx, o.keys.released, true, func(kvs []*mvccpb.KeyValue) {
+		o.st.releasedSeen(o.parseReleased(kvs))
+	})
+}
+
+// watch reads key (or the prefix) and then watches it, handing every
+// value read or put to f, until ctx is done; it reads afresh and watches
+// again after a compaction, a lost leader or a closed watch.
+func (o *routed) watch(ctx context.Context, key string, prefix bool, f func([]*mvccpb.KeyValue)) {
+	var opts []clientv3.OpOption
+	if prefix {
+		opts = append(opts, clientv3.WithPrefix())
+	}
 	for ctx.Err() == nil {
-		rev, err := o.readRouting(ctx)
+		cctx, cancel := context.WithTimeout(ctx, o.cfg.RequestTimeout)
+		resp, err := o.cli.Get(cctx, key, opts...)
+		cancel()
 		if err == nil {
+			f(resp.Kvs)
+			var kvs []*mvccpb.KeyValue
 			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-			for resp := range o.cli.Watch(wctx, o.keys.routing, clientv3.WithRev(rev+1)) {
-				if err = resp.Err(); err != nil {
+			for wr := range o.cli.Watch(wctx, key, append(opts, clientv3.WithRev(resp.Header.Revision+1))...) {
+				if err = wr.Err(); err != nil {
 					break // compacted, or no leader: read afresh and watch again
 				}
-				now := o.src.Mono()
-				for _, ev := range resp.Events {
-					if ev.Type != clientv3.EventTypePut {
-						continue
+				kvs = kvs[:0]
+				for _, ev := range wr.Events {
+					if ev.Type == clientv3.EventTypePut {
+						kvs = append(kvs, ev.Kv)
 					}
-					if t, err := decodeTable(ev.Kv.Value, ev.Kv.ModRevision, o.lay); err == nil {
-						o.st.observe(t, now)
-					}
+				}
+				if len(kvs) > 0 {
+					f(kvs)
 				}
 			}
 			cancel()
 		}
 		if ctx.Err() == nil {
-			o.log.Debug("seq facade: routing watch ended; watching again", "node", o.cfg.NodeName, "err", err)
+			o.log.Debug("seq facade: watch ended; watching again", "node", o.cfg.NodeName, "key", key, "err", err)
 		}
 		if clock.Sleep(ctx, o.src, minRetry) != nil {
 			return
@@ -311,42 +426,198 @@ func (o *routed) watchRouting(ctx context.Context) {
 	}
 }
 
-// readRouting reads the table, feeds it to routeState, and returns the
-// revision read at.
-func (o *routed) readRouting(ctx context.Context) (int64, error) {
+// parseReleased reads release markers, skipping unreadable ones (a
+// marker only hastens: without it the new owner waits its delay).
+func (o *routed) parseReleased(kvs []*mvccpb.KeyValue) map[int]tenure {
+	out := make(map[int]tenure, len(kvs))
+	for _, kv := range kvs {
+		g, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), o.keys.released), 16, 31)
+		var t tenure
+		if err != nil || json.Unmarshal(kv.Value, &t) != nil || int(g) >= o.lay.groups {
+			continue
+		}
+		out[int(g)] = t
+	}
+	return out
+}
+
+// errands activates the groups that may be, releases the tenures the node
+// ended, and reports its load, until ctx is done.
+func (o *routed) errands(ctx context.Context, l *lease.Lease) {
+	report := max(o.cfg.RebalanceInterval/2, time.Second)
+	nextReport := o.src.Mono() + report
+	var last map[int]uint64
+	lastAt := o.src.Mono()
+	for ctx.Err() == nil {
+		groups, next := o.st.activatable()
+		for _, g := range groups {
+			o.activate(g)
+		}
+		if !o.writeReleases(ctx, o.cfg.RequestTimeout) {
+			next = o.src.Mono() + minRetry // try again soon
+		}
+		if now := o.src.Mono(); now >= nextReport {
+			last, lastAt = o.reportLoad(ctx, l, last, lastAt, now)
+			nextReport = now + report
+		}
+		wait := nextReport - o.src.Mono()
+		if next != 0 {
+			wait = min(wait, next-o.src.Mono())
+		}
+		select {
+		case <-o.kick:
+		case <-o.src.After(wait):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// writeReleases records the tenures the node ended, batched a few dozen
+// a transaction; it reports false if some could not be written (they are
+// kept for the next try: a late release is still true, and until it is
+// read the next owners wait their activation delay).
+func (o *routed) writeReleases(ctx context.Context, timeout time.Duration) bool {
+	rels := o.st.releases()
+	ok := true
+	for len(rels) > 0 {
+		batch := rels[:min(len(rels), 64)]
+		ops := make([]clientv3.Op, len(batch))
+		for i, r := range batch {
+			val, _ := json.Marshal(r.t)
+			ops[i] = clientv3.OpPut(releasedKey(o.keys.released, r.group), string(val))
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := o.cli.Txn(cctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			o.log.Debug("seq facade: cannot record released groups; their next owners wait their activation delay", "node", o.cfg.NodeName, "groups", len(rels), "err", err)
+			o.st.requeue(rels)
+			return false
+		}
+		o.log.Debug("seq facade: released groups", "node", o.cfg.NodeName, "groups", len(batch))
+		rels = rels[len(batch):]
+	}
+	return ok
+}
+
+// reportLoad writes the node's calls a second by group since the last
+// report, under its lease, and returns the counts it was computed from.
+func (o *routed) reportLoad(ctx context.Context, l *lease.Lease, last map[int]uint64, lastAt, now time.Duration) (map[int]uint64, time.Duration) {
+	cur := o.calls()
+	secs := (now - lastAt).Seconds()
+	rec := loadRecord{Groups: map[string]float64{}}
+	total := 0.0
+	for g, c := range cur {
+		if p, ok := last[g]; ok && c >= p && secs > 0 {
+			if r := float64(c-p) / secs; r > 0 {
+				rec.Groups[strconv.Itoa(g)] = r
+				total += r
+			}
+		}
+	}
+	o.load.Store(math.Float64bits(total))
+	val, _ := json.Marshal(rec)
+	cctx, cancel := l.CallContext(ctx)
+	_, err := o.cli.Put(cctx, o.keys.load, string(val), clientv3.WithLease(l.ID()))
+	cancel()
+	if err != nil {
+		o.log.Debug("seq facade: cannot report load", "node", o.cfg.NodeName, "err", err)
+	}
+	return cur, now
+}
+
+// drain marks the node as leaving and waits, until ctx is done, for the
+// arbiter to hand its groups to other nodes: it releases each as it goes,
+// so they are served elsewhere at once. It returns at once when no other
+// node could take them.
+func (o *routed) drain(ctx context.Context) error {
+	o.draining.Store(true)
+	o.mu.Lock()
+	l, reg := o.mu.lease, o.mu.reg
+	o.mu.Unlock()
+	if l == nil || reg == 0 {
+		return errors.New("not registered")
+	}
+	if o.st.owned() == 0 {
+		return nil
+	}
+	others, err := o.otherNodes(ctx)
+	if err != nil {
+		return err
+	}
+	if others == 0 {
+		return errors.New("no other node to hand the groups to")
+	}
+	if err := o.markDraining(ctx, l, reg); err != nil {
+		return err
+	}
+	o.log.Info("seq facade: draining: waiting for the groups to be handed off", "node", o.cfg.NodeName, "groups", o.st.owned())
+	for o.st.owned() > 0 {
+		select {
+		case <-o.src.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("%d groups not handed off: %w", o.st.owned(), ctx.Err())
+		}
+	}
+	// The last releases: written here, not left to the errands.
+	o.writeReleases(ctx, o.cfg.RequestTimeout)
+	return nil
+}
+
+// markDraining rewrites the registration with Draining set.
+func (o *routed) markDraining(ctx context.Context, l *lease.Lease, reg int64) error {
+	cctx, cancel := l.CallContext(ctx)
+	defer cancel()
+	tr, err := o.cli.Txn(cctx).
+		If(clientv3.Compare(clientv3.CreateRevision(o.keys.node), "=", reg)).
+		Then(clientv3.OpPut(o.keys.node, o.registrationValue(l), clientv3.WithLease(l.ID()))).
+		Commit()
+	switch {
+	case err != nil:
+		return fmt.Errorf("marking %s draining: %w", o.keys.node, err)
+	case !tr.Succeeded:
+		return errRegistrationGone
+	}
+	return nil
+}
+
+// otherNodes counts the registered nodes other than this one that are
+// not leaving.
+func (o *routed) otherNodes(ctx context.Context) (int, error) {
 	cctx, cancel := context.WithTimeout(ctx, o.cfg.RequestTimeout)
-	resp, err := o.cli.Get(cctx, o.keys.routing)
+	resp, err := o.cli.Get(cctx, o.keys.nodes, clientv3.WithPrefix())
 	cancel()
 	if err != nil {
 		return 0, err
 	}
-	now := o.src.Mono()
-	if len(resp.Kvs) > 0 {
-		t, err := decodeTable(resp.Kvs[0].Value, resp.Kvs[0].ModRevision, o.lay)
-		if err != nil {
-			return 0, err
+	n := 0
+	for _, kv := range resp.Kvs {
+		var r registration
+		if string(kv.Key) != o.keys.node && json.Unmarshal(kv.Value, &r) == nil && !r.Draining {
+			n++
 		}
-		o.st.observe(t, now)
 	}
-	return resp.Header.Revision, nil
+	return n, nil
 }
 
 func (o *routed) drop(ctx context.Context, l *lease.Lease) {
 	o.mu.Lock()
 	if o.mu.lease == l {
 		o.mu.lease = nil
+		o.mu.reg = 0
 	}
 	o.mu.Unlock()
 	// Best effort: an unrevoked lease expires by itself.
 	_ = l.Close(context.WithoutCancel(ctx))
 }
 
-// close stops the loops, ends every claim and revokes the lease held, if
-// any, returning the revoke's error.
+// close stops the loops, ends every claim, records the releases and
+// revokes the lease held, if any, returning the revoke's error.
 func (o *routed) close(ctx context.Context) error {
 	o.cancel()
 	<-o.loopDone
 	o.st.close()
+	o.writeReleases(ctx, o.cfg.RequestTimeout)
 	o.setState("closed")
 	o.mu.Lock()
 	l := o.mu.lease

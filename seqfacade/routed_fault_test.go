@@ -156,9 +156,9 @@ func TestRoutedOwnerCutNoRollback(t *testing.T) {
 // TestRoutedKillUnderLoad kills a node that is not the arbiter under load
 // (its link to etcd cut for good, no clean shutdown, no more calls): its
 // groups are served again by the others within about the lease TTL plus
-// the activation delay, with the routed defaults for the lease and the
-// delay (2 s TTL, 500 ms margin, 2.5 s delay), and the history has no
-// rollback and no duplicate.
+// the activation delay, with the defaults for the lease and the delay
+// (2 s TTL, 200 ms margin, 1 s delay), and the history has no rollback
+// and no duplicate.
 func TestRoutedKillUnderLoad(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)

@@ -31,22 +31,22 @@ const (
 	uidsPerGroup = 20
 )
 
-// routedConfig is a routed node that fails over as fast as etcd allows:
-// a 2 s lease, 500 ms margin, and the shortest activation delay that is
-// safe (the TTL); rebalancing rounds 300 ms apart, two moves each.
+// routedConfig is a node that fails over as fast as etcd allows: a 2 s
+// lease, the default 1 s activation delay and 200 ms margin; planned
+// rounds 300 ms apart, two moves each, and a narrow load band (10%), so
+// that a node joining a busy cluster gets its third of the groups.
 func routedConfig(name string) seqfacade.Config {
 	return seqfacade.Config{
 		NodeName:          name,
-		Routed:            true,
 		Address:           name + ".test:7000",
 		SectionSize:       10,
 		GroupSize:         2,
 		UIDLimit:          testGroups * uidsPerGroup,
 		Step:              1000,
-		Lease:             lease.Config{TTL: 2 * time.Second, Margin: 500 * time.Millisecond, RequestTimeout: 300 * time.Millisecond},
-		ActivationDelay:   2 * time.Second,
+		Lease:             lease.Config{TTL: 2 * time.Second, Margin: 200 * time.Millisecond, RequestTimeout: 300 * time.Millisecond},
 		RebalanceInterval: 300 * time.Millisecond,
 		MaxMoves:          2,
+		Tolerance:         0.1,
 	}
 }
 

@@ -1,9 +1,9 @@
 package seqfacade_test
 
 import (
+	"context"
 	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -100,7 +100,7 @@ func TestRoutedJoinAndArbiterDeath(t *testing.T) {
 
 	c.add(routedConfig("c"))
 	r := c.serving(20*time.Second, "a", "b", "c")
-	waitFor(t, "c given its share", 10*time.Second, func() bool {
+	waitFor(t, "c given its share", 20*time.Second, func() bool {
 		r = c.serving(10*time.Second, "a", "b", "c")
 		n := 0
 		for g := range testGroups {
@@ -175,17 +175,20 @@ func TestRoutedJoinAndArbiterDeath(t *testing.T) {
 
 // TestRoutedBatchAndCleanClose: a batch on one node's groups is served;
 // a batch that names a uid of another node's group answers a
-// *NotOwnerError and consumes nothing. A node closed cleanly revokes its
-// lease: the others serve its groups after the activation delay, without
-// waiting for the lease to expire.
+// *NotOwnerError and consumes nothing. A node closed cleanly releases its
+// groups and revokes its lease: the others serve its groups at once,
+// without waiting for the lease to expire or their activation delay (ten
+// seconds here, so that only the releases can explain service in time).
 func TestRoutedBatchAndCleanClose(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	names := []string{"a", "b", "c"}
 	for _, name := range names {
-		c.add(routedConfig(name))
+		cfg := routedConfig(name)
+		cfg.ActivationDelay, cfg.Lease.Margin = 10*time.Second, 500*time.Millisecond
+		c.add(cfg)
 	}
-	r := c.serving(20*time.Second, names...)
+	r := c.serving(30*time.Second, names...)
 	byOwner := map[string][]uint64{}
 	for uid := uint64(1); uid < testGroups*uidsPerGroup; uid += 9 {
 		o, _, _ := ownerOf(r, uid)
@@ -222,7 +225,7 @@ func TestRoutedBatchAndCleanClose(t *testing.T) {
 	c.mu.Lock()
 	delete(c.nodes, "a")
 	c.mu.Unlock()
-	c.serving(20*time.Second, "b", "c")
+	c.serving(5*time.Second, "b", "c")
 	took := c.src.Mono() - closed
 	t.Logf("a closed: its groups served by b and c after %v", took)
 	for _, u := range byOwner["a"] {
@@ -234,43 +237,60 @@ func TestRoutedBatchAndCleanClose(t *testing.T) {
 	}
 }
 
-// TestRoutedAndSingleExclude: a single-node facade and routed nodes never
-// serve one cluster together: routed nodes get no table while a single
-// node holds the owner key, and a single node does not start serving
-// once a routing table exists.
-func TestRoutedAndSingleExclude(t *testing.T) {
+// TestDrainHandoff: under load, a node drains: the arbiter hands its
+// groups to the others at once, it releases each as soon as it stopped
+// serving it, and the others serve them without waiting their activation
+// delay (ten seconds here, so that the handoff is the only way in time).
+// No call fails on the way, and the history has no rollback.
+func TestDrainHandoff(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
-	single := func(name string) seqfacade.Config {
-		cfg, r := fastConfig(name), routedConfig(name)
-		cfg.SectionSize, cfg.GroupSize, cfg.UIDLimit, cfg.Step = r.SectionSize, r.GroupSize, r.UIDLimit, r.Step
+	names := []string{"a", "b", "c"}
+	slow := func(name string) seqfacade.Config {
+		cfg := routedConfig(name)
+		cfg.ActivationDelay, cfg.Lease.Margin = 10*time.Second, 500*time.Millisecond
 		return cfg
 	}
-	sole := mustServe(t, c.direct, single("solo"), c.src)
-	b := c.add(routedConfig("b"))
-	<-c.src.After(time.Second)
-	if _, err := b.n.Next(ctxT(t), 5); !isUnavailable(err) {
-		t.Fatalf("routed node beside a single node: %v, want ErrUnavailable", err)
+	for _, name := range names {
+		c.add(slow(name))
 	}
-	if v := b.n.Routing().Version; v != 0 {
-		t.Fatalf("a routing table (version %d) was written while a single node serves", v)
+	// The first table waits out the delay once (no previous owner).
+	r := c.serving(30*time.Second, names...)
+	var aGroups []int
+	for g := range testGroups {
+		if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == "a" {
+			aGroups = append(aGroups, g)
+		}
 	}
-	if _, err := sole.Next(ctxT(t), 5); err != nil {
-		t.Fatal(err)
+	rec := newRecorder(t, c.src)
+	l := c.startLoad(rec, 3)
+	<-c.src.After(300 * time.Millisecond)
+
+	begin := c.src.Mono()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := c.node("a").n.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
 	}
-	// The single node leaves; the routed node takes over.
-	if err := sole.Close(ctxT(t)); err != nil {
-		t.Fatal(err)
+	drained := c.src.Mono() - begin
+	if st := c.node("a").n.Stats(); st.GroupsOwned != 0 || !st.Draining {
+		t.Fatalf("a after draining: %+v", st)
 	}
-	c.serving(20*time.Second, "b")
-	// A single node started now never serves.
-	cli2, _ := proxied(t, c.ep)
-	late, err := start(t, cli2, single("late"), c.src)
-	if err != nil {
-		t.Fatal(err)
+	c.serving(5*time.Second, "b", "c")
+	served := c.src.Mono() - begin
+	<-c.src.After(300 * time.Millisecond)
+	calls := l.finish()
+	failed := 0
+	for _, call := range calls {
+		if call.err != nil && call.redirectedTo == "" && call.start > begin {
+			failed++
+			t.Logf("failed call: %s uid %d: %v", call.node, call.uid, call.err)
+		}
 	}
-	<-c.src.After(time.Second)
-	if _, err := late.Next(ctxT(t), 5); !isUnavailable(err) || !strings.Contains(err.Error(), "routes sequences") {
-		t.Fatalf("single node after routing began: %v", err)
+	t.Logf("a's %d groups drained in %v, all served by b and c %v after the drain began (activation delay 10s); %d calls, %d failed",
+		len(aGroups), drained, served, len(calls), failed)
+	if failed > 0 {
+		t.Errorf("%d calls failed during the drain", failed)
 	}
+	rec.check()
 }

@@ -2,6 +2,7 @@ package seqfacade
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,120 +10,207 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/migsvc/mig/clock"
-	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/seqfacade/route"
 )
 
-// routeState is what a routed node knows of its groups, the two rules of
+// routeState is what a node knows of its groups, the rules of
 // docs/seq-failover.md as pure logic: the etcd side (routed) feeds it the
-// tables it reads and the renewals they were read after, and it decides,
-// on its clock, which group may be served until when. Safe for concurrent
-// use.
+// tables and release markers it reads, and the send times of its
+// confirmations, and it decides, on its clock, which group may be served
+// until when. Safe for concurrent use.
 //
-// Rule 1: a table read by a confirmation (a linearizable read sent after
-// an acknowledged renewal sent at r.Sent) lets the node serve the groups
-// it gives the node until r.Sent + min(r.TTL, delay) - margin. Any table
-// that moves a group away commits after that read was processed, hence
-// after r.Sent.
+// Rule 1: a table read by a confirmation (a linearizable read, sent at
+// sent, that also found the node's registration) lets the node serve the
+// groups it gives the node until sent + claim, where claim =
+// ActivationDelay - margin. Any table that moves a group away commits
+// after that read was processed, hence after sent.
 //
-// Rule 2: a group the node sees given to it (with a since it did not
-// already hold) is activated only delay after that sighting, the sighting
-// being timed after the table arrived, hence after it committed.
+// Rule 2: a group the node sees given to it (a tenure it did not hold) is
+// served only delay after that sighting (timed after the table arrived,
+// hence after it committed), or as soon as the node has read its previous
+// owner's release of exactly the tenure before (handoff).
 //
-// Together: the old owner stops by s + TTL - margin, the new one starts at
-// or after c + delay >= s + TTL, where s <= c is the old owner's last
-// confirmation and c the commit of the table that moved the group.
+// Rule 3: a node releases a tenure (writes the marker) only after it has
+// ended its claim on it, and only for a tenure whose activation condition
+// held (its delay passed, or its predecessor released): that is what
+// shows that every tenure before it has ended, so a release vouches for
+// the whole history of the group.
+//
+// Together: the old owner stops by s + claim, the new one starts at or
+// after c + delay > s + claim, where s <= c is the old owner's last
+// confirmation and c the commit of the table that moved the group; or
+// after the old owner said it had stopped.
 type routeState struct {
-	name       string
-	src        clock.Source
-	delay      time.Duration // ActivationDelay
-	margin     time.Duration
-	routingKey string
-	nodeKey    string
+	name  string
+	src   clock.Source
+	delay time.Duration // ActivationDelay
+	claim time.Duration // a confirmation's right to serve: delay - margin
+	keys  routeKeys
+	homes Homes
+	// homeOnly is the datacenter whose own store this is, if it is one.
+	homeOnly string
 
 	routing atomic.Pointer[route.Table] // the newest table's, for Node.Routing
+	// changed is called, without the lock, after anything that may make a
+	// group activatable or a tenure releasable (never nil).
+	changed func()
 
 	mu struct {
 		sync.Mutex
-		reg    int64  // CreateRevision of the node's registration; 0 while not registered
-		tbl    *table // the newest table seen, nil before any
-		slots  []slot // by group, for the groups tbl gives this node while registered
-		closed bool
+		reg      int64          // CreateRevision of the node's registration; 0 while not registered
+		tbl      *table         // the newest table seen, nil before any
+		slots    []slot         // by group, for the groups tbl gives this incarnation
+		released map[int][]tenure // release markers read, by group (the last few)
+		ended    []release      // tenures activated and ended, to release
+		closed   bool
 	}
 }
 
-// slot is a group the newest table gives this node.
+// slot is a group the newest table gives this node's incarnation.
 type slot struct {
 	mine      bool
-	since     uint64        // the since it was given with
+	since     uint64
+	prev      tenure        // the tenure before this one
 	observed  time.Duration // when first seen given, after the table arrived
-	confirmed bool          // a confirmation has shown it given
-	until     time.Duration // the last confirmation's serving deadline
-	claim     *routedClaim  // nil until activated
+	until     time.Duration // the right to serve from the last confirmation; 0: none yet
+	activated bool          // a claim was made in this tenure (so its predecessors had ended)
+	claim     *routedClaim  // the live claim, nil before activation
+	wait      chan struct{} // closed (and nil) once the slot activates or ends
+	preloaded bool          // the node was told to load it
 }
 
-func newRouteState(name string, src clock.Source, delay, margin time.Duration, routingKey, nodeKey string, groups int) *routeState {
-	s := &routeState{name: name, src: src, delay: delay, margin: margin, routingKey: routingKey, nodeKey: nodeKey}
+// release is a tenure this node activated and has ended, to record in
+// etcd so that the group's next owner may serve at once.
+type release struct {
+	group int
+	t     tenure
+}
+
+func newRouteState(cfg Config, src clock.Source, keys routeKeys, groups int) *routeState {
+	s := &routeState{
+		name:    cfg.NodeName,
+		src:     src,
+		delay:   cfg.ActivationDelay,
+		claim:   cfg.claimLength(),
+		keys:    keys,
+		homes:   cfg.Homes,
+		changed: func() {},
+	}
+	if cfg.HomeOnly {
+		s.homeOnly = cfg.Datacenter
+	}
 	s.mu.slots = make([]slot, groups)
+	s.mu.released = map[int][]tenure{}
 	s.routing.Store(&route.Table{})
 	return s
 }
 
-// begin starts a registration whose key was created at revision reg.
-// Groups seen given to the node before are forgotten: their sightings
-// count from the next table seen.
+// begin starts a registration whose key was created at revision reg. A
+// new registration is a new incarnation: groups are given to it afresh.
 func (s *routeState) begin(reg int64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.endLocked()
 	if !s.mu.closed {
 		s.mu.reg = reg
 	}
+	if t := s.mu.tbl; t != nil && s.mu.reg != 0 {
+		s.applyLocked(t, s.src.Mono(), false, 0)
+	}
+	s.mu.Unlock()
+	s.changed()
 }
 
 // end ends the registration: every claim ends at once.
 func (s *routeState) end() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.endLocked()
+	s.mu.Unlock()
+	s.changed()
 }
 
 // close ends the registration for good.
 func (s *routeState) close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.mu.closed = true
 	s.endLocked()
+	s.mu.Unlock()
+	s.changed()
 }
 
 func (s *routeState) endLocked() {
-	s.mu.reg = 0
 	for g := range s.mu.slots {
-		if c := s.mu.slots[g].claim; c != nil {
-			c.end()
-		}
-		s.mu.slots[g] = slot{}
+		s.dropLocked(g)
 	}
+	s.mu.reg = 0
+}
+
+// dropLocked ends group g's slot: its claim ends at once, and a tenure it
+// activated is queued for release.
+func (s *routeState) dropLocked(g int) {
+	sl := &s.mu.slots[g]
+	if !sl.mine {
+		return
+	}
+	if sl.claim != nil {
+		// HAZARD: the claim ends (its deadline first) before the release
+		// is queued: a value is handed out only if the deadline is live
+		// when checked after the take, so nothing is handed out under
+		// this tenure once the release can be written.
+		sl.claim.end()
+	}
+	// A tenure whose activation condition was met vouches for its
+	// predecessors even if this node never served it: release it too.
+	if sl.activated || s.src.Mono() >= sl.observed+s.delay || s.handedOffLocked(g, sl) {
+		s.mu.ended = append(s.mu.ended, release{group: g, t: tenure{Node: s.name, Reg: s.mu.reg, Since: sl.since}})
+	}
+	if sl.wait != nil {
+		close(sl.wait)
+	}
+	*sl = slot{}
 }
 
 // observe takes in a table seen at now (read after it arrived) without
 // confirming anything: from a watch.
 func (s *routeState) observe(t *table, now time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.applyLocked(t, now, false, 0)
+	s.mu.Unlock()
+	s.changed()
 }
 
-// confirm takes in a table read, at now, by a linearizable read sent
-// after the renewal r was acknowledged: the groups it gives this node may
-// be served until r.Sent + min(r.TTL, delay) - margin.
-func (s *routeState) confirm(t *table, r lease.Renewal, now time.Duration) {
+// confirm takes in a table read, at now, by a linearizable read sent at
+// sent that found the node's registration in place: the groups it gives
+// this incarnation may be served until sent + claim.
+func (s *routeState) confirm(t *table, sent, now time.Duration) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	// HAZARD: measured from the renewal's send, never from the read's
-	// answer; and no longer than the activation delay, which is what
+	// HAZARD: measured from the read's send, never from its answer; and
+	// shorter than the activation delay by the margin, which is what
 	// other nodes wait before serving a group this node loses.
-	s.applyLocked(t, now, true, r.Sent+min(r.TTL, s.delay)-s.margin)
+	s.applyLocked(t, now, true, sent+s.claim)
+	s.mu.Unlock()
+	s.changed()
+}
+
+// keptReleases bounds the release markers remembered per group: a
+// marker states a fact that never stops being true (that tenure ended),
+// so the few latest are kept whatever order reads deliver them in.
+const keptReleases = 4
+
+// releasedSeen takes in release markers read from etcd.
+func (s *routeState) releasedSeen(markers map[int]tenure) {
+	s.mu.Lock()
+	for g, t := range markers {
+		if g < 0 || g >= len(s.mu.slots) || t.Node == "" || slices.Contains(s.mu.released[g], t) {
+			continue
+		}
+		r := append(s.mu.released[g], t)
+		if len(r) > keptReleases {
+			r = r[len(r)-keptReleases:]
+		}
+		s.mu.released[g] = r
+	}
+	s.mu.Unlock()
+	s.changed()
 }
 
 func (s *routeState) applyLocked(t *table, now time.Duration, confirmed bool, until time.Duration) {
@@ -139,31 +227,25 @@ func (s *routeState) applyLocked(t *table, now time.Duration, confirmed bool, un
 	if s.mu.reg == 0 {
 		return
 	}
+	mine := t.members[s.name].Reg == s.mu.reg
 	for g, o := range t.Owners {
 		sl := &s.mu.slots[g]
-		if o != s.name {
-			// Moved away (or never here): unload at once.
-			if sl.claim != nil {
-				sl.claim.end()
-			}
-			*sl = slot{}
+		if o != s.name || !mine {
+			s.dropLocked(g) // moved away, or never here: unload at once
 			continue
 		}
 		if !sl.mine || sl.since != t.since[g] {
 			// Newly given, or given again after moving away and back
 			// between two tables this node saw.
-			if sl.claim != nil {
-				sl.claim.end()
-			}
+			s.dropLocked(g)
 			// HAZARD: now was read after the table arrived, hence after it
 			// committed: activation counts from no earlier than the commit.
-			*sl = slot{mine: true, since: t.since[g], observed: now}
+			*sl = slot{mine: true, since: t.since[g], prev: t.prev[g], observed: now, wait: make(chan struct{})}
 		}
 		if sl.claim != nil {
 			sl.claim.setProof(s.proof(t.rev))
 		}
 		if confirmed {
-			sl.confirmed = true
 			sl.until = max(sl.until, until)
 			if sl.claim != nil {
 				sl.claim.extend(sl.until)
@@ -178,19 +260,47 @@ func (s *routeState) applyLocked(t *table, now time.Duration, confirmed bool, un
 // claim was made under.
 func (s *routeState) proof(rev int64) []clientv3.Cmp {
 	return []clientv3.Cmp{
-		clientv3.Compare(clientv3.ModRevision(s.routingKey), "=", rev),
-		clientv3.Compare(clientv3.CreateRevision(s.nodeKey), "=", s.mu.reg),
+		clientv3.Compare(clientv3.ModRevision(s.keys.routing), "=", rev),
+		clientv3.Compare(clientv3.CreateRevision(s.keys.node), "=", s.mu.reg),
 	}
 }
 
-// claim returns the claim under which group g may be served now, or why
-// not: a *NotOwnerError when the newest table gives g to another node, an
-// error wrapping ErrUnavailable otherwise.
-func (s *routeState) claim(g int) (Claim, error) {
+// handedOffLocked reports whether slot sl's previous tenure has been
+// released: its owner ended it after activating it.
+func (s *routeState) handedOffLocked(g int, sl *slot) bool {
+	return sl.prev.Node != "" && slices.Contains(s.mu.released[g], sl.prev)
+}
+
+// activatingError is a group this node will serve once its activation
+// delay has passed or its previous owner has released it. It wraps
+// ErrUnavailable; wait is closed when the group activates or moves away.
+type activatingError struct {
+	group int
+	left  time.Duration
+	wait  <-chan struct{}
+}
+
+func (e *activatingError) Error() string {
+	return fmt.Sprintf("%v: group %d is activating (at most %v left, sooner if its previous owner releases it)", ErrUnavailable, e.group, e.left.Round(time.Millisecond))
+}
+
+func (e *activatingError) Unwrap() error { return ErrUnavailable }
+
+// claimFor returns the claim under which group g may be served now, or
+// why not: a *NotOwnerError when the newest table gives g to another
+// node, a *NotHomeError for a group another datacenter's store serves, an
+// *activatingError while it activates, an error wrapping ErrUnavailable
+// otherwise.
+func (s *routeState) claimFor(g int) (Claim, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
+	}
+	if s.homeOnly != "" {
+		if h := s.homes.home(g); h != s.homeOnly {
+			return nil, &NotHomeError{Group: g, Datacenter: h}
+		}
 	}
 	t := s.mu.tbl
 	if t == nil {
@@ -205,19 +315,24 @@ func (s *routeState) claim(g int) (Claim, error) {
 	}
 	sl := &s.mu.slots[g]
 	if s.mu.reg == 0 || !sl.mine {
-		return nil, fmt.Errorf("%w: node %s is not registered", ErrUnavailable, s.name)
+		return nil, fmt.Errorf("%w: node %s is not registered, or its table gives the group to an earlier incarnation", ErrUnavailable, s.name)
 	}
 	now := s.src.Mono()
 	if sl.claim == nil {
 		// HAZARD: not before the activation delay has passed since the
-		// table was first seen: the previous owner may serve until then.
-		if left := sl.observed + s.delay - now; left > 0 {
-			return nil, fmt.Errorf("%w: group %d is activating on node %s (%v left)", ErrUnavailable, g, s.name, left)
+		// table was first seen, unless the previous tenure was released:
+		// until then its owner may still serve.
+		left := sl.observed + s.delay - now
+		if left > 0 && !s.handedOffLocked(g, sl) {
+			return nil, &activatingError{group: g, left: left, wait: sl.wait}
 		}
-		if !sl.confirmed {
-			return nil, fmt.Errorf("%w: group %d's routing not yet confirmed by node %s", ErrUnavailable, g, s.name)
+		if sl.until <= now {
+			return nil, &activatingError{group: g, left: 0, wait: sl.wait}
 		}
 		sl.claim = newRoutedClaim(s.src, g, sl.until, s.proof(t.rev))
+		sl.activated = true
+		close(sl.wait)
+		sl.wait = nil
 	}
 	if h := sl.claim.Headroom(); h <= 0 {
 		return nil, fmt.Errorf("%w: node %s has not confirmed its routing for %v", ErrUnavailable, s.name, -h)
@@ -225,32 +340,128 @@ func (s *routeState) claim(g int) (Claim, error) {
 	return sl.claim, nil
 }
 
-// counts returns how many groups the newest table gives this node and how
-// many of those are still activating (not yet claimed).
-func (s *routeState) counts() (owned, activating int) {
+// activatable returns the groups that may be activated now and have not
+// been handed to the loader yet, marking them so, and the next moment a
+// slot's delay ends (0: none pending).
+func (s *routeState) activatable() (groups []int, next time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.src.Mono()
+	for g := range s.mu.slots {
+		sl := &s.mu.slots[g]
+		if !sl.mine || sl.claim != nil || sl.preloaded {
+			continue
+		}
+		at := sl.observed + s.delay
+		if (now >= at || s.handedOffLocked(g, sl)) && sl.until > now {
+			sl.preloaded = true
+			groups = append(groups, g)
+			continue
+		}
+		if now < at && (next == 0 || at < next) {
+			next = at
+		}
+	}
+	return groups, next
+}
+
+// releases returns, and forgets, the tenures to release.
+func (s *routeState) releases() []release {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.mu.ended
+	s.mu.ended = nil
+	return r
+}
+
+// requeue puts back releases that could not be written.
+func (s *routeState) requeue(r []release) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.ended = append(r, s.mu.ended...)
+}
+
+// waiting reports whether some slot waits for a release marker (its
+// activation delay not yet over, a previous tenure known).
+func (s *routeState) waiting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.src.Mono()
+	for g := range s.mu.slots {
+		sl := &s.mu.slots[g]
+		if sl.mine && sl.claim == nil && sl.prev.Node != "" && now < sl.observed+s.delay && !s.handedOffLocked(g, sl) {
+			return true
+		}
+	}
+	return false
+}
+
+// owned returns how many groups the newest table gives this incarnation.
+func (s *routeState) owned() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
 	for _, sl := range s.mu.slots {
 		if sl.mine {
-			owned++
-			if sl.claim == nil {
-				activating++
+			n++
+		}
+	}
+	return n
+}
+
+// counts returns how many groups the newest table gives this node, how
+// many of those wait their activation delay (neither the delay over nor
+// their previous tenure released), and when the first of those ends.
+func (s *routeState) counts() (owned, activating int, left time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.src.Mono()
+	for g := range s.mu.slots {
+		sl := &s.mu.slots[g]
+		if !sl.mine {
+			continue
+		}
+		owned++
+		if sl.claim == nil && now < sl.observed+s.delay && !s.handedOffLocked(g, sl) {
+			activating++
+			if l := sl.observed + s.delay - now; left == 0 || l < left {
+				left = l
 			}
 		}
 	}
-	return owned, activating
+	return owned, activating, left
 }
 
-// ready reports whether the node is registered and knows a table, so it
-// can serve its groups or send callers to their owners.
-func (s *routeState) ready() bool {
+// ready says why the node cannot answer now, or nil: registered, with a
+// table, no group waiting its activation delay, and its right to serve
+// its groups confirmed.
+func (s *routeState) ready() error {
+	owned, activating, left := s.counts()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.mu.reg != 0 && s.mu.tbl != nil
+	switch {
+	case s.mu.closed:
+		return ErrClosed
+	case s.mu.reg == 0:
+		return fmt.Errorf("node %s is not registered", s.name)
+	case s.mu.tbl == nil:
+		return fmt.Errorf("node %s has no routing table yet", s.name)
+	case activating > 0:
+		return fmt.Errorf("%d of its %d groups are activating (the first in %v)", activating, owned, left.Round(time.Millisecond))
+	case s.mu.tbl.members[s.name].Reg != s.mu.reg && slices.Contains(s.mu.tbl.Owners, s.name):
+		return fmt.Errorf("the routing table gives node %s's groups to its earlier registration: waiting for the arbiter to give them to this one", s.name)
+	}
+	now := s.src.Mono()
+	for _, sl := range s.mu.slots {
+		if sl.mine && sl.until <= now {
+			return fmt.Errorf("node %s has not confirmed its routing table for %v", s.name, (now - sl.until).Round(time.Millisecond))
+		}
+	}
+	return nil
 }
 
-// routedClaim is a node's right to serve one group since one activation:
-// extended by every confirmation that still gives the node the group,
+// routedClaim is a node's right to serve one group during one tenure:
+// extended by every confirmation that still gives the node the tenure,
 // ended when a table moves it or the registration ends. Safe for
 // concurrent use.
 type routedClaim struct {
@@ -280,7 +491,7 @@ func (c *routedClaim) Done() <-chan struct{} { return c.done }
 func (c *routedClaim) Headroom() time.Duration   { return c.dl.Headroom() }
 func (c *routedClaim) deadline() *clock.Deadline { return c.dl }
 
-// extend moves the deadline to until if later, re-arming its fast check.
+// extend moves the deadline to until if later.
 func (c *routedClaim) extend(until time.Duration) { c.dl.Extend(until) }
 
 func (c *routedClaim) setProof(p []clientv3.Cmp) { c.proof.Store(&p) }

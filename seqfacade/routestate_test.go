@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/migsvc/mig/clock"
-	"github.com/migsvc/mig/internal/lease"
 )
 
 // The edges of docs/seq-failover.md on manual clocks: two hosts, old
@@ -14,8 +13,9 @@ import (
 // the test moves, and each host's clock follows it at its own rate.
 
 const (
-	edgeTTL    = 2 * time.Second
-	edgeMargin = 500 * time.Millisecond
+	edgeDelay  = time.Second
+	edgeMargin = 200 * time.Millisecond
+	edgeReg    = 7 // every host's registration revision, unless a test changes it
 )
 
 // host is a node's routeState on its own manual clock, which runs at
@@ -26,12 +26,18 @@ type host struct {
 	rate float64
 }
 
+func edgeConfig(name string, delay time.Duration) Config {
+	c := Config{NodeName: name, SectionSize: 10, GroupSize: 1, UIDLimit: 40, ActivationDelay: delay}
+	c.Lease.Margin = edgeMargin
+	return c.withDefaults()
+}
+
 func newHost(t *testing.T, name string, delay time.Duration, rate float64) *host {
 	t.Helper()
 	clk := clock.NewManual(time.Unix(1_700_000_000, 0))
-	lay := newLayout(Config{SectionSize: 10, GroupSize: 1, UIDLimit: 40}.withDefaults())
-	h := &host{st: newRouteState(name, clk, delay, edgeMargin, "/r", "/n/"+name, lay.groups), clk: clk, rate: rate}
-	h.st.begin(1)
+	cfg := edgeConfig(name, delay)
+	h := &host{st: newRouteState(cfg, clk, newRouteKeys(cfg), newLayout(cfg).groups), clk: clk, rate: rate}
+	h.st.begin(edgeReg)
 	return h
 }
 
@@ -48,60 +54,67 @@ func (w *world) advance(d time.Duration) {
 	}
 }
 
-// tableAt is a routing table of 4 groups; group 0 owned by owner0, given
-// at since0; the others by "x".
-func tableAt(version uint64, rev int64, owner0 string, since0 uint64) *table {
-	lay := newLayout(Config{SectionSize: 10, GroupSize: 1, UIDLimit: 40}.withDefaults())
-	return newTable(RoutingTable{Version: version, Owners: []string{owner0, "x", "x", "x"}},
-		[]uint64{since0, 1, 1, 1}, map[string]member{}, rev, lay)
+// tableAt is a routing table of 4 groups at revision rev: group 0 owned
+// by owner0 in the tenure since0 that followed prev0; the others by "x".
+// Every node is registered at edgeReg.
+func tableAt(version uint64, rev int64, owner0 string, since0 uint64, prev0 tenure) *table {
+	lay := newLayout(edgeConfig("x", edgeDelay))
+	members := map[string]member{"x": {Reg: edgeReg}}
+	if owner0 != "" {
+		members[owner0] = member{Reg: edgeReg, Address: owner0 + ":1"}
+	}
+	return newTable(version, []string{owner0, "x", "x", "x"}, []uint64{since0, 1, 1, 1},
+		[]tenure{prev0, {}, {}, {}}, members, rev, lay)
 }
+
+// confirmNow is a confirmation sent and answered at once.
+func (h *host) confirmNow(t *table) { h.st.confirm(t, h.clk.Mono(), h.clk.Mono()) }
 
 // TestRoutingEdges: at the moment the new owner may first serve a group,
 // the old owner's right to serve it has run out, by at least the margin
-// when the clocks agree (and by the margin plus the slack of a longer
-// activation delay), and still at all when the old owner's clock runs
-// slow by less than margin/TTL; the worst case is a confirmation sent at
-// the very moment the table changed, answered late. One tick earlier the
-// new owner refuses.
+// when the clocks agree, and still at all when the old owner's clock runs
+// slow by margin/delay; the worst case is a confirmation sent at the very
+// moment the table changed, answered late. One tick earlier the new owner
+// refuses.
 func TestRoutingEdges(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		delay  time.Duration // B's activation delay
+		delayB time.Duration // B's activation delay
 		rateA  float64       // A's clock rate
-		ackLag time.Duration // A's renewal acknowledged this long after it was sent
+		ackLag time.Duration // A's confirmation answered this long after it was sent
 		gap    time.Duration // A's read processed this long before the table changed
 		seeLag time.Duration // B sees the new table this long after it committed
 		want   time.Duration // A's headroom at B's activation, at most
 	}{
-		{"read at the commit, seen at once, delay = TTL", edgeTTL, 1, 0, 0, 0, -edgeMargin},
-		{"late acknowledgement counts from the send", edgeTTL, 1, 900 * time.Millisecond, 0, 0, -edgeMargin},
-		{"read well before the commit", edgeTTL, 1, 0, 700 * time.Millisecond, 0, -edgeMargin - 700*time.Millisecond},
-		{"seen late", edgeTTL, 1, 0, 0, 300 * time.Millisecond, -edgeMargin - 300*time.Millisecond},
-		{"default delay TTL + margin", edgeTTL + edgeMargin, 1, 0, 0, 0, -2 * edgeMargin},
-		{"A's clock 20% slow", edgeTTL, 0.8, 0, 0, 0, 0},
-		{"A's clock 20% fast", edgeTTL, 1.2, 0, 0, 0, -edgeMargin},
+		{"read at the commit, seen at once", edgeDelay, 1, 0, 0, 0, -edgeMargin},
+		{"late answer counts from the send", edgeDelay, 1, 900 * time.Millisecond, 0, 0, -edgeMargin},
+		{"read well before the commit", edgeDelay, 1, 0, 700 * time.Millisecond, 0, -edgeMargin - 700*time.Millisecond},
+		{"seen late", edgeDelay, 1, 0, 0, 300 * time.Millisecond, -edgeMargin - 300*time.Millisecond},
+		{"B's delay longer", 2 * edgeDelay, 1, 0, 0, 0, -edgeMargin - edgeDelay},
+		{"A's clock 19% slow (the margin is 20% of the delay)", edgeDelay, 0.81, 0, 0, 0, 0},
+		{"A's clock 20% fast", edgeDelay, 1.2, 0, 0, 0, -edgeMargin},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newHost(t, "a", edgeTTL, tc.rateA)
-			b := newHost(t, "b", tc.delay, 1)
+			a := newHost(t, "a", edgeDelay, tc.rateA)
+			b := newHost(t, "b", tc.delayB, 1)
 			w := &world{hosts: []*host{a, b}}
-			old := tableAt(1, 10, "a", 1)
-			next := tableAt(2, 20, "b", 2)
+			old := tableAt(1, 10, "a", 1, tenure{})
+			next := tableAt(2, 20, "b", 2, tenure{Node: "a", Reg: edgeReg, Since: 1})
 
 			// A has served group 0 for long.
 			a.st.observe(old, a.clk.Mono())
 			w.advance(3 * time.Second)
-			a.st.confirm(old, lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-			if _, err := a.st.claim(0); err != nil {
+			a.confirmNow(old)
+			if _, err := a.st.claimFor(0); err != nil {
 				t.Fatalf("A cannot serve its group: %v", err)
 			}
 			b.st.observe(old, b.clk.Mono())
-			if _, err := b.st.claim(0); !errors.Is(err, ErrNotOwner) {
+			if _, err := b.st.claimFor(0); !errors.Is(err, ErrNotOwner) {
 				t.Fatalf("B on A's group: %v", err)
 			}
 
-			// A sends its last renewal; its read is processed gap before
-			// the new table commits.
+			// A sends its last confirmation; its read is processed gap
+			// before the new table commits.
 			w.advance(time.Second)
 			sent := a.clk.Mono()
 			w.advance(tc.ackLag)
@@ -112,20 +125,21 @@ func TestRoutingEdges(t *testing.T) {
 			seen := b.clk.Mono()
 			// A's answer arrives later still, showing the old table.
 			w.advance(100 * time.Millisecond)
-			a.st.confirm(old, lease.Renewal{Sent: sent, TTL: edgeTTL}, a.clk.Mono())
+			a.st.confirm(old, sent, a.clk.Mono())
 			// B confirms the new table on its next round.
-			b.st.confirm(next, lease.Renewal{Sent: b.clk.Mono(), TTL: edgeTTL}, b.clk.Mono())
+			b.confirmNow(next)
 
 			// One tick before the activation, just after another round of
 			// B's: B still refuses.
-			w.advance(seen + tc.delay - b.clk.Mono() - time.Nanosecond)
-			b.st.confirm(next, lease.Renewal{Sent: b.clk.Mono(), TTL: edgeTTL}, b.clk.Mono())
-			if _, err := b.st.claim(0); !errors.Is(err, ErrUnavailable) {
+			w.advance(seen + tc.delayB - b.clk.Mono() - time.Nanosecond)
+			b.confirmNow(next)
+			var act *activatingError
+			if _, err := b.st.claimFor(0); !errors.As(err, &act) || !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("B a tick before its activation: %v", err)
 			}
-			cA, errA := a.st.claim(0)
+			cA, errA := a.st.claimFor(0)
 			w.advance(time.Nanosecond)
-			cB, err := b.st.claim(0)
+			cB, err := b.st.claimFor(0)
 			if err != nil {
 				t.Fatalf("B at its activation (%v after the commit): %v", w.now-commit, err)
 			}
@@ -138,11 +152,11 @@ func TestRoutingEdges(t *testing.T) {
 					t.Fatalf("A's headroom at B's activation is %v, want at most %v", h, tc.want)
 				}
 			}
-			h := (sent + min(edgeTTL, a.st.delay) - edgeMargin) - a.clk.Mono()
+			h := (sent + edgeDelay - edgeMargin) - a.clk.Mono()
 			if h > tc.want {
-				t.Fatalf("A's deadline is %v away at B's activation, want at most %v", h, tc.want)
+				t.Fatalf("A's right ends %v away at B's activation, want at most %v", h, tc.want)
 			}
-			if _, err := a.st.claim(0); !errors.Is(err, ErrUnavailable) {
+			if _, err := a.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("A at B's activation: %v, want ErrUnavailable", err)
 			}
 			t.Logf("A's right ran out %v before B's activation (by A's clock)", -h)
@@ -150,21 +164,184 @@ func TestRoutingEdges(t *testing.T) {
 	}
 }
 
+// TestHandoff: B serves at once, before its delay, when it reads A's
+// release of exactly the tenure before B's; A releases only a tenure it
+// activated, only after its claim ended, and a release of any other
+// tenure (another since, another incarnation, another node) does not
+// count.
+func TestHandoff(t *testing.T) {
+	a := newHost(t, "a", edgeDelay, 1)
+	b := newHost(t, "b", edgeDelay, 1)
+	w := &world{hosts: []*host{a, b}}
+	old := tableAt(1, 10, "a", 1, tenure{})
+	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	next := tableAt(2, 20, "b", 2, aTenure)
+
+	a.confirmNow(old)
+	w.advance(edgeDelay)
+	a.confirmNow(old)
+	cA, err := a.st.claimFor(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rels := a.st.releases(); len(rels) != 0 {
+		t.Fatalf("releases before any move: %v", rels)
+	}
+
+	b.st.observe(next, b.clk.Mono())
+	b.confirmNow(next)
+	if _, err := b.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("B before A's release: %v", err)
+	}
+	for _, wrong := range []tenure{
+		{Node: "a", Reg: edgeReg, Since: 0},      // another tenure of A's
+		{Node: "a", Reg: edgeReg + 1, Since: 1},  // another incarnation of A
+		{Node: "c", Reg: edgeReg, Since: 1},      // another node
+		{Node: "b", Reg: edgeReg, Since: 2},      // B's own
+		{Node: "a", Reg: edgeReg - 1, Since: 1},  // an older incarnation
+	} {
+		b.st.releasedSeen(map[int]tenure{0: wrong})
+		if _, err := b.st.claimFor(0); err == nil {
+			t.Fatalf("B served on the release of %+v", wrong)
+		}
+	}
+
+	// A sees the move: its claim ends, then its release is queued.
+	a.st.observe(next, a.clk.Mono())
+	if cA.Headroom() > 0 {
+		t.Fatal("A's claim outlived the move")
+	}
+	rels := a.st.releases()
+	if len(rels) != 1 || rels[0].group != 0 || rels[0].t != aTenure {
+		t.Fatalf("A's releases %+v, want group 0's tenure %+v", rels, aTenure)
+	}
+	b.st.releasedSeen(map[int]tenure{0: rels[0].t})
+	if groups, _ := b.st.activatable(); len(groups) != 1 || groups[0] != 0 {
+		t.Fatalf("B's activatable groups after the release: %v", groups)
+	}
+	cB, err := b.st.claimFor(0)
+	if err != nil {
+		t.Fatalf("B after A's release, %v into its delay: %v", b.clk.Mono(), err)
+	}
+	if cB.Headroom() <= 0 {
+		t.Fatal("B's claim is dead")
+	}
+
+	// C gets the group from B before B's... B activated, so B releases.
+	c := newHost(t, "c", edgeDelay, 1)
+	w.hosts = append(w.hosts, c)
+	bTenure := tenure{Node: "b", Reg: edgeReg, Since: 2}
+	third := tableAt(3, 30, "c", 3, bTenure)
+	b.st.observe(third, b.clk.Mono())
+	if rels := b.st.releases(); len(rels) != 1 || rels[0].t != bTenure {
+		t.Fatalf("B's releases %+v", rels)
+	}
+}
+
+// TestNoReleaseWithoutActivation: a node whose tenure never met its
+// activation condition (it lost the group while still waiting its delay,
+// its predecessor unreleased) releases nothing, so its successor waits
+// its own delay: the node could not vouch for the owner before it. The
+// same for a stale node that missed tenures: it releases only the tenure
+// it activated, which is not the one before the new owner's. A tenure
+// whose delay did pass is released even if never served.
+func TestNoReleaseWithoutActivation(t *testing.T) {
+	a := newHost(t, "a", edgeDelay, 1)
+	w := &world{hosts: []*host{a}}
+	a.st.observe(tableAt(2, 20, "a", 2, tenure{Node: "z", Reg: edgeReg, Since: 1}), a.clk.Mono())
+	a.confirmNow(tableAt(2, 20, "a", 2, tenure{Node: "z", Reg: edgeReg, Since: 1}))
+	w.advance(edgeDelay / 2)
+	a.st.observe(tableAt(3, 30, "b", 3, tenure{Node: "a", Reg: edgeReg, Since: 2}), a.clk.Mono())
+	if rels := a.st.releases(); len(rels) != 0 {
+		t.Fatalf("a tenure never activated was released: %+v", rels)
+	}
+	a.st.observe(tableAt(4, 40, "a", 4, tenure{Node: "b", Reg: edgeReg, Since: 3}), a.clk.Mono())
+	w.advance(edgeDelay)
+	a.st.observe(tableAt(5, 50, "b", 5, tenure{Node: "a", Reg: edgeReg, Since: 4}), a.clk.Mono())
+	if rels := a.st.releases(); len(rels) != 1 || rels[0].t.Since != 4 {
+		t.Fatalf("a tenure past its delay, never served: releases %+v", rels)
+	}
+
+	// A stale node: it activated tenure 1, missed tenures 2 (b) and 3 (a
+	// again, never activated), and sees tenure 4 (c) after 3.
+	s := newHost(t, "s", edgeDelay, 1)
+	ws := &world{hosts: []*host{s}}
+	s.confirmNow(tableAt(1, 10, "s", 1, tenure{}))
+	ws.advance(edgeDelay)
+	s.confirmNow(tableAt(1, 10, "s", 1, tenure{}))
+	if _, err := s.st.claimFor(0); err != nil {
+		t.Fatal(err)
+	}
+	s.st.observe(tableAt(4, 40, "c", 4, tenure{Node: "s", Reg: edgeReg, Since: 3}), s.clk.Mono())
+	rels := s.st.releases()
+	if len(rels) != 1 || rels[0].t.Since != 1 {
+		t.Fatalf("stale node released %+v, want only its own tenure since 1", rels)
+	}
+	c := newHost(t, "c", edgeDelay, 1)
+	c.st.observe(tableAt(4, 40, "c", 4, tenure{Node: "s", Reg: edgeReg, Since: 3}), c.clk.Mono())
+	c.confirmNow(tableAt(4, 40, "c", 4, tenure{Node: "s", Reg: edgeReg, Since: 3}))
+	c.st.releasedSeen(map[int]tenure{0: rels[0].t})
+	if _, err := c.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("C served on a release of another tenure: %v", err)
+	}
+}
+
+// TestNewIncarnation: a table that gives the group to this node's name
+// under another registration (an earlier or a later process) is not this
+// incarnation's: it serves nothing of it.
+func TestNewIncarnation(t *testing.T) {
+	a := newHost(t, "a", edgeDelay, 1)
+	w := &world{hosts: []*host{a}}
+	tbl := tableAt(1, 10, "a", 1, tenure{})
+	a.confirmNow(tbl)
+	w.advance(edgeDelay)
+	a.confirmNow(tbl)
+	c, err := a.st.claimFor(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.st.begin(edgeReg + 5) // registered again
+	if c.Headroom() > 0 {
+		t.Fatal("the claim outlived its registration")
+	}
+	w.advance(edgeDelay)
+	a.confirmNow(tbl) // the table still names the old registration
+	if _, err := a.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("served a group given to an earlier incarnation: %v", err)
+	}
+	// The arbiter gives it to the new incarnation: a new tenure after
+	// the old one, which the old incarnation released at its end.
+	rels := a.st.releases()
+	if len(rels) != 1 || rels[0].t != (tenure{Node: "a", Reg: edgeReg, Since: 1}) {
+		t.Fatalf("releases at the registration's end: %+v", rels)
+	}
+	lay := newLayout(edgeConfig("x", edgeDelay))
+	again := newTable(2, []string{"a", "x", "x", "x"}, []uint64{2, 1, 1, 1}, []tenure{rels[0].t, {}, {}, {}},
+		map[string]member{"a": {Reg: edgeReg + 5}, "x": {Reg: edgeReg}}, 20, lay)
+	a.st.observe(again, a.clk.Mono())
+	a.confirmNow(again)
+	a.st.releasedSeen(map[int]tenure{0: rels[0].t})
+	if _, err := a.st.claimFor(0); err != nil {
+		t.Fatalf("the new incarnation, after the old one's release: %v", err)
+	}
+}
+
 // TestRoutingMovedAwayAndBack: a node that missed the table moving its
 // group away and only sees the one giving it back must wait the
 // activation delay again (since changed), and its old claim ends at once.
 func TestRoutingMovedAwayAndBack(t *testing.T) {
-	a := newHost(t, "a", edgeTTL, 1)
+	a := newHost(t, "a", edgeDelay, 1)
 	w := &world{hosts: []*host{a}}
-	a.st.confirm(tableAt(1, 10, "a", 1), lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-	w.advance(edgeTTL)
-	a.st.confirm(tableAt(1, 10, "a", 1), lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-	c, err := a.st.claim(0)
+	a.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	w.advance(edgeDelay)
+	a.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	c, err := a.st.claimFor(0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Version 2 gave group 0 to b; version 3 gives it back at since 3.
-	a.st.confirm(tableAt(3, 30, "a", 3), lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
+	back := tableAt(3, 30, "a", 3, tenure{Node: "b", Reg: edgeReg, Since: 2})
+	a.confirmNow(back)
 	select {
 	case <-c.Done():
 	default:
@@ -173,23 +350,23 @@ func TestRoutingMovedAwayAndBack(t *testing.T) {
 	if c.Headroom() > 0 {
 		t.Fatal("an ended claim has headroom")
 	}
-	if _, err := a.st.claim(0); !errors.Is(err, ErrUnavailable) {
+	if _, err := a.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("given back: %v, want ErrUnavailable until the delay passes", err)
 	}
-	w.advance(edgeTTL)
-	a.st.confirm(tableAt(3, 30, "a", 3), lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-	if c2, err := a.st.claim(0); err != nil || c2 == c {
+	w.advance(edgeDelay)
+	a.confirmNow(back)
+	if c2, err := a.st.claimFor(0); err != nil || c2 == c {
 		t.Fatalf("after the delay: %v (same claim: %v)", err, c2 == c)
 	}
 	// A table that keeps the group (same since) keeps the claim, with a
 	// proof naming the new revision.
-	c3, _ := a.st.claim(0)
-	a.st.confirm(tableAt(4, 40, "a", 3), lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-	if c4, err := a.st.claim(0); err != nil || c4 != c3 {
+	c3, _ := a.st.claimFor(0)
+	a.confirmNow(tableAt(4, 40, "a", 3, tenure{Node: "b", Reg: edgeReg, Since: 2}))
+	if c4, err := a.st.claimFor(0); err != nil || c4 != c3 {
 		t.Fatalf("kept group: %v (same claim: %v)", err, c4 == c3)
 	}
-	if p := c3.Proof(); len(p) != 2 || p[0].GetCompare().GetModRevision() != 40 || p[1].GetCompare().GetCreateRevision() != 1 {
-		t.Fatalf("proof %v, want the routing key at revision 40 and the registration at 1", p)
+	if p := c3.Proof(); len(p) != 2 || p[0].GetCompare().GetModRevision() != 40 || p[1].GetCompare().GetCreateRevision() != edgeReg {
+		t.Fatalf("proof %v, want the routing key at revision 40 and the registration at %d", p, edgeReg)
 	}
 }
 
@@ -197,34 +374,35 @@ func TestRoutingMovedAwayAndBack(t *testing.T) {
 // one already seen (a watch delivered the newer first) neither extends
 // nor revives anything.
 func TestRoutingStaleConfirmation(t *testing.T) {
-	a := newHost(t, "a", edgeTTL, 1)
+	a := newHost(t, "a", edgeDelay, 1)
 	w := &world{hosts: []*host{a}}
-	old := tableAt(1, 10, "a", 1)
-	a.st.confirm(old, lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-	w.advance(edgeTTL)
-	a.st.confirm(old, lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-	c, err := a.st.claim(0)
+	old := tableAt(1, 10, "a", 1, tenure{})
+	a.confirmNow(old)
+	w.advance(edgeDelay)
+	a.confirmNow(old)
+	c, err := a.st.claimFor(0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := c.(*routedClaim).dl.At()
-	a.st.observe(tableAt(2, 20, "b", 2), a.clk.Mono())
-	if _, err := a.st.claim(0); !errors.Is(err, ErrNotOwner) {
+	a.st.observe(tableAt(2, 20, "b", 2, tenure{Node: "a", Reg: edgeReg, Since: 1}), a.clk.Mono())
+	if _, err := a.st.claimFor(0); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("after the move: %v", err)
 	}
-	w.advance(time.Second)
-	a.st.confirm(old, lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-	if _, err := a.st.claim(0); !errors.Is(err, ErrNotOwner) {
+	w.advance(100 * time.Millisecond)
+	a.confirmNow(old)
+	if _, err := a.st.claimFor(0); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("after a stale confirmation: %v", err)
 	}
 	if c.Headroom() > 0 || c.(*routedClaim).dl.At() != deadline {
 		t.Fatalf("the ended claim was extended: headroom %v", c.Headroom())
 	}
 	// Losing the registration ends every claim.
-	a.st.confirm(tableAt(3, 30, "a", 3), lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-	w.advance(edgeTTL)
-	a.st.confirm(tableAt(3, 30, "a", 3), lease.Renewal{Sent: a.clk.Mono(), TTL: edgeTTL}, a.clk.Mono())
-	c, err = a.st.claim(0)
+	third := tableAt(3, 30, "a", 3, tenure{Node: "b", Reg: edgeReg, Since: 2})
+	a.confirmNow(third)
+	w.advance(edgeDelay)
+	a.confirmNow(third)
+	c, err = a.st.claimFor(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,8 +410,63 @@ func TestRoutingStaleConfirmation(t *testing.T) {
 	if c.Headroom() > 0 {
 		t.Fatal("claim outlived its registration")
 	}
-	if _, err := a.st.claim(0); !errors.Is(err, ErrUnavailable) {
+	if _, err := a.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("unregistered: %v", err)
+	}
+}
+
+// TestClaimLapsesWithoutConfirmation: a node cut off from etcd (no
+// confirmation answered) stops serving delay - margin after the send of
+// its last confirmation, whatever Done says, and a confirmation that
+// comes back late does not restore what has lapsed beyond its own send.
+func TestClaimLapsesWithoutConfirmation(t *testing.T) {
+	a := newHost(t, "a", edgeDelay, 1)
+	w := &world{hosts: []*host{a}}
+	tbl := tableAt(1, 10, "a", 1, tenure{})
+	a.confirmNow(tbl)
+	w.advance(edgeDelay)
+	sent := a.clk.Mono()
+	a.confirmNow(tbl)
+	c, err := a.st.claimFor(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.advance(edgeDelay - edgeMargin - time.Nanosecond)
+	if c.Headroom() <= 0 {
+		t.Fatal("lapsed early")
+	}
+	w.advance(time.Nanosecond)
+	if c.Headroom() > 0 || c.(*routedClaim).dl.Live() {
+		t.Fatalf("alive %v after its last confirmation's send", a.clk.Mono()-sent)
+	}
+	if _, err := a.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("past the right: %v", err)
+	}
+	if err := a.st.ready(); err == nil {
+		t.Fatal("ready while unconfirmed")
+	}
+}
+
+// TestActivatingCounts: only groups waiting their delay count as
+// activating; /readyz says so.
+func TestActivatingCounts(t *testing.T) {
+	a := newHost(t, "a", edgeDelay, 1)
+	w := &world{hosts: []*host{a}}
+	tbl := tableAt(1, 10, "a", 1, tenure{})
+	a.confirmNow(tbl)
+	if owned, act, left := a.st.counts(); owned != 1 || act != 1 || left != edgeDelay {
+		t.Fatalf("counts %d %d %v", owned, act, left)
+	}
+	if err := a.st.ready(); err == nil {
+		t.Fatal("ready while activating")
+	}
+	w.advance(edgeDelay)
+	a.confirmNow(tbl)
+	if owned, act, _ := a.st.counts(); owned != 1 || act != 0 {
+		t.Fatalf("after the delay: counts %d %d", owned, act)
+	}
+	if err := a.st.ready(); err != nil {
+		t.Fatalf("not ready after the delay: %v", err)
 	}
 }
 

@@ -9,7 +9,7 @@ import "sync/atomic"
 type section struct {
 	g     *group
 	local int    // index in the group
-	base  uint64 // the section's persisted max_seq when it was allocated
+	base  uint64 // the section's max_seq when its group was loaded
 
 	// limit: values base+1 .. base+limit are persisted (max_seq =
 	// base+limit). It only grows, after a write is acknowledged, until
@@ -22,6 +22,13 @@ type section struct {
 	requested atomic.Bool
 	// dead is set when the group is unloaded; see take.
 	dead atomic.Bool
+
+	// calls counts the values handed out from the section (for stats and
+	// load reports), on a cache line of its own: it is written on every
+	// call, the fields above only read.
+	_     [64]byte
+	calls atomic.Uint64
+	_     [56]byte
 
 	// ext is guarded by g.mu.
 	ext struct {

@@ -1,11 +1,13 @@
 package seqfacade
 
-import "sync/atomic"
+import (
+	"math"
+	"sync/atomic"
+)
 
 // Stats are a node's counters (since New) and gauges, for metrics.
 type Stats struct {
-	// Issued counts values taken: handed out, or skipped by a batch that
-	// failed after taking some (see NextBatch).
+	// Issued counts values handed out.
 	Issued uint64
 	// Writes counts max_seq writes attempted: one per extension round of
 	// a group, whatever the number of sections it raises.
@@ -26,56 +28,51 @@ type Stats struct {
 	// CurSeqBytes is the cur_seq memory of those sections: 8 bytes a uid.
 	CurSeqBytes int64
 	// Registrations and LeaseLosses count the node's registrations in
-	// etcd and the leases it lost (zero for an Ownership not from Start).
+	// etcd and the registrations it lost.
 	Registrations, LeaseLosses uint64
-	// Redirects counts calls answered with a *NotOwnerError.
+	// Redirects counts calls answered with a *NotOwnerError or a
+	// *NotHomeError.
 	Redirects uint64
 
-	// With a routing table (Config.Routed), otherwise zero:
 	// RoutingVersion is the version of the newest table the node has
 	// seen; GroupsOwned the groups it gives this node, GroupsActivating
-	// those of them not yet served (in their activation delay); Moves
-	// counts the groups this node moved while it was the arbiter, and
-	// Arbiter tells whether it is now.
+	// those of them waiting their activation delay (neither the delay
+	// over nor their previous owner's release read).
 	RoutingVersion   uint64
 	GroupsOwned      int
 	GroupsActivating int
-	Moves            uint64
-	Arbiter          bool
+	// Moves counts the groups this node moved while it was the arbiter,
+	// by reason (MoveFailover, MoveDrain, ...); Arbiter tells whether it
+	// is now.
+	Moves   map[string]uint64
+	Arbiter bool
+	// Load is the node's calls a second over its last load report.
+	Load float64
+	// Draining tells whether the node is handing its groups off.
+	Draining bool
 }
 
 type counters struct {
-	issued                                                           sharded
 	writes, writeFailures, waits, unavailable, groupLoads, redirects atomic.Uint64
+	retired                                                          atomic.Uint64 // calls of sections unloaded
 	groupsLoaded, sectionsLoaded, curSeqBytes                        atomic.Int64
 }
 
-// shards spreads the issued counter so that calls on different uids do
-// not all fight over one cache line.
-const shards = 32
-
-// sharded is a counter in cache-line-sized shards, chosen by key.
-type sharded struct {
-	s [shards]struct {
-		n atomic.Uint64
-		_ [56]byte
+// groupCalls returns each loaded group's values handed out so far.
+func (n *Node) groupCalls() map[int]uint64 {
+	out := map[int]uint64{}
+	for i := range n.groups {
+		if g := n.groups[i].Load(); g != nil {
+			out[i] = g.calls()
+		}
 	}
-}
-
-func (c *sharded) add(key, d uint64) { c.s[key%shards].n.Add(d) }
-
-func (c *sharded) load() uint64 {
-	var t uint64
-	for i := range c.s {
-		t += c.s[i].n.Load()
-	}
-	return t
+	return out
 }
 
 // Stats returns the node's counters and gauges.
 func (n *Node) Stats() Stats {
 	s := Stats{
-		Issued:         n.stats.issued.load(),
+		Issued:         n.stats.retired.Load(),
 		Writes:         n.stats.writes.Load(),
 		WriteFailures:  n.stats.writeFailures.Load(),
 		Waits:          n.stats.waits.Load(),
@@ -87,12 +84,16 @@ func (n *Node) Stats() Stats {
 		Redirects:      n.stats.redirects.Load(),
 		RoutingVersion: n.Routing().Version,
 	}
-	if c, ok := n.own.(interface{ counts() (uint64, uint64) }); ok {
-		s.Registrations, s.LeaseLosses = c.counts()
+	for _, c := range n.groupCalls() {
+		s.Issued += c
 	}
-	if r, ok := n.own.(interface{ routeStats() routeStats }); ok {
-		rs := r.routeStats()
-		s.GroupsOwned, s.GroupsActivating, s.Moves, s.Arbiter = rs.owned, rs.activating, rs.moves, rs.arbiter
+	if o, ok := n.own.(*routed); ok {
+		s.Registrations, s.LeaseLosses = o.registrations.Load(), o.losses.Load()
+		s.GroupsOwned, s.GroupsActivating, _ = o.st.counts()
+		s.Moves = o.moves.snapshot()
+		s.Arbiter = o.arbiter.Load()
+		s.Load = math.Float64frombits(o.load.Load())
+		s.Draining = o.draining.Load()
 	}
 	return s
 }

@@ -2,6 +2,7 @@ package seqfacade
 
 import (
 	"context"
+	"errors"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -12,17 +13,25 @@ type Store interface {
 	// Load returns group g's persisted max_seqs, one per section of the
 	// group, and the revision to expect in the next Save. A group never
 	// written has all zeros and revision 0. The read must be linearizable:
-	// it sees every write that completed before it began. Errors: one
-	// wrapping ErrCorrupt for an unreadable value, or the store's own.
-	Load(ctx context.Context, g int) (GroupState, error)
+	// it sees every write that completed before it began. With a proof,
+	// the read happens only if every comparison holds, atomically with
+	// them (else an error wrapping ErrNotOwner). Errors: one wrapping
+	// ErrCorrupt for an unreadable value, or the store's own.
+	Load(ctx context.Context, g int, proof []clientv3.Cmp) (GroupState, error)
 	// Save replaces group g's max_seqs if, atomically, the group is still
 	// at revision expect and every comparison in proof holds; it returns
 	// the new revision. It returns an error wrapping ErrNotOwner when a
-	// comparison failed (nothing was written); any other error leaves the
-	// outcome unknown: the write may or may not have happened, or happen
-	// later.
+	// comparison failed (nothing was written): also wrapping
+	// ErrProofFailed when the revision held and the proof did not. Any
+	// other error leaves the outcome unknown: the write may or may not
+	// have happened, or happen later.
 	Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error)
 }
+
+// ErrProofFailed is wrapped (with ErrNotOwner) by a Save refused because
+// its proof failed while the group's revision held: the group is
+// unchanged, and the writer may still own it under a newer proof.
+var ErrProofFailed = errors.New("seqfacade: ownership proof failed")
 
 // GroupState is a group's persisted state.
 type GroupState struct {

@@ -4,31 +4,44 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"slices"
 
 	"github.com/migsvc/mig/seqfacade/route"
 )
 
-// table is a routing table as nodes keep it: the planner's RoutingTable,
-// the version at which each group's owner got it, the members'
-// addresses, and the etcd revision it was read at. Immutable once built;
-// safe for concurrent use.
+// table is a routing table as nodes keep it: each group's owner and
+// tenure, the owners' registrations, and the etcd revision it was read
+// at. Immutable once built; safe for concurrent use.
+//
+// A tenure is one owner incarnation's time with a group: it starts with
+// the table version that gave the group to it (since) and records the
+// tenure before it (from, fromReg, fromSince), so that the previous
+// owner's release of exactly that tenure lets the new owner serve at once
+// (docs/seq-failover.md, handoff).
 type table struct {
-	RoutingTable
-	// since[g] is the Version of the table that gave group g to its
-	// current owner. A node keeps serving a group across tables only
-	// while since is unchanged: a group that moved away and back between
-	// two tables it read has a new since, and must be activated afresh.
+	Version uint64
+	Owners  []string // by group; "" while no live node serves it
 	since   []uint64
+	prev    []tenure // the tenure before the current one; zero: none known
 	members map[string]member
 	rev     int64 // ModRevision of the routing key; 0 for a table not from etcd
 	routing route.Table
+}
+
+// tenure names one owner incarnation's time with a group.
+type tenure struct {
+	Node  string `json:"node,omitempty"`
+	Reg   int64  `json:"reg,omitempty"`   // the registration's CreateRevision
+	Since uint64 `json:"since,omitempty"` // the table version that began it
 }
 
 // member is a node as a routing table records it.
 type member struct {
 	Address    string `json:"address,omitempty"`
 	Datacenter string `json:"datacenter,omitempty"`
+	// Reg is the CreateRevision of the registration the node's groups
+	// were given to: a node that registers again is a new incarnation,
+	// which gets its groups afresh (new tenures).
+	Reg int64 `json:"reg,omitempty"`
 }
 
 // tableRecord is the routing key's JSON value.
@@ -39,40 +52,53 @@ type tableRecord struct {
 	Members map[string]member `json:"members"`
 }
 
-// rangeRecord is a run of groups with one owner and one since.
+// rangeRecord is a run of groups with one owner and one tenure history.
 type rangeRecord struct {
 	First int    `json:"first"`
 	Last  int    `json:"last"`
 	Owner string `json:"owner"`
 	Since uint64 `json:"since"`
+	Prev  tenure `json:"prev,omitzero"`
 }
 
 // newTable builds a table of lay's groups.
-func newTable(rt RoutingTable, since []uint64, members map[string]member, rev int64, lay layout) *table {
-	t := &table{RoutingTable: rt, since: since, members: members, rev: rev}
+func newTable(version uint64, owners []string, since []uint64, prev []tenure, members map[string]member, rev int64, lay layout) *table {
+	t := &table{Version: version, Owners: owners, since: since, prev: prev, members: members, rev: rev}
 	addrs := make(map[string]string, len(members))
 	for name, m := range members {
 		addrs[name] = m.Address
 	}
 	t.routing = route.Table{
-		Version:     rt.Version,
+		Version:     version,
 		SectionSize: lay.sectionSize,
 		GroupSize:   lay.groupSize,
-		Groups:      len(rt.Owners),
-		Routes:      route.Compact(rt.Owners, addrs),
+		Groups:      len(owners),
+		Routes:      route.Compact(owners, addrs),
 	}
 	return t
+}
+
+// tenureOf returns group g's current tenure.
+func (t *table) tenureOf(g int) tenure {
+	o := t.Owners[g]
+	if o == "" {
+		return tenure{}
+	}
+	return tenure{Node: o, Reg: t.members[o].Reg, Since: t.since[g]}
 }
 
 // encode returns the routing key's value for t.
 func (t *table) encode() []byte {
 	rec := tableRecord{Version: t.Version, Groups: len(t.Owners), Members: t.members}
 	for g, o := range t.Owners {
-		if n := len(rec.Ranges); n > 0 && rec.Ranges[n-1].Owner == o && rec.Ranges[n-1].Since == t.since[g] && rec.Ranges[n-1].Last == g-1 {
-			rec.Ranges[n-1].Last = g
-			continue
+		if n := len(rec.Ranges); n > 0 {
+			r := &rec.Ranges[n-1]
+			if r.Owner == o && r.Since == t.since[g] && r.Prev == t.prev[g] && r.Last == g-1 {
+				r.Last = g
+				continue
+			}
 		}
-		rec.Ranges = append(rec.Ranges, rangeRecord{First: g, Last: g, Owner: o, Since: t.since[g]})
+		rec.Ranges = append(rec.Ranges, rangeRecord{First: g, Last: g, Owner: o, Since: t.since[g], Prev: t.prev[g]})
 	}
 	b, _ := json.Marshal(rec) // cannot fail: strings, numbers and a map of them
 	return b
@@ -91,13 +117,17 @@ func decodeTable(val []byte, rev int64, lay layout) (*table, error) {
 	}
 	owners := make([]string, lay.groups)
 	since := make([]uint64, lay.groups)
+	prev := make([]tenure, lay.groups)
 	next := 0
 	for _, r := range rec.Ranges {
-		if r.First != next || r.Last < r.First || r.Last >= lay.groups || r.Since > rec.Version {
+		if r.First != next || r.Last < r.First || r.Last >= lay.groups || r.Since > rec.Version || r.Prev.Since > r.Since {
 			return nil, fmt.Errorf("%w: routing table version %d: range %d-%d (since %d) does not continue at group %d", ErrCorrupt, rec.Version, r.First, r.Last, r.Since, next)
 		}
+		if _, ok := rec.Members[r.Owner]; r.Owner != "" && !ok {
+			return nil, fmt.Errorf("%w: routing table version %d: groups %d-%d belong to %s, which it does not list", ErrCorrupt, rec.Version, r.First, r.Last, r.Owner)
+		}
 		for g := r.First; g <= r.Last; g++ {
-			owners[g], since[g] = r.Owner, r.Since
+			owners[g], since[g], prev[g] = r.Owner, r.Since, r.Prev
 		}
 		next = r.Last + 1
 	}
@@ -107,44 +137,53 @@ func decodeTable(val []byte, rev int64, lay layout) (*table, error) {
 	if rec.Members == nil {
 		rec.Members = map[string]member{}
 	}
-	return newTable(RoutingTable{Version: rec.Version, Owners: owners}, since, rec.Members, rev, lay), nil
+	return newTable(rec.Version, owners, since, prev, rec.Members, rev, lay), nil
 }
 
-// nextTable is the table that follows prev when the planner gives next's
-// owners and the members are members: a group keeps its since while its
-// owner stays, and gets the new version when it moves. It reports false
-// when nothing would change.
+// nextTable is the table that follows prev when group g goes to
+// owners[g] and the members are members (each owner listed, with the
+// registration its groups go to). A group whose owner incarnation (name
+// and registration) stays keeps its tenure; one that changes gets a new
+// tenure from the new version, recording the one it ends. It reports
+// false when nothing would change.
 //
 // With no prev (none written yet, or the key was deleted), the version
 // starts at first: the etcd revision the arbiter read at. Every table's
-// version is at most its own ModRevision (each one is written after the
-// read that planned it, and versions grow by one a write), so versions
-// keep growing even across a deleted key, and clients that keep the
-// highest version they saw are never stuck on an old table.
+// version is at most its own ModRevision (each is written after the read
+// that planned it, and versions grow by one a write), so versions keep
+// growing even across a deleted key: a tenure's since is never reused.
 func nextTable(prev *table, owners []string, members map[string]member, lay layout, first uint64) (*table, bool) {
-	var (
-		version   = max(first, 1)
-		prevOwner = make([]string, len(owners))
-		prevSince = make([]uint64, len(owners))
-		prevMems  map[string]member
-	)
+	version := max(first, 1)
 	if prev != nil {
 		version = prev.Version + 1
-		copy(prevOwner, prev.Owners)
-		copy(prevSince, prev.since)
-		prevMems = prev.members
 	}
 	since := make([]uint64, len(owners))
-	changed := prev == nil || !maps.Equal(members, prevMems)
+	tenures := make([]tenure, len(owners))
+	changed := prev == nil || !maps.Equal(members, prev.members)
 	for g, o := range owners {
-		since[g] = prevSince[g]
-		if o != prevOwner[g] {
+		var was tenure
+		if prev != nil {
+			was = prev.tenureOf(g)
+			tenures[g] = prev.prev[g]
+		}
+		now := tenure{Node: o, Reg: members[o].Reg}
+		if o != "" && was.Node == now.Node && was.Reg == now.Reg {
+			since[g] = was.Since
+			continue
+		}
+		if o == "" && was.Node == "" {
+			continue
+		}
+		changed = true
+		if o != "" {
 			since[g] = version
-			changed = true
+			tenures[g] = was
+		} else {
+			tenures[g] = tenure{}
 		}
 	}
 	if !changed {
 		return prev, false
 	}
-	return newTable(RoutingTable{Version: version, Owners: slices.Clone(owners)}, since, members, 0, lay), true
+	return newTable(version, owners, since, tenures, members, 0, lay), true
 }

@@ -20,22 +20,37 @@ func testLayout() layout {
 // owner.
 func TestTableRoundTrip(t *testing.T) {
 	lay := testLayout()
-	members := map[string]member{"a": {Address: "a:1", Datacenter: "tokyo"}, "b": {Address: "b:1"}}
+	members := map[string]member{"a": {Address: "a:1", Datacenter: "tokyo", Reg: 5}, "b": {Address: "b:1", Reg: 6}}
 	t1, changed := nextTable(nil, []string{"a", "a", "a", "b", "b", "a", "a", "b", "b", "b"}, members, lay, 1)
 	if !changed || t1.Version != 1 {
 		t.Fatalf("first table: version %d, changed %v", t1.Version, changed)
 	}
-	// Group 2 moves to b: only its since changes.
+	// Group 2 moves to b: only its tenure changes, recording a's.
 	t2, changed := nextTable(t1, []string{"a", "a", "b", "b", "b", "a", "a", "b", "b", "b"}, members, lay, 1)
 	if !changed || t2.Version != 2 || !slices.Equal(t2.since, []uint64{1, 1, 2, 1, 1, 1, 1, 1, 1, 1}) {
 		t.Fatalf("second table: version %d, since %v", t2.Version, t2.since)
 	}
+	if p := t2.prev[2]; p != (tenure{Node: "a", Reg: 5, Since: 1}) {
+		t.Fatalf("group 2's previous tenure %+v", p)
+	}
 	if _, changed := nextTable(t2, t2.Owners, members, lay, 1); changed {
 		t.Fatal("an unchanged table was rewritten")
 	}
-	moved := map[string]member{"a": {Address: "a:2"}, "b": {Address: "b:1"}}
+	moved := map[string]member{"a": {Address: "a:2", Reg: 5}, "b": {Address: "b:1", Reg: 6}}
 	if t3, changed := nextTable(t2, t2.Owners, moved, lay, 1); !changed || t3.Version != 3 || !slices.Equal(t3.since, t2.since) {
 		t.Fatalf("a new address: changed %v, version %d, since %v", changed, t3.Version, t3.since)
+	}
+	// b registered again: every group of b's is a new tenure of the new
+	// incarnation, after the old one's.
+	again := map[string]member{"a": {Address: "a:1", Datacenter: "tokyo", Reg: 5}, "b": {Address: "b:1", Reg: 9}}
+	t5, _ := nextTable(t2, t2.Owners, again, lay, 1)
+	for g, o := range t5.Owners {
+		switch {
+		case o == "b" && (t5.since[g] != 3 || t5.prev[g] != (tenure{Node: "b", Reg: 6, Since: t2.since[g]})):
+			t.Fatalf("group %d after b's new registration: since %d, prev %+v", g, t5.since[g], t5.prev[g])
+		case o == "a" && t5.since[g] != t2.since[g]:
+			t.Fatalf("a's group %d changed tenure", g)
+		}
 	}
 
 	// Written afresh after the key was deleted: above every version before.
@@ -47,7 +62,8 @@ func TestTableRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Version != 2 || got.rev != 42 || !slices.Equal(got.Owners, t2.Owners) || !slices.Equal(got.since, t2.since) || got.members["a"] != members["a"] {
+	if got.Version != 2 || got.rev != 42 || !slices.Equal(got.Owners, t2.Owners) || !slices.Equal(got.since, t2.since) ||
+		!slices.Equal(got.prev, t2.prev) || got.members["a"] != members["a"] {
 		t.Fatalf("decoded %+v, want %+v", got, t2)
 	}
 	r := got.routing
@@ -79,6 +95,8 @@ func TestTableDecodeRefuses(t *testing.T) {
 		`{"version":1,"groups":10,"ranges":[{"first":0,"last":4,"owner":"a","since":1},{"first":4,"last":9,"owner":"b","since":1}]}`,
 		`{"version":1,"groups":10,"ranges":[{"first":0,"last":10,"owner":"a","since":1}]}`,
 		`{"version":1,"groups":10,"ranges":[{"first":0,"last":9,"owner":"a","since":2}]}`,
+		`{"version":2,"groups":10,"ranges":[{"first":0,"last":9,"owner":"a","since":1}],"members":{}}`,
+		`{"version":2,"groups":10,"ranges":[{"first":0,"last":9,"owner":"a","since":1,"prev":{"node":"b","since":2}}],"members":{"a":{}}}`,
 	} {
 		if _, err := decodeTable([]byte(v), 1, lay); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("%s: %v, want ErrCorrupt", v, err)
@@ -86,42 +104,36 @@ func TestTableDecodeRefuses(t *testing.T) {
 	}
 }
 
-// TestRoutedDefaults: a routed Config's zero fields fail over in a few
-// seconds, with an activation delay above the TTL; a shorter delay, or a
-// bad weight or address, is refused.
-func TestRoutedDefaults(t *testing.T) {
-	c := Config{Routed: true}.withDefaults()
-	if c.Lease.TTL != DefaultRoutedTTL || c.Lease.Margin != DefaultRoutedMargin || c.Lease.RequestTimeout != DefaultRoutedRequestTimeout ||
-		c.ActivationDelay != DefaultRoutedTTL+DefaultRoutedMargin || c.Weight != 1 ||
-		c.RebalanceInterval != DefaultRebalanceInterval || c.MaxMoves != DefaultMaxMoves || c.RequestTimeout != DefaultRoutedRequestTimeout {
-		t.Fatalf("routed defaults: %+v", c)
+// TestConfigDefaults: a Config's zero fields fail over in a few seconds,
+// with an activation delay the margin longer than a confirmation's right;
+// a margin too small for the delay, a right that would not outlast a
+// confirm interval, or a bad weight or address, is refused.
+func TestConfigDefaults(t *testing.T) {
+	c := Config{}.withDefaults()
+	if c.Lease.TTL != DefaultTTL || c.Lease.Margin != DefaultMargin || c.Lease.RequestTimeout != DefaultRequestTimeout ||
+		c.ActivationDelay != DefaultActivationDelay || c.ConfirmInterval != DefaultActivationDelay/4 || c.Weight != 1 ||
+		c.RebalanceInterval != DefaultRebalanceInterval || c.MaxMoves != DefaultMaxMoves || c.RequestTimeout != DefaultRequestTimeout ||
+		c.claimLength() != DefaultActivationDelay-DefaultMargin {
+		t.Fatalf("defaults: %+v", c)
 	}
-	if err := (Config{Routed: true}).Validate(); err != nil {
+	if err := (Config{}).Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := (Config{Routed: true, ActivationDelay: 10 * time.Millisecond}).Validate(); err != nil {
-		t.Log("the single-node test delay is refused when routed:", err)
-	} else {
-		t.Fatal("a routed delay shorter than the TTL was accepted")
-	}
 	for _, bad := range []Config{
-		{Routed: true, ActivationDelay: 1999 * time.Millisecond},
-		{Routed: true, Weight: -1},
-		{Routed: true, Weight: math.NaN()},
-		{Routed: true, Address: "a b:1"},
-		{Routed: true, Datacenter: "a/b"},
-		{Routed: true, RebalanceInterval: -time.Second},
+		{ActivationDelay: 300 * time.Millisecond},                          // right 100ms < interval 75ms + timeout 300ms
+		{ActivationDelay: 10 * time.Second},                                 // margin 200ms < 5% of 10s
+		{ConfirmInterval: 700 * time.Millisecond},                           // right 800ms < 700 + 300
+		{Weight: -1}, {Weight: math.NaN()}, {Address: "a b:1"}, {Datacenter: "a/b"},
+		{RebalanceInterval: -time.Second}, {Tolerance: -1}, {EvidenceRounds: -1},
+		{HomeOnly: true, Datacenter: "tokyo"},                                   // no homes
+		{Homes: Homes{{First: 0, Last: 5, Datacenters: []string{"tokyo"}}}}, // does not cover 336 groups
 	} {
 		if err := bad.Validate(); !errors.Is(err, ErrConfig) {
 			t.Fatalf("%+v: %v, want ErrConfig", bad, err)
 		}
 	}
-	if err := (Config{Routed: true, ActivationDelay: 1999 * time.Millisecond}).Validate(); err == nil || !strings.Contains(err.Error(), "activation delay") {
-		t.Fatalf("short delay: %v", err)
-	}
-	// Without Routed the single-node defaults stand.
-	if c := (Config{}).withDefaults(); c.Lease.TTL == DefaultRoutedTTL || c.MaxMoves != 0 {
-		t.Fatalf("single-node defaults changed: %+v", c)
+	if err := (Config{ConfirmInterval: 700 * time.Millisecond}).Validate(); err == nil || !strings.Contains(err.Error(), "does not outlast") {
+		t.Fatalf("short right: %v", err)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // zeroStore persists nothing: enough to measure the allocator alone.
 type zeroStore struct{ lay layout }
 
-func (s zeroStore) Load(_ context.Context, g int) (GroupState, error) {
+func (s zeroStore) Load(_ context.Context, g int, _ []clientv3.Cmp) (GroupState, error) {
 	return GroupState{MaxSeqs: make([]uint64, s.lay.sectionsIn(g))}, nil
 }
 
@@ -30,12 +30,12 @@ func (*foreverClaim) Headroom() time.Duration { return time.Hour }
 func (*foreverClaim) Claim(int) (Claim, error) {
 	return &foreverClaim{}, nil
 }
-func (*foreverClaim) Ready() bool { return true }
+func (*foreverClaim) Ready() error { return nil }
 
 // BenchmarkAllocator splits Next's cost: the take alone (atomics and the
 // CAS), and Next under a claim whose deadline check reads no clock. Next
-// on a node from Start also reads the clock once per call, the
-// time-stamp counter on the host's clock (BenchmarkNext).
+// on a node from Start also reads the clock once per call
+// (BenchmarkNext).
 func BenchmarkAllocator(b *testing.B) {
 	cfg := Config{Step: MaxStep}.withDefaults()
 	own := &foreverClaim{}

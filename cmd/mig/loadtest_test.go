@@ -115,15 +115,15 @@ func TestLoadtestSeq(t *testing.T) {
 	cli := etcdtest.Client(t, srv.Endpoints()...)
 	node, err := seqfacade.Start(t.Context(), seqfacade.Config{
 		NodeName:        "n1",
-		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 500 * time.Millisecond, RequestTimeout: 300 * time.Millisecond},
-		ActivationDelay: 10 * time.Millisecond,
+		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 100 * time.Millisecond, RequestTimeout: 200 * time.Millisecond},
+		ActivationDelay: 500 * time.Millisecond,
 	}, cli, clock.NewReal())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = node.Close(context.WithoutCancel(t.Context())) })
 	real := clock.NewReal()
-	for end := real.Mono() + 10*time.Second; !node.Ready(); <-real.After(5 * time.Millisecond) {
+	for end := real.Mono() + 10*time.Second; node.Ready() != nil; <-real.After(5 * time.Millisecond) {
 		if real.Mono() > end {
 			t.Fatal("sequence node not serving after 10s")
 		}

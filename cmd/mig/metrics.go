@@ -88,14 +88,14 @@ func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
 		return func() float64 { return f(n.Stats()) }
 	}
 	cs := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_serving", Help: "1 while this node serves sequences (registered, activated, lease valid), else 0."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_serving", Help: "1 while this node answers every sequence call (registered, a routing table, no group activating, the table confirmed), else 0."},
 			func() float64 {
-				if n.Ready() {
+				if n.Ready() == nil {
 					return 1
 				}
 				return 0
 			}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_taken_total", Help: "Sequence values taken by the node (handed out, or skipped by a batch that failed after taking some)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_taken_total", Help: "Sequence values handed out by the node."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.Issued) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_extensions_total", Help: "max_seq writes to etcd (one per extension round of a group of sections)."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.Writes) })),
@@ -113,10 +113,18 @@ func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
 			stat(func(s seqfacade.Stats) float64 { return float64(s.RoutingVersion) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_groups_owned", Help: "Groups of sections the routing table gives this node."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.GroupsOwned) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_groups_activating", Help: "Groups this node gained and does not serve yet (in their activation delay)."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_groups_activating", Help: "Groups this node gained that wait their activation delay (their previous owner has not released them)."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.GroupsActivating) })),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_moves_total", Help: "Groups moved between nodes by the tables this node wrote as arbiter."},
-			stat(func(s seqfacade.Stats) float64 { return float64(s.Moves) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_load", Help: "Sequence calls a second this node served over its last load report (what the arbiter balances)."},
+			stat(func(s seqfacade.Stats) float64 { return s.Load })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_draining", Help: "1 while this node hands its groups off before stopping, else 0."},
+			stat(func(s seqfacade.Stats) float64 {
+				if s.Draining {
+					return 1
+				}
+				return 0
+			})),
+		movesCollector{n},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_redirects_total", Help: "Requests for uids another node serves, answered with the routing table."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.Redirects) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_arbiter", Help: "1 while this node is the arbiter that writes the routing table, else 0."},
@@ -135,4 +143,22 @@ func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
 		}
 	}
 	return nil
+}
+
+// movesCollector exports mig_seq_moves_total by reason: the groups the
+// tables this node wrote as arbiter moved.
+type movesCollector struct{ n *seqfacade.Node }
+
+var movesDesc = prometheus.NewDesc("mig_seq_moves_total",
+	"Groups moved between nodes by the routing tables this node wrote as arbiter, by reason (new, failover, drain, home, balance, load, restart).",
+	[]string{"reason"}, nil)
+
+func (c movesCollector) Describe(ch chan<- *prometheus.Desc) { ch <- movesDesc }
+
+func (c movesCollector) Collect(ch chan<- prometheus.Metric) {
+	moves := c.n.Stats().Moves
+	for _, r := range []string{seqfacade.MoveNew, seqfacade.MoveFailover, seqfacade.MoveDrain, seqfacade.MoveHome,
+		seqfacade.MoveBalance, seqfacade.MoveLoad, seqfacade.MoveRestart} {
+		ch <- prometheus.MustNewConstMetric(movesDesc, prometheus.CounterValue, float64(moves[r]), r)
+	}
 }

@@ -42,6 +42,7 @@ const (
 // touches etcd), the clock, etcd, the worker ID, then serving. Shutdown
 // runs the other way round, and its order is what makes a restart safe:
 //
+//  0. hand the sequence groups to other nodes (Drain), still serving;
 //  1. stop accepting and answer the requests in flight;
 //  2. close the worker: stop its generator, persist the highest tick
 //     issued as the watermark, revoke the lease (the ID is free at once);
@@ -104,11 +105,22 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		}
 	}()
 
+	seqCli := etcd.cli
+	if len(cfg.seqEtcd) > 0 {
+		sc := cfg.etcd
+		sc.endpoints = cfg.seqEtcd
+		seqEtcd, err := connectEtcd(ctx, sc, log, logOut)
+		if err != nil {
+			return fmt.Errorf("--seq-etcd: %w", err)
+		}
+		defer seqEtcd.close()
+		seqCli = seqEtcd.cli
+	}
 	scfg := cfg.seq
 	scfg.Logger = log
 	scfg.NodeName = cmp.Or(scfg.NodeName, strings.ReplaceAll(holder(ln.Addr()), " ", "_"))
 	scfg.Address = cmp.Or(scfg.Address, advertised(ln.Addr()))
-	seq, err := seqfacade.Start(ctx, scfg, etcd.cli, src)
+	seq, err := seqfacade.Start(ctx, scfg, seqCli, src)
 	if err != nil {
 		return fmt.Errorf("starting the sequence node: %w", err)
 	}
@@ -119,6 +131,10 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		}
 	}()
 
+	scheme, peers, err := cfg.tls.peerClient()
+	if err != nil {
+		return err
+	}
 	var issuer rpc.IDIssuer = worker
 	if len(cfg.ntp.Servers) > 0 {
 		issuer = clockGuard{Worker: worker, ntp: ntp}
@@ -126,6 +142,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	srv, err := rpc.NewServer(issuer,
 		rpc.WithLogger(log),
 		rpc.WithSeq(seq, 0),
+		rpc.WithForwarding(scfg.NodeName, scheme, peers, 0),
 		rpc.WithClock(src),
 		rpc.WithReadiness("worker ID held", func() error {
 			if !worker.Status().Held {
@@ -140,6 +157,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 			return nil
 		}),
 		rpc.WithReadiness("clock safe", func() error { return clockUnsafeError(ntp.Status()) }),
+		rpc.WithReadiness("sequences", seq.Ready),
 	)
 	if err != nil {
 		return err
@@ -185,6 +203,14 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	case <-etcd.done():
 		runErr = errors.New("the embedded etcd stopped by itself")
 	}
+
+	// Sequences first, while the server still answers: the groups are
+	// handed to other nodes, each released as soon as this node stopped
+	// serving it, so their calls go on elsewhere without a gap (calls that
+	// reach this node meanwhile are sent on).
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout/2)
+	_ = seq.Drain(dctx)
+	cancel()
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
 	if err := hs.Shutdown(sctx); err != nil {

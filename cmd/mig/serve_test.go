@@ -90,7 +90,7 @@ func TestServeFlagErrors(t *testing.T) {
 // clients and with a plain JSON POST, as curl would.
 func TestServeProtobufAndJSON(t *testing.T) {
 	t.Parallel()
-	s := startServe(t, "--data-dir", t.TempDir(), "--dc", "tokyo", "--workers", "8-11", "--other-dcs", "osaka=12-15")
+	s := startServe(t, "--data-dir", t.TempDir(), "--dc", "tokyo", "--workers", "8-11", "--other-dcs", "osaka=12-15", "--seq-homes", "tokyo=0-167,osaka=168-335")
 	layout := mig.DefaultLayout()
 
 	var last mig.ID
@@ -154,11 +154,12 @@ func TestServeProtobufAndJSON(t *testing.T) {
 	if code, body := get(t, s.url()+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
-	code, body := get(t, s.url()+"/readyz")
-	if code != http.StatusOK {
-		t.Errorf("/readyz: %d %s", code, body)
-	}
-	for _, check := range []string{"worker ID held: ok", "lease valid: ok", "clock safe: ok"} {
+	waitFor(t, 10*time.Second, "/readyz (the sequences activated)", func() bool {
+		code, _ := get(t, s.url()+"/readyz")
+		return code == http.StatusOK
+	})
+	_, body := get(t, s.url()+"/readyz")
+	for _, check := range []string{"worker ID held: ok", "lease valid: ok", "clock safe: ok", "sequences: ok"} {
 		if !strings.Contains(body, check) {
 			t.Errorf("/readyz does not say %q:\n%s", check, body)
 		}
@@ -199,10 +200,10 @@ func TestServeMillionIDs(t *testing.T) {
 	}
 	var workers []worker
 	for i := range 6 {
-		args := []string{"--etcd", etcd, "--dc", "tokyo", "--workers", "0-3", "--other-dcs", "osaka=4-5"}
+		args := []string{"--etcd", etcd, "--dc", "tokyo", "--workers", "0-3", "--other-dcs", "osaka=4-5", "--seq-etcd", etcd}
 		dc := "tokyo"
 		if i >= 4 {
-			args = []string{"--etcd", etcd, "--dc", "osaka", "--workers", "4-5", "--other-dcs", "tokyo=0-3"}
+			args = []string{"--etcd", etcd, "--dc", "osaka", "--workers", "4-5", "--other-dcs", "tokyo=0-3", "--seq-etcd", etcd}
 			dc = "osaka"
 		}
 		workers = append(workers, worker{startServe(t, args...), dc})
@@ -279,14 +280,18 @@ func TestServeEtcdCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, body := get(t, s.url()+"/readyz"); code != http.StatusOK {
-		t.Fatalf("/readyz before the cut: %d\n%s", code, body)
-	}
+	waitFor(t, 10*time.Second, "/readyz before the cut (the sequences activated)", func() bool {
+		code, _ := get(t, s.url()+"/readyz")
+		return code == http.StatusOK
+	})
 
 	proxy.Cut()
-	took := waitFor(t, 10*time.Second, "/readyz turning 503 after the cut", func() bool {
-		code, _ := get(t, s.url()+"/readyz")
-		return code == http.StatusServiceUnavailable
+	// The sequences stop first (a confirmation's right is shorter than
+	// the worker's lease); the worker fences itself before its lease
+	// could expire.
+	took := waitFor(t, 10*time.Second, "/readyz saying the worker ID is lost after the cut", func() bool {
+		code, body := get(t, s.url()+"/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "worker ID held: failed")
 	})
 	t.Logf("not ready %v after the cut", took)
 	code, body := get(t, s.url()+"/readyz")

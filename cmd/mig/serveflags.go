@@ -40,6 +40,9 @@ func defaultWorkers() workerid.Range { return workerid.Range{First: 0, Last: 15}
 type serveConfig struct {
 	worker     workerid.Config  // Logger and Holder are set by runServe
 	seq        seqfacade.Config // NodeName and Logger are set by runServe
+	// seqEtcd is the etcd cluster of the sequences when it is not etcd's
+	// (one cluster for every datacenter).
+	seqEtcd []string
 	slew       clock.SlewConfig
 	resolution time.Duration // of the cached ID clock (clock.Coarse)
 	ntp        clock.NTPConfig
@@ -77,7 +80,7 @@ type serveFlags struct {
 	uidLimit                  uint64
 	seqActivation             time.Duration
 	seqNode                   string
-	seqRouted                 bool
+	seqEtcd, seqHomes         string
 	seqTTL, seqMargin         time.Duration
 	seqTimeout, seqRebalance  time.Duration
 	seqWeight                 float64
@@ -125,14 +128,15 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.Uint64Var(&f.sectionSize, "section-size", seqfacade.DefaultSectionSize, "consecutive uids that share one persisted max_seq; recorded in etcd at first start\nand never changeable after")
 	fs.Uint64Var(&f.seqStep, "seq-step", seqfacade.DefaultStep, "how far max_seq moves ahead with each etcd write")
 	fs.Uint64Var(&f.uidLimit, "uid-limit", seqfacade.DefaultUIDLimit, "uids are 1..this-1; recorded in etcd at first start and never changeable after")
-	fs.DurationVar(&f.seqActivation, "seq-activation-delay", 0, "how long a node waits after registering before it serves sequences, so a previous\nholder has surely stopped (0: the lease TTL, rounded up to seconds, plus the margin)")
+	fs.StringVar(&f.seqEtcd, "seq-etcd", "", "comma-separated etcd `endpoints` of the cluster that holds the sequences of every datacenter\n(its members spanning at least three datacenters); empty: the sequences live in --etcd")
+	fs.StringVar(&f.seqHomes, "seq-homes", "", "each group of sections' home `datacenter`s, like tokyo=0-167,osaka=168-335 (optionally with fallbacks:\ntokyo=0-167>osaka>nagoya); default with --seq-etcd: the groups spread evenly over --dc and --other-dcs.\nWith --other-dcs but no --seq-etcd, each datacenter's store serves only its home groups, which must be given")
+	fs.DurationVar(&f.seqActivation, "seq-activation-delay", seqfacade.DefaultActivationDelay, "how long a sequence node waits before serving a group it gained when its previous owner did not\nrelease it; also how long each confirmation of the routing table lets a node serve")
 	fs.StringVar(&f.seqNode, "seq-node", "", "this node's `name` among the sequence nodes (default: host name and --listen address)")
-	fs.BoolVar(&f.seqRouted, "seq-routed", true, "spread sequence sections over every node by a routing table an elected arbiter writes;\nfalse: one node at a time serves them all")
-	fs.DurationVar(&f.seqTTL, "seq-lease-ttl", seqfacade.DefaultRoutedTTL, "the etcd lease TTL of a routed sequence node (at least 2s)")
-	fs.DurationVar(&f.seqMargin, "seq-lease-margin", seqfacade.DefaultRoutedMargin, "how long before its lease could expire a routed node stops serving sequences")
-	fs.DurationVar(&f.seqTimeout, "seq-etcd-timeout", seqfacade.DefaultRoutedRequestTimeout, "the timeout of a routed node's etcd calls (at most a third of --seq-lease-ttl)")
-	fs.DurationVar(&f.seqRebalance, "seq-rebalance-interval", seqfacade.DefaultRebalanceInterval, "the time between the arbiter's rebalancing rounds")
-	fs.IntVar(&f.seqMaxMoves, "seq-max-moves", seqfacade.DefaultMaxMoves, "the most groups of sections one rebalancing round moves between live nodes (negative: never)")
+	fs.DurationVar(&f.seqTTL, "seq-lease-ttl", seqfacade.DefaultTTL, "the etcd lease TTL of a sequence node's registration: how soon a dead node's groups move\n(at least 2s; etcd may grant more)")
+	fs.DurationVar(&f.seqMargin, "seq-lease-margin", seqfacade.DefaultMargin, "taken off a sequence node's every right to serve, for clock-rate differences between hosts")
+	fs.DurationVar(&f.seqTimeout, "seq-etcd-timeout", seqfacade.DefaultRequestTimeout, "the timeout of a sequence node's etcd calls (at most a third of --seq-lease-ttl)")
+	fs.DurationVar(&f.seqRebalance, "seq-rebalance-interval", seqfacade.DefaultRebalanceInterval, "the time between the arbiter's planned rounds (homes, weights, load)")
+	fs.IntVar(&f.seqMaxMoves, "seq-max-moves", seqfacade.DefaultMaxMoves, "the most groups of sections one planned round moves between live nodes (negative: never)")
 	fs.Float64Var(&f.seqWeight, "seq-weight", 1, "this node's relative capacity for sequence sections")
 	fs.StringVar(&f.advertise, "advertise-addr", "", "the `host:port` clients reach this node at, published in the routing table\n(default: --listen, with the host name for an unspecified host)")
 
@@ -164,7 +168,6 @@ func (f *serveFlags) config() (serveConfig, error) {
 			Step:              f.seqStep,
 			UIDLimit:          f.uidLimit,
 			ActivationDelay:   f.seqActivation,
-			Routed:            f.seqRouted,
 			Datacenter:        f.dc,
 			Address:           f.advertise,
 			Weight:            f.seqWeight,
@@ -220,14 +223,13 @@ func (f *serveFlags) config() (serveConfig, error) {
 			return c, f.flagErr(errors.New("must be at least 1"), z.name)
 		}
 	}
-	if c.seq.Routed {
-		c.seq.Lease = lease.Config{TTL: f.seqTTL, Margin: f.seqMargin, RequestTimeout: f.seqTimeout}
-	} else {
-		// One node serves every section: it shares the worker's settings.
-		c.seq.Lease = lease.Config{TTL: f.ttl, Margin: f.margin, RequestTimeout: f.etcdTimeout}
-	}
+	c.seq.Lease = lease.Config{TTL: f.seqTTL, Margin: f.seqMargin, RequestTimeout: f.seqTimeout}
 	c.seq.RequestTimeout = c.seq.Lease.RequestTimeout
-	seqDefaults := seqfacade.Config{NodeName: "x", Routed: c.seq.Routed, RequestTimeout: c.seq.RequestTimeout}
+	c.seqEtcd = splitList(f.seqEtcd)
+	if err := f.seqPlacement(&c); err != nil {
+		return c, err
+	}
+	seqDefaults := seqfacade.Config{NodeName: "x", RequestTimeout: c.seq.RequestTimeout, Homes: c.seq.Homes, HomeOnly: c.seq.HomeOnly, Datacenter: c.seq.Datacenter}
 	seqCheck := c.seq
 	seqCheck.NodeName = cmp.Or(seqCheck.NodeName, "x") // runServe names the node
 	if err := blame(f.fs, seqCheck, seqDefaults, seqfacade.Config.Validate, []blamed[seqfacade.Config]{
@@ -244,6 +246,7 @@ func (f *serveFlags) config() (serveConfig, error) {
 		{"seq-weight", func(c *seqfacade.Config, d seqfacade.Config) { c.Weight = d.Weight }},
 		{"seq-rebalance-interval", func(c *seqfacade.Config, d seqfacade.Config) { c.RebalanceInterval = d.RebalanceInterval }},
 		{"seq-max-moves", func(c *seqfacade.Config, d seqfacade.Config) { c.MaxMoves = d.MaxMoves }},
+		{"seq-homes", func(c *seqfacade.Config, d seqfacade.Config) { c.Homes = nil }},
 	}); err != nil {
 		return c, err
 	}
@@ -288,6 +291,66 @@ func (f *serveFlags) config() (serveConfig, error) {
 		return c, f.flagErr(err, "log-level")
 	}
 	return c, nil
+}
+
+// seqPlacement decides where sequences live and who serves which uids:
+//
+//   - one datacenter (no --other-dcs): every node of it may serve every
+//     group, from --seq-etcd or else --etcd;
+//   - several datacenters and --seq-etcd: one store for all, groups at
+//     home in the datacenter --seq-homes gives them (default: spread
+//     evenly over every datacenter named), falling back on the others;
+//   - several datacenters without --seq-etcd: each datacenter's own
+//     store serves only the groups --seq-homes gives it (required), and
+//     refuses the others naming their datacenter. Without it, every
+//     datacenter would count every uid on its own.
+func (f *serveFlags) seqPlacement(c *serveConfig) error {
+	groups := seqGroups(c.seq)
+	if f.seqHomes != "" {
+		h, err := seqfacade.ParseHomes(f.seqHomes)
+		if err != nil {
+			return f.flagErr(err, "seq-homes")
+		}
+		c.seq.Homes = h
+		dcs := append([]string{f.dc}, slices.Collect(maps.Keys(f.others.m))...)
+		for _, d := range h.Datacenters() {
+			if !slices.Contains(dcs, d) {
+				return f.flagErr(fmt.Errorf("datacenter %s is neither --dc nor in --other-dcs", d), "seq-homes", "dc", "other-dcs")
+			}
+		}
+	}
+	if len(f.others.m) == 0 {
+		return nil
+	}
+	if len(c.seqEtcd) == 0 {
+		if f.seqHomes == "" {
+			return f.flagErr(errors.New("sequences across datacenters need --seq-etcd (one etcd cluster spanning the datacenters) or --seq-homes (the groups this datacenter's own store serves, disjoint from every other datacenter's): without either, every datacenter would count every uid on its own"),
+				"other-dcs", "seq-etcd", "seq-homes")
+		}
+		c.seq.HomeOnly = true
+		return nil
+	}
+	if f.seqHomes == "" && groups > 0 {
+		c.seq.Homes = seqfacade.EvenHomes(groups, append([]string{f.dc}, slices.Collect(maps.Keys(f.others.m))...))
+	}
+	return nil
+}
+
+// seqGroups returns the number of groups of sections cfg makes, or 0 for
+// a layout Validate refuses.
+func seqGroups(cfg seqfacade.Config) int {
+	if cfg.SectionSize == 0 || cfg.UIDLimit < cfg.SectionSize {
+		return 0
+	}
+	gs := uint64(cfg.GroupSize)
+	if gs == 0 {
+		gs = seqfacade.DefaultGroupSize
+	}
+	sections := (cfg.UIDLimit + cfg.SectionSize - 1) / cfg.SectionSize
+	if sections > seqfacade.MaxSections {
+		return 0
+	}
+	return int((sections + gs - 1) / gs)
 }
 
 // flagErr wraps err with the flags it is about and their values:

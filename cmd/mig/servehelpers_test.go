@@ -21,11 +21,13 @@ import (
 	"github.com/migsvc/mig/rpc"
 )
 
-// fastFlags make a fenced worker notice within about two seconds: the
-// shortest lease etcd grants is 2s.
+// fastFlags make a fenced worker notice within about two seconds (the
+// shortest lease etcd grants is 2s) and a sequence node activate a group
+// half a second after it first sees it, when nobody released it.
 var fastFlags = []string{
 	"--lease-ttl", "2s", "--lease-margin", "500ms", "--etcd-timeout", "300ms",
 	"--watermark-window", "1s", "--start-timeout", "10s", "--shutdown-timeout", "5s",
+	"--seq-activation-delay", "500ms", "--seq-lease-margin", "100ms", "--seq-etcd-timeout", "200ms",
 }
 
 // testServer is `mig serve` running in-process, on 127.0.0.1 at a free

@@ -14,7 +14,7 @@ import (
 // above every value handed out before.
 func TestServeSequences(t *testing.T) {
 	etcd := etcdEndpoint(t)
-	args := append([]string{"--etcd", etcd, "--seq-routed=false", "--seq-activation-delay", "10ms", "--seq-step", "50"}, fastFlags...)
+	args := append([]string{"--etcd", etcd, "--seq-step", "50"}, fastFlags...)
 	s := startServe(t, args...)
 	c := newRPCClient(t, []string{s.url()})
 	uids := []uint64{1, 2, 99_999, 100_000, 4_294_967_295}
@@ -85,7 +85,7 @@ func TestServeSeqFlags(t *testing.T) {
 // against a real `mig serve` on an etcd, and its checker passes.
 func TestLoadtestAgainstServe(t *testing.T) {
 	etcd := etcdEndpoint(t)
-	s := startServe(t, append([]string{"--etcd", etcd, "--seq-routed=false", "--seq-activation-delay", "10ms"}, fastFlags...)...)
+	s := startServe(t, append([]string{"--etcd", etcd}, fastFlags...)...)
 	c := newRPCClient(t, []string{s.url()})
 	waitFor(t, 10*time.Second, "sequences served", func() bool {
 		_, err := c.CurSeq(t.Context(), 1)
@@ -143,10 +143,11 @@ func TestServeRoutedSequences(t *testing.T) {
 	if _, body := get(t, servers[0].url()+"/metrics"); !strings.Contains(body, "mig_seq_routing_version") || !strings.Contains(body, "mig_seq_arbiter 1") {
 		t.Fatalf("the first server's metrics lack the routing state:\n%s", body)
 	}
-	// The owner of a uid answers CurSeq; the others redirect.
+	// The owner of a uid answers CurSeq; the others redirect a client
+	// that routes (want_routing).
 	ownerOf := func(uid uint64) *testServer {
 		for _, s := range servers {
-			code, _ := postJSONRaw(t, s.url()+"/twirp/mig.v1.SeqService/CurSeq", fmt.Sprintf(`{"uid":"%d"}`, uid))
+			code, _ := postJSONRaw(t, s.url()+"/twirp/mig.v1.SeqService/CurSeq", fmt.Sprintf(`{"uid":"%d","want_routing":true}`, uid))
 			if code == 200 {
 				return s
 			}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 )
 
@@ -64,4 +65,36 @@ func loadCAs(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate", file)
 	}
 	return pool, nil
+}
+
+// peerClient returns how this node reaches the other nodes it forwards
+// sequence calls to: plain HTTP without TLS; with TLS, HTTPS trusting the
+// system's roots and the client CA (nodes of one deployment usually share
+// it), presenting the server's own certificate when clients must show
+// one. It returns the scheme too.
+func (t tlsFiles) peerClient() (string, *http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	if !t.enabled() {
+		return "http", &http.Client{Transport: tr}, nil
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	if t.clientCA != "" {
+		pem, err := os.ReadFile(t.clientCA)
+		if err != nil {
+			return "", nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		roots.AppendCertsFromPEM(pem)
+		cert, err := tls.LoadX509KeyPair(t.cert, t.key)
+		if err != nil {
+			return "", nil, fmt.Errorf("loading --tls-cert %s and --tls-key %s: %w", t.cert, t.key, err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	tr.TLSClientConfig = c
+	return "https", &http.Client{Transport: tr}, nil
 }

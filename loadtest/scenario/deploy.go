@@ -20,6 +20,7 @@ import (
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/etcdlocal"
 	"github.com/migsvc/mig/internal/faultproxy"
+	"github.com/migsvc/mig/seqfacade"
 )
 
 // The shape of the deployment.
@@ -63,6 +64,7 @@ type deployment struct {
 	dir      string
 	dcs      []*datacenter
 	slots    []*slot // every slot, in endpoint order
+	homes    string  // --seq-homes: each datacenter's own store serves its home groups
 
 	ctx     context.Context // cancelled by close
 	cancel  context.CancelFunc
@@ -121,6 +123,12 @@ func startDeployment(ctx context.Context, cfg Config, s Settings, clk clock.Sour
 		return nil, err
 	}
 	defer release()
+	var names []string
+	for i := range datacenters {
+		names = append(names, fmt.Sprintf("dc%d", i+1))
+	}
+	// Each datacenter's own etcd keeps the sequences of its home groups.
+	d.homes = seqfacade.EvenHomes(seqGroups, names).String()
 	for i := range datacenters {
 		dc := &datacenter{name: fmt.Sprintf("dc%d", i+1), index: i, workers: ranges[i]}
 		var others []string

@@ -49,12 +49,14 @@ const (
 )
 
 // seqUID returns datacenter dc's i-th uid. The datacenters have separate
-// etcd clusters and so separate counters; their uids differ so that the
-// checker, which sees both, never mixes them. Each uid lies in a group of
-// sections of its own (mig serve's defaults: 100,000 uids a section, 128
-// sections a group), so that the groups, and the sequence load, spread
-// over every node of the datacenter.
-func seqUID(dc, i int) uint64 { return uint64(2*i+dc)*groupSpan + 1 + uint64(i) }
+// etcd clusters, each serving the groups homed in it (--seq-homes): the
+// uids of datacenter dc lie in its home groups. Each uid lies in a group
+// of sections of its own (mig serve's defaults: 100,000 uids a section,
+// 128 sections a group), so that the groups, and the sequence load,
+// spread over every node of the datacenter.
+func seqUID(dc, i int) uint64 {
+	return uint64(dc*(seqGroups/datacenters)+i)*groupSpan + 1 + uint64(i)
+}
 
 // groupSpan is the uids of one group of sections at mig serve's defaults.
 const groupSpan = 100_000 * 128

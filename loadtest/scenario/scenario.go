@@ -16,6 +16,7 @@ import (
 	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/seqfacade"
 )
 
 // Errors of Run.
@@ -56,7 +57,9 @@ const (
 	etcdTimeout     = 300 * time.Millisecond
 	watermarkWindow = 10 * time.Second
 	borrow          = time.Second // the default: min(1s, window/4)
-	activationDelay = 2500 * time.Millisecond
+	activationDelay = seqfacade.DefaultActivationDelay
+	seqMargin       = seqfacade.DefaultMargin
+	seqGroups       = 336 // the groups of the default layout
 	recoveryTimeout = 45 * time.Second
 	checkSlack      = time.Second
 	readyPoll       = 50 * time.Millisecond
@@ -241,8 +244,8 @@ func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
 	set := Settings{
 		Epoch: epoch, LeaseTTL: leaseTTL.String(), LeaseMargin: leaseMargin.String(),
 		EtcdTimeout: etcdTimeout.String(), WatermarkWindow: watermarkWindow.String(),
-		SeqActivationDelay: activationDelay.String() + " (the default: the lease TTL rounded up to seconds, plus the margin)",
-		SeqLease:           "routed (mig serve's default), --seq-lease-ttl, --seq-lease-margin and --seq-etcd-timeout as the worker's",
+		SeqActivationDelay: activationDelay.String() + " (the default)",
+		SeqLease:           "--seq-lease-ttl and --seq-etcd-timeout as the worker's, --seq-lease-margin " + seqMargin.String() + "; each datacenter's etcd keeps its home groups (--seq-homes)",
 		ClockRate:          1,
 		EtcdTiming:         "heartbeat 25ms, election 250ms",
 		Duration:           dur.String(),

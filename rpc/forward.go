@@ -1,0 +1,148 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/migsvc/mig/rpc/migv1"
+	"github.com/migsvc/mig/seqfacade"
+	"github.com/migsvc/mig/seqfacade/route"
+)
+
+// DefaultForwardTimeout bounds one forwarded sequence call.
+const DefaultForwardTimeout = time.Second
+
+// Forwarding: a sequence call from a client that does not route (it sent
+// no routing version and did not ask for the table: curl, a load
+// balancer, a client in another language) for a uid another node serves
+// is sent on by the node that received it to the owner, over the same
+// protocol, and the owner's answer is returned as it is. The forwarded
+// request names the forwarding node (forwarded_by), and a node never
+// forwards a forwarded request: one hop, so no loop while tables change.
+// When the owner's answer says the table changed (it is not the owner
+// either), the forwarding node tries once more with the owner that answer
+// names; a call that still finds no owner, or whose owner does not answer
+// in time, is unavailable (retryable). Clients that route (the Go client)
+// are never forwarded: they get the table and go to the owner themselves.
+
+// WithForwarding makes the server forward the sequence calls of clients
+// that do not route to the uid's owner (see above): self names this node
+// in forwarded requests, scheme is how to reach the other nodes ("http"
+// or "https"), c sends the requests (nil: a pooled http.Client), and
+// timeout bounds each forwarded call (0: DefaultForwardTimeout). Without
+// it such calls are refused with failed_precondition and the table, as
+// for clients that route.
+func WithForwarding(self, scheme string, c *http.Client, timeout time.Duration) ServerOption {
+	return func(o *serverOptions) {
+		switch {
+		case self == "":
+			o.errs = append(o.errs, fmt.Errorf("%w: forwarding needs this node's name", ErrConfig))
+		case scheme != "http" && scheme != "https":
+			o.errs = append(o.errs, fmt.Errorf("%w: forwarding scheme %q is not http or https", ErrConfig, scheme))
+		case timeout < 0:
+			o.errs = append(o.errs, fmt.Errorf("%w: forward timeout %v is negative", ErrConfig, timeout))
+		default:
+			if c == nil {
+				t := http.DefaultTransport.(*http.Transport).Clone()
+				t.MaxIdleConnsPerHost = 64
+				c = &http.Client{Transport: t}
+			}
+			if timeout == 0 {
+				timeout = DefaultForwardTimeout
+			}
+			o.fwd = &forwarder{self: self, scheme: scheme, http: c, timeout: timeout, peers: map[string]migv1.SeqService{}}
+		}
+	}
+}
+
+// forwarder sends sequence calls on to their owners. Safe for concurrent
+// use.
+type forwarder struct {
+	self    string
+	scheme  string
+	http    *http.Client
+	timeout time.Duration
+
+	mu    sync.Mutex
+	peers map[string]migv1.SeqService // by address
+}
+
+func (f *forwarder) peer(addr string) migv1.SeqService {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.peers[addr]
+	if !ok {
+		p = migv1.NewSeqServiceProtobufClient(f.scheme+"://"+addr, f.http)
+		f.peers[addr] = p
+	}
+	return p
+}
+
+// forwards reports whether a call whose answer here is err, from a client
+// that sent version and want, goes on to an owner, and to which.
+func forwardTo(err error, version uint64, want bool, forwardedBy string) (*seqfacade.NotOwnerError, bool) {
+	var no *seqfacade.NotOwnerError
+	if version != 0 || want || forwardedBy != "" || !errors.As(err, &no) || errors.Is(err, seqfacade.ErrUnavailable) {
+		return nil, false
+	}
+	return no, true
+}
+
+// call sends one forwarded call to the owner no names, and once more to
+// the owner a refusal names; send makes the call on a peer with the
+// routing version to send.
+func (f *forwarder) call(ctx context.Context, no *seqfacade.NotOwnerError, send func(context.Context, migv1.SeqService, uint64) error) error {
+	t, addr, node := no.Routing, no.Address, no.Owner
+	for attempt := 0; ; attempt++ {
+		if addr == "" {
+			return unavailablef("node %s serves the uid but published no address to forward to", node)
+		}
+		cctx, cancel := context.WithTimeout(ctx, f.timeout)
+		err := send(cctx, f.peer(addr), t.Version)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var twerr twirp.Error
+		if errors.As(err, &twerr) && errors.Unwrap(twerr) == nil {
+			// The owner answered. A refusal with a newer table names the
+			// owner now: one more try there.
+			if r := redirectRouting(twerr); r != nil && attempt == 0 {
+				if nt, err := routingFromProto(r); err == nil && nt.Version > t.Version {
+					if o, ok := ownerOfUID(nt, twerr); ok {
+						t, addr, node = nt, o.Address, o.Node
+						continue
+					}
+				}
+			}
+			if twerr.Code() == twirp.FailedPrecondition {
+				return unavailablef("forwarded to node %s at %s, which does not serve the uid either (routing is changing): %s", node, addr, twerr.Msg())
+			}
+			return twerr // the owner's answer, as it is
+		}
+		return unavailablef("forwarding to node %s at %s: %v", node, addr, err)
+	}
+}
+
+// ownerOfUID finds, in table t, the owner the refusal's address meta
+// names.
+func ownerOfUID(t route.Table, twerr twirp.Error) (route.Route, bool) {
+	addr := twerr.Meta(MetaAddress)
+	for _, r := range t.Routes {
+		if r.Address == addr && addr != "" {
+			return r, true
+		}
+	}
+	return route.Route{}, false
+}
+
+// unavailablef is a retryable unavailable answer.
+func unavailablef(format string, args ...any) twirp.Error {
+	return twirp.NewError(twirp.Unavailable, fmt.Sprintf(format, args...)).WithMeta(MetaRetryable, "true")
+}
