@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twitchtv/twirp"
 
 	"github.com/migsvc/mig/rpc/migv1"
@@ -69,8 +70,33 @@ type forwarder struct {
 	http    *http.Client
 	timeout time.Duration
 
+	// forwarded counts forwarded calls by the code of their answer.
+	forwarded *prometheus.CounterVec
+
 	mu    sync.Mutex
 	peers map[string]migv1.SeqService // by address
+}
+
+// register adds the forwarder's metric to reg.
+func (f *forwarder) register(reg prometheus.Registerer) error {
+	f.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mig",
+		Name:      "seq_forwarded_total",
+		Help:      "Sequence calls of clients that do not route, forwarded to the uid's owner, by the Twirp code of the answer (ok for success).",
+	}, []string{"code"})
+	return reg.Register(f.forwarded)
+}
+
+// count records a forwarded call's outcome.
+func (f *forwarder) count(err error) {
+	code := codeOK
+	var twerr twirp.Error
+	if errors.As(err, &twerr) {
+		code = string(twerr.Code())
+	} else if err != nil {
+		code = string(twirp.Internal)
+	}
+	f.forwarded.WithLabelValues(code).Inc()
 }
 
 func (f *forwarder) peer(addr string) migv1.SeqService {
@@ -97,7 +123,8 @@ func forwardTo(err error, version uint64, want bool, forwardedBy string) (*seqfa
 // call sends one forwarded call to the owner no names, and once more to
 // the owner a refusal names; send makes the call on a peer with the
 // routing version to send.
-func (f *forwarder) call(ctx context.Context, no *seqfacade.NotOwnerError, send func(context.Context, migv1.SeqService, uint64) error) error {
+func (f *forwarder) call(ctx context.Context, no *seqfacade.NotOwnerError, send func(context.Context, migv1.SeqService, uint64) error) (err error) {
+	defer func() { f.count(err) }()
 	t, addr, node := no.Routing, no.Address, no.Owner
 	for attempt := 0; ; attempt++ {
 		if addr == "" {

@@ -139,6 +139,11 @@ func NewServer(issuer IDIssuer, opts ...ServerOption) (*Server, error) {
 		return nil, err // a fresh registry refuses nothing
 	}
 	s.metrics = m
+	if o.fwd != nil {
+		if err := o.fwd.register(s.reg); err != nil {
+			return nil, err
+		}
+	}
 	idSvc := &idService{issuer: issuer, metrics: m}
 	ids := migv1.NewIDServiceServer(idSvc, twirp.WithServerHooks(m.hooks(checkBody)))
 
