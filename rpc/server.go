@@ -46,7 +46,7 @@ type serverOptions struct {
 	seq     SeqAllocator // nil: no SeqService
 	seqWait time.Duration
 	fwd     *forwarder // nil: no forwarding
-	errs    []error // from the options, reported by NewServer
+	errs    []error    // from the options, reported by NewServer
 }
 
 // WithMaxBodyBytes sets the largest request body the server accepts (n >

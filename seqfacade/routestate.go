@@ -57,11 +57,11 @@ type routeState struct {
 
 	mu struct {
 		sync.Mutex
-		reg      int64          // CreateRevision of the node's registration; 0 while not registered
-		tbl      *table         // the newest table seen, nil before any
-		slots    []slot         // by group, for the groups tbl gives this incarnation
+		reg      int64            // CreateRevision of the node's registration; 0 while not registered
+		tbl      *table           // the newest table seen, nil before any
+		slots    []slot           // by group, for the groups tbl gives this incarnation
 		released map[int][]tenure // release markers read, by group (the last few)
-		ended    []release      // tenures activated and ended, to release
+		ended    []release        // tenures activated and ended, to release
 		closed   bool
 	}
 }

@@ -194,11 +194,11 @@ func TestHandoff(t *testing.T) {
 		t.Fatalf("B before A's release: %v", err)
 	}
 	for _, wrong := range []tenure{
-		{Node: "a", Reg: edgeReg, Since: 0},      // another tenure of A's
-		{Node: "a", Reg: edgeReg + 1, Since: 1},  // another incarnation of A
-		{Node: "c", Reg: edgeReg, Since: 1},      // another node
-		{Node: "b", Reg: edgeReg, Since: 2},      // B's own
-		{Node: "a", Reg: edgeReg - 1, Since: 1},  // an older incarnation
+		{Node: "a", Reg: edgeReg, Since: 0},     // another tenure of A's
+		{Node: "a", Reg: edgeReg + 1, Since: 1}, // another incarnation of A
+		{Node: "c", Reg: edgeReg, Since: 1},     // another node
+		{Node: "b", Reg: edgeReg, Since: 2},     // B's own
+		{Node: "a", Reg: edgeReg - 1, Since: 1}, // an older incarnation
 	} {
 		b.st.releasedSeen(map[int]tenure{0: wrong})
 		if _, err := b.st.claimFor(0); err == nil {

@@ -120,12 +120,12 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, bad := range []Config{
-		{ActivationDelay: 300 * time.Millisecond},                          // right 100ms < interval 75ms + timeout 300ms
-		{ActivationDelay: 10 * time.Second},                                 // margin 200ms < 5% of 10s
-		{ConfirmInterval: 700 * time.Millisecond},                           // right 800ms < 700 + 300
+		{ActivationDelay: 300 * time.Millisecond}, // right 100ms < interval 75ms + timeout 300ms
+		{ActivationDelay: 10 * time.Second},       // margin 200ms < 5% of 10s
+		{ConfirmInterval: 700 * time.Millisecond}, // right 800ms < 700 + 300
 		{Weight: -1}, {Weight: math.NaN()}, {Address: "a b:1"}, {Datacenter: "a/b"},
 		{RebalanceInterval: -time.Second}, {Tolerance: -1}, {EvidenceRounds: -1},
-		{HomeOnly: true, Datacenter: "tokyo"},                                   // no homes
+		{HomeOnly: true, Datacenter: "tokyo"},                               // no homes
 		{Homes: Homes{{First: 0, Last: 5, Datacenters: []string{"tokyo"}}}}, // does not cover 336 groups
 	} {
 		if err := bad.Validate(); !errors.Is(err, ErrConfig) {

@@ -38,11 +38,11 @@ func defaultWorkers() workerid.Range { return workerid.Range{First: 0, Last: 15}
 // serveConfig is everything `mig serve` runs with, parsed and checked. The
 // domain configurations in it are passed on as they are.
 type serveConfig struct {
-	worker     workerid.Config  // Logger and Holder are set by runServe
-	seq        seqfacade.Config // NodeName and Logger are set by runServe
+	worker workerid.Config  // Logger and Holder are set by runServe
+	seq    seqfacade.Config // NodeName and Logger are set by runServe
 	// seqEtcd is the etcd cluster of the sequences when it is not etcd's
 	// (one cluster for every datacenter).
-	seqEtcd []string
+	seqEtcd    []string
 	slew       clock.SlewConfig
 	resolution time.Duration // of the cached ID clock (clock.Coarse)
 	ntp        clock.NTPConfig
