@@ -1,12 +1,15 @@
 package seqfacade_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/migsvc/mig/internal/etcdlocal"
+	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
 	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/seqfacade"
 )
@@ -22,14 +25,47 @@ import (
 // registers again and is given groups back, still without rollback.
 func TestRoutedOwnerCutNoRollback(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
+	ownerCut(t, newCluster(t), 0)
+}
+
+// TestGrantedTTLLongerThanAsked: the same cut on an etcd whose election
+// timeout (3 s) makes it grant every lease at least 5 s (1.5 election
+// timeouts, rounded up), where the nodes ask for 2 s. Nothing is derived
+// from the TTL asked for: the cut node stops within its right (from its
+// confirmations), its registration lasts the granted TTL, and its groups
+// move only then, without rollback. (The single-node mode this package
+// had before derived its activation delay from the TTL asked for, 2.5 s,
+// while its lease's deadline followed the granted 5 s: a successor could
+// serve while a cut predecessor still did.)
+func TestGrantedTTLLongerThanAsked(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), etcdtest.StartTimeout)
+	defer cancel()
+	srv, err := etcdlocal.Start(ctx, etcdlocal.Config{Dir: t.TempDir(), Heartbeat: 300 * time.Millisecond, ElectionTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	c := newClusterOn(t, srv)
+	granted := ownerCut(t, c, 5*time.Second)
+	t.Logf("asked a 2s lease, granted %v", granted)
+}
+
+// ownerCut plays the owner cut on c; with minTTL, it checks etcd granted
+// the nodes' leases at least that long, and that the cut node's groups
+// moved no sooner. It returns the TTL granted.
+func ownerCut(t *testing.T, c *cluster, minTTL time.Duration) time.Duration {
 	names := []string{"a", "b", "c"}
 	for _, name := range names {
 		cfg := routedConfig(name)
 		cfg.Step = 100_000 // the old owner never needs etcd to go on
 		c.add(cfg)
 	}
-	r := c.serving(20*time.Second, names...)
+	r := c.serving(30*time.Second, names...)
+	granted := c.node("a").n.Stats().LeaseTTL
+	if granted < minTTL {
+		t.Fatalf("lease granted %v, want at least %v", granted, minTTL)
+	}
 	events := c.record("/mig/seq/")
 	// Two uids of every group, a's first; each asked of a, b and c in
 	// turn.
@@ -89,7 +125,7 @@ func TestRoutedOwnerCutNoRollback(t *testing.T) {
 	cut = c.src.Mono()
 	c.node("a").proxy.Cut()
 	// Until some other node serves one of a's groups, and a while after.
-	waitFor(t, "a's groups served elsewhere", 15*time.Second, func() bool {
+	waitFor(t, "a's groups served elsewhere", 15*time.Second+minTTL, func() bool {
 		for _, call := range snapshot() {
 			if call.err == nil && call.node != "a" && call.start > cut && aGroups[int(call.uid/uidsPerGroup)] {
 				return true
@@ -150,7 +186,11 @@ func TestRoutedOwnerCutNoRollback(t *testing.T) {
 	if gone == 0 || movedAt == 0 || movedAt < gone {
 		t.Errorf("a's registration deleted at revision %d, its groups moved at %d", gone, movedAt)
 	}
+	if minTTL > 0 && newFirst-cut < minTTL {
+		t.Errorf("a's groups served elsewhere %v after the cut, before a's granted lease (%v) could expire", newFirst-cut, granted)
+	}
 	rec.check()
+	return granted
 }
 
 // TestRoutedKillUnderLoad kills a node that is not the arbiter under load

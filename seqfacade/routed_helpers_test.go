@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/etcdlocal"
 	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
 	"github.com/migsvc/mig/internal/faultproxy"
 	"github.com/migsvc/mig/internal/lease"
@@ -68,8 +69,10 @@ type member struct {
 	proxy *faultproxy.Proxy
 }
 
-func newCluster(t *testing.T) *cluster {
-	srv := etcdtest.Start(t)
+func newCluster(t *testing.T) *cluster { return newClusterOn(t, etcdtest.Start(t)) }
+
+// newClusterOn is newCluster on an etcd of the caller's.
+func newClusterOn(t *testing.T, srv *etcdlocal.Server) *cluster {
 	return &cluster{
 		t:      t,
 		src:    clock.NewReal(),

@@ -3,6 +3,7 @@ package seqfacade
 import (
 	"math"
 	"sync/atomic"
+	"time"
 )
 
 // Stats are a node's counters (since New) and gauges, for metrics.
@@ -50,6 +51,9 @@ type Stats struct {
 	Load float64
 	// Draining tells whether the node is handing its groups off.
 	Draining bool
+	// LeaseTTL is the TTL etcd granted the node's registration lease (0
+	// while not registered): how long a dead node's registration lasts.
+	LeaseTTL time.Duration
 }
 
 type counters struct {
@@ -94,6 +98,11 @@ func (n *Node) Stats() Stats {
 		s.Arbiter = o.arbiter.Load()
 		s.Load = math.Float64frombits(o.load.Load())
 		s.Draining = o.draining.Load()
+		o.mu.Lock()
+		if o.mu.lease != nil {
+			s.LeaseTTL = o.mu.lease.TTL()
+		}
+		o.mu.Unlock()
 	}
 	return s
 }
