@@ -18,6 +18,7 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/mig"
+	"github.com/migsvc/mig/migclient"
 	"github.com/migsvc/mig/rpc"
 )
 
@@ -85,9 +86,9 @@ func startIDServer(t testing.TB, worker uint32, setup func(*idServer)) *idServer
 	return s
 }
 
-func newIDClient(t testing.TB, urls ...string) *rpc.Client {
+func newIDClient(t testing.TB, urls ...string) *migclient.Client {
 	t.Helper()
-	c, err := rpc.NewClient(urls)
+	c, err := migclient.New(urls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,13 +145,13 @@ func (f *fakeSeq) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error)
 // dupIDs is an IDClient that hands out one ID twice, on its dupAt-th
 // call, as a broken service would.
 type dupIDs struct {
-	c     *rpc.Client
+	c     *migclient.Client
 	calls atomic.Int64
 	dupAt int64
 	first atomic.Uint64
 }
 
-func (d *dupIDs) NextIDs(ctx context.Context, n int) ([]mig.ID, rpc.Origin, error) {
+func (d *dupIDs) NextIDs(ctx context.Context, n int) ([]mig.ID, migclient.Origin, error) {
 	ids, o, err := d.c.NextIDs(ctx, n)
 	if err != nil {
 		return ids, o, err

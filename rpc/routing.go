@@ -7,15 +7,6 @@ import (
 	"github.com/migsvc/mig/seqfacade/route"
 )
 
-// Meta keys of a failed_precondition answer to a request for a uid
-// another node serves.
-const (
-	// MetaRouting holds the current routing table, as protobuf JSON.
-	MetaRouting = "routing"
-	// MetaAddress holds the address of the node that serves the uid.
-	MetaAddress = "address"
-)
-
 // routingToProto converts a node's routing table for the wire; nil for no
 // table.
 func routingToProto(r route.Table) *migv1.Routing {
@@ -35,27 +26,11 @@ func routingToProto(r route.Table) *migv1.Routing {
 	return p
 }
 
-// routingFromProto converts a table from an answer, refusing one whose
-// routes do not cover its groups exactly once.
-func routingFromProto(p *migv1.Routing) (route.Table, error) {
-	t := route.Table{
-		Version:     p.GetVersion(),
-		SectionSize: p.GetSectionSize(),
-		GroupSize:   int(p.GetGroupSize()),
-		Groups:      int(p.GetGroups()),
-		Routes:      make([]route.Route, len(p.GetRoutes())),
-	}
-	for i, r := range p.GetRoutes() {
-		t.Routes[i] = route.Route{First: int(r.FirstGroup), Last: int(r.LastGroup), Node: r.Node, Address: r.Address}
-	}
-	return t, t.Check()
-}
-
 // routingJSON is how a table is written as JSON wherever it appears: the
 // field names of the .proto, as Twirp writes answers.
 var routingJSON = protojson.MarshalOptions{UseProtoNames: true}
 
-// routingMeta is r as the MetaRouting value: the same JSON as the
+// routingMeta is r as the migv1.MetaRouting value: the same JSON as the
 // routing field of an answer.
 func routingMeta(r route.Table) string {
 	p := routingToProto(r)

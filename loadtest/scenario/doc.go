@@ -29,8 +29,8 @@
 // ID clients: two prefer each server slot and fail over to the next ones
 // in turn when it does not answer (or answers unavailable), coming back
 // to it at the next request, so every server, a restarted one included,
-// is asked all the time; two more use rpc.Client's own failover. Sequence
-// clients: two per datacenter, on rpc.Client over that datacenter's
+// is asked all the time; two more use migclient.Client's own failover. Sequence
+// clients: two per datacenter, on migclient.Client over that datacenter's
 // servers (which routes each uid to the node that serves it), over 24
 // uids a datacenter, each in a group of sections of its own so that the
 // sequences spread over every node, few enough that every uid's history is

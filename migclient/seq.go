@@ -1,4 +1,4 @@
-package rpc
+package migclient
 
 import (
 	"context"
@@ -76,7 +76,7 @@ func (c *Client) CurSeq(ctx context.Context, uid uint64) (uint64, error) {
 // ErrBadAnswer.
 func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) {
 	if len(uids) == 0 {
-		return nil, twirpError(&argError{field: "uids", msg: "uids is empty: name at least one uid"})
+		return nil, twirp.InvalidArgumentError("uids", "is empty: name at least one uid")
 	}
 	out := make([]uint64, len(uids))
 	pending := make([]int, len(uids))
@@ -167,7 +167,7 @@ func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt
 func exhausted(method string, last error) error {
 	return twirp.WrapError(twirp.NewError(twirp.Unavailable,
 		fmt.Sprintf("%s: no node served the call in %d rounds (sections moving?): %v", method, seqAttempts, last)).
-		WithMeta(MetaRetryable, "true"), last)
+		WithMeta(migv1.MetaRetryable, "true"), last)
 }
 
 // pick returns the address to send uid to: its owner by r, unless the
@@ -243,11 +243,11 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid map[st
 // redirectRouting returns the table of a not-owner refusal, or nil.
 func redirectRouting(err error) *migv1.Routing {
 	var twerr twirp.Error
-	if !errors.As(err, &twerr) || twerr.Code() != twirp.FailedPrecondition || twerr.Meta(MetaRouting) == "" {
+	if !errors.As(err, &twerr) || twerr.Code() != twirp.FailedPrecondition || twerr.Meta(migv1.MetaRouting) == "" {
 		return nil
 	}
 	r := &migv1.Routing{}
-	if protojson.Unmarshal([]byte(twerr.Meta(MetaRouting)), r) != nil {
+	if protojson.Unmarshal([]byte(twerr.Meta(migv1.MetaRouting)), r) != nil {
 		return nil
 	}
 	return r
