@@ -8,7 +8,7 @@
 // # The deployment
 //
 // Two datacenters, dc1 and dc2, each with its own 3-member etcd cluster
-// (package internal/etcdlocal, in this process) and 3 `mig serve`
+// (package internal/etcdcluster, in this process) and 3 `mig serve`
 // processes (separate OS processes, from a binary built with -tags
 // faultinject), on worker-ID ranges 0-2 and 3-5, plus a standby slot per
 // datacenter that a scenario may start a replacement in. Every server
