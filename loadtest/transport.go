@@ -30,14 +30,13 @@ import (
 // costs more CPU than the call.
 //
 // It lives here, not as migclient's default, because only a load
-// generator needs what it saves: measured side by side (interleaved
-// runs, docs/benchmarks.md), `mig loadtest --mode ids --clients 50` spent
-// 18-20 µs of its own CPU a call with it and 28-32 µs with migclient's
-// tuned http.Transport, and drove 44,000-53,000 calls/s against
-// 29,000-34,000 from the same two cores it shares with the server. An
-// application spends far more than 10 µs on whatever it does with an ID,
-// and is better served by net/http's proxies, HTTP/2 and years of
-// hardening.
+// generator needs what it saves: measured side by side (nine interleaved
+// pairs of runs, docs/benchmarks.md), `mig loadtest --mode ids --clients
+// 50` spent 17-20 µs of its own CPU a call with it and 27-35 µs with
+// migclient's tuned http.Transport, and drove 1.3 to 1.9 times the calls
+// a second from the two cores it shares with the server. An application
+// spends far more than 10 µs on whatever it does with an ID, and is
+// better served by net/http's proxies, HTTP/2 and years of hardening.
 //
 // https:// (and http:// when the environment names a proxy) goes to
 // fallback, net/http's Transport.
