@@ -3,6 +3,7 @@ package migclient_test
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/migsvc/mig/clock"
@@ -152,5 +153,34 @@ func TestWithRemoteErrors(t *testing.T) {
 				t.Fatalf("error %v, want ErrConfig saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestOneCallRetriesADownDatacenter: after retryDown, of many concurrent
+// calls one tries the down datacenter again; the others go on to the
+// next.
+func TestOneCallRetriesADownDatacenter(t *testing.T) {
+	tokyo, tokyoURLs := dcServers(t, "tokyo", 0, 2)
+	_, osakaURLs := dcServers(t, "osaka", 16, 1)
+	c := newClient(t, tokyoURLs, migclient.WithRemote("osaka", osakaURLs...))
+	src := clock.NewManual(t0)
+	migclient.SetClock(c, src)
+	setFail(tokyo, workerid.ErrNotHeld)
+	if _, o, err := c.NextIDs(t.Context(), 1); err != nil || o.Datacenter != "osaka" {
+		t.Fatalf("from %q: %v", o.Datacenter, err)
+	}
+	before := calls(tokyo)
+	src.Advance(migclient.RetryDown)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if _, o, err := c.NextIDs(t.Context(), 1); err != nil || o.Datacenter != "osaka" {
+				t.Errorf("from %q: %v", o.Datacenter, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := calls(tokyo) - before; n != 2 {
+		t.Fatalf("tokyo asked %d times by 16 concurrent calls, want 2 (one call, both workers)", n)
 	}
 }
