@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/migclient"
 	"github.com/migsvc/mig/rpc"
@@ -86,9 +87,11 @@ func startIDServer(t testing.TB, worker uint32, setup func(*idServer)) *idServer
 	return s
 }
 
+// newIDClient returns a client of urls on the load generator's own
+// transport, as `mig loadtest` makes it.
 func newIDClient(t testing.TB, urls ...string) *migclient.Client {
 	t.Helper()
-	c, err := migclient.New(urls)
+	c, err := migclient.New(urls, migclient.WithHTTPClient(&http.Client{Transport: loadtest.NewTransport(clock.NewReal())}))
 	if err != nil {
 		t.Fatal(err)
 	}
