@@ -378,7 +378,7 @@ func (c *Checker) RecordSeqs(a SeqAnswer) error {
 }
 
 // RecordBadAnswer records an answer the client refused as breaking the
-// protocol (rpc.ErrBadAnswer): a violation, since the checker never sees
+// protocol (migclient.ErrBadAnswer): a violation, since the checker never sees
 // the values. Its errors are those of RecordIDs.
 func (c *Checker) RecordBadAnswer(client int, endpoint string, call, ret time.Duration, cause error) error {
 	if err := c.validTimes(call, ret); err != nil {

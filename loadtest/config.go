@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/migsvc/mig/clock"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
+	"github.com/migsvc/mig/rpc/migv1"
 )
 
 // Mode is what the load asks for. A plain value.
@@ -84,7 +85,7 @@ const (
 	DefaultDuration = 10 * time.Second
 	DefaultBatch    = 1
 	DefaultInterval = time.Second
-	DefaultTimeout  = rpc.DefaultTimeout
+	DefaultTimeout  = migclient.DefaultTimeout
 	DefaultUIDs     = 1_000_000
 	DefaultHotCalls = 0.9
 	DefaultHotUIDs  = 0.01
@@ -105,7 +106,7 @@ const (
 	MaxInterval   = time.Hour
 	MaxTimeout    = 10 * time.Minute
 	maxSeriesLen  = 1_000_000 // intervals in one run
-	maxRedisBatch = rpc.MaxCount
+	maxRedisBatch = migv1.MaxCount
 )
 
 // Dist is a distribution of uids over 1..UIDs. The zero value of every
@@ -232,7 +233,7 @@ func (c Config) Validate() error {
 	case c.Interval != 0 && (c.Interval < MinInterval || c.Interval > MaxInterval):
 		return fieldErr("Interval", c.Interval, "must be in %v..%v", MinInterval, MaxInterval)
 	}
-	maxBatch := rpc.MaxCount
+	maxBatch := migv1.MaxCount
 	if c.Mode == ModeSeq {
 		maxBatch = MaxSeqBatch
 	}

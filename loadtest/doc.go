@@ -7,9 +7,12 @@
 // # Load
 //
 // [Run] drives one of two modes against [Targets]: ModeIDs calls NextIDs
-// (with a batch size) through an [IDClient] (an *rpc.Client); ModeSeq calls
-// NextSeq, or NextSeqs with a batch of distinct uids, through a
-// [SeqClient], the uids drawn from a [Dist]: uniform, a hot set, or Zipf.
+// (with a batch size) through an [IDClient] (a *migclient.Client);
+// ModeSeq calls NextSeq, or NextSeqs with a batch of distinct uids,
+// through a [SeqClient], the uids drawn from a [Dist]: uniform, a hot
+// set, or Zipf. [Transport] is an HTTP transport that costs the load
+// generator a third less CPU a call than net/http's, so that more of a
+// shared machine goes to the server under test.
 //
 // The load is closed-loop (Config.Rate 0: Clients goroutines, each sending
 // its next request as soon as its last is answered) or open-loop at a

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
 // issuer is an rpc.IDIssuer backed by a real generator on the real clock.
@@ -85,9 +87,11 @@ func startIDServer(t testing.TB, worker uint32, setup func(*idServer)) *idServer
 	return s
 }
 
-func newIDClient(t testing.TB, urls ...string) *rpc.Client {
+// newIDClient returns a client of urls on the load generator's own
+// transport, as `mig loadtest` makes it.
+func newIDClient(t testing.TB, urls ...string) *migclient.Client {
 	t.Helper()
-	c, err := rpc.NewClient(urls)
+	c, err := migclient.New(urls, migclient.WithHTTPClient(&http.Client{Transport: loadtest.NewTransport(clock.NewReal())}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,13 +148,13 @@ func (f *fakeSeq) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error)
 // dupIDs is an IDClient that hands out one ID twice, on its dupAt-th
 // call, as a broken service would.
 type dupIDs struct {
-	c     *rpc.Client
+	c     *migclient.Client
 	calls atomic.Int64
 	dupAt int64
 	first atomic.Uint64
 }
 
-func (d *dupIDs) NextIDs(ctx context.Context, n int) ([]mig.ID, rpc.Origin, error) {
+func (d *dupIDs) NextIDs(ctx context.Context, n int) ([]mig.ID, migclient.Origin, error) {
 	ids, o, err := d.c.NextIDs(ctx, n)
 	if err != nil {
 		return ids, o, err

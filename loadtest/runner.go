@@ -14,7 +14,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/migsvc/mig/clock"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
 // Run puts the load cfg describes on t, then, with cfg.RedisAddr, the same
@@ -289,7 +289,7 @@ func (p *phase) worker(ctx context.Context, k int, s session) (longest time.Dura
 				p.rec.canceled(k)
 				return longest
 			}
-			if errors.Is(err, rpc.ErrBadAnswer) {
+			if errors.Is(err, migclient.ErrBadAnswer) {
 				// The checker never sees the values the client refused,
 				// so the refusal itself is the violation.
 				_ = p.ck.RecordBadAnswer(k, s.endpoint(), call, ret, err)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/mig"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
 func run(t *testing.T, ctx context.Context, cfg loadtest.Config, targets loadtest.Targets) *loadtest.Report {
@@ -327,4 +327,4 @@ func TestProgress(t *testing.T) {
 	}
 }
 
-var _ loadtest.IDClient = (*rpc.Client)(nil)
+var _ loadtest.IDClient = (*migclient.Client)(nil)

@@ -13,17 +13,17 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/mig"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
-// IDClient asks for message IDs; *rpc.Client is one. Implementations
+// IDClient asks for message IDs; *migclient.Client is one. Implementations
 // must be safe for concurrent use: every load client calls the same one.
 type IDClient interface {
 	// NextIDs returns count IDs and where they came from.
-	NextIDs(ctx context.Context, count int) ([]mig.ID, rpc.Origin, error)
+	NextIDs(ctx context.Context, count int) ([]mig.ID, migclient.Origin, error)
 }
 
-var _ IDClient = (*rpc.Client)(nil)
+var _ IDClient = (*migclient.Client)(nil)
 
 // SeqClient advances per-user sequences: the Go client of SeqService.
 // Implementations must be safe for concurrent use.
@@ -60,7 +60,7 @@ type idSession struct {
 	c      IDClient
 	batch  int
 	ids    []mig.ID
-	origin rpc.Origin
+	origin migclient.Origin
 }
 
 func (s *idSession) send(ctx context.Context) (int, error) {
@@ -186,7 +186,7 @@ func (s *redisSession) close() {
 
 // Error codes that are not Twirp's.
 const (
-	CodeBadAnswer = "bad_answer"        // the client refused the answer (rpc.ErrBadAnswer)
+	CodeBadAnswer = "bad_answer"        // the client refused the answer (migclient.ErrBadAnswer)
 	CodeTimeout   = "deadline_exceeded" // no answer in time, outside Twirp
 	CodeRedis     = "redis_error"       // Redis answered with an error or broke RESP
 	CodeNetwork   = "network"           // the connection failed
@@ -201,7 +201,7 @@ func errorCode(err error) string {
 		nerr  net.Error
 	)
 	switch {
-	case errors.Is(err, rpc.ErrBadAnswer):
+	case errors.Is(err, migclient.ErrBadAnswer):
 		return CodeBadAnswer
 	case errors.As(err, &twerr):
 		return string(twerr.Code())

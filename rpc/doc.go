@@ -1,6 +1,8 @@
-// Package rpc serves MIG over Twirp and calls it: the wire protocol
-// (mig.proto, generated into package migv1), the [Server] and the
-// failover [Client].
+// Package rpc serves MIG over Twirp: the [Server]. The wire protocol
+// (mig.proto, the code generated from it, and the constants both ends
+// share) is package rpc/migv1; the Go client is package migclient, which
+// imports neither this package nor anything it links (etcd, Prometheus),
+// so applications stay light.
 //
 // The server only translates. A handler checks the request, turns it into
 // a call on the domain ([IDIssuer], normally a *workerid.Worker), and turns
@@ -37,28 +39,13 @@
 // leaves the collector idle. Everything else, JSON included, takes
 // Handler.
 //
-// The [Client]'s default transport is the other half for http://
-// endpoints: each call runs on the caller's goroutine over a pool of
-// keep-alive connections, at about two thirds of http.Transport's CPU per
-// call (see transport.go).
+// # Repeats
 //
-// # Retrying
-//
-// Both calls of IDService are safe to repeat, and the [Client] repeats
-// them on the next endpoint when an answer does not come:
-//
-//   - Decode reads no state: any worker gives the same answer.
-//   - NextIDs does change state, but a repeat cannot make a duplicate.
-//     Each call reserves fresh IDs above everything its worker issued
-//     before; if the answer is lost (a timeout after the request was sent,
-//     a connection reset mid-response), the IDs it carried were generated
-//     but never delivered, so nobody ever uses them: they are skipped, as
-//     IDs unused after a crash are. The repeat gets new IDs. What would
-//     make a duplicate is handing an answer out twice, so the client never
-//     caches, replays or shares an answer: each attempt is a new request,
-//     and an abandoned attempt's answer is dropped with its connection.
-//
-// A call that is not safe to repeat would fail over only when the request
-// provably never reached a server (the connection could not be made) or
-// the server answered unavailable, which promises it did nothing.
+// Every answer is built so that a client may repeat a call whose answer
+// it lost, on this worker or another: NextIDs reserves fresh IDs above
+// everything the worker issued (a lost answer's IDs are skipped, never
+// reissued), Decode reads no state, a sequence call's lost value is
+// skipped and the repeat's is above it. unavailable, with meta
+// retryable=true, promises that the request did nothing here. migclient's
+// documentation says how the Go client uses this.
 package rpc

@@ -3,35 +3,26 @@ package rpc
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/twitchtv/twirp"
 
 	"github.com/migsvc/mig/mig"
+	"github.com/migsvc/mig/rpc/migv1"
 	"github.com/migsvc/mig/seqfacade"
 	"github.com/migsvc/mig/workerid"
 )
 
 // Errors of this package.
 var (
-	// ErrConfig is wrapped by every error NewServer and NewClient return
-	// for a bad argument or option.
+	// ErrConfig is wrapped by every error NewServer returns for a bad
+	// argument or option.
 	ErrConfig = errors.New("rpc: invalid configuration")
 	// ErrClockUnsafe is for an IDIssuer that refuses to issue while the
 	// clock cannot be trusted (for example one that consults
 	// clock.NTPMonitor.Safe before issuing). The server answers it, like
 	// every other refusal to issue, with unavailable and retryable=true.
 	ErrClockUnsafe = errors.New("rpc: clock unsafe")
-	// ErrBadAnswer is returned by the Client when a server's answer breaks
-	// the protocol: the wrong number of IDs, IDs not strictly increasing or
-	// with the sign bit set, an undecodable time. It is not retried.
-	ErrBadAnswer = errors.New("rpc: invalid answer from server")
 )
-
-// MetaRetryable is the Twirp error metadata key set to "true" on errors
-// that another worker may not have: the request did nothing here and may
-// be sent elsewhere.
-const MetaRetryable = "retryable"
 
 // argError is a request field whose value is not allowed. It becomes
 // invalid_argument; msg is a whole sentence starting with the field's name,
@@ -93,14 +84,14 @@ func twirpError(err error) twirp.Error {
 		// max_seq write also says ErrNotOwner, with ErrUnavailable: that
 		// one is unavailable, below.)
 		return twirp.WrapError(twirp.NewError(twirp.FailedPrecondition, message).
-			WithMeta(MetaRouting, routingMeta(noOwner.Routing)).
-			WithMeta(MetaAddress, noOwner.Address), err)
+			WithMeta(migv1.MetaRouting, migv1.RoutingMeta(noOwner.Routing)).
+			WithMeta(migv1.MetaAddress, noOwner.Address), err)
 	case errors.As(err, &notHome):
 		// Another datacenter's own store serves the uid: this one never
 		// will, and no node here can be sent the call.
 		return twirp.WrapError(twirp.NewError(twirp.FailedPrecondition,
 			fmt.Sprintf("uid's group %d is served by datacenter %s (each datacenter's sequence store serves its own uids): send the call to a server of %s", notHome.Group, notHome.Datacenter, notHome.Datacenter)).
-			WithMeta(MetaDatacenter, notHome.Datacenter), err)
+			WithMeta(migv1.MetaDatacenter, notHome.Datacenter), err)
 	case errors.Is(err, seqfacade.ErrInvalidUID), errors.Is(err, seqfacade.ErrDuplicateUID):
 		return twirp.WrapError(twirp.NewError(twirp.InvalidArgument, message).WithMeta("argument", "uid"), err)
 	case errors.Is(err, seqfacade.ErrBatchTooLarge):
@@ -110,20 +101,7 @@ func twirpError(err error) twirp.Error {
 	case errors.As(err, &tooBig):
 		return twirp.WrapError(twirp.NewError(twirp.Malformed, message), err)
 	case isUnavailable(err):
-		return twirp.WrapError(twirp.NewError(twirp.Unavailable, message).WithMeta(MetaRetryable, "true"), err)
+		return twirp.WrapError(twirp.NewError(twirp.Unavailable, message).WithMeta(migv1.MetaRetryable, "true"), err)
 	}
 	return twirp.InternalErrorWith(err)
-}
-
-// allFailedError is a Client call's error when every endpoint failed in a
-// way that let it move on: each said unavailable or gave no answer, so the
-// call as a whole is unavailable and worth retrying later. It wraps each
-// endpoint's error.
-func allFailedError(method string, errs []error) twirp.Error {
-	causes := make([]string, len(errs))
-	for i, err := range errs {
-		causes[i] = err.Error()
-	}
-	msg := fmt.Sprintf("%s failed on all %d endpoints: %s", method, len(errs), strings.Join(causes, "; "))
-	return twirp.WrapError(twirp.NewError(twirp.Unavailable, msg).WithMeta(MetaRetryable, "true"), errors.Join(errs...))
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
 // exampleIssuer issues from a generator whose clock stands still at t0; a
@@ -32,7 +33,7 @@ func Example() {
 	ts := httptest.NewServer(srv.Handler()) // any http.Server; mig serve adds FastHandlers on internal/h1
 	defer ts.Close()
 
-	c, err := rpc.NewClient([]string{ts.URL})
+	c, err := migclient.New([]string{ts.URL})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -140,8 +140,8 @@ func (f *forwarder) call(ctx context.Context, no *seqfacade.NotOwnerError, send 
 		if errors.As(err, &twerr) && errors.Unwrap(twerr) == nil {
 			// The owner answered. A refusal with a newer table names the
 			// owner now: one more try there.
-			if r := redirectRouting(twerr); r != nil && attempt == 0 {
-				if nt, err := routingFromProto(r); err == nil && nt.Version > t.Version {
+			if r := migv1.RedirectRouting(twerr); r != nil && attempt == 0 {
+				if nt, err := r.Table(); err == nil && nt.Version > t.Version {
 					if o, ok := ownerOfUID(nt, twerr); ok {
 						t, addr, node = nt, o.Address, o.Node
 						continue
@@ -160,7 +160,7 @@ func (f *forwarder) call(ctx context.Context, no *seqfacade.NotOwnerError, send 
 // ownerOfUID finds, in table t, the owner the refusal's address meta
 // names.
 func ownerOfUID(t route.Table, twerr twirp.Error) (route.Route, bool) {
-	addr := twerr.Meta(MetaAddress)
+	addr := twerr.Meta(migv1.MetaAddress)
 	for _, r := range t.Routes {
 		if r.Address == addr && addr != "" {
 			return r, true
@@ -171,5 +171,5 @@ func ownerOfUID(t route.Table, twerr twirp.Error) (route.Route, bool) {
 
 // unavailablef is a retryable unavailable answer.
 func unavailablef(format string, args ...any) twirp.Error {
-	return twirp.NewError(twirp.Unavailable, fmt.Sprintf(format, args...)).WithMeta(MetaRetryable, "true")
+	return twirp.NewError(twirp.Unavailable, fmt.Sprintf(format, args...)).WithMeta(migv1.MetaRetryable, "true")
 }

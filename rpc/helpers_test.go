@@ -17,6 +17,7 @@ import (
 	"github.com/migsvc/mig/internal/h1"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
 var testLayout = mig.DefaultLayout()
@@ -129,9 +130,9 @@ func serveHTTP(t testing.TB, s *rpc.Server) *testServer {
 	return &testServer{URL: "http://" + ln.Addr().String(), Handler: s.Handler()}
 }
 
-func newClient(t testing.TB, endpoints []string, opts ...rpc.ClientOption) *rpc.Client {
+func newClient(t testing.TB, endpoints []string, opts ...migclient.Option) *migclient.Client {
 	t.Helper()
-	c, err := rpc.NewClient(endpoints, opts...)
+	c, err := migclient.New(endpoints, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

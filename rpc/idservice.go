@@ -12,8 +12,9 @@ import (
 // MaxCount is the most IDs one NextIDs call may ask for. It bounds what one
 // request costs: 100,000 IDs are about 0.9 MB of protobuf or 2.2 MB of
 // JSON. It is below mig.MaxBatch, one tick's worth, so a single request
-// never needs more than two ticks.
-const MaxCount = 100_000
+// never needs more than two ticks. The limit is the protocol's
+// (migv1.MaxCount), which the client checks too.
+const MaxCount = migv1.MaxCount
 
 // timeLayout is RFC 3339 in UTC with exactly three fractional digits: a
 // tick is 10 ms, so milliseconds show all of it.

@@ -222,7 +222,7 @@ func (s *seqService) routingFor(known uint64, want bool) *migv1.Routing {
 		return nil
 	}
 	if r := s.alloc.Routing(); want || r.Version > known {
-		return routingToProto(r)
+		return migv1.NewRouting(r)
 	}
 	return nil
 }

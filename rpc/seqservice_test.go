@@ -22,6 +22,7 @@ import (
 	"github.com/migsvc/mig/internal/h1"
 	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 	"github.com/migsvc/mig/rpc/migv1"
 	"github.com/migsvc/mig/seqfacade"
 )
@@ -160,9 +161,9 @@ func FuzzSeqHandler(f *testing.F) {
 func TestSeqServiceProtobufAndJSON(t *testing.T) {
 	url, _ := serveSeq(t)
 	for _, json := range []bool{false, true} {
-		var opts []rpc.ClientOption
+		var opts []migclient.Option
 		if json {
-			opts = append(opts, rpc.WithJSON())
+			opts = append(opts, migclient.WithJSON())
 		}
 		c := newClient(t, []string{url}, opts...)
 		uid := uint64(42)
@@ -258,7 +259,7 @@ func TestSeqServiceUnavailableIsRetryable(t *testing.T) {
 	}
 	_, err := c.NextSeq(t.Context(), 1)
 	te := twirpErr(t, err)
-	if te.Code() != twirp.Unavailable || te.Meta(rpc.MetaRetryable) != "true" {
+	if te.Code() != twirp.Unavailable || te.Meta(migv1.MetaRetryable) != "true" {
 		t.Fatalf("closed node: %v (code %s)", err, te.Code())
 	}
 }

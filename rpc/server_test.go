@@ -19,6 +19,7 @@ import (
 
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 	"github.com/migsvc/mig/rpc/migv1"
 	"github.com/migsvc/mig/workerid"
 )
@@ -31,10 +32,10 @@ const (
 func TestNextIDsAndDecode(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		opts []rpc.ClientOption
+		opts []migclient.Option
 	}{
 		{"protobuf", nil},
-		{"json", []rpc.ClientOption{rpc.WithJSON()}},
+		{"json", []migclient.Option{migclient.WithJSON()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, ts := serve(t, newIssuer(t))
@@ -45,7 +46,7 @@ func TestNextIDsAndDecode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := rpc.Origin{Endpoint: ts.URL, WorkerID: testWorker, Datacenter: testDC}
+			want := migclient.Origin{Endpoint: ts.URL, WorkerID: testWorker, Datacenter: testDC}
 			if origin != want {
 				t.Fatalf("origin %+v, want %+v", origin, want)
 			}
@@ -63,7 +64,7 @@ func TestNextIDsAndDecode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantD := rpc.Decoded{ID: ids[4], Time: testLayout.TickTime(tick0), Parts: mig.Parts{Tick: tick0, Worker: testWorker, Seq: 4}}
+			wantD := migclient.Decoded{ID: ids[4], Time: testLayout.TickTime(tick0), Parts: mig.Parts{Tick: tick0, Worker: testWorker, Seq: 4}}
 			if !d.Time.Equal(wantD.Time) || d.ID != wantD.ID || d.Parts != wantD.Parts {
 				t.Fatalf("decoded %+v, want %+v", d, wantD)
 			}
@@ -246,7 +247,7 @@ func TestIssuerErrors(t *testing.T) {
 			if e.Code != string(tc.code) || !strings.Contains(e.Msg, tc.msg) {
 				t.Fatalf("error %+v, want %s containing %q", e, tc.code, tc.msg)
 			}
-			if got := e.Meta[rpc.MetaRetryable] == "true"; got != tc.retryable {
+			if got := e.Meta[migv1.MetaRetryable] == "true"; got != tc.retryable {
 				t.Fatalf("meta %v: retryable %v, want %v", e.Meta, got, tc.retryable)
 			}
 
@@ -254,7 +255,7 @@ func TestIssuerErrors(t *testing.T) {
 			// unavailable when it ran out of endpoints).
 			_, _, err := newClient(t, []string{ts.URL}).NextIDs(t.Context(), 2)
 			twerr := twirpErr(t, err)
-			if twerr.Code() != tc.code || (twerr.Meta(rpc.MetaRetryable) == "true") != tc.retryable || !strings.Contains(err.Error(), tc.msg) {
+			if twerr.Code() != tc.code || (twerr.Meta(migv1.MetaRetryable) == "true") != tc.retryable || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("client error %v (meta %v), want %s containing %q", err, twerr.MetaMap(), tc.code, tc.msg)
 			}
 		})
@@ -443,7 +444,7 @@ func TestNewServerErrors(t *testing.T) {
 // caller's IDs (all from one worker) strictly increase.
 func TestNextIDsStrictlyIncreaseAcrossConcurrentClients(t *testing.T) {
 	_, ts := serve(t, newIssuer(t))
-	clients := []*rpc.Client{newClient(t, []string{ts.URL}), newClient(t, []string{ts.URL}, rpc.WithJSON())}
+	clients := []*migclient.Client{newClient(t, []string{ts.URL}), newClient(t, []string{ts.URL}, migclient.WithJSON())}
 	const goroutines, calls = 16, 40
 	ctx := t.Context()
 	got := make([][]mig.ID, goroutines)

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/migsvc/mig/clock"
-	"github.com/migsvc/mig/internal/etcdlocal"
+	"github.com/migsvc/mig/internal/etcdcluster"
 	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
 	"github.com/migsvc/mig/internal/faultproxy"
 	"github.com/migsvc/mig/mig"
@@ -481,7 +481,7 @@ func TestConfigValidate(t *testing.T) {
 // TestEtcdMemberLoss: losing one member of three does not interrupt a
 // worker; losing quorum fences it; quorum back, it claims again.
 func TestEtcdMemberLoss(t *testing.T) {
-	cl, err := etcdlocal.StartCluster(t.Context(), t.TempDir(), 3, etcdlocal.WithTiming(50*time.Millisecond, 500*time.Millisecond))
+	cl, err := etcdcluster.Start(t.Context(), t.TempDir(), 3, etcdcluster.WithTiming(50*time.Millisecond, 500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/migsvc/mig/clock"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 	"github.com/migsvc/mig/rpc/migv1"
 )
 
@@ -49,7 +49,7 @@ const benchClients = 50
 //     shares them.
 //   - seq: the same for NextSeq, each caller advancing a uid of its own
 //     and checking that its values increase.
-//   - rpc: NextIDs through one rpc.Client shared by the callers, as
+//   - rpc: NextIDs through one migclient.Client shared by the callers, as
 //     applications call MIG.
 //
 // The sub-benchmarks:
@@ -198,7 +198,7 @@ type caller interface {
 	call(ctx context.Context, count int) error
 }
 
-type rpcCaller struct{ c *rpc.Client }
+type rpcCaller struct{ c *migclient.Client }
 
 func (r rpcCaller) call(ctx context.Context, count int) error {
 	ids, _, err := r.c.NextIDs(ctx, count)

@@ -13,11 +13,14 @@
 // stopped with a real SIGTERM.
 //
 // `mig loadtest --scenario NAME` (scenario.go) runs a fault scenario of
-// package loadtest/scenario instead of loading given targets. Its servers
-// run a fault-injection build, `go build -tags faultinject`, whose serve
-// command has --fault-* flags (faultinject.go; runServe's faultClock and
-// serve.go's withFaultFlags are its two hooks); production builds
-// (faultinject_off.go) have no such flags and refuse them.
+// package loadtest/scenario instead of loading given targets. Only a
+// fault-injection build, `go build -tags faultinject`, has it and links
+// its harness (loadtest/scenario, internal/faultproxy,
+// internal/etcdcluster); the scenario's servers run the same build, whose
+// serve command has --fault-* flags (faultinject.go; runServe's faultClock
+// and serve.go's withFaultFlags are its two hooks). Production builds
+// (faultinject_off.go, scenario_off.go) have no such flags, refuse them,
+// and answer --scenario by naming the build that runs it.
 //
 // Every flag can also be set from an environment variable named MIG_ and the
 // flag's name in capitals with dashes as underscores (--data-dir is

@@ -13,7 +13,7 @@ import (
 	"github.com/twitchtv/twirp"
 
 	"github.com/migsvc/mig/clock"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migv1"
 )
 
 // ntpEpochOffset is the seconds from 1900 (NTP's epoch) to 1970.
@@ -83,7 +83,7 @@ func TestServeClockUnsafe(t *testing.T) {
 	}
 	_, _, err := newRPCClient(t, []string{far.addr}).NextIDs(t.Context(), 1)
 	var twerr twirp.Error
-	if !errors.As(err, &twerr) || twerr.Code() != twirp.Unavailable || twerr.Meta(rpc.MetaRetryable) != "true" || !strings.Contains(err.Error(), "clock unsafe") {
+	if !errors.As(err, &twerr) || twerr.Code() != twirp.Unavailable || twerr.Meta(migv1.MetaRetryable) != "true" || !strings.Contains(err.Error(), "clock unsafe") {
 		t.Errorf("NextIDs with the clock 5s off: %v, want unavailable, retryable, clock unsafe", err)
 	}
 	_, metrics := get(t, far.url()+"/metrics")

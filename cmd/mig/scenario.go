@@ -1,4 +1,12 @@
+//go:build faultinject
+
 package main
+
+// `mig loadtest --scenario` exists only in fault-injection builds
+// (go build -tags faultinject ./cmd/mig): its harness (package
+// loadtest/scenario, with internal/faultproxy and internal/etcdcluster)
+// is linked nowhere else. A production build has scenario_off.go, which
+// says so.
 
 import (
 	"context"
@@ -33,7 +41,7 @@ func defineScenarioFlags(fs *flag.FlagSet) *scenarioOptions {
 	o := &scenarioOptions{}
 	fs.StringVar(&o.name, "scenario", "", "instead of loading --target, start a local deployment (2 datacenters of 3 servers, each on its own\n3-member etcd) and run a fault `scenario` under load with the checker on: "+strings.Join(scenario.Names(), ", ")+", or all")
 	fs.DurationVar(&o.duration, "scenario-duration", scenario.DefaultDuration, "how long a --scenario's fault lasts (a server dead, partitioned or skewed, a quorum lost)")
-	fs.StringVar(&o.mig, "scenario-mig", "", "the mig `binary` a --scenario's servers run, built with -tags faultinject\n(default: this binary, when it is such a build)")
+	fs.StringVar(&o.mig, "scenario-mig", "", "the mig `binary` a --scenario's servers run, built with -tags faultinject\n(default: this binary)")
 	fs.StringVar(&o.dir, "scenario-dir", "", "keep a --scenario's etcd data and server logs in this `directory`\n(default: a temporary one, removed when the scenario passes)")
 	fs.BoolVar(&o.broken, "scenario-broken-fence", false, "run the servers with a deliberately broken self-fence (their monotonic clocks at 0.4):\nthe checker must catch it, and the command fail")
 	fs.BoolVar(&o.noSeq, "scenario-no-seq", false, "leave the sequence load out of a --scenario")
@@ -65,11 +73,6 @@ func (o *scenarioOptions) run(ctx context.Context, p *proc, lo *loadtestOptions)
 	}
 	bin := o.mig
 	if bin == "" {
-		if !faultInjection {
-			fmt.Fprintf(p.stderr, "mig loadtest: --scenario needs a mig built with -tags faultinject for its servers: this one is not.\n"+
-				"Build one (go build -tags faultinject -o mig-fault ./cmd/mig) and run it, or name it with --scenario-mig.\n")
-			return exitUsage
-		}
 		exe, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(p.stderr, "mig loadtest: finding this binary for the scenario's servers: %v; name one with --scenario-mig\n", err)

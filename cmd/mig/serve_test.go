@@ -18,6 +18,8 @@ import (
 	"github.com/migsvc/mig/internal/faultproxy"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
+	"github.com/migsvc/mig/rpc/migv1"
 )
 
 // TestServeFlagErrors checks that bad flag values stop `mig serve` before
@@ -94,7 +96,7 @@ func TestServeProtobufAndJSON(t *testing.T) {
 	layout := mig.DefaultLayout()
 
 	var last mig.ID
-	for _, opts := range [][]rpc.ClientOption{nil, {rpc.WithJSON()}} {
+	for _, opts := range [][]migclient.Option{nil, {migclient.WithJSON()}} {
 		c := newRPCClient(t, []string{s.addr}, opts...)
 		for _, n := range []int{1, 3, 1000, rpc.MaxCount} {
 			ids, origin, err := c.NextIDs(t.Context(), n)
@@ -300,12 +302,12 @@ func TestServeEtcdCut(t *testing.T) {
 	}
 	status, m := postJSON(t, s.url(), `{"count":3}`)
 	meta, _ := m["meta"].(map[string]any)
-	if status != http.StatusServiceUnavailable || m["code"] != "unavailable" || meta[rpc.MetaRetryable] != "true" {
+	if status != http.StatusServiceUnavailable || m["code"] != "unavailable" || meta[migv1.MetaRetryable] != "true" {
 		t.Errorf("NextIDs during the cut: status %d, %v; want 503, unavailable, retryable", status, m)
 	}
 	_, _, err = c.NextIDs(t.Context(), 1)
 	var twerr twirp.Error
-	if !errors.As(err, &twerr) || twerr.Code() != twirp.Unavailable || twerr.Meta(rpc.MetaRetryable) != "true" {
+	if !errors.As(err, &twerr) || twerr.Code() != twirp.Unavailable || twerr.Meta(migv1.MetaRetryable) != "true" {
 		t.Errorf("client NextIDs during the cut: %v, want unavailable and retryable", err)
 	}
 	if _, metrics := get(t, s.url()+"/metrics"); !strings.Contains(metrics, "mig_worker_id -1\n") || strings.Contains(metrics, "mig_worker_fences_total 0\n") {

@@ -18,7 +18,7 @@ import (
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
 	"github.com/migsvc/mig/mig"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
 // fastFlags make a fenced worker notice within about two seconds (the
@@ -156,12 +156,12 @@ func etcdEndpoint(t testing.TB) string {
 }
 
 // newRPCClient returns a client of endpoints. Its attempts time out after
-// 10s rather than rpc.DefaultTimeout's 2s, unless opts say otherwise: the
+// 10s rather than migclient.DefaultTimeout's 2s, unless opts say otherwise: the
 // tests run under -race on a small machine busy with other packages'
 // tests, and a slow answer must not pass for a lost one.
-func newRPCClient(t testing.TB, endpoints []string, opts ...rpc.ClientOption) *rpc.Client {
+func newRPCClient(t testing.TB, endpoints []string, opts ...migclient.Option) *migclient.Client {
 	t.Helper()
-	c, err := rpc.NewClient(endpoints, append([]rpc.ClientOption{rpc.WithTimeout(10 * time.Second)}, opts...)...)
+	c, err := migclient.New(endpoints, append([]migclient.Option{migclient.WithTimeout(10 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
 // testCA is a certificate authority made for one test.
@@ -161,14 +161,14 @@ func TestServeMutualTLS(t *testing.T) {
 			}
 			// The rpc client gets the same refusal, as unavailable after
 			// its one endpoint failed.
-			c := newRPCClient(t, []string{base}, rpc.WithHTTPClient(hc))
+			c := newRPCClient(t, []string{base}, migclient.WithHTTPClient(hc))
 			if _, _, err := c.NextIDs(t.Context(), 1); err == nil {
 				t.Error("rpc client without an accepted certificate got IDs")
 			}
 		})
 	}
 
-	c := newRPCClient(t, []string{base}, rpc.WithHTTPClient(httpClient(clientCert, clientKey)))
+	c := newRPCClient(t, []string{base}, migclient.WithHTTPClient(httpClient(clientCert, clientKey)))
 	for _, n := range []int{1, 100} {
 		if ids, _, err := c.NextIDs(t.Context(), n); err != nil || len(ids) != n {
 			t.Fatalf("NextIDs(%d) with a client certificate: %v, %d IDs", n, err, len(ids))

@@ -28,17 +28,9 @@ var (
 	// example on a corrupt data directory); etcd logs the cause.
 	ErrStopped = errors.New("etcdlocal: etcd stopped")
 	// ErrDirInUse means a data directory is in use: a running member, in
-	// this process or another, holds it, or, for [StartCluster], a member
-	// directory exists already. StartCluster only creates new clusters,
-	// because a member keeps its peers' URLs in its data and the ports are
-	// chosen anew each time.
+	// this process or another, holds it (or, for package etcdcluster, a
+	// member directory exists already).
 	ErrDirInUse = errors.New("etcdlocal: data directory already in use")
-	// ErrNoMember means a member index is out of range.
-	ErrNoMember = errors.New("etcdlocal: no such member")
-	// ErrRunning means a member asked to restart is still running.
-	ErrRunning = errors.New("etcdlocal: member is running")
-	// ErrClosed means the cluster has been closed.
-	ErrClosed = errors.New("etcdlocal: cluster closed")
 )
 
 // Defaults for the zero values of [Config].
@@ -83,6 +75,11 @@ type Config struct {
 	// Logger receives etcd's logs. Default: errors only, to standard
 	// error, because etcd logs at info level every few milliseconds.
 	Logger *zap.Logger
+	// InitialCluster is etcd's "name=peerURL,..." list of every member,
+	// for a member of a multi-member cluster (package etcdcluster builds
+	// one); empty for a member alone in its cluster. etcd ignores it once
+	// the member has data.
+	InitialCluster string
 }
 
 // Validate reports whether c can start a member. It returns an error

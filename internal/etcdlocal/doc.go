@@ -2,11 +2,12 @@
 //
 // It serves two masters. `mig serve` with no --etcd starts one member with
 // [Start] in its data directory, so one command runs the whole service on a
-// laptop. Tests start a member, or a small cluster with [StartCluster] whose
-// members can be stopped like crashed processes and brought back with their
-// data, to check "never twice, never backwards" against the real thing and
-// not against a mock of etcd's behaviour. Tests should use the helpers in
-// package etcdtest, which tie lifetimes to a testing.TB.
+// laptop. Tests start a member, to check "never twice, never backwards"
+// against the real thing and not against a mock of etcd's behaviour; a
+// cluster of several members whose members can be stopped like crashed
+// processes is package etcdcluster, built on [Launch], and kept apart so
+// that the production binary does not link it. Tests should use the
+// helpers in package etcdtest, which tie lifetimes to a testing.TB.
 //
 // Things about embedded etcd (go.etcd.io/etcd/server/v3/embed, v3.7.3) that
 // shape this package:
@@ -25,13 +26,13 @@
 //     metrics from a registry of its own, and the members here serve no
 //     separate metrics listener.
 //   - Port 0 works for a single member. Cluster members must know each
-//     other's URLs before they start, so [StartCluster] picks free ports
+//     other's URLs before they start, so etcdcluster picks free ports
 //     itself and keeps them across restarts.
 //   - etcd's database lock waits forever when the directory is in use, so
 //     Start takes a lock of its own first and fails with [ErrDirInUse].
-//   - Stopping a cluster member is immediate, but the end of its shutdown
-//     takes up to a second in the background (a net/http Shutdown waiting
-//     on a peer connection); [Cluster.Close] waits for it.
+//   - Killing a cluster member ([Server.Kill]) is immediate, but the end
+//     of its shutdown takes up to a second in the background (a net/http
+//     Shutdown waiting on a peer connection); [Server.Close] waits for it.
 //   - A new cluster logs "failed to update storage version ... missing
 //     term information" once at error level: etcd's version monitor runs
 //     before the first term is stored, and succeeds on its next round.

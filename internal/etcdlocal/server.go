@@ -77,38 +77,48 @@ type member struct {
 // itself; otherwise etcd's own error, for example for a port in use
 // (errors.Is(err, syscall.EADDRINUSE)) or an unusable directory.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
-	c, err := cfg.withDefaults()
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
-	m := member{
-		name:       c.Name,
-		dir:        c.Dir,
-		clientURL:  url.URL{Scheme: "http", Host: c.ClientAddr},
-		peerURL:    url.URL{Scheme: "http", Host: c.PeerAddr},
-		heartbeat:  c.Heartbeat,
-		election:   c.ElectionTimeout,
-		drain:      c.DrainTimeout,
-		compaction: c.Compaction,
-		logger:     c.Logger,
-	}
-	s, err := launch(m)
+	s, err := Launch(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.waitReady(ctx); err != nil {
-		s.stop(true)
+	if err := s.WaitReady(ctx); err != nil {
+		s.Kill()
 		<-s.closed
 		return nil, err
 	}
 	return s, nil
 }
 
-// launch starts a member without waiting for it to be ready: cluster
-// members cannot become ready until a quorum of them has been launched.
+// Launch starts a member and returns without waiting for it to be ready,
+// which a member of a multi-member cluster (cfg.InitialCluster) cannot be
+// until a quorum of its members has been launched: [Server.WaitReady]
+// waits. Its errors are Start's, but for those of waiting.
+func Launch(cfg Config) (*Server, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return launch(member{
+		name:           c.Name,
+		dir:            c.Dir,
+		clientURL:      url.URL{Scheme: "http", Host: c.ClientAddr},
+		peerURL:        url.URL{Scheme: "http", Host: c.PeerAddr},
+		initialCluster: c.InitialCluster,
+		heartbeat:      c.Heartbeat,
+		election:       c.ElectionTimeout,
+		drain:          c.DrainTimeout,
+		compaction:     c.Compaction,
+		logger:         c.Logger,
+	})
+}
+
+// launch starts a member without waiting for it to be ready.
 func launch(m member) (*Server, error) {
 	s := &Server{name: m.name, drain: m.drain, clk: clock.NewReal(), closed: make(chan struct{})}
 	if err := fileutil.TouchDirAll(zap.NewNop(), m.dir); err != nil {
@@ -167,9 +177,11 @@ func (s *Server) addGRPC(g *grpc.Server) {
 	s.grpc.servers = append(s.grpc.servers, g)
 }
 
-// waitReady waits until the member serves clients. ReadyNotify closes once
-// the member has joined raft and published itself, which takes a leader.
-func (s *Server) waitReady(ctx context.Context) error {
+// WaitReady waits until the member serves clients, or until ctx ends
+// ([ErrNotReady], with ctx's error) or etcd gives up ([ErrStopped]).
+// ReadyNotify closes once the member has joined raft and published
+// itself, which takes a leader.
+func (s *Server) WaitReady(ctx context.Context) error {
 	select {
 	case <-s.e.Server.ReadyNotify():
 		return nil
@@ -205,6 +217,16 @@ func (s *Server) Close() {
 	s.stop(false)
 	<-s.closed
 }
+
+// Kill stops the member as if its process crashed (a hard stop, below):
+// no leadership transfer, client connections cut at once, listeners
+// closed; its ports and data directory are free when it returns. The
+// rest of its shutdown goes on in the background; Close waits for it.
+func (s *Server) Kill() { s.stop(true) }
+
+// IsLeader reports whether the member believes it is raft's leader.
+// Right after an election two members may believe it for a moment.
+func (s *Server) IsLeader() bool { return s.e.Server.Leader() == s.e.Server.MemberID() }
 
 // stop shuts the member down once. Either way nothing acknowledged is lost:
 // etcd acknowledges a write only once a quorum has it in its WAL.

@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/migsvc/mig/clock"
-	"github.com/migsvc/mig/internal/etcdlocal"
+	"github.com/migsvc/mig/internal/etcdcluster"
 	"github.com/migsvc/mig/internal/faultproxy"
 	"github.com/migsvc/mig/seqfacade"
 )
@@ -42,7 +42,7 @@ type datacenter struct {
 	index   int
 	workers string // its worker-ID range, "0-2"
 	others  string // the other datacenters' ranges, for --other-dcs
-	etcd    *etcdlocal.Cluster
+	etcd    *etcdcluster.Cluster
 	cli     *clientv3.Client // the runner's own, straight to the members
 	logFile *os.File         // etcd's log
 	slots   []*slot          // its servers, then its standby slot
@@ -202,7 +202,7 @@ func (d *deployment) startEtcd(ctx context.Context, dc *datacenter) error {
 	}
 	dc.logFile = f // closed after the cluster, which logs until it stops
 	lg := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(f), zapcore.WarnLevel))
-	c, err := etcdlocal.StartCluster(ctx, filepath.Join(d.dir, "etcd-"+dc.name), etcdMembers, etcdlocal.WithLogger(lg))
+	c, err := etcdcluster.Start(ctx, filepath.Join(d.dir, "etcd-"+dc.name), etcdMembers, etcdcluster.WithLogger(lg))
 	if err != nil {
 		return fmt.Errorf("%w: etcd of %s: %v", ErrSetup, dc.name, err)
 	}

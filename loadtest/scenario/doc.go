@@ -8,7 +8,7 @@
 // # The deployment
 //
 // Two datacenters, dc1 and dc2, each with its own 3-member etcd cluster
-// (package internal/etcdlocal, in this process) and 3 `mig serve`
+// (package internal/etcdcluster, in this process) and 3 `mig serve`
 // processes (separate OS processes, from a binary built with -tags
 // faultinject), on worker-ID ranges 0-2 and 3-5, plus a standby slot per
 // datacenter that a scenario may start a replacement in. Every server
@@ -29,8 +29,8 @@
 // ID clients: two prefer each server slot and fail over to the next ones
 // in turn when it does not answer (or answers unavailable), coming back
 // to it at the next request, so every server, a restarted one included,
-// is asked all the time; two more use rpc.Client's own failover. Sequence
-// clients: two per datacenter, on rpc.Client over that datacenter's
+// is asked all the time; two more use migclient.Client's own failover. Sequence
+// clients: two per datacenter, on migclient.Client over that datacenter's
 // servers (which routes each uid to the node that serves it), over 24
 // uids a datacenter, each in a group of sections of its own so that the
 // sequences spread over every node, few enough that every uid's history is

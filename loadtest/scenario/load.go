@@ -15,13 +15,13 @@ import (
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/mig"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
 // The steady load of a scenario.
 const (
 	// idClientsPerServer load clients prefer each server slot (standby
-	// slots included), and stickyIDClients more use rpc.Client's own
+	// slots included), and stickyIDClients more use migclient.Client's own
 	// failover over every server.
 	idClientsPerServer = 2
 	stickyIDClients    = 2
@@ -296,7 +296,7 @@ type loader struct {
 	tl     *timeline
 	ck     *loadtest.Checker
 	slots  []*slot
-	pinned []*rpc.Client // one endpoint each, in slot order
+	pinned []*migclient.Client // one endpoint each, in slot order
 	http   *http.Client
 	ids    tally
 	seqs   tally
@@ -318,7 +318,7 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 	var all []string
 	for _, s := range d.slots {
 		all = append(all, s.url)
-		c, err := rpc.NewClient([]string{s.url}, rpc.WithTimeout(attemptTimeout), rpc.WithHTTPClient(l.http))
+		c, err := migclient.New([]string{s.url}, migclient.WithTimeout(attemptTimeout), migclient.WithHTTPClient(l.http))
 		if err != nil {
 			return nil, err
 		}
@@ -333,12 +333,12 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 		client++
 	}
 	for range stickyIDClients {
-		c, err := rpc.NewClient(all, rpc.WithTimeout(attemptTimeout), rpc.WithHTTPClient(l.http))
+		c, err := migclient.New(all, migclient.WithTimeout(attemptTimeout), migclient.WithHTTPClient(l.http))
 		if err != nil {
 			l.stop()
 			return nil, err
 		}
-		n, who := client, fmt.Sprintf("ids client %d (rpc.Client failover)", client)
+		n, who := client, fmt.Sprintf("ids client %d (migclient.Client failover)", client)
 		l.wg.Go(func() { l.stickyIDs(ctx, n, who, c) })
 		client++
 	}
@@ -357,7 +357,7 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 			eps = append(eps, s.url)
 		}
 		for k := range seqClientsPerDC {
-			c, err := rpc.NewClient(eps, rpc.WithTimeout(attemptTimeout), rpc.WithHTTPClient(l.http))
+			c, err := migclient.New(eps, migclient.WithTimeout(attemptTimeout), migclient.WithHTTPClient(l.http))
 			if err != nil {
 				l.stop()
 				return nil, err
@@ -410,8 +410,8 @@ func (o *outage) report(t *tally, who string, end time.Duration) {
 
 // pinnedIDs is a load client that prefers one slot: each request goes
 // there first, then, when that fails in a way another server may not (no
-// answer, or unavailable), to the next slots in order, as rpc.Client
-// fails over. Unlike rpc.Client it comes back to its slot at the next
+// answer, or unavailable), to the next slots in order, as migclient.Client
+// fails over. Unlike migclient.Client it comes back to its slot at the next
 // request, so that every server, a restarted one included, is asked all
 // the time.
 func (l *loader) pinnedIDs(ctx context.Context, client int, who string, pref int) {
@@ -426,7 +426,7 @@ func (l *loader) pinnedIDs(ctx context.Context, client int, who string, pref int
 			k := (pref + i) % len(l.slots)
 			call := l.clk.Mono()
 			var ids []mig.ID
-			var origin rpc.Origin
+			var origin migclient.Origin
 			ids, origin, err = l.pinned[k].NextIDs(ctx, idBatch)
 			ret := l.clk.Mono()
 			l.ids.attempts.Add(1)
@@ -443,7 +443,7 @@ func (l *loader) pinnedIDs(ctx context.Context, client int, who string, pref int
 				break
 			}
 			l.ids.failedAttempts.Add(1)
-			if errors.Is(err, rpc.ErrBadAnswer) {
+			if errors.Is(err, migclient.ErrBadAnswer) {
 				_ = l.ck.RecordBadAnswer(client, origin.Endpoint, call, ret, err)
 			}
 			if code(err) != string(twirp.Unavailable) {
@@ -457,10 +457,10 @@ func (l *loader) pinnedIDs(ctx context.Context, client int, who string, pref int
 	}
 }
 
-// stickyIDs is a load client on rpc.Client's own failover over every
+// stickyIDs is a load client on migclient.Client's own failover over every
 // server: it stays with the server that last answered, as applications
 // do.
-func (l *loader) stickyIDs(ctx context.Context, client int, who string, c *rpc.Client) {
+func (l *loader) stickyIDs(ctx context.Context, client int, who string, c *migclient.Client) {
 	o := newOutage(l.clk.Mono())
 	defer func() { o.report(&l.ids, who, l.clk.Mono()) }()
 	next := l.clk.Mono()
@@ -476,7 +476,7 @@ func (l *loader) stickyIDs(ctx context.Context, client int, who string, c *rpc.C
 		}
 		if err != nil {
 			l.ids.failedAttempts.Add(1)
-			if errors.Is(err, rpc.ErrBadAnswer) {
+			if errors.Is(err, migclient.ErrBadAnswer) {
 				_ = l.ck.RecordBadAnswer(client, origin.Endpoint, call, ret, err)
 			}
 			l.ids.fail(code(err))
@@ -498,7 +498,7 @@ func (l *loader) stickyIDs(ctx context.Context, client int, who string, c *rpc.C
 // (the IDs of one worker strictly increase), and the check a late
 // self-fence fails: the old holder still answering after the new one
 // started.
-func (l *loader) recordIDs(client int, call, ret time.Duration, ids []mig.ID, origin rpc.Origin) {
+func (l *loader) recordIDs(client int, call, ret time.Duration, ids []mig.ID, origin migclient.Origin) {
 	l.ids.succeeded.Add(1)
 	l.ids.values.Add(int64(len(ids)))
 	dc := origin.Datacenter
@@ -508,11 +508,11 @@ func (l *loader) recordIDs(client int, call, ret time.Duration, ids []mig.ID, or
 	_ = l.ck.RecordIDs(loadtest.IDAnswer{Client: client, Server: loadtest.Server{Endpoint: dc, WorkerID: origin.WorkerID}, Call: call, Return: ret, IDs: ids})
 }
 
-// seqLoad advances sequences of datacenter dc's uids through rpc.Client
+// seqLoad advances sequences of datacenter dc's uids through migclient.Client
 // over that datacenter's servers, which routes each uid to the node that
 // serves its group of sections (with seqfacade's single-owner mode, one
 // node serves them all and the others answer unavailable).
-func (l *loader) seqLoad(ctx context.Context, client int, who string, c *rpc.Client, dc int, rng *rand.Rand, k int) {
+func (l *loader) seqLoad(ctx context.Context, client int, who string, c *migclient.Client, dc int, rng *rand.Rand, k int) {
 	o := newOutage(l.clk.Mono())
 	defer func() { o.report(&l.seqs, who, l.clk.Mono()) }()
 	uids := make([]uint64, 0, seqBatch)
@@ -550,7 +550,7 @@ func (l *loader) seqLoad(ctx context.Context, client int, who string, c *rpc.Cli
 		}
 		if err != nil {
 			l.seqs.failedAttempts.Add(1)
-			if errors.Is(err, rpc.ErrBadAnswer) {
+			if errors.Is(err, migclient.ErrBadAnswer) {
 				_ = l.ck.RecordBadAnswer(client, l.seqDC[dc].name, call, ret, err)
 			}
 			l.seqs.fail(code(err))

@@ -15,7 +15,7 @@ import (
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/mig"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 	"github.com/migsvc/mig/seqfacade"
 )
 
@@ -249,7 +249,7 @@ func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
 		ClockRate:          1,
 		EtcdTiming:         "heartbeat 25ms, election 250ms",
 		Duration:           dur.String(),
-		Load: fmt.Sprintf("%d ID clients (%d preferring each server, failing over in turn; %d on rpc.Client's own failover), %d IDs a request; %d sequence clients a datacenter over %d uids, each in a group of sections of its own; each client one request every %v",
+		Load: fmt.Sprintf("%d ID clients (%d preferring each server, failing over in turn; %d on migclient.Client's own failover), %d IDs a request; %d sequence clients a datacenter over %d uids, each in a group of sections of its own; each client one request every %v",
 			datacenters*(serversPerDC+1)*idClientsPerServer+stickyIDClients, idClientsPerServer, stickyIDClients, idBatch, seqClientsPerDC, seqUIDs, loadPeriod),
 		Tolerance: check.Tolerance.String(),
 		Ahead:     check.Ahead.String(),
@@ -439,7 +439,7 @@ func (e *env) waitSeqServed(ctx context.Context) error {
 		for _, s := range dc.servers() {
 			eps = append(eps, s.url)
 		}
-		c, err := rpc.NewClient(eps, rpc.WithTimeout(attemptTimeout))
+		c, err := migclient.New(eps, migclient.WithTimeout(attemptTimeout))
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,6 @@
-// Package migv1 is the generated protobuf and Twirp code of mig.v1, the
-// MIG wire protocol defined in ../mig.proto. Do not edit the generated
-// files; change mig.proto and run go generate ./rpc.
+// Package migv1 is mig.v1, the MIG wire protocol: mig.proto, the protobuf
+// and Twirp code generated from it, and, in wire.go, the constants both
+// ends share that a .proto cannot carry (error metadata keys, limits).
+// Do not edit the generated files; change mig.proto and run
+// go generate ./rpc/migv1.
 package migv1

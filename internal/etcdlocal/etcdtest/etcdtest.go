@@ -8,6 +8,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/migsvc/mig/internal/etcdcluster"
 	"github.com/migsvc/mig/internal/etcdlocal"
 )
 
@@ -37,11 +38,11 @@ func Start(t testing.TB) *etcdlocal.Server {
 // StartCluster starts an n-member cluster (3 is typical) with data in
 // t.TempDir() and closes it when the test and its cleanups are done. It
 // fails the test if the cluster does not start.
-func StartCluster(t testing.TB, n int, opts ...etcdlocal.Option) *etcdlocal.Cluster {
+func StartCluster(t testing.TB, n int, opts ...etcdcluster.Option) *etcdcluster.Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), StartTimeout)
 	defer cancel()
-	c, err := etcdlocal.StartCluster(ctx, t.TempDir(), n, opts...)
+	c, err := etcdcluster.Start(ctx, t.TempDir(), n, opts...)
 	if err != nil {
 		t.Fatalf("etcdtest: %v", err)
 	}

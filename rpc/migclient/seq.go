@@ -1,4 +1,4 @@
-package rpc
+package migclient
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/twitchtv/twirp"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/rpc/migv1"
@@ -76,7 +75,7 @@ func (c *Client) CurSeq(ctx context.Context, uid uint64) (uint64, error) {
 // ErrBadAnswer.
 func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) {
 	if len(uids) == 0 {
-		return nil, twirpError(&argError{field: "uids", msg: "uids is empty: name at least one uid"})
+		return nil, twirp.InvalidArgumentError("uids", "is empty: name at least one uid")
 	}
 	out := make([]uint64, len(uids))
 	pending := make([]int, len(uids))
@@ -167,7 +166,7 @@ func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt
 func exhausted(method string, last error) error {
 	return twirp.WrapError(twirp.NewError(twirp.Unavailable,
 		fmt.Sprintf("%s: no node served the call in %d rounds (sections moving?): %v", method, seqAttempts, last)).
-		WithMeta(MetaRetryable, "true"), last)
+		WithMeta(migv1.MetaRetryable, "true"), last)
 }
 
 // pick returns the address to send uid to: its owner by r, unless the
@@ -220,7 +219,7 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid map[st
 	if ctx.Err() != nil {
 		return false, err
 	}
-	if r := redirectRouting(err); r != nil {
+	if r := migv1.RedirectRouting(err); r != nil {
 		c.learn(r)
 		return true, err
 	}
@@ -240,19 +239,6 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid map[st
 	return errors.As(err, &twerr) && twerr.Code() == twirp.Unavailable, err
 }
 
-// redirectRouting returns the table of a not-owner refusal, or nil.
-func redirectRouting(err error) *migv1.Routing {
-	var twerr twirp.Error
-	if !errors.As(err, &twerr) || twerr.Code() != twirp.FailedPrecondition || twerr.Meta(MetaRouting) == "" {
-		return nil
-	}
-	r := &migv1.Routing{}
-	if protojson.Unmarshal([]byte(twerr.Meta(MetaRouting)), r) != nil {
-		return nil
-	}
-	return r
-}
-
 // learn keeps p if it is newer than the table the client has and covers
 // its groups; a table that does not is dropped (the client asks the
 // configured endpoints instead).
@@ -260,7 +246,7 @@ func (c *Client) learn(p *migv1.Routing) {
 	if p == nil {
 		return
 	}
-	t, err := routingFromProto(p)
+	t, err := p.Table()
 	if err != nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package etcdlocal
+package etcdcluster
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,24 +16,36 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/migsvc/mig/internal/etcdlocal"
 )
 
-// Cluster timing defaults: short, so that a test that stops the leader sees
-// a new one within a fraction of a second, yet long enough that three
-// members sharing two cores under -race do not call spurious elections.
+// Timing defaults: short, so that a test that stops the leader sees a new
+// one within a fraction of a second, yet long enough that three members
+// sharing two cores under -race do not call spurious elections.
 const (
-	DefaultClusterHeartbeat       = 25 * time.Millisecond
-	DefaultClusterElectionTimeout = 250 * time.Millisecond
-	// MaxClusterSize bounds n in StartCluster; etcd reserves file
-	// descriptors for at most 9 members.
-	MaxClusterSize = 9
+	DefaultHeartbeat       = 25 * time.Millisecond
+	DefaultElectionTimeout = 250 * time.Millisecond
+	// MaxSize bounds n in Start; etcd reserves file descriptors for at
+	// most 9 members.
+	MaxSize = 9
 )
 
-// launchTries is how often StartCluster picks new ports when one was taken
+// Errors of a Cluster's methods; Start's are etcdlocal's (see Start).
+var (
+	// ErrNoMember means a member index is out of range.
+	ErrNoMember = errors.New("etcdcluster: no such member")
+	// ErrRunning means a member asked to restart is still running.
+	ErrRunning = errors.New("etcdcluster: member is running")
+	// ErrClosed means the cluster has been closed.
+	ErrClosed = errors.New("etcdcluster: cluster closed")
+)
+
+// launchTries is how often Start picks new ports when one was taken
 // between picking and binding.
 const launchTries = 5
 
-// Option configures [StartCluster].
+// Option configures [Start].
 type Option func(*clusterOptions)
 
 type clusterOptions struct {
@@ -44,8 +55,7 @@ type clusterOptions struct {
 }
 
 // WithTiming sets raft's heartbeat interval and election timeout (at least
-// 5 heartbeats). Defaults: [DefaultClusterHeartbeat],
-// [DefaultClusterElectionTimeout].
+// 5 heartbeats). Defaults: [DefaultHeartbeat], [DefaultElectionTimeout].
 func WithTiming(heartbeat, election time.Duration) Option {
 	return func(o *clusterOptions) {
 		o.heartbeat, o.election = heartbeat, election
@@ -60,51 +70,53 @@ func WithLogger(lg *zap.Logger) Option {
 
 // Cluster is a set of etcd members in this process, on loopback, that a
 // test can stop and restart one by one. It is safe for concurrent use;
-// StartCluster, Stop, Restart and Close are serialized.
+// Start, Stop, Restart and Close are serialized.
 type Cluster struct {
-	members []member // fixed at start: a member keeps its name, dir and URLs
+	members []etcdlocal.Config // fixed at start: a member keeps its name, dir and URLs
 
 	// op serializes lifecycle changes, which may wait for etcd; mu alone
 	// guards the fields below and is never held while waiting.
 	op sync.Mutex
 	mu struct {
 		sync.Mutex
-		servers []*Server // latest instance of each member, running or not
+		servers []*etcdlocal.Server // latest instance of each member, running or not
 		running []bool
-		stopped []*Server // every instance killed, for Close to wait for
+		stopped []*etcdlocal.Server // every instance killed, for Close to wait for
 		closed  bool
 	}
 }
 
-// StartCluster starts a new cluster of n members with data under dir (in
+// Start starts a new cluster of n members with data under dir (in
 // dir/m0, dir/m1, ...) and returns once every member is ready, or with an
 // error once ctx ends. Client and peer URLs are on 127.0.0.1 at ports
 // chosen here, kept for the life of the Cluster.
 //
-// Errors: [ErrConfig] for n out of [1, MaxClusterSize], an empty dir or bad
-// timing; [ErrDirInUse] when a member directory exists; [ErrNotReady] (with
-// ctx's error) or [ErrStopped] when the members do not become ready; etcd's
-// own errors otherwise. On error nothing is left running and the member
-// directories are removed.
-func StartCluster(ctx context.Context, dir string, n int, opts ...Option) (*Cluster, error) {
-	o := clusterOptions{heartbeat: DefaultClusterHeartbeat, election: DefaultClusterElectionTimeout}
+// Errors: etcdlocal.ErrConfig for n out of [1, MaxSize], an empty dir or
+// bad timing; etcdlocal.ErrDirInUse when a member directory exists (Start
+// only creates new clusters, because a member keeps its peers' URLs in
+// its data and the ports are chosen anew each time);
+// etcdlocal.ErrNotReady (with ctx's error) or etcdlocal.ErrStopped when
+// the members do not become ready; etcd's own errors otherwise. On error
+// nothing is left running and the member directories are removed.
+func Start(ctx context.Context, dir string, n int, opts ...Option) (*Cluster, error) {
+	o := clusterOptions{heartbeat: DefaultHeartbeat, election: DefaultElectionTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if dir == "" {
-		return nil, fmt.Errorf("%w: no data directory", ErrConfig)
+		return nil, fmt.Errorf("%w: no data directory", etcdlocal.ErrConfig)
 	}
-	if n < 1 || n > MaxClusterSize {
-		return nil, fmt.Errorf("%w: %d members, want 1 to %d", ErrConfig, n, MaxClusterSize)
+	if n < 1 || n > MaxSize {
+		return nil, fmt.Errorf("%w: %d members, want 1 to %d", etcdlocal.ErrConfig, n, MaxSize)
 	}
-	if err := checkTiming(o.heartbeat, o.election); err != nil {
+	if err := (etcdlocal.Config{Dir: dir, Heartbeat: o.heartbeat, ElectionTimeout: o.election}).Validate(); err != nil {
 		return nil, err
 	}
 	dirs := make([]string, n)
 	for i := range dirs {
 		dirs[i] = filepath.Join(dir, memberName(i))
 		if _, err := os.Stat(dirs[i]); !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s", ErrDirInUse, dirs[i])
+			return nil, fmt.Errorf("%w: %s", etcdlocal.ErrDirInUse, dirs[i])
 		}
 	}
 
@@ -133,27 +145,27 @@ func launchCluster(dirs []string, o clusterOptions) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{members: make([]member, n)}
+	c := &Cluster{members: make([]etcdlocal.Config, n)}
 	peers := make([]string, n)
 	for i := range c.members {
-		c.members[i] = member{
-			name:       memberName(i),
-			dir:        dirs[i],
-			clientURL:  loopbackURL(ports[2*i]),
-			peerURL:    loopbackURL(ports[2*i+1]),
-			heartbeat:  o.heartbeat,
-			election:   o.election,
-			drain:      -1, // members are stopped as if they crashed
-			compaction: -1, // tests may want to read old revisions
-			logger:     o.logger,
+		c.members[i] = etcdlocal.Config{
+			Name:            memberName(i),
+			Dir:             dirs[i],
+			ClientAddr:      loopbackAddr(ports[2*i]),
+			PeerAddr:        loopbackAddr(ports[2*i+1]),
+			Heartbeat:       o.heartbeat,
+			ElectionTimeout: o.election,
+			DrainTimeout:    -1, // members are stopped as if they crashed
+			Compaction:      -1, // tests may want to read old revisions
+			Logger:          o.logger,
 		}
-		peers[i] = c.members[i].name + "=" + c.members[i].peerURL.String()
+		peers[i] = c.members[i].Name + "=http://" + c.members[i].PeerAddr
 	}
 	initial := strings.Join(peers, ",")
 	for i := range c.members {
-		c.members[i].initialCluster = initial
+		c.members[i].InitialCluster = initial
 	}
-	c.mu.servers = make([]*Server, n)
+	c.mu.servers = make([]*etcdlocal.Server, n)
 	c.mu.running = make([]bool, n)
 	if err := c.launch(c.all()); err != nil {
 		c.Close() // waits for the members launched before the failure
@@ -164,9 +176,7 @@ func launchCluster(dirs []string, o clusterOptions) (*Cluster, error) {
 
 func memberName(i int) string { return "m" + strconv.Itoa(i) }
 
-func loopbackURL(port int) url.URL {
-	return url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-}
+func loopbackAddr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 func removeAll(dirs []string) {
 	for _, d := range dirs {
@@ -188,7 +198,7 @@ func (c *Cluster) all() []int {
 // launched; Close waits for the end of their shutdown.
 func (c *Cluster) launch(ids []int) error {
 	for k, i := range ids {
-		s, err := launch(c.members[i])
+		s, err := etcdlocal.Launch(c.members[i])
 		if err != nil {
 			c.kill(ids[:k])
 			return err
@@ -204,9 +214,9 @@ func (c *Cluster) launch(ids []int) error {
 // waitReady waits for the given members. On error it stops them all.
 func (c *Cluster) waitReady(ctx context.Context, ids []int) error {
 	for _, i := range ids {
-		if err := c.server(i).waitReady(ctx); err != nil {
+		if err := c.server(i).WaitReady(ctx); err != nil {
 			c.kill(ids)
-			return fmt.Errorf("%w (member %s)", err, c.members[i].name)
+			return fmt.Errorf("%w (member %s)", err, c.members[i].Name)
 		}
 	}
 	return nil
@@ -226,13 +236,13 @@ func (c *Cluster) kill(ids []int) {
 		}
 		c.mu.Unlock()
 		if running {
-			wg.Go(func() { s.stop(true) })
+			wg.Go(s.Kill)
 		}
 	}
 	wg.Wait()
 }
 
-func (c *Cluster) server(i int) *Server {
+func (c *Cluster) server(i int) *etcdlocal.Server {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mu.servers[i]
@@ -272,8 +282,8 @@ func (c *Cluster) Stop(i int) error {
 // a quorum is running, so members that cannot reach quorum one by one must
 // be restarted in one call. On error the members named are stopped again.
 //
-// Errors: [ErrNoMember], [ErrRunning], [ErrClosed]; [ErrNotReady] (with
-// ctx's error) when ctx ends first; etcd's errors otherwise, such as
+// Errors: [ErrNoMember], [ErrRunning], [ErrClosed]; etcdlocal.ErrNotReady
+// (with ctx's error) when ctx ends first; etcd's errors otherwise, such as
 // EADDRINUSE if something else took the member's port meanwhile.
 func (c *Cluster) Restart(ctx context.Context, ids ...int) error {
 	c.op.Lock()
@@ -282,10 +292,10 @@ func (c *Cluster) Restart(ctx context.Context, ids ...int) error {
 	for k, i := range ids {
 		err := c.checkLocked(i)
 		if err == nil && c.mu.running[i] {
-			err = fmt.Errorf("%w: %s", ErrRunning, c.members[i].name)
+			err = fmt.Errorf("%w: %s", ErrRunning, c.members[i].Name)
 		}
 		if err == nil && slices.Contains(ids[:k], i) {
-			err = fmt.Errorf("%w: %s named twice", ErrConfig, c.members[i].name)
+			err = fmt.Errorf("%w: %s named twice", etcdlocal.ErrConfig, c.members[i].Name)
 		}
 		if err != nil {
 			c.mu.Unlock()
@@ -304,7 +314,7 @@ func (c *Cluster) Restart(ctx context.Context, ids ...int) error {
 func (c *Cluster) Endpoints() []string {
 	eps := make([]string, len(c.members))
 	for i, m := range c.members {
-		eps[i] = m.clientURL.String()
+		eps[i] = "http://" + m.ClientAddr
 	}
 	return eps
 }
@@ -315,7 +325,7 @@ func (c *Cluster) Len() int { return len(c.members) }
 // Member returns member i's latest instance, running or stopped; a stopped
 // one still tells its Endpoints, which Restart keeps. It returns nil when i
 // is out of range.
-func (c *Cluster) Member(i int) *Server {
+func (c *Cluster) Member(i int) *etcdlocal.Server {
 	if i < 0 || i >= len(c.members) {
 		return nil
 	}
@@ -329,7 +339,7 @@ func (c *Cluster) Leader() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, s := range c.mu.servers {
-		if c.mu.running[i] && s.e.Server.Leader() == s.e.Server.MemberID() {
+		if c.mu.running[i] && s.IsLeader() {
 			return i
 		}
 	}

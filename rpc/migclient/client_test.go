@@ -1,4 +1,4 @@
-package rpc_test
+package migclient_test
 
 import (
 	"context"
@@ -16,37 +16,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/migsvc/mig/mig"
-	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 	"github.com/migsvc/mig/rpc/migv1"
 	"github.com/migsvc/mig/workerid"
 )
-
-// deadEndpoint returns the address of a loopback port nobody listens on:
-// connecting to it is refused.
-func deadEndpoint(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
-// counted serves h and counts the requests it gets.
-func counted(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int64) {
-	t.Helper()
-	var n atomic.Int64
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-	return ts, &n
-}
 
 func TestClientFailsOverFromDeadEndpoint(t *testing.T) {
 	dead := deadEndpoint(t)
@@ -66,7 +39,7 @@ func TestClientFailsOverFromDeadEndpoint(t *testing.T) {
 		}},
 	} {
 		t.Run(call.name, func(t *testing.T) {
-			rpc.SetNextEndpoint(c, 0)
+			migclient.SetNextEndpoint(c, 0, 0)
 			endpoint, err := call.f()
 			if err != nil {
 				t.Fatal(err)
@@ -74,7 +47,7 @@ func TestClientFailsOverFromDeadEndpoint(t *testing.T) {
 			if endpoint != "" && endpoint != healthy.URL {
 				t.Fatalf("answered by %s, want %s", endpoint, healthy.URL)
 			}
-			if got := rpc.NextEndpoint(c); got != 1 {
+			if got := migclient.NextEndpoint(c); got != 1 {
 				t.Fatalf("next endpoint %d, want the healthy one, 1", got)
 			}
 		})
@@ -89,7 +62,7 @@ func TestClientFailsOverFromUnavailable(t *testing.T) {
 	_, healthy := serve(t, newIssuer(t))
 
 	c := newClient(t, []string{sickTS.URL, healthy.URL})
-	rpc.SetNextEndpoint(c, 0)
+	migclient.SetNextEndpoint(c, 0, 0)
 	ids, origin, err := c.NextIDs(t.Context(), 2)
 	if err != nil {
 		t.Fatal(err)
@@ -154,9 +127,9 @@ func TestClientRetriesLostAnswersElsewhere(t *testing.T) {
 			lost, hits := tc.start(t)
 			issuer := newIssuer(t)
 			_, healthy := serve(t, issuer)
-			c := newClient(t, []string{lost.URL, healthy.URL}, rpc.WithTimeout(200*time.Millisecond))
+			c := newClient(t, []string{lost.URL, healthy.URL}, migclient.WithTimeout(200*time.Millisecond))
 
-			rpc.SetNextEndpoint(c, 0)
+			migclient.SetNextEndpoint(c, 0, 0)
 			ids, origin, err := c.NextIDs(t.Context(), 4)
 			if err != nil {
 				t.Fatal(err)
@@ -165,7 +138,7 @@ func TestClientRetriesLostAnswersElsewhere(t *testing.T) {
 				t.Fatalf("%v from %s after %d attempts on the lost endpoint", ids, origin.Endpoint, hits.Load())
 			}
 
-			rpc.SetNextEndpoint(c, 0)
+			migclient.SetNextEndpoint(c, 0, 0)
 			if _, err := c.Decode(t.Context(), ids[0]); err != nil {
 				t.Fatal(err)
 			}
@@ -187,12 +160,12 @@ func TestClientStopsOnDefiniteAnswers(t *testing.T) {
 	second, secondHits := counted(t, otherSrv.Handler)
 
 	c := newClient(t, []string{first.URL, second.URL})
-	rpc.SetNextEndpoint(c, 0)
+	migclient.SetNextEndpoint(c, 0, 0)
 	_, _, err := c.NextIDs(t.Context(), 1)
 	if twerr := twirpErr(t, err); twerr.Code() != twirp.Internal || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("error %v", err)
 	}
-	rpc.SetNextEndpoint(c, 0)
+	migclient.SetNextEndpoint(c, 0, 0)
 	_, err = c.Decode(t.Context(), 1<<63)
 	if twerr := twirpErr(t, err); twerr.Code() != twirp.InvalidArgument {
 		t.Fatalf("error %v", err)
@@ -200,7 +173,7 @@ func TestClientStopsOnDefiniteAnswers(t *testing.T) {
 	if secondHits.Load() != 0 {
 		t.Fatalf("the second endpoint was asked %d times", secondHits.Load())
 	}
-	if rpc.NextEndpoint(c) != 0 {
+	if migclient.NextEndpoint(c) != 0 {
 		t.Fatalf("the client left an endpoint that answered")
 	}
 }
@@ -214,7 +187,7 @@ func TestClientAllEndpointsFail(t *testing.T) {
 
 	_, _, err := c.NextIDs(t.Context(), 1)
 	twerr := twirpErr(t, err)
-	if twerr.Code() != twirp.Unavailable || twerr.Meta(rpc.MetaRetryable) != "true" {
+	if twerr.Code() != twirp.Unavailable || twerr.Meta(migv1.MetaRetryable) != "true" {
 		t.Fatalf("error %v, want unavailable and retryable", err)
 	}
 	for _, want := range []string{"all 2 endpoints", dead, sickTS.URL, "watermark reached"} {
@@ -230,8 +203,8 @@ func TestClientAllEndpointsFail(t *testing.T) {
 func TestClientStopsWhenCallerGivesUp(t *testing.T) {
 	lost1, hits1 := hangingEndpoint(t)
 	lost2, hits2 := hangingEndpoint(t)
-	c := newClient(t, []string{lost1.URL, lost2.URL}, rpc.WithTimeout(time.Minute))
-	rpc.SetNextEndpoint(c, 0)
+	c := newClient(t, []string{lost1.URL, lost2.URL}, migclient.WithTimeout(time.Minute))
+	migclient.SetNextEndpoint(c, 0, 0)
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	_, _, err := c.NextIDs(ctx, 1)
@@ -266,8 +239,8 @@ func TestClientRejectsBadAnswers(t *testing.T) {
 			_, ts := serve(t, newIssuer(t))
 			healthy, hits := counted(t, ts.Handler)
 			c := newClient(t, []string{liar.URL, healthy.URL})
-			rpc.SetNextEndpoint(c, 0)
-			if _, _, err := c.NextIDs(t.Context(), 3); !errors.Is(err, rpc.ErrBadAnswer) {
+			migclient.SetNextEndpoint(c, 0, 0)
+			if _, _, err := c.NextIDs(t.Context(), 3); !errors.Is(err, migclient.ErrBadAnswer) {
 				t.Fatalf("error %v, want ErrBadAnswer", err)
 			}
 			if hits.Load() != 0 {
@@ -300,7 +273,7 @@ func TestClassify(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := fmt.Errorf("NextIDs http://x: %w", tc.err)
-			answered, move := rpc.Classify(err, tc.repeatable)
+			answered, move := migclient.Classify(err, tc.repeatable)
 			if answered != tc.wantAnswered || move != tc.wantMove {
 				t.Fatalf("answered %v, failover %v; want %v, %v", answered, move, tc.wantAnswered, tc.wantMove)
 			}
@@ -308,11 +281,11 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestNewClientErrors(t *testing.T) {
+func TestNewErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		endpoints []string
-		opts      []rpc.ClientOption
+		opts      []migclient.Option
 	}{
 		{"no endpoints", nil, nil},
 		{"empty endpoint", []string{""}, nil},
@@ -320,16 +293,16 @@ func TestNewClientErrors(t *testing.T) {
 		{"no host", []string{"http://"}, nil},
 		{"query", []string{"http://x:1/?a=b"}, nil},
 		{"twice", []string{"x:1", "http://x:1"}, nil},
-		{"zero timeout", []string{"x:1"}, []rpc.ClientOption{rpc.WithTimeout(0)}},
-		{"nil http client", []string{"x:1"}, []rpc.ClientOption{rpc.WithHTTPClient(nil)}},
+		{"zero timeout", []string{"x:1"}, []migclient.Option{migclient.WithTimeout(0)}},
+		{"nil http client", []string{"x:1"}, []migclient.Option{migclient.WithHTTPClient(nil)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := rpc.NewClient(tc.endpoints, tc.opts...); !errors.Is(err, rpc.ErrConfig) {
+			if _, err := migclient.New(tc.endpoints, tc.opts...); !errors.Is(err, migclient.ErrConfig) {
 				t.Fatalf("error %v, want ErrConfig", err)
 			}
 		})
 	}
-	c, err := rpc.NewClient([]string{"127.0.0.1:1", "https://mig.example/prefix/"}, rpc.WithHTTPClient(http.DefaultClient))
+	c, err := migclient.New([]string{"127.0.0.1:1", "https://mig.example/prefix/"}, migclient.WithHTTPClient(http.DefaultClient))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,8 +314,8 @@ func TestClientFailsOverFromProxyError(t *testing.T) {
 		http.Error(w, "<html>upstream connect error</html>", http.StatusBadGateway)
 	}))
 	_, healthy := serve(t, newIssuer(t))
-	c := newClient(t, []string{proxy.URL, healthy.URL}, rpc.WithJSON())
-	rpc.SetNextEndpoint(c, 0)
+	c := newClient(t, []string{proxy.URL, healthy.URL}, migclient.WithJSON())
+	migclient.SetNextEndpoint(c, 0, 0)
 	_, origin, err := c.NextIDs(t.Context(), 1)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package rpc
+package loadtest
 
 import (
 	"bufio"
@@ -17,18 +17,26 @@ import (
 	"github.com/migsvc/mig/clock"
 )
 
-// transport is the Client's default http.RoundTripper. Over http:// it
-// keeps a pool of keep-alive HTTP/1.1 connections per host and makes each
-// call on the caller's goroutine: it writes the request, reads the answer
-// whole, and puts the connection back. Requests and answers are written
-// and parsed by net/http itself (Request.Write, ReadResponse); what
-// differs from http.Transport is only the work around them. That one runs
-// two goroutines per connection and hands every request and answer
-// between them and the caller over channels, which for MIG's few-byte
-// calls cost more CPU than the call. `mig loadtest`, which calls through
-// rpc.Client, spent 33.8-43.0 µs of CPU per single-ID call with
-// http.Transport and 26.2-27.4 µs with this one (runs interleaved, see
-// docs/benchmarks.md); the server spends about 9.
+// Transport is the load generator's http.RoundTripper, for a
+// migclient.Client through migclient.WithHTTPClient (`mig loadtest` uses
+// it unless told --transport net/http). Over http:// it keeps a pool of
+// keep-alive HTTP/1.1 connections per host and makes each call on the
+// caller's goroutine: it writes the request, reads the answer whole, and
+// puts the connection back. Requests and answers are written and parsed
+// by net/http itself (Request.Write, ReadResponse); what differs from
+// http.Transport is only the work around them. That one runs two
+// goroutines per connection and hands every request and answer between
+// them and the caller over channels, which for MIG's few-byte calls
+// costs more CPU than the call.
+//
+// It lives here, not as migclient's default, because only a load
+// generator needs what it saves: measured side by side (nine interleaved
+// pairs of runs, docs/benchmarks.md), `mig loadtest --mode ids --clients
+// 50` spent 17-20 µs of its own CPU a call with it and 27-35 µs with
+// migclient's tuned http.Transport, and drove 1.3 to 1.9 times the calls
+// a second from the two cores it shares with the server. An application
+// spends far more than 10 µs on whatever it does with an ID, and is
+// better served by net/http's proxies, HTTP/2 and years of hardening.
 //
 // https:// (and http:// when the environment names a proxy) goes to
 // fallback, net/http's Transport.
@@ -41,7 +49,9 @@ import (
 // a retry. One closed less than idleCheckAfter before is found only by
 // the call that reuses it, whose error then fails over (http.Transport's
 // reader, always waiting on the connection, usually sees it first).
-type transport struct {
+//
+// Safe for concurrent use.
+type Transport struct {
 	src      clock.Source
 	fallback http.RoundTripper
 	proxied  bool // http:// goes to fallback, for its proxy
@@ -60,7 +70,7 @@ type poolConn struct {
 
 const (
 	// maxIdlePerHost bounds the connections kept per server, as
-	// newTransport's MaxIdleConnsPerHost does for http.Transport.
+	// migclient's default transport does.
 	maxIdlePerHost = 64
 	// idleCheckAfter is how long a connection may sit idle before it is
 	// checked for a close from the server before reuse. A check costs a
@@ -74,10 +84,12 @@ const (
 	maxIdleTime = 30 * time.Second
 )
 
-func newDefaultTransport(src clock.Source) *transport {
-	return &transport{
+// NewTransport returns a Transport that reads the time (for idle
+// connections) from src. CloseIdleConnections closes what it keeps.
+func NewTransport(src clock.Source) *Transport {
+	return &Transport{
 		src:      src,
-		fallback: newTransport(),
+		fallback: newFallback(),
 		proxied:  os.Getenv("HTTP_PROXY") != "" || os.Getenv("http_proxy") != "",
 		dialer:   net.Dialer{KeepAlive: 30 * time.Second},
 		idle:     map[string][]*poolConn{},
@@ -85,7 +97,7 @@ func newDefaultTransport(src clock.Source) *transport {
 }
 
 // RoundTrip implements http.RoundTripper.
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || t.proxied {
 		return t.fallback.RoundTrip(req)
 	}
@@ -140,7 +152,7 @@ func putOut(b *bytes.Buffer) {
 // back in the pool if it may serve again; on an error the caller closes
 // it. sent says whether any of out may have been written: if not, it may
 // be sent again.
-func (t *transport) call(ctx context.Context, pc *poolConn, host string, req *http.Request, out []byte) (*http.Response, bool, error) {
+func (t *Transport) call(ctx context.Context, pc *poolConn, host string, req *http.Request, out []byte) (*http.Response, bool, error) {
 	deadline, _ := ctx.Deadline()
 	if err := pc.nc.SetDeadline(deadline); err != nil { // zero: none
 		return nil, false, err
@@ -191,7 +203,7 @@ var longAgo = time.Unix(1, 0)
 
 // get returns an idle connection to host, or a new one; reused says
 // which.
-func (t *transport) get(ctx context.Context, host string) (pc *poolConn, reused bool, err error) {
+func (t *Transport) get(ctx context.Context, host string) (pc *poolConn, reused bool, err error) {
 	for {
 		now := t.src.Mono()
 		t.mu.Lock()
@@ -218,7 +230,7 @@ func (t *transport) get(ctx context.Context, host string) (pc *poolConn, reused 
 
 // expire closes the connections of pool, oldest first, idle longer than
 // maxIdleTime at now, and returns the rest. Called with t.mu held.
-func (t *transport) expire(pool []*poolConn, now time.Duration) []*poolConn {
+func (t *Transport) expire(pool []*poolConn, now time.Duration) []*poolConn {
 	n := 0
 	for n < len(pool) && now-pool[n].lastUsed > maxIdleTime {
 		pool[n].nc.Close()
@@ -234,7 +246,7 @@ func (pc *poolConn) open() bool {
 }
 
 // put makes pc idle, or closes it if host has enough idle connections.
-func (t *transport) put(host string, pc *poolConn) {
+func (t *Transport) put(host string, pc *poolConn) {
 	pc.lastUsed = t.src.Mono()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -249,7 +261,7 @@ func (t *transport) put(host string, pc *poolConn) {
 
 // CloseIdleConnections closes every idle connection, the fallback's too;
 // http.Client.CloseIdleConnections calls it.
-func (t *transport) CloseIdleConnections() {
+func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = map[string][]*poolConn{}
@@ -262,4 +274,13 @@ func (t *transport) CloseIdleConnections() {
 	if c, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
+}
+
+// newFallback returns the transport of https:// and proxied requests:
+// net/http's, keeping as many idle connections per host as the pool.
+func newFallback() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0
+	t.MaxIdleConnsPerHost = maxIdlePerHost
+	return t
 }

@@ -1,4 +1,4 @@
-package rpc_test
+package loadtest_test
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	neturl "net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,7 +14,9 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/h1"
+	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/rpc/migclient"
 )
 
 // countingListener counts the connections it accepts.
@@ -54,12 +55,12 @@ func serveCounting(t *testing.T, s *rpc.Server, idle time.Duration) (string, *co
 // TestTransportKeepsConnections: the client's default transport makes
 // sequential calls on one connection.
 func TestTransportKeepsConnections(t *testing.T) {
-	s, err := rpc.NewServer(newRealIssuer(t))
+	s, err := rpc.NewServer(newIssuer(t, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	url, ln := serveCounting(t, s, 0)
-	c := newClient(t, []string{url})
+	c := newTransportClient(t, []string{url})
 	for range 200 {
 		if _, _, err := c.NextIDs(t.Context(), 1); err != nil {
 			t.Fatal(err)
@@ -75,12 +76,12 @@ func TestTransportKeepsConnections(t *testing.T) {
 // and succeeds (a call made on the closed one would fail, its outcome
 // unknown).
 func TestTransportNoticesClosedIdleConnections(t *testing.T) {
-	s, err := rpc.NewServer(newRealIssuer(t))
+	s, err := rpc.NewServer(newIssuer(t, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	url, ln := serveCounting(t, s, 50*time.Millisecond)
-	c := newClient(t, []string{url})
+	c := newTransportClient(t, []string{url})
 	for i := range 3 {
 		if _, _, err := c.NextIDs(t.Context(), 1); err != nil {
 			t.Fatalf("call %d: %v", i, err)
@@ -105,7 +106,7 @@ func TestTransportCancel(t *testing.T) {
 	}))
 	t.Cleanup(hs.Close)
 	t.Cleanup(func() { close(release) })
-	cl := &http.Client{Transport: rpc.NewDefaultTransport()}
+	cl := &http.Client{Transport: loadtest.NewTransport(clock.NewReal())}
 	t.Cleanup(cl.CloseIdleConnections)
 
 	get := func(ctx context.Context, path string) (string, error) {
@@ -173,7 +174,7 @@ func TestTransportReadsAnyAnswer(t *testing.T) {
 	}
 	hs.Start()
 	t.Cleanup(hs.Close)
-	cl := &http.Client{Transport: rpc.NewDefaultTransport()}
+	cl := &http.Client{Transport: loadtest.NewTransport(clock.NewReal())}
 	t.Cleanup(cl.CloseIdleConnections)
 	for _, tt := range []struct{ path, body string }{
 		{"/chunked", "part one, part two"},
@@ -200,12 +201,12 @@ func TestTransportReadsAnyAnswer(t *testing.T) {
 // not stay on its connection, so a connection idle longer than the last
 // call's timeout is reused, not redialed.
 func TestTransportKeepsConnectionsBetweenShortCalls(t *testing.T) {
-	s, err := rpc.NewServer(newRealIssuer(t))
+	s, err := rpc.NewServer(newIssuer(t, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	url, ln := serveCounting(t, s, 0)
-	c := newClient(t, []string{url}, rpc.WithTimeout(100*time.Millisecond))
+	c := newTransportClient(t, []string{url}, migclient.WithTimeout(100*time.Millisecond))
 	for i := range 3 {
 		if _, _, err := c.NextIDs(t.Context(), 1); err != nil {
 			t.Fatalf("call %d: %v", i, err)
@@ -220,13 +221,13 @@ func TestTransportKeepsConnectionsBetweenShortCalls(t *testing.T) {
 // TestTransportExpiresIdleConnections: a connection idle longer than the
 // transport's limit is closed and replaced when the pool is next used.
 func TestTransportExpiresIdleConnections(t *testing.T) {
-	s, err := rpc.NewServer(newRealIssuer(t))
+	s, err := rpc.NewServer(newIssuer(t, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	url, ln := serveCounting(t, s, 0)
 	src := clock.NewManual(clock.NewReal().Now().Wall)
-	cl := &http.Client{Transport: rpc.NewTransportOn(src)}
+	cl := &http.Client{Transport: loadtest.NewTransport(src)}
 	t.Cleanup(cl.CloseIdleConnections)
 	call := func() {
 		resp, err := cl.Post(url+"/twirp/mig.v1.IDService/NextIDs", "application/json", strings.NewReader("{}"))
@@ -249,19 +250,15 @@ func TestTransportExpiresIdleConnections(t *testing.T) {
 	}
 }
 
-func TestDialAddr(t *testing.T) {
-	for in, want := range map[string]string{
-		"http://127.0.0.1:7070/x": "127.0.0.1:7070",
-		"http://lb.example/":      "lb.example:80",
-		"http://[::1]/":           "[::1]:80",
-		"http://[::1]:81/":        "[::1]:81",
-	} {
-		u, err := neturl.Parse(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := rpc.DialAddr(u); got != want {
-			t.Errorf("DialAddr(%s) = %s, want %s", in, got, want)
-		}
+// newTransportClient returns a client of endpoints on the pooled
+// transport.
+func newTransportClient(t testing.TB, endpoints []string, opts ...migclient.Option) *migclient.Client {
+	t.Helper()
+	tr := loadtest.NewTransport(clock.NewReal())
+	c, err := migclient.New(endpoints, append([]migclient.Option{migclient.WithHTTPClient(&http.Client{Transport: tr})}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
 }

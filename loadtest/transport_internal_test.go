@@ -1,9 +1,10 @@
-package rpc
+package loadtest
 
 import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,7 +32,7 @@ func TestTransportResendsWhatWasNotWritten(t *testing.T) {
 
 	// A manual clock that stands still: the pooled connection is never
 	// idle long enough to be checked, so the failed write finds it.
-	tr := newDefaultTransport(clock.NewManual(clock.NewReal().Now().Wall))
+	tr := NewTransport(clock.NewManual(clock.NewReal().Now().Wall))
 	cl := &http.Client{Transport: tr}
 	t.Cleanup(tr.CloseIdleConnections)
 	post := func() string {
@@ -56,5 +57,22 @@ func TestTransportResendsWhatWasNotWritten(t *testing.T) {
 	}
 	if n := served.Load(); n != 2 {
 		t.Errorf("the server answered %d requests, want 2: the failed write sent nothing", n)
+	}
+}
+
+func TestDialAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://127.0.0.1:7070/x": "127.0.0.1:7070",
+		"http://lb.example/":      "lb.example:80",
+		"http://[::1]/":           "[::1]:80",
+		"http://[::1]:81/":        "[::1]:81",
+	} {
+		u, err := neturl.Parse(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dialAddr(u); got != want {
+			t.Errorf("DialAddr(%s) = %s, want %s", in, got, want)
+		}
 	}
 }

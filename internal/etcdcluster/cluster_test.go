@@ -1,4 +1,4 @@
-package etcdlocal
+package etcdcluster
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/etcdlocal"
 )
 
 // putEventually retries a Put until it succeeds or the time runs out. Right
@@ -37,9 +38,9 @@ func putEventually(t *testing.T, c *clientv3.Client, key, val string) {
 }
 
 func TestClusterQuorum(t *testing.T) {
-	c, err := StartCluster(startCtx(t), t.TempDir(), 3)
+	c, err := Start(startCtx(t), t.TempDir(), 3)
 	if err != nil {
-		t.Fatalf("StartCluster: %v", err)
+		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(c.Close)
 	if got := len(c.Endpoints()); got != 3 {
@@ -93,22 +94,22 @@ func TestClusterQuorum(t *testing.T) {
 
 func TestClusterErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := StartCluster(t.Context(), dir, 0); !errors.Is(err, ErrConfig) {
-		t.Fatalf("0 members: %v, want ErrConfig", err)
+	if _, err := Start(t.Context(), dir, 0); !errors.Is(err, etcdlocal.ErrConfig) {
+		t.Fatalf("0 members: %v, want etcdlocal.ErrConfig", err)
 	}
-	if _, err := StartCluster(t.Context(), dir, 3, WithTiming(100*time.Millisecond, 100*time.Millisecond)); !errors.Is(err, ErrConfig) {
-		t.Fatalf("bad timing: %v, want ErrConfig", err)
+	if _, err := Start(t.Context(), dir, 3, WithTiming(100*time.Millisecond, 100*time.Millisecond)); !errors.Is(err, etcdlocal.ErrConfig) {
+		t.Fatalf("bad timing: %v, want etcdlocal.ErrConfig", err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "m0"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := StartCluster(t.Context(), dir, 1); !errors.Is(err, ErrDirInUse) {
-		t.Fatalf("existing member dir: %v, want ErrDirInUse", err)
+	if _, err := Start(t.Context(), dir, 1); !errors.Is(err, etcdlocal.ErrDirInUse) {
+		t.Fatalf("existing member dir: %v, want etcdlocal.ErrDirInUse", err)
 	}
 
-	c, err := StartCluster(startCtx(t), t.TempDir(), 1)
+	c, err := Start(startCtx(t), t.TempDir(), 1)
 	if err != nil {
-		t.Fatalf("StartCluster: %v", err)
+		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(c.Close)
 	if err := c.Stop(1); !errors.Is(err, ErrNoMember) {
@@ -131,9 +132,9 @@ func TestClusterErrors(t *testing.T) {
 // quorum); restarting them in one call brings the cluster back with its
 // data.
 func TestClusterFullOutage(t *testing.T) {
-	c, err := StartCluster(startCtx(t), t.TempDir(), 3)
+	c, err := Start(startCtx(t), t.TempDir(), 3)
 	if err != nil {
-		t.Fatalf("StartCluster: %v", err)
+		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(c.Close)
 	cli := newClient(t, c.Endpoints()...)
@@ -151,8 +152,8 @@ func TestClusterFullOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	err = c.Restart(ctx, 0)
 	cancel()
-	if !errors.Is(err, ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Restart of one member of three: %v, want ErrNotReady", err)
+	if !errors.Is(err, etcdlocal.ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Restart of one member of three: %v, want etcdlocal.ErrNotReady", err)
 	}
 	// The failed restart stopped it again, so it can be named again.
 	if err := c.Restart(startCtx(t), 0, 1, 2); err != nil {

@@ -1,4 +1,4 @@
-package etcdlocal
+package etcdcluster
 
 import (
 	"errors"
@@ -19,7 +19,7 @@ const (
 )
 
 // errNoFreePort means no free port was found after many tries.
-var errNoFreePort = errors.New("etcdlocal: no free loopback port")
+var errNoFreePort = errors.New("etcdcluster: no free loopback port")
 
 // freePorts returns n distinct ports that were free on 127.0.0.1 just now.
 // Someone may take one before etcd binds it; callers retry on EADDRINUSE.
@@ -40,7 +40,7 @@ func freePorts(n int) ([]int, error) {
 			continue
 		}
 		if err := l.Close(); err != nil {
-			return nil, fmt.Errorf("etcdlocal: releasing probe port %d: %w", p, err)
+			return nil, fmt.Errorf("etcdcluster: releasing probe port %d: %w", p, err)
 		}
 		ports = append(ports, p)
 	}
