@@ -13,8 +13,11 @@ import (
 )
 
 // DefaultSeqWait bounds how long a SeqService call may wait for its
-// section's next step to be persisted before it answers unavailable.
-const DefaultSeqWait = 2 * time.Second
+// section's next step to be persisted, or its group to activate (the
+// default activation delay is a second), before it answers unavailable:
+// less than the Go client's attempt timeout, so that the client gets the
+// answer rather than giving up on the node.
+const DefaultSeqWait = 1500 * time.Millisecond
 
 // SeqAllocator is what the server needs from the sequence node:
 // *seqfacade.Node implements it. Implementations must be safe for

@@ -83,7 +83,7 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 		pending[i] = i
 	}
 	var lastErr error
-	avoid := map[string]bool{}
+	avoid := avoidance{}
 	for round := 0; len(pending) > 0; round++ {
 		if round == seqAttempts {
 			return nil, exhausted("NextSeqs", lastErr)
@@ -144,7 +144,7 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 // unavailable owner, at most seqAttempts rounds.
 func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) error {
 	var err error
-	avoid := map[string]bool{}
+	avoid := avoidance{}
 	for round := range seqAttempts {
 		if round > 0 {
 			if berr := c.backoff(ctx, round); berr != nil {
@@ -169,18 +169,44 @@ func exhausted(method string, last error) error {
 		WithMeta(migv1.MetaRetryable, "true"), last)
 }
 
+// avoidance is the nodes one call avoids, and why.
+type avoidance map[string]avoidKind
+
+type avoidKind int
+
+const (
+	// down: the node did not answer (connection refused, timed out): it
+	// is avoided for the rest of the call.
+	down avoidKind = iota + 1
+	// busy: the node answered unavailable (a group activating, a node cut
+	// off from etcd): another node is asked, which has perhaps a newer
+	// table; when it sends the call back (a redirect), the busy nodes are
+	// tried again, after the round's backoff, since it was the owner
+	// after all.
+	busy
+)
+
+// forgive clears the busy nodes: a redirect says who the owner is now.
+func (a avoidance) forgive() {
+	for addr, k := range a {
+		if k == busy {
+			delete(a, addr)
+		}
+	}
+}
+
 // pick returns the address to send uid to: its owner by r, unless the
 // owner failed during this call; then any other node r names (it answers
 // or redirects to the current owner); "" for the configured endpoints.
-func pick(r *route.Table, uid uint64, avoid map[string]bool) string {
+func pick(r *route.Table, uid uint64, avoid avoidance) string {
 	if r == nil {
 		return ""
 	}
-	if o, ok := r.Lookup(uid); ok && o.Address != "" && !avoid[o.Address] {
+	if o, ok := r.Lookup(uid); ok && o.Address != "" && avoid[o.Address] == 0 {
 		return o.Address
 	}
 	for _, rt := range r.Routes {
-		if rt.Address != "" && !avoid[rt.Address] {
+		if rt.Address != "" && avoid[rt.Address] == 0 {
 			return rt.Address
 		}
 	}
@@ -190,8 +216,8 @@ func pick(r *route.Table, uid uint64, avoid map[string]bool) string {
 // seqRound sends one attempt to the node at addr, or, with addr "", to
 // the configured endpoints (one pass). It learns the table of the answer
 // or of a redirect, and reports whether another round may succeed. A node
-// that failed without an answer goes into avoid for the rest of the call.
-func (c *Client) seqRound(ctx context.Context, method, addr string, avoid map[string]bool, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) (again bool, err error) {
+// that failed goes into avoid (see avoidance).
+func (c *Client) seqRound(ctx context.Context, method, addr string, avoid avoidance, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) (again bool, err error) {
 	version := uint64(0)
 	if r := c.routing.Load(); r != nil {
 		version = r.Version
@@ -221,6 +247,7 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid map[st
 	}
 	if r := migv1.RedirectRouting(err); r != nil {
 		c.learn(r)
+		avoid.forgive()
 		return true, err
 	}
 	if addr != "" {
@@ -229,9 +256,12 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid map[st
 		// unavailable). Its sections may have moved: ask another node the
 		// table names, which answers, redirects with a newer table, or
 		// says unavailable too.
-		_, failover := classify(err, true)
-		if failover {
-			avoid[addr] = true
+		answered, failover := classify(err, true)
+		switch {
+		case failover && answered:
+			avoid[addr] = busy
+		case failover:
+			avoid[addr] = down
 		}
 		return failover, err
 	}
