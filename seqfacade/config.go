@@ -30,7 +30,9 @@ const (
 	// that is longer (a cluster across sites); the granted TTL is used.
 	DefaultTTL = 2 * time.Second
 	// DefaultMargin is taken off every right to serve, for the rates of
-	// two hosts' clocks (20% of the activation delay) and the time to act.
+	// two hosts' clocks (20% of the activation delay: two hosts slewed
+	// the opposite ways by chrony's fastest 8.3% differ by 15.4%) and the
+	// time to act.
 	DefaultMargin = 200 * time.Millisecond
 	// DefaultRequestTimeout bounds every etcd call of a node.
 	DefaultRequestTimeout = 300 * time.Millisecond
@@ -316,8 +318,10 @@ func (c Config) Validate() error {
 	switch {
 	case c.ActivationDelay <= 0:
 		bad("activation delay %v must be positive", c.ActivationDelay)
-	case c.Lease.Margin <= 0 || c.Lease.Margin*20 < c.ActivationDelay:
-		bad("margin %v must be positive and at least 5%% of the activation delay %v (the clock-rate error it absorbs)", c.Lease.Margin, c.ActivationDelay)
+	case c.Lease.Margin <= 0 || c.Lease.Margin*6 < c.ActivationDelay:
+		// Two hosts slewing in opposite directions at chrony's maximum
+		// (8.3%) differ by 2s/(1+s), about 15.4%.
+		bad("margin %v must be at least a sixth of the activation delay %v: it absorbs the clock-rate difference of two hosts, up to 15%% when NTP daemons slew at their fastest", c.Lease.Margin, c.ActivationDelay)
 	case c.ConfirmInterval <= 0:
 		bad("confirm interval %v must be positive", c.ConfirmInterval)
 	case claim <= c.ConfirmInterval+c.Lease.RequestTimeout:

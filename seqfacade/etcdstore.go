@@ -11,7 +11,11 @@ import (
 // etcdStore keeps each group's max_seqs in one etcd key,
 // <prefix>/seq/groups/<group as 8 hex digits>, encoded by encodeGroup.
 // Keys sort in group order, so a range of groups is a range of keys.
-// Safe for concurrent use.
+// The first write of a group also creates <prefix>/seq/born/<group>: a
+// group key found absent while its born key exists was deleted (an
+// operator's mistake), and is refused as corrupt rather than read as
+// zeros, which would restart every uid of the group from 1. Safe for
+// concurrent use.
 type etcdStore struct {
 	cli     *clientv3.Client
 	lay     layout
@@ -27,14 +31,16 @@ func newEtcdStore(cli *clientv3.Client, cfg Config) *etcdStore {
 
 func groupKey(prefix string, g int) string { return fmt.Sprintf("%s/seq/groups/%08x", prefix, g) }
 
+func bornKey(prefix string, g int) string { return fmt.Sprintf("%s/seq/born/%08x", prefix, g) }
+
 // Load implements Store with a linearizable Get, in a transaction with
 // the proof when there is one.
 func (s *etcdStore) Load(ctx context.Context, g int, proof []clientv3.Cmp) (GroupState, error) {
 	n := s.lay.sectionsIn(g)
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	key := groupKey(s.prefix, g)
-	tr, err := s.cli.Txn(cctx).If(proof...).Then(clientv3.OpGet(key)).Commit()
+	key, born := groupKey(s.prefix, g), bornKey(s.prefix, g)
+	tr, err := s.cli.Txn(cctx).If(proof...).Then(clientv3.OpGet(key), clientv3.OpGet(born, clientv3.WithCountOnly())).Commit()
 	if err != nil {
 		return GroupState{}, fmt.Errorf("reading %s: %w", key, err)
 	}
@@ -43,6 +49,11 @@ func (s *etcdStore) Load(ctx context.Context, g int, proof []clientv3.Cmp) (Grou
 	}
 	kvs := tr.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
+		// HAZARD: zeros only for a group never written; one whose key was
+		// deleted would hand every uid values it had already.
+		if tr.Responses[1].GetResponseRange().Count > 0 {
+			return GroupState{}, fmt.Errorf("%w: %s is missing but %s says it was written: the key was deleted; refusing to start its uids again from 1 (restore it, or raise every max_seq with mig seq-raise)", ErrCorrupt, key, born)
+		}
 		return GroupState{MaxSeqs: make([]uint64, n)}, nil
 	}
 	m, err := decodeGroup(kvs[0].Value, n)
@@ -57,12 +68,20 @@ func (s *etcdStore) Load(ctx context.Context, g int, proof []clientv3.Cmp) (Grou
 func (s *etcdStore) Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error) {
 	key := groupKey(s.prefix, g)
 	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", expect)}, proof...)
+	ops := []clientv3.Op{clientv3.OpPut(key, string(encodeGroup(maxSeqs)))}
+	if expect == 0 {
+		// The first write: the group's born key, so that the group key
+		// cannot be deleted unnoticed (see etcdStore).
+		born := bornKey(s.prefix, g)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(born), "=", 0))
+		ops = append(ops, clientv3.OpPut(born, "1"))
+	}
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	tr, err := s.cli.Txn(cctx).
 		If(cmps...).
-		Then(clientv3.OpPut(key, string(encodeGroup(maxSeqs)))).
-		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
+		Then(ops...).
+		Else(clientv3.OpGet(key, clientv3.WithKeysOnly()), clientv3.OpGet(bornKey(s.prefix, g), clientv3.WithCountOnly())).
 		Commit()
 	if err != nil {
 		return 0, fmt.Errorf("writing %s: %w", key, err)
@@ -76,6 +95,9 @@ func (s *etcdStore) Save(ctx context.Context, g int, maxSeqs []uint64, expect in
 	}
 	if rev != expect {
 		return 0, fmt.Errorf("%w: %s changed under this node (revision %d, expected %d)", ErrNotOwner, key, rev, expect)
+	}
+	if expect == 0 && tr.Responses[1].GetResponseRange().Count > 0 {
+		return 0, fmt.Errorf("%w: %s was deleted after it was written", ErrCorrupt, key)
 	}
 	return 0, fmt.Errorf("%w: writing %s: %w", ErrNotOwner, key, ErrProofFailed)
 }

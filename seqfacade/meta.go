@@ -77,7 +77,11 @@ func orNone(s string) string {
 // and could start below values already handed out. A node that takes a
 // datacenter's own store for a shared one (or another datacenter's), or
 // that disagrees on the homes, could serve uids another store serves too:
-// two counters for one uid.
+// two counters for one uid. What no store can check is another
+// datacenter's own store: two stores each recorded with homes that
+// overlap the other's would both serve the overlap. Giving every
+// datacenter the same --seq-homes is the operator's part (one store for
+// every datacenter, --seq-etcd, has no such gap).
 func checkMetadata(ctx context.Context, cli *clientv3.Client, cfg Config) error {
 	key := cfg.Prefix + "/seq/config"
 	want := recordOf(cfg)

@@ -28,7 +28,7 @@ func TestCleanRestart(t *testing.T) {
 	src := clock.NewReal()
 	cfg := fastConfig("a")
 	cfg.Step = 100
-	cfg.ActivationDelay, cfg.Lease.Margin = 5*time.Second, 250*time.Millisecond
+	cfg.ActivationDelay, cfg.Lease.Margin = 5*time.Second, time.Second
 
 	a := mustServe(t, cli, cfg, src)
 	var h history

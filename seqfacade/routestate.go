@@ -217,9 +217,12 @@ func (s *routeState) applyLocked(t *table, now time.Duration, confirmed bool, un
 	if t == nil || len(t.Owners) != len(s.mu.slots) {
 		return
 	}
-	if old := s.mu.tbl; old != nil && t.rev < old.rev {
+	if old := s.mu.tbl; old != nil && (t.rev < old.rev || t.Version < old.Version) {
 		// Older than a table already seen: it confirms nothing (a group it
-		// shows may have moved since), and the next round will do.
+		// shows may have moved since), and the next round will do. An old
+		// table's value written back (an operator's "undo": a newer
+		// revision, an older version) would reuse tenures already ended,
+		// whose releases this node may remember: refused likewise.
 		return
 	}
 	s.mu.tbl = t

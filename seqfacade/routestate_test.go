@@ -503,3 +503,38 @@ func TestRoutedClaimDeadline(t *testing.T) {
 		t.Fatal("Done open after end")
 	}
 }
+
+// TestOldTableWrittenBack: an old table's value written back by hand (a
+// newer revision, an older version) is refused: it would give a group
+// back to a tenure that ended, whose release the node may remember, while
+// the current owner still serves.
+func TestOldTableWrittenBack(t *testing.T) {
+	b := newHost(t, "b", edgeDelay, 1)
+	w := &world{hosts: []*host{b}}
+	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	v2 := tableAt(2, 20, "b", 2, aTenure)
+	b.st.observe(v2, b.clk.Mono())
+	b.confirmNow(v2)
+	b.st.releasedSeen(map[int]tenure{0: aTenure})
+	if _, err := b.st.claimFor(0); err != nil {
+		t.Fatal(err)
+	}
+	// v3 hands the group to c; b releases it.
+	v3 := tableAt(3, 30, "c", 3, tenure{Node: "b", Reg: edgeReg, Since: 2})
+	b.st.observe(v3, b.clk.Mono())
+	w.advance(10 * time.Millisecond)
+	// An operator writes v2's value back: revision 40, version 2.
+	undo := tableAt(2, 40, "b", 2, aTenure)
+	b.st.observe(undo, b.clk.Mono())
+	b.confirmNow(undo)
+	if _, err := b.st.claimFor(0); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("b after an old table was written back: %v, want ErrNotOwner (v3 still stands)", err)
+	}
+	// The arbiter's next table is above every version seen: version 41,
+	// the revision it read at, not v3+1 again.
+	lay := newLayout(edgeConfig("x", edgeDelay))
+	next, changed := nextTable(undo, []string{"x", "x", "x", "x"}, undo.members, lay, 40)
+	if !changed || next.Version <= 3 {
+		t.Fatalf("the table after the undo has version %d, reusing tenures", next.Version)
+	}
+}

@@ -155,7 +155,10 @@ func decodeTable(val []byte, rev int64, lay layout) (*table, error) {
 func nextTable(prev *table, owners []string, members map[string]member, lay layout, first uint64) (*table, bool) {
 	version := max(first, 1)
 	if prev != nil {
-		version = prev.Version + 1
+		// Never below the read revision either: an old table's value
+		// written back by hand must not make versions, and so tenures,
+		// repeat (versions stay at most their own revision).
+		version = max(prev.Version+1, first)
 	}
 	since := make([]uint64, len(owners))
 	tenures := make([]tenure, len(owners))

@@ -121,7 +121,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	for _, bad := range []Config{
 		{ActivationDelay: 300 * time.Millisecond}, // right 100ms < interval 75ms + timeout 300ms
-		{ActivationDelay: 10 * time.Second},       // margin 200ms < 5% of 10s
+		{ActivationDelay: 2 * time.Second},        // margin 200ms < a sixth of 2s
 		{ConfirmInterval: 700 * time.Millisecond}, // right 800ms < 700 + 300
 		{Weight: -1}, {Weight: math.NaN()}, {Address: "a b:1"}, {Datacenter: "a/b"},
 		{RebalanceInterval: -time.Second}, {Tolerance: -1}, {EvidenceRounds: -1},
