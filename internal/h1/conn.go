@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 )
@@ -27,8 +28,6 @@ const (
 	// maxDrain is the most of an unread request body the server reads
 	// and discards to keep the connection; past it, it closes.
 	maxDrain = 256 << 10
-	// maxTrailerLines bounds a chunked body's trailer.
-	maxTrailerLines = 64
 )
 
 // aLongTimeAgo is a deadline that has passed: it wakes a blocked read.
@@ -323,9 +322,17 @@ func (c *conn) serveHTTP(n int) (bool, error) {
 // newRequest builds the *http.Request of c.head, copying what it needs.
 func (c *conn) newRequest() (*http.Request, error) {
 	h := &c.head
-	u, err := url.ParseRequestURI(string(h.target))
+	target := string(h.target)
+	authority := string(h.method) == http.MethodConnect && !strings.HasPrefix(target, "/")
+	if authority { // CONNECT host:port, parsed as net/http does
+		target = "http://" + target
+	}
+	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		return nil, badRequest("malformed request target " + quote(h.target))
+	}
+	if authority {
+		u.Scheme = ""
 	}
 	hdr := make(http.Header, 8)
 	for rest := h.fields; ; {
@@ -491,19 +498,19 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readTrailer reads a chunked body's trailer fields, which nothing uses,
-// up to the empty line that ends the request.
+// readTrailer reads the end of a chunked body after its last chunk: the
+// empty line alone. Trailer fields are refused (the body fails and the
+// connection closes): nothing MIG serves uses them, and their framing
+// rules are where HTTP implementations disagree.
 func (b *body) readTrailer() error {
-	for range maxTrailerLines {
-		line, err := b.c.br.ReadSlice('\n')
-		if err != nil {
-			return fmt.Errorf("h1: reading the request trailer: %w", err)
-		}
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return io.EOF
-		}
+	if err := b.c.fill(2); err != nil {
+		return fmt.Errorf("h1: reading the end of a chunked body: %w", err)
 	}
-	return fmt.Errorf("h1: request trailer over %d lines", maxTrailerLines)
+	if end, _ := b.c.br.Peek(2); string(end) != "\r\n" {
+		return errors.New("h1: trailer fields after a chunked body are not supported")
+	}
+	b.c.br.Discard(2)
+	return io.EOF
 }
 
 func (b *body) Close() error { return nil }
