@@ -308,9 +308,15 @@ type streamConn struct {
 	out            bytes.Buffer
 	readDeadlines  []time.Time
 	writeDeadlines []time.Time
+	reads          int
+	onRead         func(n int) // if set, called before the nth read (from 1)
 }
 
 func (c *streamConn) Read(p []byte) (int, error) {
+	c.reads++
+	if c.onRead != nil {
+		c.onRead(c.reads)
+	}
 	if len(c.in) == 0 {
 		return 0, io.EOF
 	}
