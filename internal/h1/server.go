@@ -85,11 +85,11 @@ type Server struct {
 
 	initOnce sync.Once
 	clock    clock.Source // Clock or the host's
-	closing atomic.Bool
-	base    context.Context    // every connection's context derives from it
-	cancel  context.CancelFunc // cancels base: Close
-	date    dateCache
-	mu      struct {
+	closing  atomic.Bool
+	base     context.Context    // every connection's context derives from it
+	cancel   context.CancelFunc // cancels base: Close
+	date     dateCache
+	mu       struct {
 		sync.Mutex
 		listeners map[net.Listener]struct{}
 		conns     map[*conn]struct{}
