@@ -110,9 +110,9 @@ func reuse[Req, Resp any](m *fastMethod, local *any) *reusedCall[Req, Resp] {
 // (or fails, and Handler answers), reset empties the response from the
 // last use, and fill answers. The messages are the connection's, reused
 // from one request to the next, so that the hot methods allocate nothing:
-// at 80,000 requests a second, a few hundred bytes each ran the collector
-// every quarter second, and each of its cycles left a few milliseconds of
-// late answers behind it.
+// under load, a few hundred bytes a request ran the collector several
+// times a second, and each of its cycles left a burst of late answers
+// behind it (docs/benchmarks.md has the figures).
 //
 // HAZARD: the messages outlive the request. Nothing may keep the request,
 // the response, or a slice of either past the handler's return; the

@@ -86,8 +86,9 @@ func newMetrics(reg *prometheus.Registry, src clock.Source, log *slog.Logger) (*
 			Subsystem: "rpc",
 			Name:      "request_duration_seconds",
 			Help:      "Time from a Twirp request's arrival to the end of its answer, by service and method.",
-			// From 50 µs (an ID on loopback) to about 1.6 s (a client's
-			// default timeout is 2 s).
+			// From 50 µs, under an ID's round trip on loopback
+			// (docs/benchmarks.md), to about 1.6 s (a client's default
+			// timeout is 2 s).
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
 		}, []string{"service", "method"}),
 		idsIssued: prometheus.NewCounter(prometheus.CounterOpts{
