@@ -257,9 +257,9 @@ var idsField = (&migv1.NextIDsResponse{}).ProtoReflect().Descriptor().Fields().B
 
 // CountIDs counts the IDs in an encoded NextIDsResponse, packed or not,
 // checking the encoding as it goes, without allocating: proto.Unmarshal
-// would allocate the slice and the datacenter's string, and at a hundred
-// thousand answers a second the client's collector then runs often
-// enough to show in the latencies it measures.
+// would allocate the slice and the datacenter's string, and at the rates
+// a benchmark runs the client's collector then runs often enough to show
+// in the latencies it measures.
 func CountIDs(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
