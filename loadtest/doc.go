@@ -35,6 +35,17 @@
 // Redis INCR (LINE's design before MIG) through a minimal RESP client of
 // this package, and the report puts the two side by side.
 //
+// # Benchmarks
+//
+// [Bench] is the same harness cut down for Go benchmarks (cmd/mig's
+// BenchmarkServe and BenchmarkRedisINCR): a fixed number of calls, closed
+// or open loop, through [Caller]s that speak the wire directly and
+// allocate nothing per call: [WireConn] posts MIG's protobuf over raw
+// HTTP/1.1 and counts the IDs off the wire, [RedisConn] is the RESP
+// client of the Redis phase above, [ClientCaller] goes through an
+// IDClient. [MeasurePauses] measures how often the host keeps a busy
+// thread off its core, the floor under every tail latency measured here.
+//
 // # Checker
 //
 // The [Checker] is pure logic: it is given answers (values, client,

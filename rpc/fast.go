@@ -2,9 +2,7 @@ package rpc
 
 import (
 	"context"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twitchtv/twirp"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -22,23 +20,22 @@ const contentTypeProtobuf = "application/protobuf"
 //
 // They are the same methods Handler serves, on the same service values,
 // and their answers are byte for byte the same: what differs is only the
-// work around them. A request that is not plainly protobuf of an allowed
-// size, or whose body does not decode, is declined and goes to Handler,
-// which answers it as Twirp does; so does every request over JSON. A
-// method's error is written with twirp.WriteError after twirpError, the
-// one place errors become codes, and counted like Handler's.
+// work around them. They share with Handler what decides and records a
+// request: the body limit (bodyLimit.admit), the translation of errors
+// (twirpError, written with twirp.WriteError) and the accounting
+// (methodMetrics.done). A request that is not plainly protobuf, or whose
+// body does not decode, is declined and goes to Handler, which answers it
+// as Twirp does; so does every request over JSON.
 func (s *Server) FastHandlers() map[string]h1.FastHandler {
 	return s.fast
 }
 
 // fastRoutes builds FastHandlers' map.
-func (s *Server) fastRoutes(ids *idService, seqs *seqService, maxBody int64) map[string]h1.FastHandler {
+func (s *Server) fastRoutes(ids *idService, seqs *seqService, limit bodyLimit) map[string]h1.FastHandler {
 	slot := 0
 	route := func(prefix, method string) *fastMethod {
-		m := &fastMethod{metrics: s.metrics, maxBody: maxBody, service: serviceName(prefix), method: method, slot: slot}
+		m := &fastMethod{metrics: s.metrics.method(serviceName(prefix), method), limit: limit, slot: slot}
 		slot++
-		m.ok = s.metrics.requests.WithLabelValues(m.service, method, codeOK)
-		m.latency = s.metrics.latency.WithLabelValues(m.service, method)
 		return m
 	}
 	const idp, seqp = migv1.IDServicePathPrefix, migv1.SeqServicePathPrefix
@@ -67,12 +64,9 @@ func serviceName(prefix string) string {
 
 // fastMethod is one method's fast route and its metrics, resolved once.
 type fastMethod struct {
-	metrics         *metrics
-	maxBody         int64
-	service, method string
-	ok              prometheus.Counter
-	latency         prometheus.Observer
-	slot            int // in connCalls
+	metrics *methodMetrics
+	limit   bodyLimit
+	slot    int // in connCalls
 }
 
 // connCalls is what the fast routes keep in a connection's
@@ -116,9 +110,9 @@ func reuse[Req, Resp any](m *fastMethod, local *any) *reusedCall[Req, Resp] {
 // (or fails, and Handler answers), reset empties the response from the
 // last use, and fill answers. The messages are the connection's, reused
 // from one request to the next, so that the hot methods allocate nothing:
-// at 80,000 requests a second, a few hundred bytes each ran the collector
-// every quarter second, and each of its cycles left a few milliseconds of
-// late answers behind it.
+// under load, a few hundred bytes a request ran the collector several
+// times a second, and each of its cycles left a burst of late answers
+// behind it (docs/benchmarks.md has the figures).
 //
 // HAZARD: the messages outlive the request. Nothing may keep the request,
 // the response, or a slice of either past the handler's return; the
@@ -127,33 +121,44 @@ func serveFast[Req, Resp any, PReq message[Req], PResp message[Resp]](m *fastMet
 	decode func([]byte, PReq) error, reset func(proto.Message),
 	fill func(context.Context, PReq, PResp) error) h1.FastHandler {
 	return func(w *h1.ResponseWriter, r *h1.FastRequest) bool {
-		if string(r.ContentType) != contentTypeProtobuf || int64(len(r.Body)) > m.maxBody {
+		if string(r.ContentType) != contentTypeProtobuf {
 			return false
 		}
-		start := m.metrics.src.Mono()
-		c := reuse[Req, Resp](m, r.Local)
-		req, resp := PReq(&c.req), PResp(&c.resp)
-		if err := decode(r.Body, req); err != nil {
-			return false // Handler answers malformed and counts it
-		}
-		reset(resp)
-		err := fill(r.Context, req, resp)
+		start := m.metrics.m.src.Mono()
+		err := m.limit.admit(int64(len(r.Body)))
 		if err == nil {
-			var b []byte
-			b, err = proto.MarshalOptions{}.MarshalAppend(w.AvailableBuffer(), resp)
+			c := reuse[Req, Resp](m, r.Local)
+			req, resp := PReq(&c.req), PResp(&c.resp)
+			if err := decode(r.Body, req); err != nil {
+				return false // Handler answers malformed, in Twirp's words, and counts it
+			}
+			reset(resp)
+			err = fill(r.Context, req, resp)
 			if err == nil {
-				w.SetContentType(contentTypeProtobuf)
-				w.Write(b)
-				m.done(codeOK, start)
-				return true
+				err = m.write(w, resp)
 			}
 		}
-		twerr := twirpError(err)
-		m.metrics.logInternal(m.method, twerr)
-		twirp.WriteError(w, twerr) // into a buffer: it cannot fail
-		m.done(string(twerr.Code()), start)
+		if err != nil {
+			twerr := twirpError(err)
+			m.metrics.m.logInternal(m.metrics.method, twerr)
+			twirp.WriteError(w, twerr) // into a buffer: it cannot fail
+			m.metrics.done(string(twerr.Code()), start)
+			return true
+		}
+		m.metrics.done(codeOK, start)
 		return true
 	}
+}
+
+// write encodes resp into w's buffer as the answer.
+func (m *fastMethod) write(w *h1.ResponseWriter, resp proto.Message) error {
+	b, err := proto.MarshalOptions{}.MarshalAppend(w.AvailableBuffer(), resp)
+	if err != nil {
+		return err
+	}
+	w.SetContentType(contentTypeProtobuf)
+	w.Write(b)
+	return nil
 }
 
 // unmarshal is proto.Unmarshal for serveFast.
@@ -205,14 +210,4 @@ func decodeNextIDs(b []byte, req *migv1.NextIDsRequest) error {
 		m.SetUnknown(nil) // left by an earlier body that went to proto.Unmarshal
 	}
 	return nil
-}
-
-// done counts an answered request as the hooks do for Handler.
-func (m *fastMethod) done(code string, start time.Duration) {
-	if code == codeOK {
-		m.ok.Inc()
-	} else {
-		m.metrics.requests.WithLabelValues(m.service, m.method, code).Inc()
-	}
-	m.latency.Observe((m.metrics.src.Mono() - start).Seconds())
 }

@@ -1,9 +1,13 @@
 package rpc_test
 
 import (
+	"bytes"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/migsvc/mig/internal/h1"
@@ -166,4 +170,54 @@ func FuzzDecodeNextIDs(f *testing.F) {
 			reused = new(migv1.NextIDsRequest) // an error leaves a message undefined
 		}
 	})
+}
+
+// TestFastSharesLimitAndAccounting: the fast route and Handler refuse
+// the same oversized body with the same answer, and both paths count
+// their requests in the same series.
+func TestFastSharesLimitAndAccounting(t *testing.T) {
+	s, err := rpc.NewServer(newRealIssuer(t), rpc.WithMaxBodyBytes(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := migv1.IDServicePathPrefix + "NextIDs"
+	// count 1 behind 200 bytes of an unknown field: decodable, too large.
+	big := append(fixed(&migv1.NextIDsRequest{Count: proto.Int32(1)})(0), protowire.AppendBytes([]byte{0x7a}, make([]byte, 200))...)
+	small := fixed(&migv1.NextIDsRequest{Count: proto.Int32(1)})(0)
+
+	var w h1.ResponseWriter
+	if !s.FastHandlers()[path](&w, &h1.FastRequest{Context: t.Context(), ContentType: []byte("application/protobuf"), Body: big}) {
+		t.Fatal("the fast route declined an oversized body: it must refuse it itself")
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(big))
+	req.Header.Set("Content-Type", "application/protobuf")
+	s.Handler().ServeHTTP(rec, req)
+	if w.Status() != rec.Code || !bytes.Equal(w.Body(), rec.Body.Bytes()) || rec.Code != http.StatusBadRequest {
+		t.Fatalf("fast route answered %d %q, Handler %d %q", w.Status(), w.Body(), rec.Code, rec.Body.Bytes())
+	}
+	if !bytes.Contains(w.Body(), []byte("exceeds the limit of 100 bytes")) {
+		t.Errorf("refusal %q does not name the limit", w.Body())
+	}
+
+	newFastCaller(t, s, path).call(small)
+	rec = httptest.NewRecorder()
+	req = httptest.NewRequest(http.MethodPost, path, bytes.NewReader(small))
+	req.Header.Set("Content-Type", "application/protobuf")
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("Handler answered %d %q", rec.Code, rec.Body.Bytes())
+	}
+
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		`mig_rpc_requests_total{code="malformed",method="NextIDs",service="IDService"} 2`,
+		`mig_rpc_requests_total{code="ok",method="NextIDs",service="IDService"} 2`,
+		`mig_rpc_request_duration_seconds_count{method="NextIDs",service="IDService"} 4`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,52 @@ type metrics struct {
 	seqsIssued prometheus.Counter
 	src        clock.Source
 	log        *slog.Logger
+
+	mu struct {
+		sync.Mutex
+		methods map[methodKey]*methodMetrics
+	}
+}
+
+type methodKey struct{ service, method string }
+
+// methodMetrics are one method's metrics, resolved once. Their done is
+// where every answered request is counted, whichever path served it:
+// Handler's hooks and the fast routes both end there. Safe for
+// concurrent use.
+type methodMetrics struct {
+	m               *metrics
+	service, method string
+	ok              prometheus.Counter  // requests with code ok: most of them
+	latency         prometheus.Observer // of every request
+}
+
+// method returns the metrics of a service's method, made on first use.
+func (m *metrics) method(service, method string) *methodMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := methodKey{service, method}
+	mm := m.mu.methods[k]
+	if mm == nil {
+		mm = &methodMetrics{
+			m: m, service: service, method: method,
+			ok:      m.requests.WithLabelValues(service, method, codeOK),
+			latency: m.latency.WithLabelValues(service, method),
+		}
+		m.mu.methods[k] = mm
+	}
+	return mm
+}
+
+// done counts a request answered with code (codeOK or a Twirp code),
+// and its latency from start, a monotonic time of m.src.
+func (mm *methodMetrics) done(code string, start time.Duration) {
+	if code == codeOK {
+		mm.ok.Inc()
+	} else {
+		mm.m.requests.WithLabelValues(mm.service, mm.method, code).Inc()
+	}
+	mm.latency.Observe((mm.m.src.Mono() - start).Seconds())
 }
 
 func newMetrics(reg *prometheus.Registry, src clock.Source, log *slog.Logger) (*metrics, error) {
@@ -39,8 +86,9 @@ func newMetrics(reg *prometheus.Registry, src clock.Source, log *slog.Logger) (*
 			Subsystem: "rpc",
 			Name:      "request_duration_seconds",
 			Help:      "Time from a Twirp request's arrival to the end of its answer, by service and method.",
-			// From 50 µs (an ID on loopback) to about 1.6 s (a client's
-			// default timeout is 2 s).
+			// From 50 µs, under an ID's round trip on loopback
+			// (docs/benchmarks.md), to about 1.6 s (a client's default
+			// timeout is 2 s).
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
 		}, []string{"service", "method"}),
 		idsIssued: prometheus.NewCounter(prometheus.CounterOpts{
@@ -56,6 +104,7 @@ func newMetrics(reg *prometheus.Registry, src clock.Source, log *slog.Logger) (*
 		src: src,
 		log: log,
 	}
+	m.mu.methods = make(map[methodKey]*methodMetrics)
 	for _, c := range []prometheus.Collector{
 		m.requests, m.latency, m.idsIssued, m.seqsIssued,
 		collectors.NewGoCollector(),
@@ -71,7 +120,8 @@ func newMetrics(reg *prometheus.Registry, src clock.Source, log *slog.Logger) (*
 func (m *metrics) issued(n int) { m.idsIssued.Add(float64(n)) }
 
 // logInternal logs an internal error, which is a bug of the server's:
-// other codes are the client's or the cluster's business.
+// other codes are the client's or the cluster's business. Both paths
+// call it for every error they answer.
 func (m *metrics) logInternal(method string, twerr twirp.Error) {
 	if twerr.Code() == twirp.Internal {
 		m.log.Error("internal error answering a request", "method", method, "err", twerr)
@@ -87,9 +137,10 @@ type call struct {
 
 type callKey struct{}
 
-// hooks returns the Twirp server hooks that record requests. before runs
-// when a request has been routed and may refuse it; the refusal goes
-// through Twirp's error path, so it is counted like any other error.
+// hooks returns the Twirp server hooks that record requests, through
+// methodMetrics.done as the fast routes do. before runs when a request
+// has been routed and may refuse it; the refusal goes through Twirp's
+// error path, so it is counted like any other error.
 func (m *metrics) hooks(before func(context.Context) error) *twirp.ServerHooks {
 	return &twirp.ServerHooks{
 		RequestReceived: func(ctx context.Context) (context.Context, error) {
@@ -119,8 +170,7 @@ func (m *metrics) hooks(before func(context.Context) error) *twirp.ServerHooks {
 			if !ok {
 				method = "unknown"
 			}
-			m.requests.WithLabelValues(service, method, c.code).Inc()
-			m.latency.WithLabelValues(service, method).Observe((m.src.Mono() - c.start).Seconds())
+			m.method(service, method).done(c.code, c.start)
 		},
 	}
 }

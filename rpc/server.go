@@ -147,15 +147,16 @@ func NewServer(issuer IDIssuer, opts ...ServerOption) (*Server, error) {
 	idSvc := &idService{issuer: issuer, metrics: m}
 	ids := migv1.NewIDServiceServer(idSvc, twirp.WithServerHooks(m.hooks(checkBody)))
 
+	limit := bodyLimit{max: o.maxBody}
 	mux := http.NewServeMux()
-	mux.Handle(ids.PathPrefix(), limitBody(ids, o.maxBody))
+	mux.Handle(ids.PathPrefix(), limit.handler(ids))
 	var seqSvc *seqService
 	if o.seq != nil {
 		seqSvc = &seqService{alloc: o.seq, wait: o.seqWait, metrics: m, fwd: o.fwd}
 		seqs := migv1.NewSeqServiceServer(seqSvc, twirp.WithServerHooks(m.hooks(checkBody)))
-		mux.Handle(seqs.PathPrefix(), limitBody(seqs, o.maxBody))
+		mux.Handle(seqs.PathPrefix(), limit.handler(seqs))
 	}
-	s.fast = s.fastRoutes(idSvc, seqSvc, o.maxBody)
+	s.fast = s.fastRoutes(idSvc, seqSvc, limit)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /healthz", serveHealthz)
 	mux.HandleFunc("GET /readyz", s.serveReadyz)
@@ -173,27 +174,40 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // which the embedded etcd server fills with its own metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
+// bodyLimit is the one rule for request bodies, whichever path serves
+// them: at most max bytes. A larger body is refused with malformed,
+// unread, and counted under its method. A plain value.
+type bodyLimit struct{ max int64 }
+
+// admit returns nil for a body of length bytes (-1: not declared), or
+// the error it is refused with.
+func (l bodyLimit) admit(length int64) error {
+	if length > l.max {
+		return &bodyTooLargeError{length: length, limit: l.max}
+	}
+	return nil
+}
+
 type bodyLimitKey struct{}
 
-// limitBody caps what h may read of a request body at limit bytes. A body
-// that declares a larger length is marked in the context and refused by
-// checkBody once Twirp has routed it, so the refusal is counted under its
-// method; a body without a declared length that runs past the limit fails
-// while Twirp reads it, which Twirp answers with malformed.
-func limitBody(h http.Handler, limit int64) http.Handler {
+// handler applies the limit to h, a Twirp service. A body whose declared
+// length admit refuses is marked in the context and refused by
+// checkBody once Twirp has routed it, so the refusal is counted under
+// its method; a body without a declared length (chunked) may be read up
+// to the limit only, and Twirp answers malformed once it runs past it.
+func (l bodyLimit) handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > limit {
-			err := &bodyTooLargeError{length: r.ContentLength, limit: limit}
+		if err := l.admit(r.ContentLength); err != nil {
 			r = r.WithContext(context.WithValue(r.Context(), bodyLimitKey{}, err))
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		r.Body = http.MaxBytesReader(w, r.Body, l.max)
 		h.ServeHTTP(w, r)
 	})
 }
 
-// checkBody refuses a request limitBody marked as too large.
+// checkBody refuses a request bodyLimit.handler marked as too large.
 func checkBody(ctx context.Context) error {
-	if err, ok := ctx.Value(bodyLimitKey{}).(*bodyTooLargeError); ok {
+	if err, ok := ctx.Value(bodyLimitKey{}).(error); ok {
 		return twirpError(err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 )
@@ -27,8 +28,6 @@ const (
 	// maxDrain is the most of an unread request body the server reads
 	// and discards to keep the connection; past it, it closes.
 	maxDrain = 256 << 10
-	// maxTrailerLines bounds a chunked body's trailer.
-	maxTrailerLines = 64
 )
 
 // aLongTimeAgo is a deadline that has passed: it wakes a blocked read.
@@ -49,11 +48,13 @@ type conn struct {
 	remote string
 	tls    *tls.ConnectionState // read at the first request that needs it
 
-	// now is the host time at which the current request's first byte was
-	// seen; deadlines and the Date header are computed from it.
-	now                         time.Time
-	readDeadline, writeDeadline time.Time // as last set on nc
-	served                      bool      // a request was read: the idle timeout applies
+	// now is the monotonic time (of srv.clock) at which the current
+	// request's first byte was seen; deadlines are computed from it.
+	now time.Duration
+	// The deadlines last set on nc, in the same monotonic time; 0 for
+	// none.
+	readDeadline, writeDeadline time.Duration
+	served                      bool // a request was read: the idle timeout applies
 
 	mu struct {
 		sync.Mutex
@@ -66,11 +67,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv: s, nc: nc, br: bufio.NewReaderSize(nc, readBufferSize),
 		ctx: ctx, cancel: cancel, remote: nc.RemoteAddr().String(),
-		now: s.clock.Now().Wall,
+		now: s.clock.Mono(),
 	}
 	// A new connection's first request (and TLS handshake) must come
 	// within ReadHeaderTimeout, as with net/http.
-	c.setDeadline(&c.readDeadline, nc.SetReadDeadline, c.now.Add(s.ReadHeaderTimeout))
+	c.setDeadline(&c.readDeadline, nc.SetReadDeadline, c.now+s.ReadHeaderTimeout)
 	return c
 }
 
@@ -92,7 +93,7 @@ func (c *conn) serve() {
 // failure (a client without the certificate mutual TLS asks for, a
 // plain-HTTP client) as net/http does.
 func (c *conn) handshake(tc *tls.Conn) bool {
-	c.setDeadline(&c.writeDeadline, c.nc.SetWriteDeadline, c.now.Add(c.srv.ReadHeaderTimeout))
+	c.setDeadline(&c.writeDeadline, c.nc.SetWriteDeadline, c.now+c.srv.ReadHeaderTimeout)
 	if err := tc.HandshakeContext(c.ctx); err != nil {
 		c.srv.Log.Warn("TLS handshake failed", "remote", c.remote, "err", err)
 		return false
@@ -114,7 +115,7 @@ func (c *conn) next() bool {
 	if !c.await() {
 		return false
 	}
-	c.now = c.srv.clock.Now().Wall
+	c.now = c.srv.clock.Mono()
 	n, err := c.readHead()
 	if err != nil {
 		var se *statusError
@@ -203,7 +204,7 @@ func (c *conn) readHead() (int, error) {
 			return 0, c.tooLarge()
 		}
 		if scanned == 0 { // the header did not come in one read: bound its time
-			c.setDeadline(&c.readDeadline, c.nc.SetReadDeadline, c.now.Add(c.srv.ReadHeaderTimeout))
+			c.setDeadline(&c.readDeadline, c.nc.SetReadDeadline, c.now+c.srv.ReadHeaderTimeout)
 		}
 		scanned = max(len(buf)-2, 1)
 		if len(buf) == c.br.Size() {
@@ -268,7 +269,7 @@ func (c *conn) handle(n int) (bool, error) {
 		!h.chunked && !h.expect && h.length >= 0 && n+int(h.length) <= c.br.Size() {
 		whole := n + int(h.length)
 		if c.br.Buffered() < whole {
-			c.setDeadline(&c.readDeadline, c.nc.SetReadDeadline, c.now.Add(c.srv.ReadTimeout))
+			c.setDeadline(&c.readDeadline, c.nc.SetReadDeadline, c.now+c.srv.ReadTimeout)
 			if err := c.fill(whole); err != nil {
 				return false, err
 			}
@@ -304,7 +305,7 @@ func (c *conn) serveHTTP(n int) (bool, error) {
 	c.br.Discard(n)
 	var b *body
 	if h.chunked || h.length > 0 {
-		c.setDeadline(&c.readDeadline, c.nc.SetReadDeadline, c.now.Add(c.srv.ReadTimeout))
+		c.setDeadline(&c.readDeadline, c.nc.SetReadDeadline, c.now+c.srv.ReadTimeout)
 		b = &body{c: c, expect: expect, chunked: h.chunked, left: h.length}
 		if h.chunked {
 			b.r = httputil.NewChunkedReader(c.br)
@@ -323,9 +324,17 @@ func (c *conn) serveHTTP(n int) (bool, error) {
 // newRequest builds the *http.Request of c.head, copying what it needs.
 func (c *conn) newRequest() (*http.Request, error) {
 	h := &c.head
-	u, err := url.ParseRequestURI(string(h.target))
+	target := string(h.target)
+	authority := string(h.method) == http.MethodConnect && !strings.HasPrefix(target, "/")
+	if authority { // CONNECT host:port, parsed as net/http does
+		target = "http://" + target
+	}
+	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		return nil, badRequest("malformed request target " + quote(h.target))
+	}
+	if authority {
+		u.Scheme = ""
 	}
 	hdr := make(http.Header, 8)
 	for rest := h.fields; ; {
@@ -379,7 +388,7 @@ func (c *conn) tlsState() *tls.ConnectionState {
 func (c *conn) respond(closing, withBody bool) (bool, error) {
 	closing = closing || c.srv.closing.Load()
 	withBody = withBody && bodyAllowed(c.w.code())
-	c.out = c.w.appendHead(c.out, c.srv.date.get(c.now), closing)
+	c.out = c.w.appendHead(c.out, c.srv.date.get(c.srv.clock, c.now), closing)
 	var err error
 	switch {
 	case !withBody:
@@ -425,16 +434,22 @@ func (c *conn) flush() error {
 // less than minLeft is left of it, or more than d (a longer timeout set
 // it): a deadline costs a timer update, so most requests leave it where
 // it is.
-func (c *conn) refresh(dl *time.Time, set func(time.Time) error, d, minLeft time.Duration) {
-	if left := dl.Sub(c.now); left < minLeft || left > d {
-		c.setDeadline(dl, set, c.now.Add(d))
+func (c *conn) refresh(dl *time.Duration, set func(time.Time) error, d, minLeft time.Duration) {
+	if left := *dl - c.now; left < minLeft || left > d {
+		c.setDeadline(dl, set, c.now+d)
 	}
 }
 
-func (c *conn) setDeadline(dl *time.Time, set func(time.Time) error, t time.Time) {
-	if !t.Equal(*dl) {
-		set(t) // fails only on a closed connection, which the next I/O reports
-		*dl = t
+// setDeadline sets a deadline at monotonic time at on nc. net.Conn takes
+// a wall time, which it turns back into time from now at once: at is
+// handed over as the wall time read together with the monotonic time
+// now, plus what is left until at, so that a wall clock step before the
+// call does not move it.
+func (c *conn) setDeadline(dl *time.Duration, set func(time.Time) error, at time.Duration) {
+	if at != *dl {
+		r := c.srv.clock.Now()
+		set(r.Wall.Add(at - r.Mono)) // fails only on a closed connection, which the next I/O reports
+		*dl = at
 	}
 }
 
@@ -491,19 +506,19 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readTrailer reads a chunked body's trailer fields, which nothing uses,
-// up to the empty line that ends the request.
+// readTrailer reads the end of a chunked body after its last chunk: the
+// empty line alone. Trailer fields are refused (the body fails and the
+// connection closes): nothing MIG serves uses them, and their framing
+// rules are where HTTP implementations disagree.
 func (b *body) readTrailer() error {
-	for range maxTrailerLines {
-		line, err := b.c.br.ReadSlice('\n')
-		if err != nil {
-			return fmt.Errorf("h1: reading the request trailer: %w", err)
-		}
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return io.EOF
-		}
+	if err := b.c.fill(2); err != nil {
+		return fmt.Errorf("h1: reading the end of a chunked body: %w", err)
 	}
-	return fmt.Errorf("h1: request trailer over %d lines", maxTrailerLines)
+	if end, _ := b.c.br.Peek(2); string(end) != "\r\n" {
+		return errors.New("h1: trailer fields after a chunked body are not supported")
+	}
+	b.c.br.Discard(2)
+	return io.EOF
 }
 
 func (b *body) Close() error { return nil }

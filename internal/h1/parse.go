@@ -3,8 +3,11 @@ package h1
 import (
 	"bytes"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // requestHead is a request line and header, parsed in place: its slices
@@ -38,6 +41,14 @@ var errIncomplete = errors.New("h1: header incomplete")
 // parseHead parses the request line and header at the start of b. It
 // returns the header's length including its final empty line, or
 // errIncomplete if b does not hold all of it yet, or a *statusError.
+//
+// It accepts and refuses what net/http's server does (FuzzDifferential
+// holds it to that), with deliberate refusals where net/http goes on:
+// both Content-Length and Transfer-Encoding, a Transfer-Encoding in an
+// HTTP/1.0 request (RFC 9112 §6.1: faulty framing), a header line folded
+// onto the one before (RFC 9112 §5.2 lets a server refuse it), a space
+// before a field's colon (RFC 9112 §5.1 says to refuse it). Each is a
+// shape a proxy in front may frame differently.
 func parseHead(b []byte, h *requestHead) (int, error) {
 	*h = requestHead{length: -1}
 	line, rest, ok := nextLine(b)
@@ -48,7 +59,10 @@ func parseHead(b []byte, h *requestHead) (int, error) {
 		return 0, err
 	}
 	fieldsStart := len(b) - len(rest)
-	var keepAlive, seenLength, seenHost bool
+	var (
+		keepAlive, seenHost, seenExpect, seenTE bool
+		length                                  []byte // the first Content-Length, as sent
+	)
 	for {
 		line, rest, ok = nextLine(rest)
 		if !ok {
@@ -63,22 +77,27 @@ func parseHead(b []byte, h *requestHead) (int, error) {
 		}
 		switch {
 		case equalFold(name, "content-length"):
+			// Repeats must be the same text, as net/http wants: "5" and
+			// "05" may mean different things to a proxy.
+			if length != nil {
+				if !bytes.Equal(value, length) {
+					return 0, badRequest("conflicting Content-Length values")
+				}
+				break
+			}
 			n, ok := parseLength(value)
 			if !ok {
 				return 0, badRequest("bad Content-Length " + quote(value))
 			}
-			if seenLength && n != h.length {
-				return 0, badRequest("conflicting Content-Length values")
-			}
-			h.length, seenLength = n, true
+			h.length, length = n, value
 		case equalFold(name, "transfer-encoding"):
-			if !equalFold(value, "chunked") || h.chunked {
+			if !equalFold(value, "chunked") || seenTE {
 				return 0, &statusError{http.StatusNotImplemented, "unsupported Transfer-Encoding " + quote(value) + ": only chunked is"}
 			}
-			h.chunked = true
+			seenTE = true
 		case equalFold(name, "connection"):
 			for tok := range bytes.SplitSeq(value, []byte(",")) {
-				tok = bytes.TrimSpace(tok)
+				tok = bytes.Trim(tok, " \t") // optional whitespace only, not any Unicode space
 				if equalFold(tok, "close") {
 					h.close = true
 				} else if equalFold(tok, "keep-alive") {
@@ -86,16 +105,21 @@ func parseHead(b []byte, h *requestHead) (int, error) {
 				}
 			}
 		case equalFold(name, "expect"):
-			if h.minor == 0 {
-				break // RFC 9110 §10.1.1: ignored in an HTTP/1.0 request
+			// Only the first counts, as in net/http. Anything but
+			// 100-continue is refused below, in HTTP/1.0 too.
+			if !seenExpect {
+				seenExpect = true
+				h.expect = hasToken(value, "100-continue")
+				if !h.expect && len(value) > 0 {
+					return 0, &statusError{http.StatusExpectationFailed, "unsupported Expect " + quote(value)}
+				}
 			}
-			if !equalFold(value, "100-continue") {
-				return 0, &statusError{http.StatusExpectationFailed, "unsupported Expect " + quote(value)}
-			}
-			h.expect = true
 		case equalFold(name, "host"):
 			if seenHost {
 				return 0, badRequest("more than one Host")
+			}
+			if !httpguts.ValidHostHeader(string(value)) {
+				return 0, badRequest("malformed Host " + quote(value))
 			}
 			h.host, seenHost = value, true
 		case equalFold(name, "content-type"):
@@ -104,17 +128,19 @@ func parseHead(b []byte, h *requestHead) (int, error) {
 	}
 	n := len(b) - len(rest)
 	h.fields = b[fieldsStart:n]
+	h.chunked = seenTE
 	switch {
-	case h.chunked && seenLength:
+	case seenTE && length != nil:
 		// RFC 9112 §6.3 lets a server go on with chunked, but a proxy
 		// in front may have framed it by the length: refuse the shape.
 		return 0, badRequest("both Content-Length and Transfer-Encoding")
-	case h.minor == 1 && !seenHost:
+	case h.minor == 1 && !seenHost && string(h.method) != http.MethodConnect:
 		return 0, badRequest("missing Host") // RFC 9112 §3.2
 	case h.minor == 0:
 		h.close = h.close || !keepAlive
-		if h.chunked {
-			return 0, badRequest("chunked body in an HTTP/1.0 request")
+		h.expect = false // no "100 Continue" to an HTTP/1.0 client
+		if seenTE {
+			return 0, badRequest("Transfer-Encoding in an HTTP/1.0 request")
 		}
 	}
 	return n, nil
@@ -126,18 +152,21 @@ func (h *requestHead) parseRequestLine(line []byte) error {
 		return badRequest("malformed request line " + quote(line))
 	}
 	target, proto, ok := bytes.Cut(rest, []byte(" "))
-	if !ok || len(target) == 0 || !isTarget(target) {
+	// CONNECT's target is an authority, which net/http takes empty.
+	if !ok || len(target) == 0 && string(method) != http.MethodConnect || !isTarget(target) {
 		return badRequest("malformed request line " + quote(line))
 	}
-	switch string(proto) {
-	case "HTTP/1.1":
+	switch {
+	case string(proto) == "HTTP/1.1":
 		h.minor = 1
-	case "HTTP/1.0":
+	case string(proto) == "HTTP/1.0":
 		h.minor = 0
+	case len(proto) == len("HTTP/1.x") && string(proto[:7]) == "HTTP/1." && '2' <= proto[7] && proto[7] <= '9':
+		// A later 1.x is answered as 1.1 (RFC 9110 §2.5), as net/http does.
+		h.minor = 1
+	case bytes.HasPrefix(proto, []byte("HTTP/")):
+		return &statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol " + quote(proto) + ": HTTP/1.1 only"}
 	default:
-		if bytes.HasPrefix(proto, []byte("HTTP/")) {
-			return &statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol " + quote(proto) + ": HTTP/1.1 only"}
-		}
 		return badRequest("malformed request line " + quote(line))
 	}
 	h.method, h.target = method, target
@@ -178,17 +207,33 @@ func splitField(line []byte) (name, value []byte, err error) {
 
 // parseLength parses a Content-Length: decimal digits only, below 2^63.
 func parseLength(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
+	if len(b) == 0 {
 		return 0, false
 	}
 	var n int64
 	for _, c := range b {
-		if c < '0' || c > '9' {
+		if c < '0' || c > '9' || n > (math.MaxInt64-int64(c-'0'))/10 {
 			return 0, false
 		}
 		n = n*10 + int64(c-'0')
 	}
 	return n, true
+}
+
+// hasToken reports whether the comma- or space-separated list v holds
+// token, ignoring ASCII case.
+func hasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		i := bytes.IndexAny(v, " ,\t")
+		if i < 0 {
+			i = len(v)
+		}
+		if equalFold(v[:i], token) {
+			return true
+		}
+		v = v[min(i+1, len(v)):]
+	}
+	return false
 }
 
 // isToken reports whether b is an RFC 9110 token.
@@ -214,10 +259,11 @@ var tokenChars = func() (t [128]bool) {
 	return t
 }()
 
-// isTarget reports whether b may be a request target: visible ASCII.
+// isTarget reports whether b may be a request target: no space or
+// control character (url.ParseRequestURI judges the rest, as in net/http).
 func isTarget(b []byte) bool {
 	for _, c := range b {
-		if c <= ' ' || c >= 0x7f {
+		if c <= ' ' || c == 0x7f {
 			return false
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/migsvc/mig/clock"
 )
 
 // ResponseWriter collects one answer whole; the connection sends it, with
@@ -167,20 +169,21 @@ func sanitize(s string) string {
 
 // dateLine caches the Date header, which changes once a second.
 type dateLine struct {
-	unix int64
-	line []byte // "Date: ...\r\n"
+	until time.Duration // monotonic time at which the wall clock's second ends
+	line  []byte        // "Date: ...\r\n"
 }
 
 type dateCache struct{ p atomic.Pointer[dateLine] }
 
-// get returns the Date header line for now.
-func (c *dateCache) get(now time.Time) []byte {
-	u := now.Unix()
-	if d := c.p.Load(); d != nil && d.unix == u {
+// get returns the Date header line for monotonic time now of src: the
+// wall clock is read once a second, not per request.
+func (c *dateCache) get(src clock.Source, now time.Duration) []byte {
+	if d := c.p.Load(); d != nil && now < d.until {
 		return d.line
 	}
-	d := &dateLine{unix: u}
-	d.line = append([]byte("Date: "), now.UTC().AppendFormat(nil, http.TimeFormat)...)
+	r := src.Now()
+	d := &dateLine{until: r.Mono + time.Second - time.Duration(r.Wall.Nanosecond())}
+	d.line = append([]byte("Date: "), r.Wall.UTC().AppendFormat(nil, http.TimeFormat)...)
 	d.line = append(d.line, "\r\n"...)
 	c.p.Store(d)
 	return d.line

@@ -76,16 +76,20 @@ type Server struct {
 	MaxHeaderBytes int
 	// Log receives handler panics and accept errors; nil discards them.
 	Log *slog.Logger
+	// Clock times the connections (nil: the host's, clock.NewReal). Their
+	// deadlines are kept in its monotonic time, so that a step of the
+	// wall clock neither moves a deadline nor makes one look passed; the
+	// wall clock is read only to hand a deadline to net.Conn, and for the
+	// Date header.
+	Clock clock.Source
 
 	initOnce sync.Once
-	// clock is the host's: connection deadlines are host times, whatever
-	// clock the IDs are read from.
-	clock   *clock.Real
-	closing atomic.Bool
-	base    context.Context    // every connection's context derives from it
-	cancel  context.CancelFunc // cancels base: Close
-	date    dateCache
-	mu      struct {
+	clock    clock.Source // Clock or the host's
+	closing  atomic.Bool
+	base     context.Context    // every connection's context derives from it
+	cancel   context.CancelFunc // cancels base: Close
+	date     dateCache
+	mu       struct {
 		sync.Mutex
 		listeners map[net.Listener]struct{}
 		conns     map[*conn]struct{}
@@ -96,7 +100,10 @@ type Server struct {
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
-		s.clock = clock.NewReal()
+		s.clock = s.Clock
+		if s.clock == nil {
+			s.clock = clock.NewReal()
+		}
 		if s.Log == nil {
 			s.Log = slog.New(slog.DiscardHandler)
 		}

@@ -198,18 +198,31 @@ func TestPipelining(t *testing.T) {
 	}
 }
 
-// TestChunked reads a chunked body with a trailer and serves the next
-// request on the same connection.
+// TestChunked reads a chunked body and serves the next request on the
+// same connection; a body with trailer fields fails to read, saying so,
+// and the connection closes.
 func TestChunked(t *testing.T) {
-	c := dial(t, start(t, &h1.Server{Handler: http.HandlerFunc(echo)}))
+	addr := start(t, &h1.Server{Handler: http.HandlerFunc(echo)})
+	c := dial(t, addr)
 	c.send("POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" +
-		"3\r\nabc\r\n5;ext=1\r\ndefgh\r\n0\r\nX-Trailer: t\r\n\r\n" +
+		"3\r\nabc\r\n5;ext=1\r\ndefgh\r\n0\r\n\r\n" +
 		"GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
 	if _, body := c.read("POST"); field(t, body, "body") != "abcdefgh" {
 		t.Errorf("chunked body read as %q", field(t, body, "body"))
 	}
 	if _, body := c.read("GET"); field(t, body, "path") != "/next" {
 		t.Errorf("next request: %q", body)
+	}
+
+	c = dial(t, addr)
+	c.send("POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n" +
+		"GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp, body := c.read("POST"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "trailer fields") {
+		t.Errorf("body with a trailer: status %d, %q", resp.StatusCode, body)
+	}
+	if !c.closed() {
+		t.Error("connection still open after a body that could not be read")
 	}
 }
 
@@ -276,6 +289,9 @@ func TestRefused(t *testing.T) {
 		{"odd Expect", "POST / HTTP/1.1\r\nHost: h\r\nExpect: coffee\r\nContent-Length: 1\r\n\r\nx", 417},
 		{"header too large", "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 2<<10) + "\r\n\r\n", 431},
 		{"chunked HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"odd Expect in HTTP/1.0", "GET / HTTP/1.0\r\nExpect: coffee\r\n\r\n", 417},
+		{"malformed Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"lengths spelled differently", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 01\r\n\r\nx", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, addr)
