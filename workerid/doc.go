@@ -12,7 +12,11 @@
 //     server can expire the lease and hand the ID to someone else. (The
 //     client library's own loss signal fires after the expiry: too late.)
 //     Past the deadline the generator is stopped and callers get
-//     [ErrNotHeld] until a new claim succeeds.
+//     [ErrNotHeld] until a new claim succeeds. Stopping it takes
+//     goroutines, which a paused or starved process may not run in time,
+//     so [Worker.Next] and [Worker.NextN] also read the clock after
+//     reserving IDs and refuse, skipping them, once the deadline has
+//     passed.
 //   - Persists a time watermark W under the worker ID, not bound to the
 //     lease, in a transaction that proves the claim still holds. The
 //     generator never issues a tick above W; W is extended to now + Window
