@@ -20,9 +20,7 @@
 //     [Coarse.Raise] so the cache moves at once.
 //   - [Deadline] is a moment of monotonic time to stop by (a lease's
 //     self-fencing deadline), checked at request time on every call of
-//     a hot path. On the host's clock, on linux/amd64, it usually reads
-//     the CPU's time-stamp counter instead of the monotonic clock,
-//     against a counter window that closes before the deadline.
+//     a hot path by reading the monotonic clock.
 //   - [NTPMonitor] queries NTP servers (github.com/beevik/ntp) and reports
 //     how far the Source's wall clock is from NTP time; past a configured
 //     limit the clock is unsafe and the worker not ready. It only observes:

@@ -2,7 +2,6 @@ package clock
 
 import (
 	"context"
-	"sync"
 	"time"
 )
 
@@ -46,23 +45,12 @@ func Sleep(ctx context.Context, src Source, d time.Duration) error {
 // Safe for concurrent use.
 type Real struct {
 	origin time.Time // carries Go's monotonic reading
-	tsc    *tscClock // for Deadline's fast check; nil where unusable
 }
 
 var _ Source = (*Real)(nil)
 
 // NewReal returns the host's clock; its monotonic origin is the call.
-func NewReal() *Real {
-	r := &Real{origin: time.Now()}
-	if hasTSC() {
-		r.tsc = newTSCClock(r.Mono)
-	}
-	return r
-}
-
-// hasTSC reports whether this processor and platform can check a
-// [Deadline] on the time-stamp counter.
-var hasTSC = sync.OnceValue(tscUsable)
+func NewReal() *Real { return &Real{origin: time.Now()} }
 
 // Now implements [Source].
 func (r *Real) Now() Reading {
