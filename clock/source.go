@@ -21,9 +21,9 @@ type Reading struct {
 type Source interface {
 	// Now returns wall and monotonic time read together.
 	Now() Reading
-	// Mono returns monotonic time alone, the same as Now().Mono. On the
-	// host's clock it costs about half of Now (one clock read instead of
-	// two), which matters where a deadline is checked on every call.
+	// Mono returns monotonic time alone, the same as Now().Mono, for a
+	// deadline checked on every call: it reads one clock where Now reads
+	// two.
 	Mono() time.Duration
 	// After returns a channel that is closed once d of monotonic time has
 	// passed. d <= 0 returns a closed channel.
@@ -41,26 +41,49 @@ func Sleep(ctx context.Context, src Source, d time.Duration) error {
 	}
 }
 
-// Real is the host's clock. The zero value is not usable; call [NewReal].
+// Real is the host's clock. Its monotonic time (Mono, and Now().Mono)
+// counts the time the host was suspended: on Linux it is CLOCK_BOOTTIME,
+// elsewhere Go's monotonic clock (see the package doc for which pauses a
+// deadline on it survives). Its waits (After) run on Go's timers, which on
+// Linux read CLOCK_MONOTONIC: a wait may end late by the time the host was
+// suspended, never early. The zero value is not usable; call [NewReal].
 // Safe for concurrent use.
 type Real struct {
-	origin time.Time // carries Go's monotonic reading
+	origin time.Time // Go's monotonic reading: Mono where boot is false
+	boot0  int64     // CLOCK_BOOTTIME at origin, nanoseconds
+	boot   bool      // Mono reads CLOCK_BOOTTIME
 }
 
 var _ Source = (*Real)(nil)
 
 // NewReal returns the host's clock; its monotonic origin is the call.
-func NewReal() *Real { return &Real{origin: time.Now()} }
+func NewReal() *Real {
+	r := &Real{origin: time.Now()}
+	r.boot0, r.boot = bootNanos()
+	return r
+}
 
 // Now implements [Source].
 func (r *Real) Now() Reading {
 	t := time.Now()
+	if r.boot {
+		return Reading{Wall: t.Round(0), Mono: r.Mono()}
+	}
 	return Reading{Wall: t.Round(0), Mono: t.Sub(r.origin)}
 }
 
-// Mono implements [Source]. time.Since on a time with a monotonic
-// reading reads only the monotonic clock.
-func (r *Real) Mono() time.Duration { return time.Since(r.origin) }
+// Mono implements [Source]. On Linux it is a clock_gettime system call
+// (x/sys/unix makes it without the vDSO, which Go's own clock reads use);
+// see docs/benchmarks.md for its cost.
+func (r *Real) Mono() time.Duration {
+	if r.boot {
+		ns, _ := bootNanos()
+		return time.Duration(ns - r.boot0)
+	}
+	// time.Since on a time with a monotonic reading reads only the
+	// monotonic clock.
+	return time.Since(r.origin)
+}
 
 // After implements [Source].
 func (r *Real) After(d time.Duration) <-chan struct{} {
