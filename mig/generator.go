@@ -8,27 +8,45 @@ import (
 	"time"
 )
 
-// Errors returned by a Generator.
+// Errors returned by a Generator. ErrBatchSize is a caller's mistake; the
+// others are refusals of the ErrUnavailable family.
 var (
+	// ErrUnavailable is wrapped by every error with which a Generator
+	// refuses to issue now for a reason of its own, not of the request's:
+	// ErrFenced, ErrCeiling, ErrExhausted, ErrClockRange. Such a call
+	// consumed nothing, and another worker, or this one later, may well
+	// succeed. Package workerid adds its own refusals to the family
+	// (workerid.ErrUnavailable is this error).
+	ErrUnavailable = errors.New("mig: unavailable")
+
 	// ErrFenced is returned once the generator is stopped, normally because
 	// the worker can no longer prove it holds its worker ID. A stopped
 	// generator never issues again; the worker builds a new one when it
 	// holds a lease again.
-	ErrFenced = errors.New("mig: generator stopped: worker ID not held")
+	ErrFenced error = &unavailableError{"mig: generator stopped: worker ID not held"}
 	// ErrCeiling is returned when issuing would need a tick above the
 	// ceiling (the persisted time watermark) and the ceiling has not been
 	// raised in time.
-	ErrCeiling = errors.New("mig: time watermark reached")
+	ErrCeiling error = &unavailableError{"mig: time watermark reached"}
 	// ErrExhausted is returned, when Config.NoWait is set, if a tick's
 	// sequence numbers and every tick the generator may borrow are used up.
-	ErrExhausted = errors.New("mig: sequence numbers exhausted")
+	ErrExhausted error = &unavailableError{"mig: sequence numbers exhausted"}
+	// ErrClockRange is returned when the clock reads before the epoch or
+	// after the layout's last tick.
+	ErrClockRange error = &unavailableError{"mig: clock outside the layout's range"}
+
 	// ErrBatchSize is returned for a batch of fewer than 1 or more than
 	// MaxBatch IDs.
 	ErrBatchSize = errors.New("mig: batch size out of range")
-	// ErrClockRange is returned when the clock reads before the epoch or
-	// after the layout's last tick.
-	ErrClockRange = errors.New("mig: clock outside the layout's range")
 )
+
+// unavailableError is a sentinel of the ErrUnavailable family: an error of
+// its own, with its own text, for which errors.Is(err, ErrUnavailable)
+// holds too.
+type unavailableError struct{ msg string }
+
+func (e *unavailableError) Error() string { return e.msg }
+func (e *unavailableError) Unwrap() error { return ErrUnavailable }
 
 const (
 	// MaxBatch is the largest batch NextN hands out: one tick's worth.

@@ -22,15 +22,33 @@ var (
 	// ErrMismatch is returned when the configuration disagrees with what
 	// etcd records for the cluster (layout or datacenter ranges).
 	ErrMismatch = errors.New("workerid: configuration disagrees with the cluster")
+	// ErrUnavailable is wrapped by every error with which Next and NextN
+	// refuse to issue now: no worker ID held or the lease's deadline
+	// passed (ErrNotHeld), the generator stopped, its watermark reached,
+	// its sequence numbers used up with NoWait or the clock outside the
+	// layout (mig.ErrFenced, mig.ErrCeiling, mig.ErrExhausted,
+	// mig.ErrClockRange). Such a call consumed nothing: the caller should
+	// answer "unavailable" and let its client retry elsewhere. It is
+	// mig.ErrUnavailable, so that the generator's refusals, which the
+	// worker passes on, belong to it as they are.
+	ErrUnavailable = mig.ErrUnavailable
 	// ErrNotHeld is returned by Next and NextN while the worker holds no
-	// worker ID (fenced, or not yet re-claimed); the caller should answer
-	// "unavailable" and let its client retry elsewhere.
-	ErrNotHeld = errors.New("workerid: no worker ID held")
+	// worker ID (fenced, or not yet re-claimed) or once its lease's
+	// deadline has passed. It is of the ErrUnavailable family.
+	ErrNotHeld error = &unavailableError{"workerid: no worker ID held"}
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("workerid: worker closed")
 	// ErrUnreachable is returned by Start when etcd did not answer in time.
 	ErrUnreachable = errors.New("workerid: etcd unreachable")
 )
+
+// unavailableError is a sentinel of the ErrUnavailable family: an error of
+// its own, with its own text, for which errors.Is(err, ErrUnavailable)
+// holds too.
+type unavailableError struct{ msg string }
+
+func (e *unavailableError) Error() string { return e.msg }
+func (e *unavailableError) Unwrap() error { return ErrUnavailable }
 
 // Range is an inclusive range of worker IDs.
 type Range struct{ First, Last uint32 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
+	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/workerid"
 )
 
@@ -110,8 +111,8 @@ func TestNextFencedAtRequestTime(t *testing.T) {
 	if st := a.Status(); !st.Held || st.WorkerID != 5 || st.Stats.Fences != 0 {
 		t.Fatalf("the stalled worker's status %+v: it was fenced, the stall did not hold", st)
 	}
-	if id, err := a.Next(); !errors.Is(err, workerid.ErrNotHeld) {
-		t.Fatalf("Next past the deadline = %d, %v; want ErrNotHeld (the new holder issued up to %d)", id, err, maxB)
+	if id, err := a.Next(); !errors.Is(err, workerid.ErrNotHeld) || !errors.Is(err, workerid.ErrUnavailable) {
+		t.Fatalf("Next past the deadline = %d, %v; want ErrNotHeld, ErrUnavailable (the new holder issued up to %d)", id, err, maxB)
 	}
 	if batch, err := a.NextN(10); !errors.Is(err, workerid.ErrNotHeld) {
 		t.Fatalf("NextN past the deadline = %d IDs from %d, %v; want ErrNotHeld (the new holder issued up to %d)", batch.Len(), batch.First(), err, maxB)
@@ -121,4 +122,50 @@ func TestNextFencedAtRequestTime(t *testing.T) {
 	src.release()
 	waitFor(t, "the released worker fencing itself", 5*time.Second, func() bool { return a.Status().Stats.Fences == 1 })
 	assertAllAbove(t, take(t, b, 1000), idsB)
+}
+
+// TestRefusalsAreUnavailable: each refusal of a worker to issue is of the
+// ErrUnavailable family, which rpc answers with unavailable, and keeps its
+// own sentinel.
+func TestRefusalsAreUnavailable(t *testing.T) {
+	if !errors.Is(workerid.ErrNotHeld, workerid.ErrUnavailable) {
+		t.Error("ErrNotHeld is not of the ErrUnavailable family")
+	}
+	for _, err := range []error{mig.ErrFenced, mig.ErrCeiling, mig.ErrExhausted, mig.ErrClockRange} {
+		if !errors.Is(err, workerid.ErrUnavailable) {
+			t.Errorf("%v is not of the ErrUnavailable family", err)
+		}
+	}
+	for _, err := range []error{workerid.ErrConfig, workerid.ErrMismatch, workerid.ErrRangeFull, workerid.ErrUnreachable, workerid.ErrClosed, mig.ErrBatchSize} {
+		if errors.Is(err, workerid.ErrUnavailable) {
+			t.Errorf("%v is of the ErrUnavailable family", err)
+		}
+	}
+
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	cfg := fastConfig("tokyo", workerid.Range{First: 0, Last: 0})
+	cfg.Window = 10 * mig.Tick
+	cfg.Borrow = mig.Tick
+	cfg.NoWait = true
+	w := mustStart(t, cli, cfg, clock.NewReal())
+	// NoWait: past the borrowed tick, sequence numbers run out at once.
+	var err error
+	for range 100 {
+		if _, err = w.NextN(mig.MaxBatch); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, mig.ErrExhausted) || !errors.Is(err, workerid.ErrUnavailable) {
+		t.Fatalf("NextN past the borrow bound with NoWait = %v, want mig.ErrExhausted, ErrUnavailable", err)
+	}
+	if _, err := w.NextN(0); !errors.Is(err, mig.ErrBatchSize) || errors.Is(err, workerid.ErrUnavailable) {
+		t.Fatalf("NextN(0) = %v, want mig.ErrBatchSize alone", err)
+	}
+	if err := w.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Next(); !errors.Is(err, workerid.ErrNotHeld) || !errors.Is(err, workerid.ErrUnavailable) {
+		t.Fatalf("Next after Close = %v, want ErrNotHeld, ErrUnavailable", err)
+	}
 }

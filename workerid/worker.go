@@ -128,10 +128,10 @@ func (w *Worker) first(ctx context.Context) (*tenure, error) {
 	}
 }
 
-// Next returns a new ID. It fails with an error wrapping ErrNotHeld while
-// no worker ID is held or once the lease's deadline has passed, or with
-// the generator's errors (mig.ErrCeiling, mig.ErrExhausted,
-// mig.ErrClockRange).
+// Next returns a new ID. Every refusal wraps ErrUnavailable: ErrNotHeld
+// while no worker ID is held or once the lease's deadline has passed
+// (with mig.ErrFenced when the generator was stopped), or the generator's
+// mig.ErrCeiling, mig.ErrExhausted or mig.ErrClockRange.
 func (w *Worker) Next() (mig.ID, error) {
 	t := w.cur.Load()
 	if t == nil {
@@ -148,7 +148,7 @@ func (w *Worker) Next() (mig.ID, error) {
 }
 
 // NextN reserves n IDs at once; errors are those of Next plus
-// mig.ErrBatchSize.
+// mig.ErrBatchSize, which is not a refusal but a bad n.
 func (w *Worker) NextN(n int) (mig.Batch, error) {
 	t := w.cur.Load()
 	if t == nil {
