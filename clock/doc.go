@@ -4,7 +4,7 @@
 // [Source] and tests drive a [Manual] one, which can step its wall clock back
 // and forth while monotonic time goes on, as NTP does to a real host.
 //
-// Four layers sit on a Source:
+// Three layers sit on a Source:
 //
 //   - [Slewing] is the ID clock. It advances with monotonic time and never
 //     returns a smaller value. When it finds the wall clock behind it (an NTP
@@ -21,14 +21,11 @@
 //   - [Deadline] is a moment of monotonic time to stop by (a lease's
 //     self-fencing deadline), checked at request time on every call of
 //     a hot path by reading the monotonic clock.
-//   - [NTPMonitor] queries NTP servers (github.com/beevik/ntp) and reports
-//     how far the Source's wall clock is from NTP time; past a configured
-//     limit the clock is unsafe and the worker not ready. It only observes:
-//     the host's NTP daemon corrects the clock, and Slewing absorbs the
-//     steps it makes.
 //
 // Across restarts the wall clock is not trusted for monotonicity: the
-// persisted watermark, given to Raise, is.
+// persisted watermark, given to Raise, is. Checking the wall clock against
+// NTP is package clock/ntp's, so that importing clock does not link an NTP
+// client.
 //
 // # Pauses
 //

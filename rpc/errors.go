@@ -17,11 +17,6 @@ var (
 	// ErrConfig is wrapped by every error NewServer and NewClient return
 	// for a bad argument or option.
 	ErrConfig = errors.New("rpc: invalid configuration")
-	// ErrClockUnsafe is for an IDIssuer that refuses to issue while the
-	// clock cannot be trusted (for example one that consults
-	// clock.NTPMonitor.Safe before issuing). The server answers it, like
-	// every other refusal to issue, with unavailable and retryable=true.
-	ErrClockUnsafe = errors.New("rpc: clock unsafe")
 	// ErrBadAnswer is returned by the Client when a server's answer breaks
 	// the protocol: the wrong number of IDs, IDs not strictly increasing or
 	// with the sign bit set, an undecodable time. It is not retried.
@@ -60,7 +55,6 @@ func (e *bodyTooLargeError) Error() string {
 // may well succeed.
 func isUnavailable(err error) bool {
 	return errors.Is(err, workerid.ErrUnavailable) ||
-		errors.Is(err, ErrClockUnsafe) ||
 		errors.Is(err, seqfacade.ErrUnavailable) ||
 		errors.Is(err, seqfacade.ErrNotOwner)
 }

@@ -24,7 +24,8 @@ var (
 	ErrMismatch = errors.New("workerid: configuration disagrees with the cluster")
 	// ErrUnavailable is wrapped by every error with which Next and NextN
 	// refuse to issue now: no worker ID held or the lease's deadline
-	// passed (ErrNotHeld), the generator stopped, its watermark reached,
+	// passed (ErrNotHeld), the clock unsafe (ErrClockUnsafe), the
+	// generator stopped, its watermark reached,
 	// its sequence numbers used up with NoWait or the clock outside the
 	// layout (mig.ErrFenced, mig.ErrCeiling, mig.ErrExhausted,
 	// mig.ErrClockRange). Such a call consumed nothing: the caller should
@@ -36,6 +37,10 @@ var (
 	// worker ID (fenced, or not yet re-claimed) or once its lease's
 	// deadline has passed. It is of the ErrUnavailable family.
 	ErrNotHeld error = &unavailableError{"workerid: no worker ID held"}
+	// ErrClockUnsafe is returned by Next and NextN while Config.ClockCheck
+	// says the wall clock cannot be trusted, wrapping its error. It is of
+	// the ErrUnavailable family.
+	ErrClockUnsafe error = &unavailableError{"workerid: clock unsafe"}
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("workerid: worker closed")
 	// ErrUnreachable is returned by Start when etcd did not answer in time.
@@ -131,8 +136,26 @@ type Config struct {
 	// Borrow and NoWait are passed to each generator (see mig.Config).
 	Borrow time.Duration
 	NoWait bool
+	// ClockCheck, when not nil, is asked before every Next and NextN
+	// whether the wall clock can be trusted (*ntp.Monitor of package
+	// clock/ntp checks it against NTP); while it says no, they refuse with
+	// ErrClockUnsafe. Uniqueness never rests on the wall clock (the ID
+	// clock never goes back, and a new holder starts above the persisted
+	// watermark): what an unsafe clock breaks is that IDs are ordered by
+	// real time across workers, so the worker stops until the host's
+	// clock is corrected.
+	ClockCheck ClockChecker
 	// Logger receives claims, fences and errors; nil discards.
 	Logger *slog.Logger
+}
+
+// ClockChecker says whether the host's wall clock can be trusted to date
+// IDs. Implementations must be safe for concurrent use.
+type ClockChecker interface {
+	// CheckClock returns nil while the clock is safe and otherwise an
+	// error saying why. It is called on every Next and NextN: it must be
+	// cheap and must not block.
+	CheckClock() error
 }
 
 // withDefaults returns c with zero fields set to their defaults.

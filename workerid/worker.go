@@ -130,12 +130,16 @@ func (w *Worker) first(ctx context.Context) (*tenure, error) {
 
 // Next returns a new ID. Every refusal wraps ErrUnavailable: ErrNotHeld
 // while no worker ID is held or once the lease's deadline has passed
-// (with mig.ErrFenced when the generator was stopped), or the generator's
-// mig.ErrCeiling, mig.ErrExhausted or mig.ErrClockRange.
+// (with mig.ErrFenced when the generator was stopped), ErrClockUnsafe
+// while Config.ClockCheck says so, or the generator's mig.ErrCeiling,
+// mig.ErrExhausted or mig.ErrClockRange.
 func (w *Worker) Next() (mig.ID, error) {
 	t := w.cur.Load()
 	if t == nil {
 		return 0, ErrNotHeld
+	}
+	if err := w.checkClock(); err != nil {
+		return 0, err
 	}
 	id, err := t.gen.Next()
 	if err != nil {
@@ -153,6 +157,9 @@ func (w *Worker) NextN(n int) (mig.Batch, error) {
 	t := w.cur.Load()
 	if t == nil {
 		return mig.Batch{}, ErrNotHeld
+	}
+	if err := w.checkClock(); err != nil {
+		return mig.Batch{}, err
 	}
 	b, err := t.gen.NextN(n)
 	if err != nil {
@@ -174,6 +181,17 @@ func (w *Worker) NextN(n int) (mig.Batch, error) {
 		return mig.Batch{}, t.expired()
 	}
 	return b, nil
+}
+
+// checkClock asks Config.ClockCheck, if any, before anything is reserved.
+func (w *Worker) checkClock() error {
+	if w.cfg.ClockCheck == nil {
+		return nil
+	}
+	if err := w.cfg.ClockCheck.CheckClock(); err != nil {
+		return fmt.Errorf("%w: %w", ErrClockUnsafe, err)
+	}
+	return nil
 }
 
 // refused explains a generator's refusal to issue under t.

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/clock/ntp"
 	"github.com/migsvc/mig/internal/h1"
 	"github.com/migsvc/mig/rpc"
 	"github.com/migsvc/mig/seqfacade"
@@ -78,11 +79,11 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	}
 	idc := clock.NewCoarse(slew, cfg.resolution)
 	defer idc.Close()
-	ntp, err := clock.StartNTPMonitor(cfg.ntp, src)
+	ntpMon, err := ntp.Start(cfg.ntp, src)
 	if err != nil {
 		return err // checked by serveFlags.config
 	}
-	defer ntp.Close()
+	defer ntpMon.Close()
 
 	etcd, err := connectEtcd(ctx, cfg.etcd, log, logOut)
 	if err != nil {
@@ -93,6 +94,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	wcfg := cfg.worker
 	wcfg.Logger = log
 	wcfg.Holder = holder(ln.Addr())
+	wcfg.ClockCheck = ntpMon // always safe without --ntp-servers
 	worker, err := workerid.Start(ctx, wcfg, etcd.cli, src, idc)
 	if err != nil {
 		return fmt.Errorf("claiming a worker ID in datacenter %s, range %s: %w", wcfg.Datacenter, wcfg.Range, err)
@@ -119,11 +121,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		}
 	}()
 
-	var issuer rpc.IDIssuer = worker
-	if len(cfg.ntp.Servers) > 0 {
-		issuer = clockGuard{Worker: worker, ntp: ntp}
-	}
-	srv, err := rpc.NewServer(issuer,
+	srv, err := rpc.NewServer(worker,
 		rpc.WithLogger(log),
 		rpc.WithSeq(seq, 0),
 		rpc.WithClock(src),
@@ -139,12 +137,12 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 			}
 			return nil
 		}),
-		rpc.WithReadiness("clock safe", func() error { return clockUnsafeError(ntp.Status()) }),
+		rpc.WithReadiness("clock safe", ntpMon.CheckClock),
 	)
 	if err != nil {
 		return err
 	}
-	if err := registerMetrics(srv.Registry(), worker, slew, ntp); err != nil {
+	if err := registerMetrics(srv.Registry(), worker, slew, ntpMon); err != nil {
 		return err
 	}
 	if err := registerSeqMetrics(srv.Registry(), seq); err != nil {
