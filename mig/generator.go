@@ -207,37 +207,18 @@ func New(cfg Config, clock Clock, ceil Ceiling) (*Generator, error) {
 	return g, nil
 }
 
-// Next returns a new ID.
+// Next returns a new ID: NextN(1), without the Batch.
 //
 // It fails with ErrFenced once the generator is stopped, ErrCeiling when the ID would
 // need a tick above the ceiling, ErrExhausted (only with NoWait) when every
 // borrowable sequence number is used, and ErrClockRange when the clock is
 // outside the layout. A failed call consumes nothing.
 func (g *Generator) Next() (ID, error) {
-	for {
-		now, err := g.nowTick()
-		if err != nil {
-			return 0, err
-		}
-		s := g.next.Load()
-		if s&stoppedBit != 0 {
-			return 0, ErrFenced
-		}
-		slot := max(s, uint64(now)<<SeqBits)
-		tick := int64(slot >> SeqBits)
-		if tick > now+g.borrow {
-			if err := g.wait(tick - g.borrow); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		if tick > g.ceilCache.Load() && !g.underCeiling(tick) {
-			return 0, ErrCeiling
-		}
-		if g.next.CompareAndSwap(s, slot+1) {
-			return ID(slot>>SeqBits<<tickShift | g.workerBits | slot&MaxSeq), nil
-		}
+	slot, err := g.reserve(1)
+	if err != nil {
+		return 0, err
 	}
+	return ID(slot>>SeqBits<<tickShift | g.workerBits | slot&MaxSeq), nil
 }
 
 // NextN reserves n IDs at once (1 <= n <= MaxBatch) and returns them as a
@@ -248,29 +229,44 @@ func (g *Generator) NextN(n int) (Batch, error) {
 	if n < 1 || n > MaxBatch {
 		return Batch{}, fmt.Errorf("%w: %d not in 1..%d", ErrBatchSize, n, MaxBatch)
 	}
+	first, err := g.reserve(uint64(n))
+	if err != nil {
+		return Batch{}, err
+	}
+	return Batch{first: first, n: uint32(n), workerBits: g.workerBits}, nil
+}
+
+// reserve claims n consecutive slots (1 <= n <= MaxBatch) and returns the
+// first: the one path that issues, for Next and NextN alike.
+//
+// HAZARD: every check that keeps IDs unique and increasing is here, once:
+// the stopped bit (read in the same word the compare-and-swap claims, so
+// Stop is atomic with issuing), the borrow bound, and the ceiling, checked
+// on the last slot's tick so that no slot of the batch is above it.
+func (g *Generator) reserve(n uint64) (uint64, error) {
 	for {
 		now, err := g.nowTick()
 		if err != nil {
-			return Batch{}, err
+			return 0, err
 		}
 		s := g.next.Load()
 		if s&stoppedBit != 0 {
-			return Batch{}, ErrFenced
+			return 0, ErrFenced
 		}
 		first := max(s, uint64(now)<<SeqBits)
-		last := first + uint64(n) - 1
+		last := first + n - 1
 		lastTick := int64(last >> SeqBits)
 		if lastTick > now+g.borrow {
 			if err := g.wait(lastTick - g.borrow); err != nil {
-				return Batch{}, err
+				return 0, err
 			}
 			continue
 		}
 		if lastTick > g.ceilCache.Load() && !g.underCeiling(lastTick) {
-			return Batch{}, ErrCeiling
+			return 0, ErrCeiling
 		}
 		if g.next.CompareAndSwap(s, last+1) {
-			return Batch{first: first, n: uint32(n), workerBits: g.workerBits}, nil
+			return first, nil
 		}
 	}
 }
