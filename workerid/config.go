@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +22,8 @@ var (
 	// range is held.
 	ErrRangeFull = errors.New("workerid: worker ID range full")
 	// ErrMismatch is returned when the configuration disagrees with what
-	// etcd records for the cluster (layout or datacenter ranges).
+	// etcd records for the cluster: the layout, the datacenter the cluster
+	// belongs to, or the datacenters' ranges.
 	ErrMismatch = errors.New("workerid: configuration disagrees with the cluster")
 	// ErrUnavailable is wrapped by every error with which Next and NextN
 	// refuse to issue now: no worker ID held or the lease's deadline
@@ -100,14 +103,19 @@ const (
 
 // Config configures a Worker. Zero values mean the defaults.
 type Config struct {
-	// Datacenter names this worker's datacenter; required.
+	// Datacenter names this worker's datacenter; required. The first
+	// worker records it as the datacenter the etcd cluster belongs to,
+	// and a worker of another datacenter is refused there.
 	Datacenter string
 	// Range is the datacenter's worker-ID range; required in the sense
 	// that the zero Range is the single ID 0.
 	Range Range
-	// Others optionally lists the other datacenters' ranges. Where each
-	// datacenter has its own etcd cluster, this is how a worker learns
-	// them: they are recorded and checked like its own.
+	// Others lists the other datacenters' ranges, each datacenter having
+	// an etcd cluster of its own. The cluster records them, and a worker
+	// starts only if it lists every datacenter its cluster records, with
+	// the recorded range; one listed that the cluster does not record yet
+	// is recorded, which is how a datacenter is added. Empty is right
+	// only for a cluster that records no other datacenter.
 	Others map[string]Range
 	// Layout is the ID layout, recorded in etcd by the first worker and
 	// checked by every later one.
@@ -203,15 +211,25 @@ func (c Config) Validate() error {
 	if err := c.Range.validate(); err != nil {
 		return err
 	}
-	for dc, r := range c.Others {
+	others := slices.Sorted(maps.Keys(c.Others))
+	for i, dc := range others {
+		r := c.Others[dc]
 		if dc == c.Datacenter {
 			return fmt.Errorf("%w: datacenter %s listed among the others too", ErrConfig, dc)
+		}
+		if dc == "" || strings.ContainsAny(dc, "/ \t\n") {
+			return fmt.Errorf("%w: datacenter name %q among the others must be non-empty, without '/' or spaces", ErrConfig, dc)
 		}
 		if err := r.validate(); err != nil {
 			return fmt.Errorf("datacenter %s: %w", dc, err)
 		}
 		if r.overlaps(c.Range) {
 			return fmt.Errorf("%w: datacenter %s's range %s overlaps %s's %s", ErrConfig, dc, r, c.Datacenter, c.Range)
+		}
+		for _, prev := range others[:i] {
+			if r.overlaps(c.Others[prev]) {
+				return fmt.Errorf("%w: datacenter %s's range %s overlaps datacenter %s's %s", ErrConfig, dc, r, prev, c.Others[prev])
+			}
 		}
 	}
 	if err := c.leaseConfig().Validate(); err != nil {

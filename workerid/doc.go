@@ -31,9 +31,23 @@
 // time; the watermark is what makes a duplicate impossible even if a
 // deadline were missed.
 //
+// Each datacenter has an etcd cluster of its own, so that a datacenter cut
+// off from the others keeps issuing, and hands out worker IDs from its own
+// range only. Worker IDs are unique across datacenters because the ranges
+// are disjoint and each cluster serves one datacenter: the first worker
+// records its datacenter as the cluster's, and every datacenter's range
+// (its own and Config.Others); a later worker of another datacenter, or
+// one whose ranges differ from the recorded ones or miss one, is refused
+// with [ErrMismatch] saying what differs. What no cluster can see is
+// another cluster: two clusters each consistent within themselves but
+// configured differently (each told the other's range wrongly, or both
+// given the same range) go unnoticed.
+//
 // Keys under Config.Prefix (default "/mig"):
 //
 //	/mig/layout               the ID layout, recorded by the first worker
+//	/mig/cluster              the datacenter the cluster belongs to, recorded
+//	                          by the first worker
 //	/mig/datacenters/<dc>     each datacenter's worker-ID range
 //	/mig/workers/<NN>         the claim, bound to the holder's lease
 //	/mig/watermarks/<NN>      the watermark, outliving every lease
