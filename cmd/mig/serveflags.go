@@ -92,7 +92,7 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 
 	fs.StringVar(&f.dc, "dc", defaultDatacenter, "this worker's `datacenter` name, the same for every worker of the datacenter")
 	fs.Var(f.workers, "workers", "the datacenter's worker-ID `range` A-B (0..63), the same for every worker of the datacenter\nand disjoint from every other datacenter's")
-	fs.Var(f.others, "other-dcs", "the other datacenters' ranges, `name=A-B,...` (like osaka=16-31,nagoya=32-47),\nrecorded and checked for overlaps")
+	fs.Var(f.others, "other-dcs", "the other datacenters' ranges, `name=A-B,...` (like osaka=16-31,nagoya=32-47),\nrecorded in this datacenter's etcd, which refuses a worker that lists them otherwise")
 	fs.StringVar(&f.etcd, "etcd", "", "comma-separated etcd `endpoints` of this datacenter's cluster;\nempty runs an embedded single-member etcd in --data-dir")
 	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "the `directory` of the embedded etcd (without --etcd)")
 	fs.StringVar(&f.listen, "listen", defaultListen, "the `host:port` to serve Twirp, /metrics, /healthz and /readyz on")
