@@ -55,3 +55,24 @@ func TestRealMonoRate(t *testing.T) {
 		<-r.After(100 * time.Microsecond)
 	}
 }
+
+// TestRealNowTogether: Now reads the wall clock and CLOCK_BOOTTIME
+// together, so wall minus monotonic time does not move between readings
+// by anything near Slewing's default step threshold, as it would if a
+// reading's two clocks were read far apart (a system call in between
+// gives the scheduler and the host room to deschedule the thread).
+func TestRealNowTogether(t *testing.T) {
+	r := NewReal()
+	prev := r.Now()
+	worst := time.Duration(0)
+	for range 20000 {
+		n := r.Now()
+		d := n.Wall.Sub(prev.Wall) - (n.Mono - prev.Mono)
+		worst = max(worst, d, -d)
+		prev = n
+	}
+	if worst >= DefaultStepThreshold/2 {
+		t.Fatalf("wall minus monotonic time moved by %v between two readings", worst)
+	}
+	t.Logf("wall minus monotonic time moved by %v at most", worst)
+}

@@ -63,18 +63,45 @@ func NewReal() *Real {
 	return r
 }
 
-// Now implements [Source].
+// Reading the wall clock and CLOCK_BOOTTIME together: they are read one
+// after the other, and read again, up to nowAttempts times, when the wall
+// clock moved by more than nowMaxGap (or back) from before the first
+// reading to after the second.
+const (
+	nowMaxGap   = 50 * time.Microsecond
+	nowAttempts = 8
+)
+
+// Now implements [Source]. Its wall and monotonic readings are taken at
+// most nowMaxGap (50 µs) apart, however the thread is descheduled, unless
+// that happens nowAttempts times in a row: [Slewing] takes a change of
+// wall minus monotonic time between readings for a step of the wall
+// clock, and must not see one where there was none.
 func (r *Real) Now() Reading {
-	t := time.Now()
-	if r.boot {
-		return Reading{Wall: t.Round(0), Mono: r.Mono()}
+	if !r.boot {
+		t := time.Now()
+		return Reading{Wall: t.Round(0), Mono: t.Sub(r.origin)}
 	}
-	return Reading{Wall: t.Round(0), Mono: t.Sub(r.origin)}
+	var (
+		t  time.Time
+		ns int64
+	)
+	for range nowAttempts {
+		t = time.Now()
+		ns, _ = bootNanos()
+		// The wall clock read after CLOCK_BOOTTIME bounds the time since
+		// t's wall reading (Go's own two clocks in t are read one after
+		// the other too).
+		if gap := time.Now().Round(0).Sub(t.Round(0)); gap >= 0 && gap <= nowMaxGap {
+			break
+		}
+	}
+	return Reading{Wall: t.Round(0), Mono: time.Duration(ns - r.boot0)}
 }
 
 // Mono implements [Source]. On Linux it is a clock_gettime system call
-// (x/sys/unix makes it without the vDSO, which Go's own clock reads use);
-// see docs/benchmarks.md for its cost.
+// (Go reads only its own clocks through the vDSO); see docs/benchmarks.md
+// for its cost.
 func (r *Real) Mono() time.Duration {
 	if r.boot {
 		ns, _ := bootNanos()
