@@ -2,7 +2,6 @@ package clock
 
 import (
 	"context"
-	"sync"
 	"time"
 )
 
@@ -22,9 +21,9 @@ type Reading struct {
 type Source interface {
 	// Now returns wall and monotonic time read together.
 	Now() Reading
-	// Mono returns monotonic time alone, the same as Now().Mono. On the
-	// host's clock it costs about half of Now (one clock read instead of
-	// two), which matters where a deadline is checked on every call.
+	// Mono returns monotonic time alone, the same as Now().Mono, for a
+	// deadline checked on every call: it reads one clock where Now reads
+	// two.
 	Mono() time.Duration
 	// After returns a channel that is closed once d of monotonic time has
 	// passed. d <= 0 returns a closed channel.
@@ -42,11 +41,17 @@ func Sleep(ctx context.Context, src Source, d time.Duration) error {
 	}
 }
 
-// Real is the host's clock. The zero value is not usable; call [NewReal].
+// Real is the host's clock. Its monotonic time (Mono, and Now().Mono)
+// counts the time the host was suspended: on Linux it is CLOCK_BOOTTIME,
+// elsewhere Go's monotonic clock (see the package doc for which pauses a
+// deadline on it survives). Its waits (After) run on Go's timers, which on
+// Linux read CLOCK_MONOTONIC: a wait may end late by the time the host was
+// suspended, never early. The zero value is not usable; call [NewReal].
 // Safe for concurrent use.
 type Real struct {
-	origin time.Time // carries Go's monotonic reading
-	tsc    *tscClock // for Deadline's fast check; nil where unusable
+	origin time.Time // Go's monotonic reading: Mono where boot is false
+	boot0  int64     // CLOCK_BOOTTIME at origin, nanoseconds
+	boot   bool      // Mono reads CLOCK_BOOTTIME
 }
 
 var _ Source = (*Real)(nil)
@@ -54,25 +59,58 @@ var _ Source = (*Real)(nil)
 // NewReal returns the host's clock; its monotonic origin is the call.
 func NewReal() *Real {
 	r := &Real{origin: time.Now()}
-	if hasTSC() {
-		r.tsc = newTSCClock(r.Mono)
-	}
+	r.boot0, r.boot = bootNanos()
 	return r
 }
 
-// hasTSC reports whether this processor and platform can check a
-// [Deadline] on the time-stamp counter.
-var hasTSC = sync.OnceValue(tscUsable)
+// Reading the wall clock and CLOCK_BOOTTIME together: they are read one
+// after the other, and read again, up to nowAttempts times, when the wall
+// clock moved by more than nowMaxGap (or back) from before the first
+// reading to after the second.
+const (
+	nowMaxGap   = 50 * time.Microsecond
+	nowAttempts = 8
+)
 
-// Now implements [Source].
+// Now implements [Source]. Its wall and monotonic readings are taken at
+// most nowMaxGap (50 µs) apart, however the thread is descheduled, unless
+// that happens nowAttempts times in a row: [Slewing] takes a change of
+// wall minus monotonic time between readings for a step of the wall
+// clock, and must not see one where there was none.
 func (r *Real) Now() Reading {
-	t := time.Now()
-	return Reading{Wall: t.Round(0), Mono: t.Sub(r.origin)}
+	if !r.boot {
+		t := time.Now()
+		return Reading{Wall: t.Round(0), Mono: t.Sub(r.origin)}
+	}
+	var (
+		t  time.Time
+		ns int64
+	)
+	for range nowAttempts {
+		t = time.Now()
+		ns, _ = bootNanos()
+		// The wall clock read after CLOCK_BOOTTIME bounds the time since
+		// t's wall reading (Go's own two clocks in t are read one after
+		// the other too).
+		if gap := time.Now().Round(0).Sub(t.Round(0)); gap >= 0 && gap <= nowMaxGap {
+			break
+		}
+	}
+	return Reading{Wall: t.Round(0), Mono: time.Duration(ns - r.boot0)}
 }
 
-// Mono implements [Source]. time.Since on a time with a monotonic
-// reading reads only the monotonic clock.
-func (r *Real) Mono() time.Duration { return time.Since(r.origin) }
+// Mono implements [Source]. On Linux it is a clock_gettime system call
+// (Go reads only its own clocks through the vDSO); see docs/benchmarks.md
+// for its cost.
+func (r *Real) Mono() time.Duration {
+	if r.boot {
+		ns, _ := bootNanos()
+		return time.Duration(ns - r.boot0)
+	}
+	// time.Since on a time with a monotonic reading reads only the
+	// monotonic clock.
+	return time.Since(r.origin)
+}
 
 // After implements [Source].
 func (r *Real) After(d time.Duration) <-chan struct{} {

@@ -8,27 +8,45 @@ import (
 	"time"
 )
 
-// Errors returned by a Generator.
+// Errors returned by a Generator. ErrBatchSize is a caller's mistake; the
+// others are refusals of the ErrUnavailable family.
 var (
+	// ErrUnavailable is wrapped by every error with which a Generator
+	// refuses to issue now for a reason of its own, not of the request's:
+	// ErrFenced, ErrCeiling, ErrExhausted, ErrClockRange. Such a call
+	// consumed nothing, and another worker, or this one later, may well
+	// succeed. Package workerid adds its own refusals to the family
+	// (workerid.ErrUnavailable is this error).
+	ErrUnavailable = errors.New("mig: unavailable")
+
 	// ErrFenced is returned once the generator is stopped, normally because
 	// the worker can no longer prove it holds its worker ID. A stopped
 	// generator never issues again; the worker builds a new one when it
 	// holds a lease again.
-	ErrFenced = errors.New("mig: generator stopped: worker ID not held")
+	ErrFenced error = &unavailableError{"mig: generator stopped: worker ID not held"}
 	// ErrCeiling is returned when issuing would need a tick above the
 	// ceiling (the persisted time watermark) and the ceiling has not been
 	// raised in time.
-	ErrCeiling = errors.New("mig: time watermark reached")
+	ErrCeiling error = &unavailableError{"mig: time watermark reached"}
 	// ErrExhausted is returned, when Config.NoWait is set, if a tick's
 	// sequence numbers and every tick the generator may borrow are used up.
-	ErrExhausted = errors.New("mig: sequence numbers exhausted")
+	ErrExhausted error = &unavailableError{"mig: sequence numbers exhausted"}
+	// ErrClockRange is returned when the clock reads before the epoch or
+	// after the layout's last tick.
+	ErrClockRange error = &unavailableError{"mig: clock outside the layout's range"}
+
 	// ErrBatchSize is returned for a batch of fewer than 1 or more than
 	// MaxBatch IDs.
 	ErrBatchSize = errors.New("mig: batch size out of range")
-	// ErrClockRange is returned when the clock reads before the epoch or
-	// after the layout's last tick.
-	ErrClockRange = errors.New("mig: clock outside the layout's range")
 )
+
+// unavailableError is a sentinel of the ErrUnavailable family: an error of
+// its own, with its own text, for which errors.Is(err, ErrUnavailable)
+// holds too.
+type unavailableError struct{ msg string }
+
+func (e *unavailableError) Error() string { return e.msg }
+func (e *unavailableError) Unwrap() error { return ErrUnavailable }
 
 const (
 	// MaxBatch is the largest batch NextN hands out: one tick's worth.
@@ -189,37 +207,18 @@ func New(cfg Config, clock Clock, ceil Ceiling) (*Generator, error) {
 	return g, nil
 }
 
-// Next returns a new ID.
+// Next returns a new ID: NextN(1), without the Batch.
 //
 // It fails with ErrFenced once the generator is stopped, ErrCeiling when the ID would
 // need a tick above the ceiling, ErrExhausted (only with NoWait) when every
 // borrowable sequence number is used, and ErrClockRange when the clock is
 // outside the layout. A failed call consumes nothing.
 func (g *Generator) Next() (ID, error) {
-	for {
-		now, err := g.nowTick()
-		if err != nil {
-			return 0, err
-		}
-		s := g.next.Load()
-		if s&stoppedBit != 0 {
-			return 0, ErrFenced
-		}
-		slot := max(s, uint64(now)<<SeqBits)
-		tick := int64(slot >> SeqBits)
-		if tick > now+g.borrow {
-			if err := g.wait(tick - g.borrow); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		if tick > g.ceilCache.Load() && !g.underCeiling(tick) {
-			return 0, ErrCeiling
-		}
-		if g.next.CompareAndSwap(s, slot+1) {
-			return ID(slot>>SeqBits<<tickShift | g.workerBits | slot&MaxSeq), nil
-		}
+	slot, err := g.reserve(1)
+	if err != nil {
+		return 0, err
 	}
+	return ID(slot>>SeqBits<<tickShift | g.workerBits | slot&MaxSeq), nil
 }
 
 // NextN reserves n IDs at once (1 <= n <= MaxBatch) and returns them as a
@@ -230,29 +229,44 @@ func (g *Generator) NextN(n int) (Batch, error) {
 	if n < 1 || n > MaxBatch {
 		return Batch{}, fmt.Errorf("%w: %d not in 1..%d", ErrBatchSize, n, MaxBatch)
 	}
+	first, err := g.reserve(uint64(n))
+	if err != nil {
+		return Batch{}, err
+	}
+	return Batch{first: first, n: uint32(n), workerBits: g.workerBits}, nil
+}
+
+// reserve claims n consecutive slots (1 <= n <= MaxBatch) and returns the
+// first: the one path that issues, for Next and NextN alike.
+//
+// HAZARD: every check that keeps IDs unique and increasing is here, once:
+// the stopped bit (read in the same word the compare-and-swap claims, so
+// Stop is atomic with issuing), the borrow bound, and the ceiling, checked
+// on the last slot's tick so that no slot of the batch is above it.
+func (g *Generator) reserve(n uint64) (uint64, error) {
 	for {
 		now, err := g.nowTick()
 		if err != nil {
-			return Batch{}, err
+			return 0, err
 		}
 		s := g.next.Load()
 		if s&stoppedBit != 0 {
-			return Batch{}, ErrFenced
+			return 0, ErrFenced
 		}
 		first := max(s, uint64(now)<<SeqBits)
-		last := first + uint64(n) - 1
+		last := first + n - 1
 		lastTick := int64(last >> SeqBits)
 		if lastTick > now+g.borrow {
 			if err := g.wait(lastTick - g.borrow); err != nil {
-				return Batch{}, err
+				return 0, err
 			}
 			continue
 		}
 		if lastTick > g.ceilCache.Load() && !g.underCeiling(lastTick) {
-			return Batch{}, ErrCeiling
+			return 0, ErrCeiling
 		}
 		if g.next.CompareAndSwap(s, last+1) {
-			return Batch{first: first, n: uint32(n), workerBits: g.workerBits}, nil
+			return first, nil
 		}
 	}
 }

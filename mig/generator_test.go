@@ -2,8 +2,10 @@ package mig_test
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -401,5 +403,26 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := mig.New(mig.Config{Borrow: -1}, newManualClock(t0), mig.NewMemCeiling(0)); err == nil {
 		t.Fatal("negative borrow accepted")
+	}
+}
+
+// TestUnavailableFamily: every refusal to issue now is of the
+// ErrUnavailable family, and keeps its own identity and text; a bad batch
+// size is not a refusal.
+func TestUnavailableFamily(t *testing.T) {
+	for _, err := range []error{mig.ErrFenced, mig.ErrCeiling, mig.ErrExhausted, mig.ErrClockRange} {
+		wrapped := fmt.Errorf("%w: details", err)
+		if !errors.Is(wrapped, mig.ErrUnavailable) || !errors.Is(wrapped, err) {
+			t.Errorf("%q: errors.Is ErrUnavailable %v, itself %v; want both", wrapped, errors.Is(wrapped, mig.ErrUnavailable), errors.Is(wrapped, err))
+		}
+		if !strings.HasPrefix(err.Error(), "mig: ") || err.Error() == mig.ErrUnavailable.Error() {
+			t.Errorf("refusal %q has no text of its own", err)
+		}
+	}
+	if errors.Is(mig.ErrBatchSize, mig.ErrUnavailable) {
+		t.Error("ErrBatchSize is of the ErrUnavailable family")
+	}
+	if errors.Is(mig.ErrCeiling, mig.ErrFenced) {
+		t.Error("ErrCeiling matches ErrFenced")
 	}
 }

@@ -17,11 +17,6 @@ var (
 	// ErrConfig is wrapped by every error NewServer returns for a bad
 	// argument or option.
 	ErrConfig = errors.New("rpc: invalid configuration")
-	// ErrClockUnsafe is for an IDIssuer that refuses to issue while the
-	// clock cannot be trusted (for example one that consults
-	// clock.NTPMonitor.Safe before issuing). The server answers it, like
-	// every other refusal to issue, with unavailable and retryable=true.
-	ErrClockUnsafe = errors.New("rpc: clock unsafe")
 )
 
 // argError is a request field whose value is not allowed. It becomes
@@ -44,16 +39,13 @@ func (e *bodyTooLargeError) Error() string {
 	return fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", e.length, e.limit)
 }
 
-// isUnavailable reports whether err means "this worker cannot prove an ID
-// would be safe right now". Such a request consumed nothing, so another
-// worker, or this one a little later, may well succeed.
+// isUnavailable reports whether err means "this node cannot prove a
+// number would be safe right now": the worker's refusals to issue, all of
+// the workerid.ErrUnavailable family, and the sequence node's. Such a
+// request consumed nothing, so another node, or this one a little later,
+// may well succeed.
 func isUnavailable(err error) bool {
-	return errors.Is(err, workerid.ErrNotHeld) ||
-		errors.Is(err, mig.ErrFenced) ||
-		errors.Is(err, mig.ErrCeiling) ||
-		errors.Is(err, mig.ErrExhausted) ||
-		errors.Is(err, mig.ErrClockRange) ||
-		errors.Is(err, ErrClockUnsafe) ||
+	return errors.Is(err, workerid.ErrUnavailable) ||
 		errors.Is(err, seqfacade.ErrUnavailable) ||
 		errors.Is(err, seqfacade.ErrNotOwner)
 }

@@ -24,7 +24,9 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 // implements it. Implementations must be safe for concurrent use.
 type IDIssuer interface {
 	// NextN reserves n new IDs, 1 <= n <= MaxCount. Every error it returns
-	// must mean that nothing was reserved.
+	// must mean that nothing was reserved. A refusal to issue now wraps
+	// workerid.ErrUnavailable (every one of *workerid.Worker's does): the
+	// server answers it with unavailable and retryable.
 	NextN(n int) (mig.Batch, error)
 	// Layout is the ID layout the issuer issues in; Decode uses it.
 	Layout() mig.Layout

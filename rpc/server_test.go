@@ -233,7 +233,7 @@ func TestIssuerErrors(t *testing.T) {
 		{"ceiling", mig.ErrCeiling, twirp.Unavailable, true, "watermark"},
 		{"exhausted", mig.ErrExhausted, twirp.Unavailable, true, "exhausted"},
 		{"clock range", fmt.Errorf("%w: clock reads 3s before the epoch", mig.ErrClockRange), twirp.Unavailable, true, "before the epoch"},
-		{"clock unsafe", fmt.Errorf("%w: NTP offset 2s", rpc.ErrClockUnsafe), twirp.Unavailable, true, "NTP offset 2s"},
+		{"clock unsafe", fmt.Errorf("%w: NTP offset 2s", workerid.ErrClockUnsafe), twirp.Unavailable, true, "NTP offset 2s"},
 		{"batch size", fmt.Errorf("%w: 0 not in 1..262144", mig.ErrBatchSize), twirp.InvalidArgument, false, "0 not in"},
 		{"other", errors.New("disk on fire"), twirp.Internal, false, "disk on fire"},
 	} {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,17 +22,41 @@ var (
 	// range is held.
 	ErrRangeFull = errors.New("workerid: worker ID range full")
 	// ErrMismatch is returned when the configuration disagrees with what
-	// etcd records for the cluster (layout or datacenter ranges).
+	// etcd records for the cluster: the layout, the datacenter the cluster
+	// belongs to, or the datacenters' ranges.
 	ErrMismatch = errors.New("workerid: configuration disagrees with the cluster")
+	// ErrUnavailable is wrapped by every error with which Next and NextN
+	// refuse to issue now: no worker ID held or the lease's deadline
+	// passed (ErrNotHeld), the clock unsafe (ErrClockUnsafe), the
+	// generator stopped, its watermark reached,
+	// its sequence numbers used up with NoWait or the clock outside the
+	// layout (mig.ErrFenced, mig.ErrCeiling, mig.ErrExhausted,
+	// mig.ErrClockRange). Such a call consumed nothing: the caller should
+	// answer "unavailable" and let its client retry elsewhere. It is
+	// mig.ErrUnavailable, so that the generator's refusals, which the
+	// worker passes on, belong to it as they are.
+	ErrUnavailable = mig.ErrUnavailable
 	// ErrNotHeld is returned by Next and NextN while the worker holds no
-	// worker ID (fenced, or not yet re-claimed); the caller should answer
-	// "unavailable" and let its client retry elsewhere.
-	ErrNotHeld = errors.New("workerid: no worker ID held")
+	// worker ID (fenced, or not yet re-claimed) or once its lease's
+	// deadline has passed. It is of the ErrUnavailable family.
+	ErrNotHeld error = &unavailableError{"workerid: no worker ID held"}
+	// ErrClockUnsafe is returned by Next and NextN while Config.ClockCheck
+	// says the wall clock cannot be trusted, wrapping its error. It is of
+	// the ErrUnavailable family.
+	ErrClockUnsafe error = &unavailableError{"workerid: clock unsafe"}
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("workerid: worker closed")
 	// ErrUnreachable is returned by Start when etcd did not answer in time.
 	ErrUnreachable = errors.New("workerid: etcd unreachable")
 )
+
+// unavailableError is a sentinel of the ErrUnavailable family: an error of
+// its own, with its own text, for which errors.Is(err, ErrUnavailable)
+// holds too.
+type unavailableError struct{ msg string }
+
+func (e *unavailableError) Error() string { return e.msg }
+func (e *unavailableError) Unwrap() error { return ErrUnavailable }
 
 // Range is an inclusive range of worker IDs.
 type Range struct{ First, Last uint32 }
@@ -77,14 +103,19 @@ const (
 
 // Config configures a Worker. Zero values mean the defaults.
 type Config struct {
-	// Datacenter names this worker's datacenter; required.
+	// Datacenter names this worker's datacenter; required. The first
+	// worker records it as the datacenter the etcd cluster belongs to,
+	// and a worker of another datacenter is refused there.
 	Datacenter string
 	// Range is the datacenter's worker-ID range; required in the sense
 	// that the zero Range is the single ID 0.
 	Range Range
-	// Others optionally lists the other datacenters' ranges. Where each
-	// datacenter has its own etcd cluster, this is how a worker learns
-	// them: they are recorded and checked like its own.
+	// Others lists the other datacenters' ranges, each datacenter having
+	// an etcd cluster of its own. The cluster records them, and a worker
+	// starts only if it lists every datacenter its cluster records, with
+	// the recorded range; one listed that the cluster does not record yet
+	// is recorded, which is how a datacenter is added. Empty is right
+	// only for a cluster that records no other datacenter.
 	Others map[string]Range
 	// Layout is the ID layout, recorded in etcd by the first worker and
 	// checked by every later one.
@@ -113,8 +144,26 @@ type Config struct {
 	// Borrow and NoWait are passed to each generator (see mig.Config).
 	Borrow time.Duration
 	NoWait bool
+	// ClockCheck, when not nil, is asked before every Next and NextN
+	// whether the wall clock can be trusted (*ntp.Monitor of package
+	// clock/ntp checks it against NTP); while it says no, they refuse with
+	// ErrClockUnsafe. Uniqueness never rests on the wall clock (the ID
+	// clock never goes back, and a new holder starts above the persisted
+	// watermark): what an unsafe clock breaks is that IDs are ordered by
+	// real time across workers, so the worker stops until the host's
+	// clock is corrected.
+	ClockCheck ClockChecker
 	// Logger receives claims, fences and errors; nil discards.
 	Logger *slog.Logger
+}
+
+// ClockChecker says whether the host's wall clock can be trusted to date
+// IDs. Implementations must be safe for concurrent use.
+type ClockChecker interface {
+	// CheckClock returns nil while the clock is safe and otherwise an
+	// error saying why. It is called on every Next and NextN: it must be
+	// cheap and must not block.
+	CheckClock() error
 }
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -162,15 +211,25 @@ func (c Config) Validate() error {
 	if err := c.Range.validate(); err != nil {
 		return err
 	}
-	for dc, r := range c.Others {
+	others := slices.Sorted(maps.Keys(c.Others))
+	for i, dc := range others {
+		r := c.Others[dc]
 		if dc == c.Datacenter {
 			return fmt.Errorf("%w: datacenter %s listed among the others too", ErrConfig, dc)
+		}
+		if dc == "" || strings.ContainsAny(dc, "/ \t\n") {
+			return fmt.Errorf("%w: datacenter name %q among the others must be non-empty, without '/' or spaces", ErrConfig, dc)
 		}
 		if err := r.validate(); err != nil {
 			return fmt.Errorf("datacenter %s: %w", dc, err)
 		}
 		if r.overlaps(c.Range) {
 			return fmt.Errorf("%w: datacenter %s's range %s overlaps %s's %s", ErrConfig, dc, r, c.Datacenter, c.Range)
+		}
+		for _, prev := range others[:i] {
+			if r.overlaps(c.Others[prev]) {
+				return fmt.Errorf("%w: datacenter %s's range %s overlaps datacenter %s's %s", ErrConfig, dc, r, prev, c.Others[prev])
+			}
 		}
 	}
 	if err := c.leaseConfig().Validate(); err != nil {

@@ -12,7 +12,11 @@
 //     server can expire the lease and hand the ID to someone else. (The
 //     client library's own loss signal fires after the expiry: too late.)
 //     Past the deadline the generator is stopped and callers get
-//     [ErrNotHeld] until a new claim succeeds.
+//     [ErrNotHeld] until a new claim succeeds. Stopping it takes
+//     goroutines, which a paused or starved process may not run in time,
+//     so [Worker.Next] and [Worker.NextN] also read the clock after
+//     reserving IDs and refuse, skipping them, once the deadline has
+//     passed.
 //   - Persists a time watermark W under the worker ID, not bound to the
 //     lease, in a transaction that proves the claim still holds. The
 //     generator never issues a tick above W; W is extended to now + Window
@@ -27,9 +31,23 @@
 // time; the watermark is what makes a duplicate impossible even if a
 // deadline were missed.
 //
+// Each datacenter has an etcd cluster of its own, so that a datacenter cut
+// off from the others keeps issuing, and hands out worker IDs from its own
+// range only. Worker IDs are unique across datacenters because the ranges
+// are disjoint and each cluster serves one datacenter: the first worker
+// records its datacenter as the cluster's, and every datacenter's range
+// (its own and Config.Others); a later worker of another datacenter, or
+// one whose ranges differ from the recorded ones or miss one, is refused
+// with [ErrMismatch] saying what differs. What no cluster can see is
+// another cluster: two clusters each consistent within themselves but
+// configured differently (each told the other's range wrongly, or both
+// given the same range) go unnoticed.
+//
 // Keys under Config.Prefix (default "/mig"):
 //
 //	/mig/layout               the ID layout, recorded by the first worker
+//	/mig/cluster              the datacenter the cluster belongs to, recorded
+//	                          by the first worker
 //	/mig/datacenters/<dc>     each datacenter's worker-ID range
 //	/mig/workers/<NN>         the claim, bound to the holder's lease
 //	/mig/watermarks/<NN>      the watermark, outliving every lease

@@ -128,33 +128,84 @@ func (w *Worker) first(ctx context.Context) (*tenure, error) {
 	}
 }
 
-// Next returns a new ID. It fails with an error wrapping ErrNotHeld while
-// no worker ID is held, or with the generator's errors (mig.ErrCeiling,
-// mig.ErrExhausted, mig.ErrClockRange).
+// Next returns a new ID. Every refusal wraps ErrUnavailable: ErrNotHeld
+// while no worker ID is held or once the lease's deadline has passed
+// (with mig.ErrFenced when the generator was stopped), ErrClockUnsafe
+// while Config.ClockCheck says so, or the generator's mig.ErrCeiling,
+// mig.ErrExhausted or mig.ErrClockRange.
 func (w *Worker) Next() (mig.ID, error) {
 	t := w.cur.Load()
 	if t == nil {
 		return 0, ErrNotHeld
 	}
-	id, err := t.gen.Next()
-	if errors.Is(err, mig.ErrFenced) {
-		return 0, fmt.Errorf("%w: %w", ErrNotHeld, err)
+	if err := w.checkClock(); err != nil {
+		return 0, err
 	}
-	return id, err
+	id, err := t.gen.Next()
+	if err != nil {
+		return 0, t.refused(err)
+	}
+	if !t.lease.Valid() { // HAZARD: see NextN
+		return 0, t.expired()
+	}
+	return id, nil
 }
 
 // NextN reserves n IDs at once; errors are those of Next plus
-// mig.ErrBatchSize.
+// mig.ErrBatchSize, which is not a refusal but a bad n.
 func (w *Worker) NextN(n int) (mig.Batch, error) {
 	t := w.cur.Load()
 	if t == nil {
 		return mig.Batch{}, ErrNotHeld
 	}
-	b, err := t.gen.NextN(n)
-	if errors.Is(err, mig.ErrFenced) {
-		return mig.Batch{}, fmt.Errorf("%w: %w", ErrNotHeld, err)
+	if err := w.checkClock(); err != nil {
+		return mig.Batch{}, err
 	}
-	return b, err
+	b, err := t.gen.NextN(n)
+	if err != nil {
+		return mig.Batch{}, t.refused(err)
+	}
+	// HAZARD: the lease's deadline is checked here, by reading the clock
+	// after the generator reserved the IDs, and not only by the generator
+	// being stopped: that takes the lease's and the hold loop's goroutines,
+	// which a process paused past its TTL (SIGSTOP, a VM freeze) or
+	// starved may not have run when it serves again, after etcd has
+	// expired the lease and a new holder has issued above this tenure's
+	// watermark. If the check passes, the reservation happened before the
+	// deadline, hence before etcd could expire the lease, hence before
+	// any new holder issued; if it fails, the reserved IDs are skipped,
+	// never handed out (the floor and the final watermark are above them
+	// anyway). Checking before reserving would not do: the pause can fall
+	// between the check and the reservation.
+	if !t.lease.Valid() {
+		return mig.Batch{}, t.expired()
+	}
+	return b, nil
+}
+
+// checkClock asks Config.ClockCheck, if any, before anything is reserved.
+func (w *Worker) checkClock() error {
+	if w.cfg.ClockCheck == nil {
+		return nil
+	}
+	if err := w.cfg.ClockCheck.CheckClock(); err != nil {
+		return fmt.Errorf("%w: %w", ErrClockUnsafe, err)
+	}
+	return nil
+}
+
+// refused explains a generator's refusal to issue under t.
+func (t *tenure) refused(err error) error {
+	if errors.Is(err, mig.ErrFenced) {
+		return fmt.Errorf("%w: %w", ErrNotHeld, err)
+	}
+	return err
+}
+
+// expired is the error of a call that reserved IDs under t after its
+// lease's deadline.
+func (t *tenure) expired() error {
+	return fmt.Errorf("%w: the lease of worker ID %d passed its deadline as IDs were reserved; they are skipped", ErrNotHeld, t.id)
 }
 
 // Done returns a channel closed when the current claim ends (fenced,

@@ -410,8 +410,14 @@ func TestMetadataMismatchRefused(t *testing.T) {
 			}
 		})
 	}
-	// A consistent second datacenter is accepted.
-	mustStart(t, cli, fastConfig("osaka", workerid.Range{First: 16, Last: 31}), src)
+	// A second datacenter's worker, consistent with the ranges, is refused
+	// all the same: the cluster is tokyo's, and a worker of osaka here
+	// would claim IDs that osaka's own cluster hands out too.
+	c := fastConfig("osaka", workerid.Range{First: 16, Last: 31})
+	c.Others = map[string]workerid.Range{"tokyo": {First: 0, Last: 15}}
+	if _, err := start(t, cli, c, src); !errors.Is(err, workerid.ErrMismatch) || !strings.Contains(err.Error(), "belongs to datacenter tokyo") {
+		t.Fatalf("Start of an osaka worker on tokyo's cluster = %v, want ErrMismatch saying the cluster belongs to tokyo", err)
+	}
 }
 
 func TestEtcdUnreachableAtStart(t *testing.T) {
@@ -454,6 +460,12 @@ func TestConfigValidate(t *testing.T) {
 		{"request timeout too long", func(c *workerid.Config) { c.RequestTimeout = c.TTL }},
 		{"tiny window", func(c *workerid.Config) { c.Window = mig.Tick }},
 		{"borrow beyond window", func(c *workerid.Config) { c.Borrow = c.Window }},
+		{"others overlap each other", func(c *workerid.Config) {
+			c.Others = map[string]workerid.Range{"osaka": {First: 16, Last: 31}, "nagoya": {First: 30, Last: 40}}
+		}},
+		{"slash in another datacenter", func(c *workerid.Config) {
+			c.Others = map[string]workerid.Range{"osaka/x": {First: 16, Last: 31}}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok

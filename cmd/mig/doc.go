@@ -7,7 +7,7 @@
 // Serve is split by concern: serve.go (the command and its signals),
 // serveflags.go (flags into a checked serveConfig), runserve.go (start-up
 // and shutdown order), etcd.go (embedded or external etcd), tls.go,
-// issuer.go (no IDs while NTP says the clock is off) and metrics.go.
+// and metrics.go (the NTP check is the worker's: workerid.Config.ClockCheck).
 // Tests run serve in-process through runServe, cancelling its context
 // where a signal would stop the process, and also as a built binary
 // stopped with a real SIGTERM.

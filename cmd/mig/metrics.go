@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/clock/ntp"
 	"github.com/migsvc/mig/seqfacade"
 	"github.com/migsvc/mig/workerid"
 )
@@ -12,7 +13,7 @@ import (
 // monitor on reg, the server's own registry. Every value is read when
 // /metrics is scraped, from the Status snapshots the packages keep; nothing
 // here touches the hot path.
-func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.Slewing, ntp *clock.NTPMonitor) error {
+func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.Slewing, ntp *ntp.Monitor) error {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: name, Help: help}, f)
 	}

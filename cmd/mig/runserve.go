@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/clock/ntp"
 	"github.com/migsvc/mig/internal/h1"
 	"github.com/migsvc/mig/rpc"
 	"github.com/migsvc/mig/seqfacade"
@@ -79,11 +80,11 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	}
 	idc := clock.NewCoarse(slew, cfg.resolution)
 	defer idc.Close()
-	ntp, err := clock.StartNTPMonitor(cfg.ntp, src)
+	ntpMon, err := ntp.Start(cfg.ntp, src)
 	if err != nil {
 		return err // checked by serveFlags.config
 	}
-	defer ntp.Close()
+	defer ntpMon.Close()
 
 	etcd, err := connectEtcd(ctx, cfg.etcd, log, logOut)
 	if err != nil {
@@ -94,6 +95,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	wcfg := cfg.worker
 	wcfg.Logger = log
 	wcfg.Holder = holder(ln.Addr())
+	wcfg.ClockCheck = ntpMon // always safe without --ntp-servers
 	worker, err := workerid.Start(ctx, wcfg, etcd.cli, src, idc)
 	if err != nil {
 		return fmt.Errorf("claiming a worker ID in datacenter %s, range %s: %w", wcfg.Datacenter, wcfg.Range, err)
@@ -135,11 +137,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	if err != nil {
 		return err
 	}
-	var issuer rpc.IDIssuer = worker
-	if len(cfg.ntp.Servers) > 0 {
-		issuer = clockGuard{Worker: worker, ntp: ntp}
-	}
-	srv, err := rpc.NewServer(issuer,
+	srv, err := rpc.NewServer(worker,
 		rpc.WithLogger(log),
 		rpc.WithSeq(seq, 0),
 		rpc.WithForwarding(scfg.NodeName, scheme, peers, 0),
@@ -156,13 +154,13 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 			}
 			return nil
 		}),
-		rpc.WithReadiness("clock safe", func() error { return clockUnsafeError(ntp.Status()) }),
+		rpc.WithReadiness("clock safe", ntpMon.CheckClock),
 		rpc.WithReadiness("sequences", seq.Ready),
 	)
 	if err != nil {
 		return err
 	}
-	if err := registerMetrics(srv.Registry(), worker, slew, ntp); err != nil {
+	if err := registerMetrics(srv.Registry(), worker, slew, ntpMon); err != nil {
 		return err
 	}
 	if err := registerSeqMetrics(srv.Registry(), seq); err != nil {

@@ -191,21 +191,23 @@ func twirpCode(err error) twirp.ErrorCode {
 }
 
 // TestServeMillionIDs runs four workers of one datacenter and two of
-// another on one etcd, and takes a million IDs from all six at once in
-// batches of 1000: every ID is unique and carries its worker's ID.
+// another, each datacenter on its own etcd, and takes a million IDs from
+// all six at once in batches of 1000: every ID is unique and carries its
+// worker's ID.
 func TestServeMillionIDs(t *testing.T) {
 	t.Parallel()
-	etcd := etcdEndpoint(t)
+	tokyoEtcd, osakaEtcd := etcdEndpoint(t), etcdEndpoint(t)
 	type worker struct {
 		s  *testServer
 		dc string
 	}
 	var workers []worker
 	for i := range 6 {
-		args := []string{"--etcd", etcd, "--dc", "tokyo", "--workers", "0-3", "--other-dcs", "osaka=4-5", "--seq-etcd", etcd}
+		// One etcd for the sequences of both datacenters (the first's).
+		args := []string{"--etcd", tokyoEtcd, "--dc", "tokyo", "--workers", "0-3", "--other-dcs", "osaka=4-5", "--seq-etcd", tokyoEtcd}
 		dc := "tokyo"
 		if i >= 4 {
-			args = []string{"--etcd", etcd, "--dc", "osaka", "--workers", "4-5", "--other-dcs", "tokyo=0-3", "--seq-etcd", etcd}
+			args = []string{"--etcd", osakaEtcd, "--dc", "osaka", "--workers", "4-5", "--other-dcs", "tokyo=0-3", "--seq-etcd", tokyoEtcd}
 			dc = "osaka"
 		}
 		workers = append(workers, worker{startServe(t, args...), dc})

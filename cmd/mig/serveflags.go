@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/clock/ntp"
 	"github.com/migsvc/mig/internal/etcdlocal"
 	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/mig"
@@ -45,7 +46,7 @@ type serveConfig struct {
 	seqEtcd    []string
 	slew       clock.SlewConfig
 	resolution time.Duration // of the cached ID clock (clock.Coarse)
-	ntp        clock.NTPConfig
+	ntp        ntp.Config
 	etcd       etcdConfig
 	listen     string
 	tls        tlsFiles
@@ -94,7 +95,7 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 
 	fs.StringVar(&f.dc, "dc", defaultDatacenter, "this worker's `datacenter` name, the same for every worker of the datacenter")
 	fs.Var(f.workers, "workers", "the datacenter's worker-ID `range` A-B (0..63), the same for every worker of the datacenter\nand disjoint from every other datacenter's")
-	fs.Var(f.others, "other-dcs", "the other datacenters' ranges, `name=A-B,...` (like osaka=16-31,nagoya=32-47),\nrecorded and checked for overlaps")
+	fs.Var(f.others, "other-dcs", "the other datacenters' ranges, `name=A-B,...` (like osaka=16-31,nagoya=32-47),\nrecorded in this datacenter's etcd, which refuses a worker that lists them otherwise")
 	fs.StringVar(&f.etcd, "etcd", "", "comma-separated etcd `endpoints` of this datacenter's cluster;\nempty runs an embedded single-member etcd in --data-dir")
 	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "the `directory` of the embedded etcd (without --etcd)")
 	fs.StringVar(&f.listen, "listen", defaultListen, "the `host:port` to serve Twirp, /metrics, /healthz and /readyz on")
@@ -112,9 +113,9 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.DurationVar(&f.resolution, "clock-resolution", clock.DefaultResolution, "how often the cached ID clock is refreshed (at most 10ms)")
 
 	fs.StringVar(&f.ntpServers, "ntp-servers", "", "comma-separated NTP `servers` to check the wall clock against; empty disables the check")
-	fs.DurationVar(&f.ntpInterval, "ntp-interval", clock.DefaultNTPInterval, "the wait between NTP checks")
-	fs.DurationVar(&f.ntpTimeout, "ntp-timeout", clock.DefaultNTPTimeout, "the timeout of one NTP query")
-	fs.DurationVar(&f.ntpMaxOffset, "ntp-max-offset", clock.DefaultNTPMaxOffset, "the largest offset from NTP time at which IDs are still issued")
+	fs.DurationVar(&f.ntpInterval, "ntp-interval", ntp.DefaultInterval, "the wait between NTP checks")
+	fs.DurationVar(&f.ntpTimeout, "ntp-timeout", ntp.DefaultTimeout, "the timeout of one NTP query")
+	fs.DurationVar(&f.ntpMaxOffset, "ntp-max-offset", ntp.DefaultMaxOffset, "the largest offset from NTP time at which IDs are still issued")
 
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "the server's certificate `file` (PEM); with --tls-key, serves HTTPS")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the server's private key `file` (PEM)")
@@ -176,7 +177,7 @@ func (f *serveFlags) config() (serveConfig, error) {
 		},
 		slew:       clock.SlewConfig{BackRate: f.backRate, ForwardRate: f.forwardRate},
 		resolution: f.resolution,
-		ntp: clock.NTPConfig{
+		ntp: ntp.Config{
 			Servers:   splitList(f.ntpServers),
 			Interval:  f.ntpInterval,
 			Timeout:   f.ntpTimeout,
@@ -256,11 +257,11 @@ func (f *serveFlags) config() (serveConfig, error) {
 	}); err != nil {
 		return c, err
 	}
-	if err := blame(f.fs, c.ntp, clock.NTPConfig{}, clock.NTPConfig.Validate, []blamed[clock.NTPConfig]{
-		{"ntp-servers", func(c *clock.NTPConfig, d clock.NTPConfig) { c.Servers = d.Servers }},
-		{"ntp-interval", func(c *clock.NTPConfig, d clock.NTPConfig) { c.Interval = d.Interval }},
-		{"ntp-timeout", func(c *clock.NTPConfig, d clock.NTPConfig) { c.Timeout = d.Timeout }},
-		{"ntp-max-offset", func(c *clock.NTPConfig, d clock.NTPConfig) { c.MaxOffset = d.MaxOffset }},
+	if err := blame(f.fs, c.ntp, ntp.Config{}, ntp.Config.Validate, []blamed[ntp.Config]{
+		{"ntp-servers", func(c *ntp.Config, d ntp.Config) { c.Servers = d.Servers }},
+		{"ntp-interval", func(c *ntp.Config, d ntp.Config) { c.Interval = d.Interval }},
+		{"ntp-timeout", func(c *ntp.Config, d ntp.Config) { c.Timeout = d.Timeout }},
+		{"ntp-max-offset", func(c *ntp.Config, d ntp.Config) { c.MaxOffset = d.MaxOffset }},
 	}); err != nil {
 		return c, err
 	}

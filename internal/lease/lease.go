@@ -266,7 +266,7 @@ func (l *Lease) renew(ctx context.Context, sent, deadline time.Duration) (ok, go
 	}
 	l.renewals.Add(1)
 	// HAZARD: the deadline counts from the send, never from the answer.
-	// Extend keeps the later deadline, and re-arms its fast check.
+	// Extend keeps the later deadline.
 	l.deadline.Extend(sent + time.Duration(r.TTL)*time.Second - l.cfg.Margin)
 	l.renewed.Lock()
 	l.renewed.last = Renewal{Sent: sent, TTL: time.Duration(r.TTL) * time.Second}

@@ -1,122 +1,129 @@
-package clock
+package ntp
 
 import (
 	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/beevik/ntp"
+	beevik "github.com/beevik/ntp"
+
+	"github.com/migsvc/mig/clock"
 )
 
-// Errors kept in [NTPStatus]. Each is wrapped with the server and the
-// cause; test for it with errors.Is (the cause, such as ntp.ErrKissOfDeath,
-// matches too).
+// Errors of this package. ErrQuery and ErrInvalid are kept in [Status],
+// each wrapped with the server and the cause; test for them with
+// errors.Is (the cause, such as beevik.ErrKissOfDeath, matches too).
 var (
-	// ErrNTPQuery means a server did not answer, or answered something that
+	// ErrUnsafe is wrapped by [Monitor.CheckClock]'s error while the wall
+	// clock is further from NTP time than MaxOffset.
+	ErrUnsafe = errors.New("ntp: wall clock too far from NTP time")
+	// ErrQuery means a server did not answer, or answered something that
 	// is not an NTP response to our request.
-	ErrNTPQuery = errors.New("clock: NTP query failed")
-	// ErrNTPInvalid means a server answered but its response is unfit for
+	ErrQuery = errors.New("ntp: query failed")
+	// ErrInvalid means a server answered but its response is unfit for
 	// synchronization (kiss of death, unsynchronized, stale, ...).
-	ErrNTPInvalid = errors.New("clock: NTP response invalid")
+	ErrInvalid = errors.New("ntp: response invalid")
 	// errMonitorClosed ends a query started after Close.
-	errMonitorClosed = errors.New("clock: NTP monitor closed")
+	errMonitorClosed = errors.New("ntp: monitor closed")
 )
 
-// Defaults of [NTPConfig], used where a field is zero.
+// Defaults of [Config], used where a field is zero.
 const (
-	DefaultNTPInterval  = 32 * time.Second
-	DefaultNTPTimeout   = 5 * time.Second
-	DefaultNTPMaxOffset = 500 * time.Millisecond
+	DefaultInterval  = 32 * time.Second
+	DefaultTimeout   = 5 * time.Second
+	DefaultMaxOffset = 500 * time.Millisecond
 )
 
-// NTPConfig sets what an [NTPMonitor] queries and when it calls the clock
+// Config sets what a [Monitor] queries and when it calls the clock
 // unsafe. The zero value means the defaults, with no servers: a disabled
-// monitor. StartNTPMonitor copies it, so it is safe for concurrent use as
-// long as nobody writes to it.
-type NTPConfig struct {
+// monitor. Start copies it, so it is safe for concurrent use as long as
+// nobody writes to it.
+type Config struct {
 	// Servers are queried every round, each as "host" or "host:port"
 	// (port 123 when absent). None disables the monitor.
 	Servers []string
-	// Interval is the wait between rounds. Zero means DefaultNTPInterval.
+	// Interval is the wait between rounds. Zero means DefaultInterval.
 	Interval time.Duration
-	// Timeout bounds each query. Zero means DefaultNTPTimeout.
+	// Timeout bounds each query. Zero means DefaultTimeout.
 	Timeout time.Duration
 	// MaxOffset is the largest |offset| of the wall clock from NTP time at
-	// which the clock is still safe. Zero means DefaultNTPMaxOffset.
+	// which the clock is still safe. Zero means DefaultMaxOffset.
 	MaxOffset time.Duration
 }
 
-func (c NTPConfig) withDefaults() NTPConfig {
+func (c Config) withDefaults() Config {
 	if c.Interval == 0 {
-		c.Interval = DefaultNTPInterval
+		c.Interval = DefaultInterval
 	}
 	if c.Timeout == 0 {
-		c.Timeout = DefaultNTPTimeout
+		c.Timeout = DefaultTimeout
 	}
 	if c.MaxOffset == 0 {
-		c.MaxOffset = DefaultNTPMaxOffset
+		c.MaxOffset = DefaultMaxOffset
 	}
 	return c
 }
 
-// Validate reports whether c is usable; the error wraps ErrInvalidConfig.
-func (c NTPConfig) Validate() error {
+// Validate reports whether c is usable; the error wraps
+// clock.ErrInvalidConfig.
+func (c Config) Validate() error {
 	c = c.withDefaults()
 	for i, s := range c.Servers {
 		if s == "" {
-			return fmt.Errorf("%w: NTP server %d is empty", ErrInvalidConfig, i)
+			return fmt.Errorf("%w: NTP server %d is empty", clock.ErrInvalidConfig, i)
 		}
 	}
 	if c.Interval < 0 {
-		return fmt.Errorf("%w: NTP Interval %v is negative", ErrInvalidConfig, c.Interval)
+		return fmt.Errorf("%w: NTP Interval %v is negative", clock.ErrInvalidConfig, c.Interval)
 	}
 	if c.Timeout < 0 {
-		return fmt.Errorf("%w: NTP Timeout %v is negative", ErrInvalidConfig, c.Timeout)
+		return fmt.Errorf("%w: NTP Timeout %v is negative", clock.ErrInvalidConfig, c.Timeout)
 	}
 	if c.MaxOffset < 0 {
-		return fmt.Errorf("%w: NTP MaxOffset %v is negative", ErrInvalidConfig, c.MaxOffset)
+		return fmt.Errorf("%w: NTP MaxOffset %v is negative", clock.ErrInvalidConfig, c.MaxOffset)
 	}
 	return nil
 }
 
-// NTPServerStatus is one server's answer in the latest round. A plain
+// ServerStatus is one server's answer in the latest round. A plain
 // value, safe for concurrent use.
-type NTPServerStatus struct {
+type ServerStatus struct {
 	Server string
 	// Offset and RTT are valid when Err is nil.
 	Offset time.Duration
 	RTT    time.Duration
-	// Err wraps ErrNTPQuery or ErrNTPInvalid; nil for a valid response.
+	// Err wraps ErrQuery or ErrInvalid; nil for a valid response.
 	Err error
 }
 
-// NTPStatus describes an [NTPMonitor], for metrics and health checks. It
+// Status describes an [Monitor], for metrics and health checks. It
 // is a snapshot whose Servers slice is a copy: it shares nothing with the
 // monitor and is safe for concurrent use.
-type NTPStatus struct {
+type Status struct {
 	// Enabled is false when no servers are configured.
 	Enabled bool
-	// Safe is what [NTPMonitor.Safe] returns.
+	// Safe is what [Monitor.Safe] returns.
 	Safe bool
 	// MaxOffset is the configured limit.
 	MaxOffset time.Duration
 
-	// Offset is how far NTP time is ahead of the Source's wall clock
+	// Offset is how far NTP time is ahead of the source's wall clock
 	// (negative: behind), from the valid response with the lowest RTT in
 	// the latest round that had one. RTT and Server are that response's.
 	// All three are zero until the first valid response.
 	Offset time.Duration
 	RTT    time.Duration
 	Server string
-	// LastSuccess is the Source's wall clock when that round ended; zero
+	// LastSuccess is the source's wall clock when that round ended; zero
 	// until the first valid response. Callers judge staleness with it.
 	LastSuccess time.Time
 
 	// LastError is the latest failed query or invalid response, of any
 	// server and any round; nil if there has been none. LastErrorAt is
-	// the Source's wall clock when its round ended.
+	// the source's wall clock when its round ended.
 	LastError   error
 	LastErrorAt time.Time
 	// ConsecutiveFailures counts the rounds in a row, up to the latest,
@@ -127,27 +134,29 @@ type NTPStatus struct {
 	Rounds, Queries, Failures uint64
 
 	// Servers holds each server's answer in the latest round.
-	Servers []NTPServerStatus
+	Servers []ServerStatus
 }
 
-// NTPMonitor queries NTP servers periodically and reports how far the wall
-// clock of its Source is from NTP time. It only observes: it neither sets
-// nor slews any clock, and it logs nothing; everything is in [NTPStatus].
+// Monitor queries NTP servers periodically and reports how far the wall
+// clock of its source is from NTP time. It only observes: it neither sets
+// nor slews any clock, and it logs nothing; everything is in [Status].
 //
-// Offsets are measured against the Source's wall clock (the one the ID
-// clock reads), not the host's, so that a [Skewed] Source shows its shift.
-// Safe for concurrent use.
-type NTPMonitor struct {
-	cfg  NTPConfig
-	src  Source
+// Offsets are measured against the source's wall clock (the one the ID
+// clock reads), not the host's, so that a [clock.Skewed] source shows its
+// shift. Safe for concurrent use.
+type Monitor struct {
+	cfg  Config
+	src  clock.Source
 	stop chan struct{}
 	done chan struct{}
+
+	safe atomic.Bool // mu.st.Safe, for CheckClock on every call of a hot path
 
 	closeOnce sync.Once
 
 	mu struct {
 		sync.Mutex
-		st     NTPStatus
+		st     Status
 		closed bool
 		// conns are the queries' sockets, closed by Close so that it does
 		// not wait out a Timeout.
@@ -155,29 +164,30 @@ type NTPMonitor struct {
 	}
 }
 
-// StartNTPMonitor starts a monitor of src's wall clock against cfg.Servers:
+// Start starts a monitor of src's wall clock against cfg.Servers:
 // one goroutine that runs a round at once and then one every cfg.Interval
 // of src's monotonic time, querying all servers of a round in parallel.
 // With no servers it starts nothing and reports Safe. Call Close to stop it.
 //
-// Errors: ErrNilSource if src is nil; ErrInvalidConfig (wrapped, with the
-// reason) if cfg.Validate fails.
-func StartNTPMonitor(cfg NTPConfig, src Source) (*NTPMonitor, error) {
+// Errors: clock.ErrNilSource if src is nil; clock.ErrInvalidConfig
+// (wrapped, with the reason) if cfg.Validate fails.
+func Start(cfg Config, src clock.Source) (*Monitor, error) {
 	if src == nil {
-		return nil, ErrNilSource
+		return nil, clock.ErrNilSource
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	cfg.Servers = append([]string(nil), cfg.Servers...) // the caller's slice may change
-	m := &NTPMonitor{
+	m := &Monitor{
 		cfg:  cfg,
 		src:  src,
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	m.mu.st = NTPStatus{Enabled: len(cfg.Servers) > 0, Safe: true, MaxOffset: cfg.MaxOffset}
+	m.mu.st = Status{Enabled: len(cfg.Servers) > 0, Safe: true, MaxOffset: cfg.MaxOffset}
+	m.safe.Store(true)
 	m.mu.conns = make(map[net.Conn]struct{})
 	if len(cfg.Servers) == 0 {
 		close(m.done)
@@ -196,24 +206,37 @@ func StartNTPMonitor(cfg NTPConfig, src Source) (*NTPMonitor, error) {
 // uniqueness never rests on the wall clock (the ID clock never goes back,
 // and restarts start after the persisted watermark). Callers that want a
 // fresh measurement check LastSuccess and ConsecutiveFailures.
-func (m *NTPMonitor) Safe() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.mu.st.Safe
+func (m *Monitor) Safe() bool { return m.safe.Load() }
+
+// CheckClock returns nil while the clock is [Monitor.Safe], and otherwise
+// an error wrapping ErrUnsafe that gives the offset, the server that
+// measured it and the limit. It costs one atomic load while the clock is
+// safe, so a worker can call it before every ID it issues
+// (workerid.Config.ClockCheck); it is also a readiness check.
+func (m *Monitor) CheckClock() error {
+	if m.safe.Load() {
+		return nil
+	}
+	st := m.Status()
+	if st.Safe {
+		return nil // made safe since the load above
+	}
+	return fmt.Errorf("%w: server %s puts the wall clock %v off (NTP time minus wall clock), beyond the limit of %v",
+		ErrUnsafe, st.Server, st.Offset, st.MaxOffset)
 }
 
 // Status returns a copy of the monitor's state.
-func (m *NTPMonitor) Status() NTPStatus {
+func (m *Monitor) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.mu.st
-	st.Servers = append([]NTPServerStatus(nil), st.Servers...)
+	st.Servers = append([]ServerStatus(nil), st.Servers...)
 	return st
 }
 
 // Close stops the monitor, interrupting queries in flight, and waits for
 // its goroutine to end. Close is idempotent.
-func (m *NTPMonitor) Close() {
+func (m *Monitor) Close() {
 	m.closeOnce.Do(func() {
 		m.mu.Lock()
 		m.mu.closed = true
@@ -231,7 +254,7 @@ func (m *NTPMonitor) Close() {
 	<-m.done
 }
 
-func (m *NTPMonitor) run() {
+func (m *Monitor) run() {
 	defer close(m.done)
 	for {
 		m.round()
@@ -244,8 +267,8 @@ func (m *NTPMonitor) run() {
 }
 
 // round queries every server and records the outcome.
-func (m *NTPMonitor) round() {
-	res := make([]NTPServerStatus, len(m.cfg.Servers))
+func (m *Monitor) round() {
+	res := make([]ServerStatus, len(m.cfg.Servers))
 	var wg sync.WaitGroup
 	for i, server := range m.cfg.Servers {
 		wg.Go(func() { res[i] = m.query(server) })
@@ -262,7 +285,7 @@ func (m *NTPMonitor) round() {
 	m.recordLocked(res, at)
 }
 
-func (m *NTPMonitor) recordLocked(res []NTPServerStatus, at time.Time) {
+func (m *Monitor) recordLocked(res []ServerStatus, at time.Time) {
 	st := &m.mu.st
 	st.Rounds++
 	st.Servers = res
@@ -286,23 +309,24 @@ func (m *NTPMonitor) recordLocked(res []NTPServerStatus, at time.Time) {
 	st.ConsecutiveFailures = 0
 	st.Offset, st.RTT, st.Server, st.LastSuccess = b.Offset, b.RTT, b.Server, at
 	st.Safe = b.Offset <= m.cfg.MaxOffset && -b.Offset <= m.cfg.MaxOffset
+	m.safe.Store(st.Safe)
 }
 
 // query asks one server and validates its answer.
-func (m *NTPMonitor) query(server string) NTPServerStatus {
-	out := NTPServerStatus{Server: server}
-	resp, err := ntp.QueryWithOptions(server, ntp.QueryOptions{
+func (m *Monitor) query(server string) ServerStatus {
+	out := ServerStatus{Server: server}
+	resp, err := beevik.QueryWithOptions(server, beevik.QueryOptions{
 		Timeout: m.cfg.Timeout,
-		// Measure the Source's wall clock: it is what IDs are made of.
+		// Measure the source's wall clock: it is what IDs are made of.
 		GetSystemTime: func() time.Time { return m.src.Now().Wall },
 		Dialer:        m.dial,
 	})
 	if err != nil {
-		out.Err = fmt.Errorf("%w: %s: %w", ErrNTPQuery, server, err)
+		out.Err = fmt.Errorf("%w: %s: %w", ErrQuery, server, err)
 		return out
 	}
 	if err := resp.Validate(); err != nil {
-		out.Err = fmt.Errorf("%w: %s: %w", ErrNTPInvalid, server, err)
+		out.Err = fmt.Errorf("%w: %s: %w", ErrInvalid, server, err)
 		return out
 	}
 	out.Offset, out.RTT = resp.ClockOffset, resp.RTT
@@ -312,7 +336,7 @@ func (m *NTPMonitor) query(server string) NTPServerStatus {
 // dial opens a query's UDP socket and registers it with the monitor, so
 // that Close can cut the query short. beevik/ntp closes it when the query
 // ends, which unregisters it.
-func (m *NTPMonitor) dial(_, remote string) (net.Conn, error) {
+func (m *Monitor) dial(_, remote string) (net.Conn, error) {
 	raddr, err := net.ResolveUDPAddr("udp", remote)
 	if err != nil {
 		return nil, err
@@ -335,7 +359,7 @@ func (m *NTPMonitor) dial(_, remote string) (net.Conn, error) {
 // trackedConn removes itself from its monitor's set when closed.
 type trackedConn struct {
 	net.Conn
-	m    *NTPMonitor
+	m    *Monitor
 	once sync.Once
 }
 

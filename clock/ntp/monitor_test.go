@@ -1,14 +1,17 @@
-package clock
+package ntp
 
 import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/beevik/ntp"
+	beevik "github.com/beevik/ntp"
+
+	"github.com/migsvc/mig/clock"
 )
 
 // fakeNTP is an NTPv4 server on 127.0.0.1 whose clock runs offset ahead of
@@ -82,24 +85,41 @@ func putNTPTime(b []byte, t time.Time) {
 	binary.BigEndian.PutUint64(b, secs<<32|frac)
 }
 
+// start is the manual clock's wall time; NTP offsets are measured on the
+// host's clock, so it only needs to be a valid time.
+var start = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// waitFor polls cond until it holds, failing the test after a generous
+// timeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // drivenSource reads the host's clock, so NTP offsets are real, but waits
-// on a Manual clock, so the test decides when the next round starts.
+// on a clock.Manual clock, so the test decides when the next round starts.
 type drivenSource struct {
-	real   *Real
-	manual *Manual
+	real   *clock.Real
+	manual *clock.Manual
 }
 
 func newDrivenSource() drivenSource {
-	return drivenSource{real: NewReal(), manual: NewManual(start)}
+	return drivenSource{real: clock.NewReal(), manual: clock.NewManual(start)}
 }
 
-func (d drivenSource) Now() Reading                          { return d.real.Now() }
+func (d drivenSource) Now() clock.Reading                    { return d.real.Now() }
 func (d drivenSource) Mono() time.Duration                   { return d.real.Mono() }
 func (d drivenSource) After(x time.Duration) <-chan struct{} { return d.manual.After(x) }
 
-func startMonitor(t *testing.T, cfg NTPConfig, src Source) *NTPMonitor {
+func startMonitor(t *testing.T, cfg Config, src clock.Source) *Monitor {
 	t.Helper()
-	m, err := StartNTPMonitor(cfg, src)
+	m, err := Start(cfg, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +127,7 @@ func startMonitor(t *testing.T, cfg NTPConfig, src Source) *NTPMonitor {
 	return m
 }
 
-func waitRounds(t *testing.T, m *NTPMonitor, n uint64) NTPStatus {
+func waitRounds(t *testing.T, m *Monitor, n uint64) Status {
 	t.Helper()
 	waitFor(t, "an NTP round", func() bool { return m.Status().Rounds >= n })
 	return m.Status()
@@ -120,44 +140,44 @@ func near(got, want time.Duration) bool {
 	return got > want-tolerance && got < want+tolerance
 }
 
-func TestNTPConfigValidate(t *testing.T) {
+func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cfg  NTPConfig
+		cfg  Config
 		ok   bool
 	}{
-		{"zero", NTPConfig{}, true},
-		{"servers", NTPConfig{Servers: []string{"pool.ntp.org", "10.0.0.1:123"}}, true},
-		{"empty server", NTPConfig{Servers: []string{"a", ""}}, false},
-		{"negative interval", NTPConfig{Interval: -time.Second}, false},
-		{"negative timeout", NTPConfig{Timeout: -time.Second}, false},
-		{"negative max offset", NTPConfig{MaxOffset: -time.Second}, false},
+		{"zero", Config{}, true},
+		{"servers", Config{Servers: []string{"pool.ntp.org", "10.0.0.1:123"}}, true},
+		{"empty server", Config{Servers: []string{"a", ""}}, false},
+		{"negative interval", Config{Interval: -time.Second}, false},
+		{"negative timeout", Config{Timeout: -time.Second}, false},
+		{"negative max offset", Config{MaxOffset: -time.Second}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
 			if tc.ok && err != nil {
 				t.Fatalf("Validate() = %v, want nil", err)
 			}
-			if !tc.ok && !errors.Is(err, ErrInvalidConfig) {
-				t.Fatalf("Validate() = %v, want ErrInvalidConfig", err)
+			if !tc.ok && !errors.Is(err, clock.ErrInvalidConfig) {
+				t.Fatalf("Validate() = %v, want clock.ErrInvalidConfig", err)
 			}
 		})
 	}
-	if _, err := StartNTPMonitor(NTPConfig{Servers: []string{""}}, NewReal()); !errors.Is(err, ErrInvalidConfig) {
-		t.Fatalf("StartNTPMonitor with a bad config: %v, want ErrInvalidConfig", err)
+	if _, err := Start(Config{Servers: []string{""}}, clock.NewReal()); !errors.Is(err, clock.ErrInvalidConfig) {
+		t.Fatalf("Start with a bad config: %v, want clock.ErrInvalidConfig", err)
 	}
-	if _, err := StartNTPMonitor(NTPConfig{}, nil); !errors.Is(err, ErrNilSource) {
-		t.Fatalf("StartNTPMonitor with a nil source: %v, want ErrNilSource", err)
+	if _, err := Start(Config{}, nil); !errors.Is(err, clock.ErrNilSource) {
+		t.Fatalf("Start with a nil source: %v, want clock.ErrNilSource", err)
 	}
 }
 
-func TestNTPMonitorDisabled(t *testing.T) {
+func TestMonitorDisabled(t *testing.T) {
 	src := newDrivenSource()
-	m := startMonitor(t, NTPConfig{}, src)
-	if !m.Safe() {
-		t.Fatal("a monitor without servers must be safe")
+	m := startMonitor(t, Config{}, src)
+	if !m.Safe() || m.CheckClock() != nil {
+		t.Fatalf("a monitor without servers must be safe: CheckClock() = %v", m.CheckClock())
 	}
-	if st := m.Status(); st.Enabled || !st.Safe || st.Rounds != 0 || st.MaxOffset != DefaultNTPMaxOffset {
+	if st := m.Status(); st.Enabled || !st.Safe || st.Rounds != 0 || st.MaxOffset != DefaultMaxOffset {
 		t.Fatalf("Status() = %+v", st)
 	}
 	if n := src.manual.Waiters(); n != 0 {
@@ -167,7 +187,7 @@ func TestNTPMonitorDisabled(t *testing.T) {
 	m.Close()
 }
 
-func TestNTPMonitorOffset(t *testing.T) {
+func TestMonitorOffset(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		offset    time.Duration
@@ -182,10 +202,17 @@ func TestNTPMonitorOffset(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := startFakeNTP(t, tc.offset)
 			src := newDrivenSource()
-			m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}, MaxOffset: tc.maxOffset, Timeout: 5 * time.Second}, src)
+			m := startMonitor(t, Config{Servers: []string{f.addr()}, MaxOffset: tc.maxOffset, Timeout: 5 * time.Second}, src)
 			st := waitRounds(t, m, 1)
 			if st.Safe != tc.safe || m.Safe() != tc.safe {
 				t.Fatalf("Safe = %v, want %v (status %+v)", st.Safe, tc.safe, st)
+			}
+			err := m.CheckClock()
+			if tc.safe && err != nil {
+				t.Fatalf("CheckClock() = %v on a safe clock", err)
+			}
+			if !tc.safe && (!errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), f.addr()) || !strings.Contains(err.Error(), st.MaxOffset.String())) {
+				t.Fatalf("CheckClock() = %v, want ErrUnsafe naming the server %s and the limit %v", err, f.addr(), st.MaxOffset)
 			}
 			if !near(st.Offset, tc.offset) {
 				t.Fatalf("Offset = %v, want about %v", st.Offset, tc.offset)
@@ -201,15 +228,15 @@ func TestNTPMonitorOffset(t *testing.T) {
 	}
 }
 
-func TestNTPMonitorNoAnswer(t *testing.T) {
+func TestMonitorNoAnswer(t *testing.T) {
 	f := startFakeNTP(t, 0)
 	f.silent.Store(true)
 	src := newDrivenSource()
 	const interval = time.Minute
-	m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}, Interval: interval, Timeout: 100 * time.Millisecond}, src)
+	m := startMonitor(t, Config{Servers: []string{f.addr()}, Interval: interval, Timeout: 100 * time.Millisecond}, src)
 
 	st := waitRounds(t, m, 1)
-	if st.ConsecutiveFailures != 1 || st.Failures != 1 || !errors.Is(st.LastError, ErrNTPQuery) || st.LastErrorAt.IsZero() {
+	if st.ConsecutiveFailures != 1 || st.Failures != 1 || !errors.Is(st.LastError, ErrQuery) || st.LastErrorAt.IsZero() {
 		t.Fatalf("after a silent round: %+v", st)
 	}
 	if !st.Safe || !st.LastSuccess.IsZero() || st.Offset != 0 {
@@ -232,32 +259,32 @@ func TestNTPMonitorNoAnswer(t *testing.T) {
 	}
 }
 
-func TestNTPMonitorInvalidResponse(t *testing.T) {
+func TestMonitorInvalidResponse(t *testing.T) {
 	f := startFakeNTP(t, 0)
 	f.stratum.Store(0) // kiss of death
-	m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}}, newDrivenSource())
+	m := startMonitor(t, Config{Servers: []string{f.addr()}}, newDrivenSource())
 	st := waitRounds(t, m, 1)
-	if !errors.Is(st.LastError, ErrNTPInvalid) || !errors.Is(st.LastError, ntp.ErrKissOfDeath) {
-		t.Fatalf("LastError = %v, want ErrNTPInvalid wrapping ntp.ErrKissOfDeath", st.LastError)
+	if !errors.Is(st.LastError, ErrInvalid) || !errors.Is(st.LastError, beevik.ErrKissOfDeath) {
+		t.Fatalf("LastError = %v, want ErrInvalid wrapping beevik.ErrKissOfDeath", st.LastError)
 	}
 	if st.ConsecutiveFailures != 1 || !st.Safe {
 		t.Fatalf("Status() = %+v", st)
 	}
 }
 
-// TestNTPMonitorBestOfRound uses one silent and two answering servers: the
+// TestMonitorBestOfRound uses one silent and two answering servers: the
 // round succeeds with one of the answers, and the silent one's error is kept.
-func TestNTPMonitorBestOfRound(t *testing.T) {
+func TestMonitorBestOfRound(t *testing.T) {
 	silent := startFakeNTP(t, 0)
 	silent.silent.Store(true)
 	a := startFakeNTP(t, 40*time.Millisecond)
 	b := startFakeNTP(t, 40*time.Millisecond)
-	m := startMonitor(t, NTPConfig{
+	m := startMonitor(t, Config{
 		Servers: []string{silent.addr(), a.addr(), b.addr()},
 		Timeout: 100 * time.Millisecond,
 	}, newDrivenSource())
 	st := waitRounds(t, m, 1)
-	if st.ConsecutiveFailures != 0 || st.Queries != 3 || st.Failures != 1 || !errors.Is(st.LastError, ErrNTPQuery) {
+	if st.ConsecutiveFailures != 0 || st.Queries != 3 || st.Failures != 1 || !errors.Is(st.LastError, ErrQuery) {
 		t.Fatalf("Status() = %+v", st)
 	}
 	if st.Server != a.addr() && st.Server != b.addr() || !near(st.Offset, 40*time.Millisecond) || !st.Safe {
@@ -273,11 +300,11 @@ func TestNTPMonitorBestOfRound(t *testing.T) {
 	}
 }
 
-func TestNTPMonitorSeesOffsetChange(t *testing.T) {
+func TestMonitorSeesOffsetChange(t *testing.T) {
 	f := startFakeNTP(t, 0)
 	src := newDrivenSource()
 	const interval = 32 * time.Second
-	m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}}, src)
+	m := startMonitor(t, Config{Servers: []string{f.addr()}}, src)
 
 	for i, tc := range []struct {
 		offset time.Duration
@@ -303,25 +330,25 @@ func TestNTPMonitorSeesOffsetChange(t *testing.T) {
 	}
 }
 
-// TestNTPMonitorSkewedSource checks that the monitor measures its Source's
+// TestMonitorSkewedSource checks that the monitor measures its source's
 // wall clock, so a Skewed source's shift shows as offset.
-func TestNTPMonitorSkewedSource(t *testing.T) {
+func TestMonitorSkewedSource(t *testing.T) {
 	f := startFakeNTP(t, 0)
 	src := newDrivenSource()
-	skewed := NewSkewed(src, -3*time.Second) // our wall clock 3s behind
-	m := startMonitor(t, NTPConfig{Servers: []string{f.addr()}}, skewed)
+	skewed := clock.NewSkewed(src, -3*time.Second) // our wall clock 3s behind
+	m := startMonitor(t, Config{Servers: []string{f.addr()}}, skewed)
 	st := waitRounds(t, m, 1)
 	if !near(st.Offset, 3*time.Second) || st.Safe {
 		t.Fatalf("offset %v safe %v, want about 3s and unsafe", st.Offset, st.Safe)
 	}
 }
 
-// TestNTPMonitorCloseInterrupts closes the monitor while a query waits on
+// TestMonitorCloseInterrupts closes the monitor while a query waits on
 // a server that never answers: Close must not wait out the Timeout.
-func TestNTPMonitorCloseInterrupts(t *testing.T) {
+func TestMonitorCloseInterrupts(t *testing.T) {
 	f := startFakeNTP(t, 0)
 	f.silent.Store(true)
-	m, err := StartNTPMonitor(NTPConfig{Servers: []string{f.addr()}, Timeout: time.Hour}, newDrivenSource())
+	m, err := Start(Config{Servers: []string{f.addr()}, Timeout: time.Hour}, newDrivenSource())
 	if err != nil {
 		t.Fatal(err)
 	}

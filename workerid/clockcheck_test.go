@@ -1,0 +1,54 @@
+package workerid_test
+
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
+	"github.com/migsvc/mig/workerid"
+)
+
+// switchedCheck is a workerid.ClockChecker the test turns: nil while safe.
+type switchedCheck struct{ err atomic.Pointer[error] }
+
+var _ workerid.ClockChecker = (*switchedCheck)(nil)
+
+func (c *switchedCheck) CheckClock() error {
+	if p := c.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// TestClockCheck: while Config.ClockCheck says the clock is unsafe, Next
+// and NextN refuse with ErrClockUnsafe, of the ErrUnavailable family and
+// with the check's reason, without fencing the worker; once it says safe
+// again they issue, above everything issued before.
+func TestClockCheck(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	check := &switchedCheck{}
+	cfg := fastConfig("tokyo", workerid.Range{First: 0, Last: 3})
+	cfg.ClockCheck = check
+	w := mustStart(t, cli, cfg, clock.NewReal())
+	before := take(t, w, 10)
+
+	unsafe := errors.New("wall clock 5s off NTP time")
+	check.err.Store(&unsafe)
+	if _, err := w.Next(); !errors.Is(err, workerid.ErrClockUnsafe) || !errors.Is(err, workerid.ErrUnavailable) || !errors.Is(err, unsafe) {
+		t.Fatalf("Next with the clock unsafe = %v, want ErrClockUnsafe, ErrUnavailable and the check's error", err)
+	}
+	_, err := w.NextN(5)
+	if !errors.Is(err, workerid.ErrClockUnsafe) || !strings.Contains(err.Error(), "clock unsafe") || !strings.Contains(err.Error(), "5s off") {
+		t.Fatalf("NextN with the clock unsafe = %v, want ErrClockUnsafe saying why", err)
+	}
+	if got := w.Status().Stats.Fences; got != 0 {
+		t.Fatalf("an unsafe clock fenced the worker (%d fences)", got)
+	}
+
+	check.err.Store(nil)
+	assertAllAbove(t, take(t, w, 10), before)
+}
