@@ -43,7 +43,8 @@ func serveSeqHandler(t testing.TB) (string, *seqfacade.Node, *rpc.Server) {
 	node, err := seqfacade.Start(t.Context(), seqfacade.Config{
 		NodeName:        "n1",
 		Step:            100,
-		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 100 * time.Millisecond, RequestTimeout: 200 * time.Millisecond},
+		Lease:           lease.Config{TTL: 2 * time.Second, RequestTimeout: 200 * time.Millisecond},
+		Margin:          100 * time.Millisecond,
 		ActivationDelay: 500 * time.Millisecond,
 	}, cli, clock.NewReal())
 	if err != nil {

@@ -118,10 +118,14 @@ type Config struct {
 	MaxBatch int
 
 	// Lease configures the node's registration lease (defaults
-	// DefaultTTL, DefaultMargin, DefaultRequestTimeout). Its TTL only sets
-	// how soon a dead node's groups move; its Margin is also taken off
-	// every right to serve.
+	// DefaultTTL, a quarter of the TTL as its margin,
+	// DefaultRequestTimeout). Its TTL only sets how soon a dead node's
+	// groups move: rights to serve do not come from the lease.
 	Lease lease.Config
+	// Margin is taken off every right to serve (default DefaultMargin),
+	// for the clock rates of two hosts: at least a sixth of
+	// ActivationDelay.
+	Margin time.Duration
 	// ActivationDelay is how long each confirmation lets the node serve
 	// its groups, and how long a node waits after first seeing a group
 	// given to it before serving it when its previous owner has not
@@ -220,7 +224,10 @@ func (c Config) withDefaults() Config {
 		c.Lease.TTL = DefaultTTL
 	}
 	if c.Lease.Margin == 0 {
-		c.Lease.Margin = DefaultMargin
+		c.Lease.Margin = c.Lease.TTL / 4
+	}
+	if c.Margin == 0 {
+		c.Margin = DefaultMargin
 	}
 	if c.Lease.RequestTimeout == 0 {
 		c.Lease.RequestTimeout = DefaultRequestTimeout
@@ -314,19 +321,19 @@ func (c Config) Validate() error {
 	// Margin after it was sent; a node that gains a group waits
 	// ActivationDelay. The margin is what absorbs two hosts' clock rates
 	// (docs/seq-failover.md), so it must be a real part of the delay.
-	claim := c.ActivationDelay - c.Lease.Margin
+	claim := c.ActivationDelay - c.Margin
 	switch {
 	case c.ActivationDelay <= 0:
 		bad("activation delay %v must be positive", c.ActivationDelay)
-	case c.Lease.Margin <= 0 || c.Lease.Margin*6 < c.ActivationDelay:
+	case c.Margin <= 0 || c.Margin*6 < c.ActivationDelay:
 		// Two hosts slewing in opposite directions at chrony's maximum
 		// (8.3%) differ by 2s/(1+s), about 15.4%.
-		bad("margin %v must be at least a sixth of the activation delay %v: it absorbs the clock-rate difference of two hosts, up to 15%% when NTP daemons slew at their fastest", c.Lease.Margin, c.ActivationDelay)
+		bad("margin %v must be at least a sixth of the activation delay %v: it absorbs the clock-rate difference of two hosts, up to 15%% when NTP daemons slew at their fastest", c.Margin, c.ActivationDelay)
 	case c.ConfirmInterval <= 0:
 		bad("confirm interval %v must be positive", c.ConfirmInterval)
 	case claim <= c.ConfirmInterval+c.Lease.RequestTimeout:
 		bad("a confirmation lets the node serve for %v (activation delay %v - margin %v), which does not outlast the confirm interval %v plus a request timeout %v: the node would stop serving between confirmations",
-			claim, c.ActivationDelay, c.Lease.Margin, c.ConfirmInterval, c.Lease.RequestTimeout)
+			claim, c.ActivationDelay, c.Margin, c.ConfirmInterval, c.Lease.RequestTimeout)
 	}
 	if strings.ContainsAny(c.Address, " \t\n") {
 		bad("address %q must not contain spaces", c.Address)
@@ -375,7 +382,7 @@ func (c Config) Validate() error {
 
 // claimLength is how long one confirmation lets the node serve, after
 // the confirmation was sent.
-func (c Config) claimLength() time.Duration { return c.ActivationDelay - c.Lease.Margin }
+func (c Config) claimLength() time.Duration { return c.ActivationDelay - c.Margin }
 
 // reserve is how many values of a step are left when the next extension
 // starts: (1 - PrefetchFraction) * step.

@@ -96,7 +96,7 @@ func TestStorageCut(t *testing.T) {
 		if c.v > before[sec] {
 			t.Fatalf("uid %d got %d during the cut, above the %d persisted before it", c.uid, c.v, before[sec])
 		}
-		if right := cfg.ActivationDelay - cfg.Lease.Margin; c.at > cut+right+50*time.Millisecond {
+		if right := cfg.ActivationDelay - cfg.Margin; c.at > cut+right+50*time.Millisecond {
 			t.Fatalf("uid %d got %d at %v after the cut, past a confirmation's right of %v", c.uid, c.v, c.at-cut, right)
 		}
 		if c.uid == hot {

@@ -27,7 +27,8 @@ func fastConfig(name string) seqfacade.Config {
 	return seqfacade.Config{
 		NodeName:        name,
 		Address:         name + ".test:7000",
-		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 100 * time.Millisecond, RequestTimeout: 200 * time.Millisecond},
+		Lease:           lease.Config{TTL: 2 * time.Second, RequestTimeout: 200 * time.Millisecond},
+		Margin:          100 * time.Millisecond,
 		ActivationDelay: 500 * time.Millisecond,
 	}
 }

@@ -28,7 +28,7 @@ func TestCleanRestart(t *testing.T) {
 	src := clock.NewReal()
 	cfg := fastConfig("a")
 	cfg.Step = 100
-	cfg.ActivationDelay, cfg.Lease.Margin = 5*time.Second, time.Second
+	cfg.ActivationDelay, cfg.Margin = 5*time.Second, time.Second
 
 	a := mustServe(t, cli, cfg, src)
 	var h history
@@ -148,7 +148,7 @@ func TestActivationDelay(t *testing.T) {
 	cli := etcdtest.Client(t, srv.Endpoints()...)
 	src := clock.NewReal()
 	cfg := fastConfig("a")
-	cfg.ActivationDelay = 900 * time.Millisecond
+	cfg.ActivationDelay, cfg.Margin = 900*time.Millisecond, 150*time.Millisecond
 	begin := src.Mono()
 	n, err := start(t, cli, cfg, src)
 	if err != nil {
@@ -182,8 +182,10 @@ func TestConcurrentOneUID(t *testing.T) {
 	cfg.Step = 64
 	n := mustServe(t, cli, cfg, clock.NewReal())
 	concurrent(t, n, []uint64{42}, 8, 2000)
-	if s := n.Stats(); s.Waits == 0 || s.Writes < 8*2000/64 {
-		t.Fatalf("stats %+v: expected waits and about one write per step", s)
+	// The step doubles for a section extended again within StepPeriod:
+	// far fewer writes than one per step of 64, and some callers wait.
+	if s := n.Stats(); s.Waits == 0 || s.Writes < 5 {
+		t.Fatalf("stats %+v: expected waits and several writes", s)
 	}
 }
 

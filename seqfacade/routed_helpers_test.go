@@ -44,7 +44,7 @@ func routedConfig(name string) seqfacade.Config {
 		GroupSize:         2,
 		UIDLimit:          testGroups * uidsPerGroup,
 		Step:              1000,
-		Lease:             lease.Config{TTL: 2 * time.Second, Margin: 200 * time.Millisecond, RequestTimeout: 300 * time.Millisecond},
+		Lease:             lease.Config{TTL: 2 * time.Second, RequestTimeout: 300 * time.Millisecond},
 		RebalanceInterval: 300 * time.Millisecond,
 		MaxMoves:          2,
 		Tolerance:         0.1,

@@ -28,7 +28,7 @@ type host struct {
 
 func edgeConfig(name string, delay time.Duration) Config {
 	c := Config{NodeName: name, SectionSize: 10, GroupSize: 1, UIDLimit: 40, ActivationDelay: delay}
-	c.Lease.Margin = edgeMargin
+	c.Margin = edgeMargin
 	return c.withDefaults()
 }
 

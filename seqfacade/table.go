@@ -147,11 +147,12 @@ func decodeTable(val []byte, rev int64, lay layout) (*table, error) {
 // tenure from the new version, recording the one it ends. It reports
 // false when nothing would change.
 //
-// With no prev (none written yet, or the key was deleted), the version
-// starts at first: the etcd revision the arbiter read at. Every table's
-// version is at most its own ModRevision (each is written after the read
-// that planned it, and versions grow by one a write), so versions keep
-// growing even across a deleted key: a tenure's since is never reused.
+// The version is the larger of prev's plus one and first, the etcd
+// revision the arbiter read at. Every table's version is therefore at
+// most its own ModRevision (each is written after the read that planned
+// it), and above every version written before, even across a deleted
+// key or an old value written back by hand: a tenure's since is never
+// reused. Versions grow, not always by one.
 func nextTable(prev *table, owners []string, members map[string]member, lay layout, first uint64) (*table, bool) {
 	version := max(first, 1)
 	if prev != nil {

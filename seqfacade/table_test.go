@@ -110,7 +110,7 @@ func TestTableDecodeRefuses(t *testing.T) {
 // confirm interval, or a bad weight or address, is refused.
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.Lease.TTL != DefaultTTL || c.Lease.Margin != DefaultMargin || c.Lease.RequestTimeout != DefaultRequestTimeout ||
+	if c.Lease.TTL != DefaultTTL || c.Lease.Margin != DefaultTTL/4 || c.Margin != DefaultMargin || c.Lease.RequestTimeout != DefaultRequestTimeout ||
 		c.ActivationDelay != DefaultActivationDelay || c.ConfirmInterval != DefaultActivationDelay/4 || c.Weight != 1 ||
 		c.RebalanceInterval != DefaultRebalanceInterval || c.MaxMoves != DefaultMaxMoves || c.RequestTimeout != DefaultRequestTimeout ||
 		c.claimLength() != DefaultActivationDelay-DefaultMargin {

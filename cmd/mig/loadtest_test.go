@@ -115,7 +115,8 @@ func TestLoadtestSeq(t *testing.T) {
 	cli := etcdtest.Client(t, srv.Endpoints()...)
 	node, err := seqfacade.Start(t.Context(), seqfacade.Config{
 		NodeName:        "n1",
-		Lease:           lease.Config{TTL: 2 * time.Second, Margin: 100 * time.Millisecond, RequestTimeout: 200 * time.Millisecond},
+		Lease:           lease.Config{TTL: 2 * time.Second, RequestTimeout: 200 * time.Millisecond},
+		Margin:          100 * time.Millisecond,
 		ActivationDelay: 500 * time.Millisecond,
 	}, cli, clock.NewReal())
 	if err != nil {

@@ -224,7 +224,8 @@ func (f *serveFlags) config() (serveConfig, error) {
 			return c, f.flagErr(errors.New("must be at least 1"), z.name)
 		}
 	}
-	c.seq.Lease = lease.Config{TTL: f.seqTTL, Margin: f.seqMargin, RequestTimeout: f.seqTimeout}
+	c.seq.Lease = lease.Config{TTL: f.seqTTL, RequestTimeout: f.seqTimeout}
+	c.seq.Margin = f.seqMargin
 	c.seq.RequestTimeout = c.seq.Lease.RequestTimeout
 	c.seqEtcd = splitList(f.seqEtcd)
 	if err := f.seqPlacement(&c); err != nil {
@@ -240,7 +241,7 @@ func (f *serveFlags) config() (serveConfig, error) {
 		{"seq-activation-delay", func(c *seqfacade.Config, d seqfacade.Config) { c.ActivationDelay = d.ActivationDelay }},
 		{"seq-node", func(c *seqfacade.Config, d seqfacade.Config) { c.NodeName = d.NodeName }},
 		{"seq-lease-ttl", func(c *seqfacade.Config, d seqfacade.Config) { c.Lease.TTL = d.Lease.TTL }},
-		{"seq-lease-margin", func(c *seqfacade.Config, d seqfacade.Config) { c.Lease.Margin = d.Lease.Margin }},
+		{"seq-lease-margin", func(c *seqfacade.Config, d seqfacade.Config) { c.Margin = d.Margin }},
 		{"seq-etcd-timeout", func(c *seqfacade.Config, d seqfacade.Config) {
 			c.Lease.RequestTimeout, c.RequestTimeout = d.Lease.RequestTimeout, d.RequestTimeout
 		}},
