@@ -172,7 +172,7 @@ func (n *Node) TryCurrent(uid uint64) (uint64, bool) {
 	}
 	// HAZARD: a read too must not show a value older than one the next
 	// owner has handed out: checked after reading, as in Next.
-	if v := s.base + s.cur[i].Load(); !s.dead.Load() && s.g.live() {
+	if v := s.base + s.cur.get(i); !s.dead.Load() && s.g.live() {
 		return v, true
 	}
 	return 0, false

@@ -69,7 +69,7 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 		byGroup := map[*group][]need{}
 		for _, k := range pending {
 			s, i := secs[k], idx[k]
-			if s.cur[i].Load() >= s.limit.Load() {
+			if s.cur.get(i) >= s.limit.Load() {
 				byGroup[s.g] = append(byGroup[s.g], need{s, i})
 			}
 		}

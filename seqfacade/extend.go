@@ -54,14 +54,14 @@ func (g *group) request(needs []need, urgent bool) ([]*round, error) {
 				return nil, fmt.Errorf("%w: section %d's max_seq is %d", ErrExhausted, g.first+s.local, g.mu.persisted[s.local])
 			}
 			continue
-		case urgent && s.cur[nd.i].Load() < s.limit.Load():
+		case urgent && s.cur.get(nd.i) < s.limit.Load():
 			continue // raised meanwhile
 		case urgent && s.ext.round != nil:
 			if !slices.Contains(rounds, s.ext.round) {
 				rounds = append(rounds, s.ext.round)
 			}
 			continue
-		case !urgent && (s.requested.Load() || s.cur[nd.i].Load() <= s.prefetch.Load()):
+		case !urgent && (s.requested.Load() || s.cur.get(nd.i) <= s.prefetch.Load()):
 			// Asked for already, or the caller read prefetch before a
 			// round raised it: no write needed yet.
 			continue

@@ -95,7 +95,7 @@ func (g *group) section(local int) (*section, error) {
 		return s, nil
 	}
 	sec := g.first + local
-	s := &section{g: g, local: local, base: g.mu.floor[local], cur: make([]atomic.Uint64, g.n.lay.uidsIn(sec))}
+	s := &section{g: g, local: local, base: g.mu.floor[local], cur: newCounters(g.n.lay.uidsIn(sec))}
 	if g.live() {
 		g.raiseLocked(s)
 	}
@@ -104,7 +104,6 @@ func (g *group) section(local int) (*section, error) {
 	// finds it.
 	g.n.sections[sec].Store(s)
 	g.n.stats.sectionsLoaded.Add(1)
-	g.n.stats.curSeqBytes.Add(int64(8 * len(s.cur)))
 	return s, nil
 }
 
@@ -117,7 +116,7 @@ func (g *group) current(local int, i uint64) (uint64, error) {
 		return 0, g.mu.deadErr
 	}
 	if s := g.mu.sections[local]; s != nil {
-		return s.base + s.cur[i].Load(), nil
+		return s.base + s.cur.get(i), nil
 	}
 	return g.mu.floor[local], nil
 }
@@ -139,17 +138,18 @@ func (g *group) raiseLocked(s *section) {
 	s.limit.Store(lim)
 }
 
-// calls returns the values handed out from the group's sections.
-func (g *group) calls() uint64 {
+// calls returns the values handed out from the group's sections, and
+// the memory their cur_seq offsets take.
+func (g *group) calls() (calls uint64, bytes int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var t uint64
 	for _, s := range g.mu.sections {
 		if s != nil {
-			t += s.calls.Load()
+			calls += s.calls.Load()
+			bytes += s.cur.bytes()
 		}
 	}
-	return t
+	return calls, bytes
 }
 
 // kill unloads the group at once: nothing more is handed out from it, and
@@ -177,7 +177,6 @@ func (g *group) kill(err error) {
 	for _, s := range secs {
 		n.sections[g.first+s.local].CompareAndSwap(s, nil)
 		n.stats.sectionsLoaded.Add(-1)
-		n.stats.curSeqBytes.Add(-int64(8 * len(s.cur)))
 		n.stats.retired.Add(s.calls.Load())
 	}
 	if n.groups[g.idx].CompareAndSwap(g, nil) {

@@ -41,7 +41,7 @@ type Node struct {
 	sections []atomic.Pointer[section]
 	groups   []atomic.Pointer[group]
 
-	stats counters
+	stats nodeCounters
 
 	ctx    context.Context // the node's lifetime, for background calls
 	cancel context.CancelFunc

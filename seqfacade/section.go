@@ -37,9 +37,8 @@ type section struct {
 	}
 
 	// cur holds, for each uid of the section, the number of values taken
-	// above base: its cur_seq is base+cur[i]. Zeroed memory: a new
-	// section costs no initialisation, and untouched pages no RAM.
-	cur []atomic.Uint64
+	// above base: its cur_seq is base+cur.get(i) (counters.go).
+	cur *counters
 }
 
 // take takes the next value of uid (index i in s) if it is persisted. It
@@ -53,19 +52,15 @@ type section struct {
 // reading limit and its CAS cannot hand out a value below one that a
 // reloaded group has handed out since.
 func (n *Node) take(s *section, i uint64) (uint64, bool) {
-	for {
-		c := s.cur[i].Load()
-		if c >= s.limit.Load() {
-			return 0, false
-		}
-		if s.cur[i].CompareAndSwap(c, c+1) {
-			if s.dead.Load() {
-				return 0, false // c+1 is skipped, never handed out
-			}
-			if c >= s.prefetch.Load() && !s.requested.Load() {
-				s.g.prefetch(s, i)
-			}
-			return s.base + c + 1, true
-		}
+	c, ok := s.cur.take(i, &s.limit)
+	if !ok {
+		return 0, false
 	}
+	if s.dead.Load() {
+		return 0, false // c+1 is skipped, never handed out
+	}
+	if c >= s.prefetch.Load() && !s.requested.Load() {
+		s.g.prefetch(s, i)
+	}
+	return s.base + c + 1, true
 }

@@ -26,7 +26,8 @@ type Stats struct {
 	GroupsLoaded int64
 	// SectionsLoaded is the number of sections with cur_seq memory.
 	SectionsLoaded int64
-	// CurSeqBytes is the cur_seq memory of those sections: 8 bytes a uid.
+	// CurSeqBytes estimates the cur_seq memory of those sections: 8 bytes
+	// a uid of a dense section, about 24 a uid touched of a sparse one.
 	CurSeqBytes int64
 	// Registrations and LeaseLosses count the node's registrations in
 	// etcd and the registrations it lost.
@@ -56,10 +57,10 @@ type Stats struct {
 	LeaseTTL time.Duration
 }
 
-type counters struct {
+type nodeCounters struct {
 	writes, writeFailures, waits, unavailable, groupLoads, redirects atomic.Uint64
 	retired                                                          atomic.Uint64 // calls of sections unloaded
-	groupsLoaded, sectionsLoaded, curSeqBytes                        atomic.Int64
+	groupsLoaded, sectionsLoaded                                     atomic.Int64
 }
 
 // groupCalls returns each loaded group's values handed out so far.
@@ -67,7 +68,7 @@ func (n *Node) groupCalls() map[int]uint64 {
 	out := map[int]uint64{}
 	for i := range n.groups {
 		if g := n.groups[i].Load(); g != nil {
-			out[i] = g.calls()
+			out[i], _ = g.calls()
 		}
 	}
 	return out
@@ -84,12 +85,15 @@ func (n *Node) Stats() Stats {
 		GroupLoads:     n.stats.groupLoads.Load(),
 		GroupsLoaded:   n.stats.groupsLoaded.Load(),
 		SectionsLoaded: n.stats.sectionsLoaded.Load(),
-		CurSeqBytes:    n.stats.curSeqBytes.Load(),
 		Redirects:      n.stats.redirects.Load(),
 		RoutingVersion: n.Routing().Version,
 	}
-	for _, c := range n.groupCalls() {
-		s.Issued += c
+	for i := range n.groups {
+		if g := n.groups[i].Load(); g != nil {
+			c, b := g.calls()
+			s.Issued += c
+			s.CurSeqBytes += b
+		}
 	}
 	if o, ok := n.own.(*routed); ok {
 		s.Registrations, s.LeaseLosses = o.registrations.Load(), o.losses.Load()

@@ -2,6 +2,8 @@ package seqfacade
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,4 +62,41 @@ func BenchmarkAllocator(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestCountersDensify: a section's offsets stay right through the switch
+// from sparse maps to the dense array, with takers racing it.
+func TestCountersDensify(t *testing.T) {
+	c := newCounters(2000)
+	var limit atomic.Uint64
+	limit.Store(1 << 40)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range uint64(2000) {
+				if (i+uint64(w))%3 == 0 {
+					c.take(i, &limit)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if c.dense.Load() == nil {
+		t.Fatal("still sparse with every uid touched")
+	}
+	for i := range uint64(2000) {
+		want := uint64(0)
+		for w := range uint64(4) {
+			if (i+w)%3 == 0 {
+				want++
+			}
+		}
+		if got := c.get(i); got != want {
+			t.Fatalf("uid %d: offset %d, want %d", i, got, want)
+		}
+	}
+	limit.Store(0)
+	if _, ok := c.take(5, &limit); ok {
+		t.Fatal("took past the limit")
+	}
 }

@@ -71,8 +71,10 @@ func TestBatchAfterActivation(t *testing.T) {
 	if w := after.Writes - before.Writes; w != 0 {
 		t.Fatalf("%d writes for a batch over two fresh groups, want none", w)
 	}
-	if after.SectionsLoaded != 6 || after.CurSeqBytes != 6*8*int64(s) {
-		t.Fatalf("stats %+v: want 6 sections, 8 bytes a uid", after)
+	// Sparse sections: a few dozen bytes a uid touched, not 8 a uid of
+	// the section.
+	if after.SectionsLoaded != 6 || after.CurSeqBytes > 64*int64(len(uids)) {
+		t.Fatalf("stats %+v: want 6 sections, a few dozen bytes a uid touched", after)
 	}
 	if after.Issued-before.Issued != uint64(len(uids)) {
 		t.Fatalf("issued %d for %d uids", after.Issued-before.Issued, len(uids))
