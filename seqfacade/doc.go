@@ -8,8 +8,10 @@
 //
 // uids 1..UIDLimit-1 fall into sections of SectionSize consecutive uids
 // (uid/SectionSize). Each section has one persisted max_seq; each uid's
-// cur_seq lives only in memory, 8 bytes a uid, allocated for a whole
-// section the first time one of its uids is touched. A [Node] hands out
+// cur_seq lives only in memory: a few dozen bytes a uid touched while few
+// of the section's uids are, 8 bytes a uid of the section (an array)
+// once a sixteenth are (counters.go: a population spread thin over 2^32
+// uids would otherwise fault in a page of memory per uid). A [Node] hands out
 // cur_seq+1 only if it is at most the section's max_seq known to be
 // persisted; a section that runs out first persists max_seq + its step
 // (Step, doubled each time the section needs another within StepPeriod,
