@@ -409,6 +409,7 @@ func readDeployment(ctx context.Context, etc, seq *opsEtcd, prefix string, now t
 				if t, err := time.Parse(time.RFC3339Nano, r.Time); err == nil {
 					ahead := t.Sub(now).Seconds()
 					s.AheadSeconds = &ahead
+					s.WatermarkTime = t.UTC().Format(timeFormat) // ticks are whole milliseconds
 				} else {
 					problem(kv.Key, "watermark time %q is not RFC 3339", r.Time)
 				}

@@ -95,9 +95,9 @@ func printStatus(w io.Writer, d *deployment) {
 
 	field("etcd", "%s (revision %d), keys under %s/", strings.Join(d.Etcd.Endpoints, ","), d.Etcd.Revision, d.Prefix)
 	if d.SeqEtcd != nil {
-		field("sequences", "%s (revision %d)", strings.Join(d.SeqEtcd.Endpoints, ","), d.SeqEtcd.Revision)
+		field("seq etcd", "%s (revision %d)", strings.Join(d.SeqEtcd.Endpoints, ","), d.SeqEtcd.Revision)
 	} else {
-		field("sequences", "in the same cluster")
+		field("seq etcd", "the same cluster")
 	}
 	field("read at", "%s (this host's clock)", d.Now)
 

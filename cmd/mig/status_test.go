@@ -109,6 +109,16 @@ func TestStatus(t *testing.T) {
 		}
 	}
 
+	// With the sequences in a cluster of their own, they are read there
+	// only: this one holds none.
+	other := etcdtest.Start(t).Endpoints()[0]
+	stdout, stderr, status = runMig(t, nil, "", "status", "--etcd", etcd, "--seq-etcd", other)
+	if status != exitOK || stderr != "" || !strings.Contains(stdout, "seq etcd      "+other+" (revision ") ||
+		!strings.Contains(stdout, "no configuration at /mig/seq/config") || !strings.Contains(stdout, "nodes         none registered") ||
+		!strings.Contains(stdout, "worker IDs    2 held") {
+		t.Errorf("--seq-etcd %s: status %d, stderr %q, stdout:\n%s", other, status, stderr, stdout)
+	}
+
 	// A value nobody can read is named, and the rest still shown.
 	if _, err := cli.Put(ctx, "/mig/watermarks/40", "not json"); err != nil {
 		t.Fatal(err)
