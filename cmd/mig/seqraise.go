@@ -278,6 +278,12 @@ func (r *raiser) layout(cfg *seqConfigRecord) (seqLayout, uint64, error) {
 // and raises from there; a write whose outcome is unknown (a timeout) is
 // followed by a read, and the raise is computed again from what it finds:
 // raising is idempotent.
+//
+// HAZARD: every value written is the larger of what the key held and the
+// target, and the write is conditional on the key's ModRevision being the
+// one those values were read at. Dropping the compare (or writing the
+// target alone) could lower a section that a live node extended in
+// between, and its uids would be handed values already handed out.
 func (r *raiser) raiseGroup(ctx context.Context, lay seqLayout, g int, cur raisedGroup, target uint64) (int, bool, error) {
 	key := groupKey(r.prefix, g)
 	n := lay.sectionsIn(g)
