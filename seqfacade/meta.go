@@ -109,7 +109,7 @@ func checkMetadata(ctx context.Context, cli *clientv3.Client, cfg Config) error 
 		return fmt.Errorf("%w: %s is unreadable (%v): %q", ErrMismatch, key, err, kvs[0].Value)
 	}
 	if d := got.diff(want); d != "" {
-		return fmt.Errorf("%w: %s: %s (the cluster's recorded values win: start the node with them; deleting %s/seq/ to start afresh would send every uid's sequence back to 0)",
+		return fmt.Errorf("%w: %s: %s (the cluster's recorded values win: start the node with them; deleting %s/seq/ to start afresh would send every uid's sequence back to 0: to change them safely, see 'mig seq-raise --help')",
 			ErrMismatch, key, d, cfg.Prefix)
 	}
 	if got.Step != want.Step {

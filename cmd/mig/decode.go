@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/migsvc/mig/mig"
 )
@@ -146,7 +147,8 @@ func (d *decoder) bad(where string, err error) error {
 	if werr := d.flush(); werr != nil {
 		return werr
 	}
-	fmt.Fprintf(d.stderr, "mig decode: %s%v\n", where, err)
+	// The error's own "mig: " prefix would stutter after ours.
+	fmt.Fprintf(d.stderr, "mig decode: %s%s\n", where, strings.TrimPrefix(err.Error(), "mig: "))
 	return nil
 }
 

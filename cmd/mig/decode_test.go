@@ -65,13 +65,13 @@ func TestDecode(t *testing.T) {
 			status: exitFail,
 			stdout: goodText + zeroText,
 			stderr: []string{
-				`mig decode: mig: invalid ID: "abc" is not a decimal number`,
-				`mig decode: mig: invalid ID: "-1" is negative`,
-				`mig decode: mig: invalid ID: "9223372036854775808" has the sign bit set (IDs are below 2^63)`,
-				`mig decode: mig: invalid ID: "18446744073709551616" needs more than 64 bits`,
-				`mig decode: mig: invalid ID: empty`,
-				`mig decode: mig: invalid ID: "+5" is not a plain decimal number`,
-				`mig decode: mig: invalid ID: " 1" is not a decimal number`,
+				`mig decode: invalid ID: "abc" is not a decimal number`,
+				`mig decode: invalid ID: "-1" is negative`,
+				`mig decode: invalid ID: "9223372036854775808" has the sign bit set (IDs are below 2^63)`,
+				`mig decode: invalid ID: "18446744073709551616" needs more than 64 bits`,
+				`mig decode: invalid ID: empty`,
+				`mig decode: invalid ID: "+5" is not a plain decimal number`,
+				`mig decode: invalid ID: " 1" is not a decimal number`,
 			},
 		},
 		{
@@ -81,26 +81,26 @@ func TestDecode(t *testing.T) {
 			status: exitFail,
 			stdout: goodJSON + zeroJSON,
 			stderr: []string{
-				`mig decode: line 1: mig: invalid ID: "abc" is not a decimal number`,
-				`mig decode: line 3: mig: invalid ID: "-1" is negative`,
-				`mig decode: line 5: mig: invalid ID: "9223372036854775808" has the sign bit set (IDs are below 2^63)`,
-				`mig decode: line 6: mig: invalid ID: "18446744073709551616" needs more than 64 bits`,
-				`mig decode: line 8: mig: invalid ID: "+5" is not a plain decimal number`,
-				`mig decode: line 10: mig: invalid ID: "1 2" is not a decimal number`,
+				`mig decode: line 1: invalid ID: "abc" is not a decimal number`,
+				`mig decode: line 3: invalid ID: "-1" is negative`,
+				`mig decode: line 5: invalid ID: "9223372036854775808" has the sign bit set (IDs are below 2^63)`,
+				`mig decode: line 6: invalid ID: "18446744073709551616" needs more than 64 bits`,
+				`mig decode: line 8: invalid ID: "+5" is not a plain decimal number`,
+				`mig decode: line 10: invalid ID: "1 2" is not a decimal number`,
 			},
 		},
 		{
 			name:   "only bad",
 			stdin:  "x\n",
 			status: exitFail,
-			stderr: []string{`mig decode: line 1: mig: invalid ID: "x" is not a decimal number`},
+			stderr: []string{`mig decode: line 1: invalid ID: "x" is not a decimal number`},
 		},
 		{
 			name:   "binary line",
 			stdin:  "\x00\xff\x1b[2J\n0\n",
 			status: exitFail,
 			stdout: zeroText,
-			stderr: []string{`mig decode: line 1: mig: invalid ID: "\x00\xff\x1b[2J" is not a decimal number`},
+			stderr: []string{`mig decode: line 1: invalid ID: "\x00\xff\x1b[2J" is not a decimal number`},
 		},
 		{
 			name:   "bad epoch",
@@ -135,7 +135,7 @@ func TestDecode(t *testing.T) {
 				`Run 'mig decode --help' for usage.`,
 			},
 		},
-		{name: "double dash", args: []string{"--", "-1"}, status: exitFail, stderr: []string{`mig decode: mig: invalid ID: "-1" is negative`}},
+		{name: "double dash", args: []string{"--", "-1"}, status: exitFail, stderr: []string{`mig decode: invalid ID: "-1" is negative`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -402,5 +402,5 @@ func Example_decode() {
 	// 99921164441486546    2026-11-21T07:47:35.120Z  tick=5955765512   worker=5  seq=1234
 	// {"id":"99921164441486546","time":"2026-11-21T07:47:35.120Z","tick":5955765512,"worker":5,"seq":1234}
 	// 99921164441486546    2021-11-20T07:47:35.120Z  tick=5955765512   worker=5  seq=1234
-	// mig decode: mig: invalid ID: "12x" is not a decimal number
+	// mig decode: invalid ID: "12x" is not a decimal number
 }

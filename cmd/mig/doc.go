@@ -1,13 +1,25 @@
 // Command mig is MIG's one binary. Each subcommand is a row of the table in
 // main.go with its own file:
 //
-//	mig serve [flags]                               serve message IDs as one worker
+//	mig serve [flags]                               serve message IDs and sequences as one worker
+//	mig status --etcd ENDPOINTS [--json]            show the deployment as etcd holds it
+//	mig seq-raise --etcd ENDPOINTS [--to N]         raise every section's max_seq (instead of deleting it)
 //	mig decode [--epoch RFC3339] [--json] [ID...]   print the parts of message IDs
+//	mig loadtest --target URL[,URL...] [flags]      load servers and check every answer
+//	mig version [--json]                            print the version, VCS revision and Go version
+//
+// Every command also takes --version, and `mig --version` is `mig version`
+// (version.go; serve exports the same as mig_build_info).
 //
 // Serve is split by concern: serve.go (the command and its signals),
 // serveflags.go (flags into a checked serveConfig), runserve.go (start-up
 // and shutdown order), etcd.go (embedded or external etcd), tls.go,
 // and metrics.go (the NTP check is the worker's: workerid.Config.ClockCheck).
+// The operator commands, status (status.go) and seq-raise (seqraise.go),
+// share their etcd flags (opsetcd.go) and read mig's keys with structs of
+// their own (deployment.go), not with the domain packages' internals: a
+// change of format there fails their tests here.
+//
 // Tests run serve in-process through runServe, cancelling its context
 // where a signal would stop the process, and also as a built binary
 // stopped with a real SIGTERM.

@@ -30,7 +30,7 @@ func setFromEnv(fs *flag.FlagSet, lookup lookupFunc) error {
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || onCommandLine[f.Name] {
+		if err != nil || onCommandLine[f.Name] || f.Name == versionFlag {
 			return
 		}
 		key := envVar(f.Name)
@@ -55,17 +55,36 @@ func setFromEnv(fs *flag.FlagSet, lookup lookupFunc) error {
 //	--epoch RFC3339
 //		the RFC3339 epoch the IDs were made with (default 2025-01-01T00:00:00Z)
 //		environment: MIG_EPOCH
+//
+// A usage that says its default itself (it contains "default") gets no
+// second "(default ...)"; --version gets neither a default nor a variable.
 func printFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
 		arg, usage := flag.UnquoteUsage(f)
 		if arg != "" {
 			arg = " " + arg
 		}
-		def := f.DefValue
-		if def == "" || strings.ContainsAny(def, " \t") {
-			def = fmt.Sprintf("%q", def)
-		}
 		usage = strings.ReplaceAll(usage, "\n", "\n    \t")
-		fmt.Fprintf(w, "  --%s%s\n    \t%s (default %s)\n    \tenvironment: %s\n", f.Name, arg, usage, def, envVar(f.Name))
+		if f.Name == versionFlag {
+			fmt.Fprintf(w, "  --%s%s\n    \t%s\n", f.Name, arg, usage)
+			return
+		}
+		if !statesDefault(usage) {
+			usage += " (default " + quoteDefault(f.DefValue) + ")"
+		}
+		fmt.Fprintf(w, "  --%s%s\n    \t%s\n    \tenvironment: %s\n", f.Name, arg, usage, envVar(f.Name))
 	})
+}
+
+// statesDefault reports whether a flag's usage says its default itself,
+// like --seq-node's "(default: host name and --listen address)".
+func statesDefault(usage string) bool { return strings.Contains(usage, "default") }
+
+// quoteDefault returns a flag's default as help shows it: quoted when it
+// is empty or has spaces.
+func quoteDefault(def string) string {
+	if def == "" || strings.ContainsAny(def, " \t") {
+		return fmt.Sprintf("%q", def)
+	}
+	return def
 }

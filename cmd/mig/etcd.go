@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -91,10 +94,22 @@ func connectEtcd(ctx context.Context, c etcdConfig, log *slog.Logger, logOut io.
 	conn := &etcdConn{}
 	endpoints := c.endpoints
 	if c.embedded() {
-		log.Info("no --etcd given: running an embedded single-member etcd (for one machine; give --etcd to join a cluster)", "data_dir", c.dataDir)
-		s, err := etcdlocal.Start(ctx, etcdlocal.Config{Dir: c.dataDir, Logger: zl})
+		dir, fresh, err := inspectDataDir(c.dataDir)
 		if err != nil {
-			return nil, fmt.Errorf("starting the embedded etcd in --data-dir %s: %w", c.dataDir, err)
+			return nil, fmt.Errorf("--data-dir %s: %w", c.dataDir, err)
+		}
+		log.Info("no --etcd given: running an embedded single-member etcd (for one machine; give --etcd to join a cluster)", "data_dir", dir)
+		if fresh {
+			log.Warn("creating a NEW embedded etcd store: every ID and sequence counter starts afresh. "+
+				"IDs stay unique only if this worker's clock is past the time of every ID issued before (the epoch and the watermark that were in the old store are gone); "+
+				"every uid's sequence restarts from 0. If this worker ran before, stop it and find its old --data-dir.",
+				"data_dir", dir)
+		} else {
+			log.Info("opening the existing embedded etcd store", "data_dir", dir)
+		}
+		s, err := etcdlocal.Start(ctx, etcdlocal.Config{Dir: dir, Logger: zl})
+		if err != nil {
+			return nil, fmt.Errorf("starting the embedded etcd in --data-dir %s: %w", dir, err)
 		}
 		conn.server = s
 		endpoints = s.Endpoints()
@@ -141,6 +156,29 @@ func (c *etcdConn) done() <-chan struct{} {
 		return nil
 	}
 	return c.server.Done()
+}
+
+// inspectDataDir returns dir as an absolute path, and whether it holds no
+// etcd data yet: absent, empty, or without etcd's member/ directory (a
+// directory with only our lock file, say, from a start that failed before
+// etcd wrote anything). Logging the absolute path matters: a relative
+// --data-dir resolved against another working directory (a service
+// manager's, a shell's) silently opens a different, empty store.
+func inspectDataDir(dir string) (abs string, fresh bool, err error) {
+	abs, err = filepath.Abs(dir)
+	if err != nil {
+		return "", false, err
+	}
+	st, err := os.Stat(filepath.Join(abs, "member"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return abs, true, nil
+	case err != nil:
+		return "", false, err
+	case !st.IsDir():
+		return "", false, fmt.Errorf("%s is not a directory: this is not an etcd data directory", filepath.Join(abs, "member"))
+	}
+	return abs, false, nil
 }
 
 // zapErrors is a zap logger for etcd's server and client that writes errors

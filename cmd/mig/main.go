@@ -25,8 +25,11 @@ const (
 func commands() []command {
 	return []command{
 		serveCommand,
+		statusCommand,
+		seqRaiseCommand,
 		decodeCommand,
 		loadtestCommand,
+		versionCommand,
 	}
 }
 
@@ -84,6 +87,8 @@ func dispatch(ctx context.Context, p *proc, args []string) int {
 		}
 		printUsage(p.stdout)
 		return exitOK
+	case "--version", "-version":
+		args = []string{"version"}
 	}
 	c, ok := lookupCommand(args[0])
 	if !ok {
@@ -123,13 +128,20 @@ func printUsage(w io.Writer) {
 	io.WriteString(w, b.String())
 }
 
+// versionFlag is the flag every command takes to print mig's version
+// instead of running. It has no environment variable: MIG_VERSION set for
+// some other purpose must not turn every command into `mig version`.
+const versionFlag = "version"
+
 // flagSet returns the command's flags and the function that runs it.
 func (c command) flagSet() (*flag.FlagSet, func(context.Context, *proc, []string) int) {
 	fs := flag.NewFlagSet("mig "+c.name, flag.ContinueOnError)
 	// The flag package's own messages and usage are replaced by ours.
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	return fs, c.flags(fs)
+	runFn := c.flags(fs)
+	fs.Bool(versionFlag, false, "print mig's version (as 'mig version' does) and exit")
+	return fs, runFn
 }
 
 // run parses the command's flags from args and the environment, then runs it.
@@ -142,6 +154,10 @@ func (c command) run(ctx context.Context, p *proc, args []string) int {
 		}
 		fmt.Fprintf(p.stderr, "mig %s: %v\nRun 'mig %s --help' for usage.\n", c.name, err, c.name)
 		return exitUsage
+	}
+	if fs.Lookup(versionFlag).Value.String() == "true" {
+		printVersion(p.stdout, readBuild(), false)
+		return exitOK
 	}
 	if err := setFromEnv(fs, p.lookupEnv); err != nil {
 		fmt.Fprintf(p.stderr, "mig %s: %v\n", c.name, err)

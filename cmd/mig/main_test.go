@@ -116,10 +116,25 @@ func TestHelpMentionsEveryFlag(t *testing.T) {
 				}
 				fs, _ := c.flagSet()
 				fs.VisitAll(func(f *flag.Flag) {
-					for _, s := range []string{"--" + f.Name, "environment: " + envVar(f.Name), "(default " + quotedDefault(f.DefValue) + ")"} {
-						if !strings.Contains(stdout, s) {
-							t.Errorf("help does not mention %q:\n%s", s, stdout)
+					block := flagBlock(stdout, f.Name)
+					want := []string{"environment: " + envVar(f.Name), "(default " + quotedDefault(f.DefValue) + ")"}
+					switch {
+					case f.Name == versionFlag:
+						want = nil // no variable: MIG_VERSION must not mean --version
+					case statesDefault(f.Usage):
+						want = want[:1] // says its default in its own words
+					}
+					if block == "" {
+						t.Errorf("help does not list --%s:\n%s", f.Name, stdout)
+					}
+					for _, s := range want {
+						if !strings.Contains(block, s) {
+							t.Errorf("help of --%s does not mention %q:\n%s", f.Name, s, block)
 						}
+					}
+					// Defaults once: "(default: --listen ...) (default \"\")" said it twice.
+					if n := strings.Count(block, "default"); n > 1 {
+						t.Errorf("help of --%s says default %d times:\n%s", f.Name, n, block)
 					}
 				})
 			}
@@ -132,4 +147,24 @@ func quotedDefault(def string) string {
 		return `"` + def + `"`
 	}
 	return def
+}
+
+// flagBlock returns the lines of help about flag name: its "  --name" line
+// and the indented lines below it.
+func flagBlock(help, name string) string {
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(help, "\n") {
+		switch {
+		case strings.HasPrefix(line, "  --"):
+			flagName, _, _ := strings.Cut(strings.TrimPrefix(line, "  --"), " ")
+			in = flagName == name
+		case !strings.HasPrefix(line, "    "):
+			in = false
+		}
+		if in {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
 }

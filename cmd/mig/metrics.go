@@ -74,6 +74,7 @@ func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.
 			return float64(t.UnixNano()) / 1e9
 		}),
 		counter("ntp_query_failures_total", "NTP queries that failed or got an invalid answer.", func() float64 { return float64(ntp.Status().Failures) }),
+		buildInfo(readBuild()),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -81,6 +82,20 @@ func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.
 		}
 	}
 	return nil
+}
+
+// buildInfo is the gauge mig_build_info{version,revision,goversion} 1, as
+// `mig version` prints them, so that dashboards show which build each
+// worker runs.
+func buildInfo(b build) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace:   "mig",
+		Name:        "build_info",
+		Help:        "Always 1; its labels say which build of mig runs: module version, VCS revision (unknown when not recorded) and Go version.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "revision": b.Revision, "goversion": b.Go},
+	})
+	g.Set(1)
+	return g
 }
 
 // registerSeqMetrics exports the sequence node's counters on reg.

@@ -68,11 +68,21 @@ func serveFlagsRun(fs *flag.FlagSet) func(context.Context, *proc, []string) int 
 	}
 }
 
+// dropNil leaves out attributes whose value is nil, so that a line logged
+// with an error that may be nil ("err", err) says nothing rather than
+// err=<nil>. It serves every package's logs, which all go through here.
+func dropNil(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindAny && a.Value.Any() == nil {
+		return slog.Attr{}
+	}
+	return a
+}
+
 // newLogger returns the logger of `mig serve` on w. format and level were
 // checked by serveFlags.config.
 func newLogger(w io.Writer, format, level string) *slog.Logger {
 	lvl, _ := parseLogLevel(level)
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: dropNil}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
