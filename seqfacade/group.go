@@ -1,7 +1,9 @@
 package seqfacade
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -182,7 +184,11 @@ func (g *group) kill(err error) {
 	if n.groups[g.idx].CompareAndSwap(g, nil) {
 		n.stats.groupsLoaded.Add(-1)
 	}
-	n.log.Info("seq facade: group unloaded", "group", g.idx, "sections", len(secs), "reason", err)
+	lvl := slog.LevelInfo
+	if errors.Is(err, ErrClosed) {
+		lvl = slog.LevelDebug // every group at once: Close logs the node's stop
+	}
+	n.log.Log(n.ctx, lvl, "seq facade: group unloaded", "group", g.idx, "sections", len(secs), "reason", err)
 }
 
 // adopt takes a state re-read after a write of unknown outcome (the read

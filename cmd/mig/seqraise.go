@@ -312,9 +312,12 @@ func (r *raiser) raiseGroup(ctx context.Context, lay seqLayout, g int, cur raise
 		}
 		var tr *clientv3.TxnResponse
 		err := r.etcd.call(ctx, "raising "+key, func(ctx context.Context) (err error) {
+			// The group's born key too, as the nodes' first write makes it:
+			// a group key deleted later is then refused, not read as zeros.
+			born := seqPrefixOf(key) + "born/" + strings.TrimPrefix(key, seqPrefixOf(key)+"groups/")
 			tr, err = r.etcd.cli.Txn(ctx).
 				If(clientv3.Compare(clientv3.ModRevision(key), "=", cur.rev)).
-				Then(clientv3.OpPut(key, string(encodeMaxSeqs(next)))).
+				Then(clientv3.OpPut(key, string(encodeMaxSeqs(next))), clientv3.OpPut(born, "1")).
 				Else(clientv3.OpGet(key)).
 				Commit()
 			return err
@@ -348,4 +351,13 @@ func (r *raiser) raiseGroup(ctx context.Context, lay seqLayout, g int, cur raise
 			cur = raisedGroup{vals: vals, rev: kvs[0].ModRevision}
 		}
 	}
+}
+
+// seqPrefixOf returns the "<prefix>/seq/" part of a group key.
+func seqPrefixOf(groupKey string) string {
+	i := strings.LastIndex(groupKey, "groups/")
+	if i < 0 {
+		return ""
+	}
+	return groupKey[:i]
 }
