@@ -242,6 +242,19 @@ func (p *planner) move(g int, to, reason string) {
 	p.moved[g] = true
 }
 
+// receiver returns the member group g goes to: last, the member the
+// group before it went to, while it is still below its share (so that
+// consecutive groups form one route), else the candidate furthest below
+// its share.
+func (p *planner) receiver(g int, last string) string {
+	cands := p.candidates(g)
+	def := p.deficits(cands, g)
+	if slices.Contains(cands, last) && def[last] >= 0.5 {
+		return last
+	}
+	return slices.MaxFunc(cands, func(a, b string) int { return cmp.Or(cmp.Compare(def[a], def[b]), cmp.Compare(b, a)) })
+}
+
 // placeOrphans gives every group without an eligible owner to a member of
 // its place, in runs: the member that took the group before keeps taking
 // while it is below its share.
@@ -268,12 +281,7 @@ func (p *planner) placeOrphans() {
 		case ok && m.Draining:
 			reason = MoveDrain
 		}
-		cands := p.candidates(g)
-		def := p.deficits(cands, g)
-		to := last
-		if !slices.Contains(cands, to) || def[to] < 0.5 {
-			to = slices.MaxFunc(cands, func(a, b string) int { return cmp.Or(cmp.Compare(def[a], def[b]), cmp.Compare(b, a)) })
-		}
+		to := p.receiver(g, last)
 		p.move(g, to, reason)
 		last = to
 	}
@@ -291,12 +299,7 @@ func (p *planner) goHome(budget int) int {
 		if !p.planned(g) || dc == "" || !p.eligible(o) || p.moved[g] || p.members[o].Datacenter == dc {
 			continue
 		}
-		cands := p.candidates(g)
-		def := p.deficits(cands, g)
-		to := last
-		if !slices.Contains(cands, to) || def[to] < 0.5 {
-			to = slices.MaxFunc(cands, func(a, b string) int { return cmp.Or(cmp.Compare(def[a], def[b]), cmp.Compare(b, a)) })
-		}
+		to := p.receiver(g, last)
 		p.move(g, to, MoveHome)
 		last = to
 		budget--
