@@ -12,17 +12,19 @@ import (
 )
 
 // TestClientAcrossDatacenters runs `mig serve` in two datacenters, two
-// servers each, their sequences routed over all four (one etcd holds both
-// datacenters' worker ranges and the sequences). A migclient.Client of
+// servers each, each datacenter with its own etcd for its worker IDs and
+// one etcd for the sequences of both (--seq-etcd), routed over all four
+// nodes, homes spread over the two datacenters. A migclient.Client of
 // dc1 with dc2 as its remote datacenter takes its IDs from dc1, reaches
 // each uid's owner directly, dc2's nodes included, once it has the table,
 // and takes its IDs from dc2 when dc1's servers are gone.
 func TestClientAcrossDatacenters(t *testing.T) {
-	etcd := etcdEndpoint(t)
+	seqEtcd := etcdEndpoint(t)
 	start := func(dc, workers, others string) []*testServer {
+		etcd := etcdEndpoint(t)
 		var ss []*testServer
 		for range 2 {
-			ss = append(ss, startServe(t, append([]string{"--etcd", etcd, "--dc", dc, "--workers", workers, "--other-dcs", others,
+			ss = append(ss, startServe(t, append([]string{"--etcd", etcd, "--seq-etcd", seqEtcd, "--dc", dc, "--workers", workers, "--other-dcs", others,
 				"--seq-rebalance-interval", "200ms", "--seq-max-moves", "400"}, fastFlags...)...))
 		}
 		return ss
@@ -41,8 +43,8 @@ func TestClientAcrossDatacenters(t *testing.T) {
 		}
 	}
 
-	// One uid in every 16th group of the 336: the arbiter spreads groups
-	// over the four nodes, so some end up on dc2's.
+	// One uid in every 16th group of the 336: the homes split the groups
+	// between the datacenters, so some are on dc2's nodes.
 	var uids []uint64
 	for g := uint64(0); g < 336; g += 16 {
 		uids = append(uids, 1+g*100_000*128)
@@ -50,7 +52,7 @@ func TestClientAcrossDatacenters(t *testing.T) {
 	all := append(append([]*testServer{}, dc1...), dc2...)
 	ownerOf := func(uid uint64) *testServer {
 		for _, s := range all {
-			if code, _ := postJSONRaw(t, s.url()+"/twirp/mig.v1.SeqService/CurSeq", fmt.Sprintf(`{"uid":"%d"}`, uid)); code == 200 {
+			if code, _ := postJSONRaw(t, s.url()+"/twirp/mig.v1.SeqService/CurSeq", fmt.Sprintf(`{"uid":"%d","want_routing":true}`, uid)); code == 200 {
 				return s
 			}
 		}
