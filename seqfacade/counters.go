@@ -45,8 +45,8 @@ func newCounters(n int) *counters { return &counters{n: n} }
 
 // denseAt is the number of uids touched at which a section of n uids
 // turns dense: a sixteenth, where the maps hold about as many bytes as
-// the array would.
-func denseAt(n int) int64 { return max(int64(n/16), 64) }
+// the array would; a small section (tests have them) once 64 are, or all.
+func denseAt(n int) int64 { return max(int64(n/16), int64(min(n, 64))) }
 
 // get returns uid i's offset.
 func (c *counters) get(i uint64) uint64 {
