@@ -135,6 +135,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	if err != nil {
 		return err
 	}
+	peers = faultPeers(ctx, peers)
 	var issuer rpc.IDIssuer = worker
 	if len(cfg.ntp.Servers) > 0 {
 		issuer = clockGuard{Worker: worker, ntp: ntp}
