@@ -187,7 +187,7 @@ func allMembers() []int {
 // behind: the new process must start above the watermark the old one
 // persisted, not at its wall clock.
 func clockBackScenario(ctx context.Context, e *env) error {
-	s := e.d.dcs[0].servers()[2]
+	s := e.d.dcs[0].servers()[1]
 	if err := e.stepClock(ctx, s, clockBack, "mig_clock_steps_back_total"); err != nil {
 		return err
 	}
@@ -470,13 +470,15 @@ func (e *env) restoreDC(ctx context.Context, dc *datacenter) (time.Duration, err
 	t := e.clk.Mono()
 	rctx, cancel := context.WithTimeout(ctx, recoveryTimeout)
 	defer cancel()
+	// The network first: the sequence member is ready only once it has
+	// reached its peers.
+	e.d.net.isolate(dc.index, dc.seqID, false)
 	if err := e.d.seq.Restart(rctx, dc.seqMember); err != nil {
 		return t, fmt.Errorf("restarting %s's sequence member: %w", dc.name, err)
 	}
 	if err := dc.etcd.Restart(rctx, allMembers()...); err != nil {
 		return t, fmt.Errorf("restarting %s's etcd: %w", dc.name, err)
 	}
-	e.d.net.isolate(dc.index, dc.seqID, false)
 	e.tl.note("runner", "%s back: its etcd and sequence member restarted; starting its servers", dc.name)
 	for _, s := range dc.servers() {
 		s.start()
