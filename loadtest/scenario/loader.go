@@ -10,7 +10,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,13 +83,12 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 			l.home = append(l.home, h)
 		}
 	}
-	for i := range d.dcs {
+	for range d.dcs {
 		var row []*tracker
 		for _, u := range l.uids {
 			row = append(row, &tracker{name: fmt.Sprintf("uid %d", u), tl: d.tl, quiet: true, keep: true})
 		}
 		l.seqUID = append(l.seqUID, row)
-		_ = i
 	}
 	for k, u := range l.uids {
 		l.seqAll = append(l.seqAll, &tracker{name: fmt.Sprintf("uid %d (home %s)", u, dcName(l.home[k])), tl: d.tl, quiet: true, keep: true})
@@ -597,8 +595,6 @@ func quantiles(h *hdrhistogram.Histogram) Latency {
 	ms := func(us int64) float64 { return float64(us) / 1000 }
 	return Latency{Count: h.TotalCount(), P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)), Max: ms(h.Max())}
 }
-
-var _ = slices.Index[[]int]
 
 // lastAnswerSentAfter returns, of the sequence requests of datacenter
 // dc's clients sent after since and answered, the latest send, and how
