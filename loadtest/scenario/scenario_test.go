@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"cmp"
 	"errors"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +82,9 @@ var wantFigures = map[string]int{"kill": 0, "rolling-restart": 2, "dc-loss": 1, 
 // run runs one scenario and logs its report.
 func run(t *testing.T, name string, cfg Config) *Result {
 	t.Helper()
+	// The test's own directory, removed after it: a run that fails (the
+	// broken fence, on purpose) keeps its logs, hundreds of megabytes.
+	cfg.Dir = cmp.Or(cfg.Dir, t.TempDir())
 	res, err := Run(t.Context(), name, cfg)
 	if err != nil {
 		t.Fatalf("scenario %s: %v", name, err)
