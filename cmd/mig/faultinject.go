@@ -22,6 +22,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -46,6 +48,7 @@ const maxFaultOffset = 1000 * time.Hour
 type faultOptions struct {
 	clockFile string
 	clockRate float64
+	peerVia   map[string]string // --fault-peer-via: address -> the proxy to dial for it
 }
 
 // faultKey is the context key under which withFaultFlags passes the
@@ -59,12 +62,20 @@ func withFaultFlags(define func(*flag.FlagSet) func(context.Context, *proc, []st
 		o := &faultOptions{}
 		fs.StringVar(&o.clockFile, "fault-clock-file", "", "FAULT INJECTION BUILD ONLY: a `file` holding a duration (like -5s or 1h) added to the wall clock;\nre-read every 100ms, so a test can step the clock of a running server")
 		fs.Float64Var(&o.clockRate, "fault-clock-rate", 1, "FAULT INJECTION BUILD ONLY: the rate, in (0, 1], at which this server's monotonic clock runs;\nbelow 1 the lease margin no longer covers the error and the self-fencing deadline\ncomes late: a deliberately broken server, for showing that the checker catches it")
+		var via string
+		fs.StringVar(&via, "fault-peer-via", "", "FAULT INJECTION BUILD ONLY: comma-separated `ADDR=VIA` pairs: the node forwards sequence calls\nfor the node at host:port ADDR through host:port VIA (a proxy that delays or cuts, as between datacenters)")
 		run := define(fs)
 		return func(ctx context.Context, p *proc, args []string) int {
 			if !(o.clockRate > 0 && o.clockRate <= 1) {
 				fmt.Fprintf(p.stderr, "mig serve: --fault-clock-rate %v: must be in (0, 1]\n", o.clockRate)
 				return exitUsage
 			}
+			m, err := parsePeerVia(via)
+			if err != nil {
+				fmt.Fprintf(p.stderr, "mig serve: --fault-peer-via: %v\n", err)
+				return exitUsage
+			}
+			o.peerVia = m
 			return run(context.WithValue(ctx, faultKey{}, o), p, args)
 		}
 	}
@@ -120,6 +131,43 @@ func watchFaultOffset(ctx context.Context, sk *clock.Skewed, src clock.Source, p
 			log.Warn("fault injection: wall clock offset", "offset", off.String(), "step", d.String(), "file", path)
 		}
 	}
+}
+
+// parsePeerVia parses --fault-peer-via.
+func parsePeerVia(s string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		addr, via, ok := strings.Cut(kv, "=")
+		for _, a := range []string{addr, via} {
+			if _, _, err := net.SplitHostPort(a); !ok || err != nil {
+				return nil, fmt.Errorf("%q is not ADDR=VIA with two host:port addresses", kv)
+			}
+		}
+		m[addr] = via
+	}
+	return m, nil
+}
+
+// faultPeers returns the client a node forwards sequence calls with: c,
+// dialing through the proxy --fault-peer-via names for an address.
+func faultPeers(ctx context.Context, c *http.Client) *http.Client {
+	o, _ := ctx.Value(faultKey{}).(*faultOptions)
+	tr, ok := c.Transport.(*http.Transport)
+	if o == nil || len(o.peerVia) == 0 || !ok {
+		return c
+	}
+	tr = tr.Clone()
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if via, ok := o.peerVia[addr]; ok {
+			addr = via
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	return &http.Client{Transport: tr, Timeout: c.Timeout}
 }
 
 // readFaultOffset reads a duration such as "-5s" from path.

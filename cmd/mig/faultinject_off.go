@@ -11,6 +11,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net/http"
 
 	"github.com/migsvc/mig/clock"
 )
@@ -29,3 +30,7 @@ func withFaultFlags(define func(*flag.FlagSet) func(context.Context, *proc, []st
 func faultClock(_ context.Context, src clock.Source, _ *slog.Logger) (clock.Source, func(), error) {
 	return src, func() {}, nil
 }
+
+// faultPeers returns c unchanged: a production node forwards sequence
+// calls straight to their owners.
+func faultPeers(_ context.Context, c *http.Client) *http.Client { return c }

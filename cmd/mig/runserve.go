@@ -137,6 +137,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	if err != nil {
 		return err
 	}
+	peers = faultPeers(ctx, peers)
 	srv, err := rpc.NewServer(worker,
 		rpc.WithLogger(log),
 		rpc.WithSeq(seq, 0),

@@ -52,6 +52,20 @@ type clusterOptions struct {
 	heartbeat time.Duration
 	election  time.Duration
 	logger    *zap.Logger
+	advertise func(member int, peerAddr string) (string, error)
+}
+
+// WithPeerAdvertise makes each member tell the others to reach it at the
+// address advertise returns for its peer address (host:port on
+// loopback), rather than at the peer address itself: a proxy in front of
+// it, so that a test can delay or cut the traffic between members, as
+// between the sites of a cluster that spans datacenters. Start calls
+// advertise once for each member before launching any, and again with new
+// peer addresses if it has to pick ports anew; the address it returns
+// must forward to the peer address it was given for the life of the
+// Cluster.
+func WithPeerAdvertise(advertise func(member int, peerAddr string) (string, error)) Option {
+	return func(o *clusterOptions) { o.advertise = advertise }
 }
 
 // WithTiming sets raft's heartbeat interval and election timeout (at least
@@ -148,18 +162,26 @@ func launchCluster(dirs []string, o clusterOptions) (*Cluster, error) {
 	c := &Cluster{members: make([]etcdlocal.Config, n)}
 	peers := make([]string, n)
 	for i := range c.members {
-		c.members[i] = etcdlocal.Config{
-			Name:            memberName(i),
-			Dir:             dirs[i],
-			ClientAddr:      loopbackAddr(ports[2*i]),
-			PeerAddr:        loopbackAddr(ports[2*i+1]),
-			Heartbeat:       o.heartbeat,
-			ElectionTimeout: o.election,
-			DrainTimeout:    -1, // members are stopped as if they crashed
-			Compaction:      -1, // tests may want to read old revisions
-			Logger:          o.logger,
+		peer := loopbackAddr(ports[2*i+1])
+		advertised := peer
+		if o.advertise != nil {
+			if advertised, err = o.advertise(i, peer); err != nil {
+				return nil, fmt.Errorf("etcdcluster: the advertised peer address of %s: %w", memberName(i), err)
+			}
 		}
-		peers[i] = c.members[i].Name + "=http://" + c.members[i].PeerAddr
+		c.members[i] = etcdlocal.Config{
+			Name:              memberName(i),
+			Dir:               dirs[i],
+			ClientAddr:        loopbackAddr(ports[2*i]),
+			PeerAddr:          peer,
+			AdvertisePeerAddr: advertised,
+			Heartbeat:         o.heartbeat,
+			ElectionTimeout:   o.election,
+			DrainTimeout:      -1, // members are stopped as if they crashed
+			Compaction:        -1, // tests may want to read old revisions
+			Logger:            o.logger,
+		}
+		peers[i] = c.members[i].Name + "=http://" + advertised
 	}
 	initial := strings.Join(peers, ",")
 	for i := range c.members {

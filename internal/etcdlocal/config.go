@@ -57,6 +57,11 @@ type Config struct {
 	// PeerAddr is the loopback host:port for raft traffic, unused by a
 	// single member but bound all the same. Default [DefaultAddr].
 	PeerAddr string
+	// AdvertisePeerAddr is the loopback host:port the other members are
+	// told to reach this one at: a proxy in front of PeerAddr, for a test
+	// that delays or cuts the traffic between members (package
+	// etcdcluster). Default PeerAddr.
+	AdvertisePeerAddr string
 	// Heartbeat is raft's heartbeat interval, rounded down to milliseconds.
 	// Default [DefaultHeartbeat].
 	Heartbeat time.Duration
@@ -115,7 +120,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Compaction == 0 {
 		c.Compaction = DefaultCompaction
 	}
-	for _, a := range []string{c.ClientAddr, c.PeerAddr} {
+	if c.AdvertisePeerAddr == "" {
+		c.AdvertisePeerAddr = c.PeerAddr
+	}
+	for _, a := range []string{c.ClientAddr, c.PeerAddr, c.AdvertisePeerAddr} {
 		if err := checkLoopback(a); err != nil {
 			return c, err
 		}

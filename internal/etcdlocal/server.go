@@ -58,6 +58,7 @@ type Server struct {
 type member struct {
 	name, dir          string
 	clientURL, peerURL url.URL
+	advertisePeerURL   url.URL
 	// initialCluster is etcd's "name=peerURL,..." list; empty for a member
 	// alone in its cluster. Ignored by etcd once the member has data.
 	initialCluster string
@@ -105,16 +106,17 @@ func Launch(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return launch(member{
-		name:           c.Name,
-		dir:            c.Dir,
-		clientURL:      url.URL{Scheme: "http", Host: c.ClientAddr},
-		peerURL:        url.URL{Scheme: "http", Host: c.PeerAddr},
-		initialCluster: c.InitialCluster,
-		heartbeat:      c.Heartbeat,
-		election:       c.ElectionTimeout,
-		drain:          c.DrainTimeout,
-		compaction:     c.Compaction,
-		logger:         c.Logger,
+		name:             c.Name,
+		dir:              c.Dir,
+		clientURL:        url.URL{Scheme: "http", Host: c.ClientAddr},
+		peerURL:          url.URL{Scheme: "http", Host: c.PeerAddr},
+		advertisePeerURL: url.URL{Scheme: "http", Host: c.AdvertisePeerAddr},
+		initialCluster:   c.InitialCluster,
+		heartbeat:        c.Heartbeat,
+		election:         c.ElectionTimeout,
+		drain:            c.DrainTimeout,
+		compaction:       c.Compaction,
+		logger:           c.Logger,
 	})
 }
 
@@ -139,7 +141,7 @@ func launch(m member) (*Server, error) {
 	ec.ListenClientUrls = []url.URL{m.clientURL}
 	ec.AdvertiseClientUrls = []url.URL{m.clientURL}
 	ec.ListenPeerUrls = []url.URL{m.peerURL}
-	ec.AdvertisePeerUrls = []url.URL{m.peerURL}
+	ec.AdvertisePeerUrls = []url.URL{m.advertisePeerURL}
 	ec.InitialCluster = m.initialCluster
 	if ec.InitialCluster == "" {
 		ec.InitialCluster = ec.InitialClusterFromName(m.name)

@@ -13,6 +13,13 @@
 //   - [Proxy.Delay] adds latency to every chunk, in both directions.
 //   - [Proxy.Reset] closes every connection with a TCP reset, as a crashed
 //     peer or a middlebox would.
+//   - [Proxy.CutSource] cuts, both ways, only the connections of one
+//     client of a proxy that several share: with [WithSourceHeader] the
+//     proxy reads each connection's HTTP/1.1 requests and tags it with a
+//     header's value (etcd's X-Server-From names the member that opened a
+//     peer connection), since on loopback every client comes from
+//     127.0.0.1. That is how one datacenter's etcd member is cut from the
+//     others both ways while they still reach each other.
 //
 // A lease renewal that the client sent but that reaches etcd only after the
 // cut ends, or never, is exactly the case the self-fencing deadlines in

@@ -27,15 +27,47 @@ type link struct {
 	done   chan struct{} // closed by close
 	once   sync.Once
 
+	// tagger reads the client's requests for its source (WithSourceHeader);
+	// nil without one, or once the source is known. Used by the goroutine
+	// reading the client alone.
+	tagger *tagger
+
 	mu struct {
 		sync.Mutex
 		target net.Conn // nil until dialed
 		closed bool
+		source string // the connection's tag, "" until known
 	}
 }
 
 func newLink(p *Proxy, client net.Conn) *link {
-	return &link{p: p, client: client, done: make(chan struct{})}
+	l := &link{p: p, client: client, done: make(chan struct{})}
+	if h := p.opts.sourceHeader; h != "" {
+		l.tagger = &tagger{header: h}
+	}
+	return l
+}
+
+// source returns the connection's tag, "" until known.
+func (l *link) source() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.source
+}
+
+// readFromClient notes bytes the client sent, for its source tag.
+func (l *link) readFromClient(b []byte) {
+	if l.tagger == nil {
+		return
+	}
+	if src, ok := l.tagger.feed(b); ok {
+		l.mu.Lock()
+		l.mu.source = src
+		l.mu.Unlock()
+		l.tagger = nil
+	} else if l.tagger.state == gaveUp {
+		l.tagger = nil
+	}
 }
 
 // run dials the target once forwarding is allowed and pumps both ways until
@@ -63,8 +95,8 @@ func (l *link) run() {
 		return
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { l.pump(target, l.client, &l.p.bytesToTarget) })
-	wg.Go(func() { l.pump(l.client, target, &l.p.bytesToClient) })
+	wg.Go(func() { l.pump(target, l.client, &l.p.bytesToTarget, l.readFromClient) })
+	wg.Go(func() { l.pump(l.client, target, &l.p.bytesToClient, nil) })
 	wg.Wait()
 }
 
@@ -107,16 +139,21 @@ func (l *link) close(reset bool) {
 // waitOpen waits until forwarding is allowed and reports true, or reports
 // false once the link is closed.
 func (l *link) waitOpen() bool {
-	select {
-	case <-l.done:
-		return false
-	default:
-	}
-	select {
-	case <-l.p.gate():
-		return true
-	case <-l.done:
-		return false
+	for {
+		select {
+		case <-l.done:
+			return false
+		default:
+		}
+		wait, open := l.p.gate(l.source())
+		if open {
+			return true
+		}
+		select {
+		case <-wait:
+		case <-l.done:
+			return false
+		}
 	}
 }
 
@@ -129,8 +166,10 @@ type chunk struct {
 // pump copies src to dst through a queue of chunks: a reader stamps each
 // chunk on arrival and the writer releases it at arrival + delay, so a delay
 // is latency, not a throughput limit. Both halves stop at the gate while the
-// proxy is cut, holding what they have.
-func (l *link) pump(dst, src net.Conn, count *atomic.Int64) {
+// proxy (or the link's source) is cut, holding what they have. The reader
+// shows each chunk to seen, if not nil, before queueing it, so a chunk
+// that tags the link is held when its source is cut.
+func (l *link) pump(dst, src net.Conn, count *atomic.Int64, seen func([]byte)) {
 	chunks := make(chan chunk, pipeDepth)
 	var readErr error // written by the reader before it closes chunks
 	var wg sync.WaitGroup
@@ -141,6 +180,9 @@ func (l *link) pump(dst, src net.Conn, count *atomic.Int64) {
 			buf := make([]byte, chunkSize)
 			n, err := src.Read(buf)
 			if n > 0 {
+				if seen != nil {
+					seen(buf[:n])
+				}
 				select {
 				case chunks <- chunk{data: buf[:n], at: l.p.clk.Mono()}:
 				case <-l.done:

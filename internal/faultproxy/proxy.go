@@ -32,6 +32,7 @@ const acceptRetry = 10 * time.Millisecond
 // and injects faults on command. Its methods are safe for concurrent use.
 type Proxy struct {
 	target string
+	opts   options
 	ln     net.Listener
 	clk    clock.Source
 	done   chan struct{} // closed by Close
@@ -53,8 +54,11 @@ type Proxy struct {
 		// delayChanged is closed and replaced by Delay, so that chunks
 		// waiting out the old delay wait out the new one instead.
 		delayChanged chan struct{}
-		links        map[*link]struct{}
-		closed       bool
+		// cutSources holds, for each source cut (CutSource), a channel
+		// that RestoreSource closes.
+		cutSources map[string]chan struct{}
+		links      map[*link]struct{}
+		closed     bool
 	}
 
 	accepted      atomic.Int64
@@ -79,7 +83,11 @@ type Stats struct {
 // loopback "ip:port" that need not be listening yet. Close it when done.
 //
 // Errors: [ErrTarget], [ErrNotLoopback], or the listener's error.
-func New(target string) (*Proxy, error) {
+func New(target string, opts ...Option) (*Proxy, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	host, port, err := net.SplitHostPort(target)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w", ErrTarget, target, err)
@@ -97,6 +105,7 @@ func New(target string) (*Proxy, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
 		target: target,
+		opts:   o,
 		ln:     ln,
 		clk:    clock.NewReal(),
 		done:   make(chan struct{}),
@@ -106,6 +115,7 @@ func New(target string) (*Proxy, error) {
 	p.mu.open = make(chan struct{})
 	close(p.mu.open)
 	p.mu.links = make(map[*link]struct{})
+	p.mu.cutSources = make(map[string]chan struct{})
 	p.mu.delayChanged = make(chan struct{})
 	p.wg.Add(1)
 	go p.acceptLoop()
@@ -243,11 +253,19 @@ func (p *Proxy) forget(l *link) {
 	delete(p.mu.links, l)
 }
 
-// gate returns a channel that is closed while forwarding is allowed.
-func (p *Proxy) gate() <-chan struct{} {
+// gate returns a channel that is closed while forwarding is allowed for a
+// connection tagged src (or untagged, src ""): once it is closed, look
+// again, since both the proxy and the source may have been cut.
+func (p *Proxy) gate(src string) (wait <-chan struct{}, open bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.mu.open
+	if p.mu.cut {
+		return p.mu.open, false
+	}
+	if ch, ok := p.mu.cutSources[src]; ok && src != "" {
+		return ch, false
+	}
+	return nil, true
 }
 
 // delay returns the current delay and a channel closed when it changes.

@@ -78,9 +78,9 @@ func (e *echoServer) close() {
 	e.wg.Wait()
 }
 
-func newProxy(t *testing.T, target string) *Proxy {
+func newProxy(t *testing.T, target string, opts ...Option) *Proxy {
 	t.Helper()
-	p, err := New(target)
+	p, err := New(target, opts...)
 	if err != nil {
 		t.Fatalf("New(%q): %v", target, err)
 	}

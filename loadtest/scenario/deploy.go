@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -25,34 +26,58 @@ import (
 
 // The shape of the deployment.
 const (
-	// datacenters and serversPerDC: 2 datacenters of 3 servers, each
-	// datacenter with its own 3-member etcd cluster.
-	datacenters  = 2
-	serversPerDC = 3
-	etcdMembers  = 3
+	// datacenters of serversPerDC servers each, plus a standby slot in
+	// the first (the partition scenario's replacement).
+	datacenters  = 3
+	serversPerDC = 2
+	// workerEtcdMembers is the size of each datacenter's own etcd, which
+	// holds its worker IDs: one member (a datacenter's etcd losing quorum
+	// is the etcd-member scenario's second half).
+	workerEtcdMembers = 1
+	// oneWay is the latency between two datacenters, each way: a 40 ms
+	// round trip, Tokyo to Singapore or so.
+	oneWay = 20 * time.Millisecond
+	// seqHeartbeat and seqElection tune the sequence cluster for that
+	// round trip, as etcd's tuning guide says: a heartbeat about the
+	// round trip, an election timeout about ten.
+	seqHeartbeat = 2 * oneWay
+	seqElection  = 20 * oneWay
 	// runnerEtcdTimeout bounds each etcd call the runner makes itself.
 	runnerEtcdTimeout = 2 * time.Second
 	// startTimeout bounds starting the deployment: etcd, then every server.
 	startTimeout = 90 * time.Second
+	// peerHeader is the header by which etcd names the member that sent a
+	// peer request; the peer proxies tag connections with it.
+	peerHeader = "X-Server-From"
 )
 
 // datacenter is one datacenter of the deployment.
 type datacenter struct {
 	name    string // "dc1"
 	index   int
-	workers string // its worker-ID range, "0-2"
+	workers string // its worker-ID range, "0-1"
 	others  string // the other datacenters' ranges, for --other-dcs
 	etcd    *etcdcluster.Cluster
-	cli     *clientv3.Client // the runner's own, straight to the members
+	cli     *clientv3.Client // the runner's own, straight to its etcd
 	logFile *os.File         // etcd's log
-	slots   []*slot          // its servers, then its standby slot
+	slots   []*slot          // its servers, then its standby slot if any
+	// seqMember is this datacenter's member of the sequence cluster, and
+	// seqID that member's ID as etcd's peer requests name it (hex).
+	seqMember int
+	seqID     string
 }
 
 // servers returns the datacenter's regular slots (without the standby).
 func (dc *datacenter) servers() []*slot { return dc.slots[:serversPerDC] }
 
-// standby returns the slot a scenario may start a replacement server in.
-func (dc *datacenter) standby() *slot { return dc.slots[serversPerDC] }
+// standby returns the slot a scenario may start a replacement server in,
+// or nil.
+func (dc *datacenter) standby() *slot {
+	if len(dc.slots) > serversPerDC {
+		return dc.slots[serversPerDC]
+	}
+	return nil
+}
 
 // deployment is the local deployment a scenario runs against: etcd
 // clusters in this process, servers as processes of their own.
@@ -64,7 +89,12 @@ type deployment struct {
 	dir      string
 	dcs      []*datacenter
 	slots    []*slot // every slot, in endpoint order
-	homes    string  // --seq-homes: each datacenter's own store serves its home groups
+	homes    seqfacade.Homes
+	net      *network
+
+	seq        *etcdcluster.Cluster // the sequence cluster, one member a datacenter
+	seqCli     *clientv3.Client     // the runner's own, to every member
+	seqLogFile *os.File
 
 	ctx     context.Context // cancelled by close
 	cancel  context.CancelFunc
@@ -100,7 +130,7 @@ func (d *deployment) problems() []string {
 // server, and returns once each server has logged "serving". On error it
 // leaves nothing running.
 func startDeployment(ctx context.Context, cfg Config, s Settings, clk clock.Source, tl *timeline, dir string) (_ *deployment, err error) {
-	d := &deployment{cfg: cfg, settings: s, clk: clk, tl: tl, dir: dir}
+	d := &deployment{cfg: cfg, settings: s, clk: clk, tl: tl, dir: dir, net: newNetwork()}
 	d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -111,30 +141,32 @@ func startDeployment(ctx context.Context, cfg Config, s Settings, clk clock.Sour
 	defer cancel()
 
 	ranges := make([]string, datacenters)
+	var names []string
 	for i := range ranges {
-		first := i * serversPerDC
-		ranges[i] = fmt.Sprintf("%d-%d", first, first+serversPerDC-1)
+		first := i * (serversPerDC + 1)
+		ranges[i] = fmt.Sprintf("%d-%d", first, first+serversPerDC)
+		names = append(names, dcName(i))
 	}
+	d.homes = seqfacade.EvenHomes(seqGroups, names)
 	// The servers' ports stay reserved (listened on) until the servers
 	// start: etcd and the proxies pick free ports of their own meanwhile,
 	// and must not pick these.
-	ports, release, err := reservePorts(datacenters * (serversPerDC + 1))
+	nslots := datacenters*serversPerDC + 1
+	ports, release, err := reservePorts(nslots)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	var names []string
-	for i := range datacenters {
-		names = append(names, fmt.Sprintf("dc%d", i+1))
+	if err := d.startSeqEtcd(ctx); err != nil {
+		return nil, err
 	}
-	// Each datacenter's own etcd keeps the sequences of its home groups.
-	d.homes = seqfacade.EvenHomes(seqGroups, names).String()
+	next := 0
 	for i := range datacenters {
-		dc := &datacenter{name: fmt.Sprintf("dc%d", i+1), index: i, workers: ranges[i]}
+		dc := &datacenter{name: dcName(i), index: i, workers: ranges[i], seqMember: i}
 		var others []string
 		for j := range datacenters {
 			if j != i {
-				others = append(others, fmt.Sprintf("dc%d=%s", j+1, ranges[j]))
+				others = append(others, fmt.Sprintf("%s=%s", dcName(j), ranges[j]))
 			}
 		}
 		dc.others = strings.Join(others, ",")
@@ -142,15 +174,19 @@ func startDeployment(ctx context.Context, cfg Config, s Settings, clk clock.Sour
 		if err := d.startEtcd(ctx, dc); err != nil {
 			return nil, err
 		}
-		for k := range serversPerDC + 1 {
-			port := ports[i*(serversPerDC+1)+k]
+		n := serversPerDC
+		if i == 0 {
+			n++ // the standby
+		}
+		for k := range n {
 			sl := &slot{
 				d:       d,
 				name:    fmt.Sprintf("%s-%c", dc.name, 'a'+k),
 				dc:      dc,
 				standby: k == serversPerDC,
-				addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+				addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[next])),
 			}
+			next++
 			if sl.standby {
 				sl.name = dc.name + "-standby"
 			}
@@ -160,23 +196,30 @@ func startDeployment(ctx context.Context, cfg Config, s Settings, clk clock.Sour
 			if err := sl.setClockOffset(0); err != nil {
 				return nil, err
 			}
-			for _, ep := range dc.etcd.Endpoints() {
-				u, err := url.Parse(ep)
-				if err != nil {
-					return nil, err
-				}
-				p, err := faultproxy.New(u.Host)
-				if err != nil {
-					return nil, fmt.Errorf("proxy to %s: %w", u.Host, err)
-				}
-				sl.proxies = append(sl.proxies, p)
-			}
 			dc.slots = append(dc.slots, sl)
 			d.slots = append(d.slots, sl)
 		}
 	}
+	if err := d.seqMemberIDs(ctx); err != nil {
+		return nil, err
+	}
+	for _, sl := range d.slots {
+		if err := d.proxyServer(sl); err != nil {
+			return nil, err
+		}
+	}
+	for _, sl := range d.slots {
+		for _, dc := range d.dcs {
+			if dc != sl.dc {
+				if _, err := d.net.link(dc.index, sl.dc.index, sl.addr); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	release()
-	tl.note("runner", "%d datacenters of %d servers, each datacenter on its own %d-member etcd; every server reaches each member through a fault proxy of its own", datacenters, serversPerDC, etcdMembers)
+	tl.note("runner", "%d datacenters of %d servers, %v each way between them; each datacenter on its own %d-member etcd for worker IDs and one member of the sequence cluster (heartbeat %v, election %v)",
+		datacenters, serversPerDC, oneWay, workerEtcdMembers, seqHeartbeat, seqElection)
 	for _, dc := range d.dcs {
 		for _, sl := range dc.servers() {
 			sl.start()
@@ -193,7 +236,67 @@ func startDeployment(ctx context.Context, cfg Config, s Settings, clk clock.Sour
 	return d, nil
 }
 
-// startEtcd starts dc's etcd cluster and the runner's client of it.
+func dcName(i int) string { return fmt.Sprintf("dc%d", i+1) }
+
+// startSeqEtcd starts the sequence cluster: one member a datacenter, each
+// advertising to the others a proxy in front of its peer port that delays
+// every byte oneWay and tags connections by the member that opened them.
+func (d *deployment) startSeqEtcd(ctx context.Context) error {
+	f, err := os.OpenFile(filepath.Join(d.dir, "etcd-seq.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	d.seqLogFile = f
+	lg := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(f), zapcore.WarnLevel))
+	advertise := func(i int, peer string) (string, error) {
+		p, err := faultproxy.New(peer, faultproxy.WithSourceHeader(peerHeader))
+		if err != nil {
+			return "", err
+		}
+		p.Delay(oneWay)
+		d.net.setPeer(i, p)
+		return p.Addr(), nil
+	}
+	c, err := etcdcluster.Start(ctx, filepath.Join(d.dir, "etcd-seq"), datacenters,
+		etcdcluster.WithTiming(seqHeartbeat, seqElection), etcdcluster.WithLogger(lg), etcdcluster.WithPeerAdvertise(advertise))
+	if err != nil {
+		return fmt.Errorf("%w: the sequence cluster: %v", ErrSetup, err)
+	}
+	d.seq = c
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: runnerEtcdTimeout, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("%w: sequence etcd client: %v", ErrSetup, err)
+	}
+	d.seqCli = cli
+	d.tl.note("etcd seq", "members at %s; the others reach each through a proxy %v each way", strings.Join(c.Endpoints(), ", "), oneWay)
+	return nil
+}
+
+// seqMemberIDs learns each sequence member's ID, which the peer proxies
+// tag its connections with.
+func (d *deployment) seqMemberIDs(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, runnerEtcdTimeout)
+	defer cancel()
+	r, err := d.seqCli.MemberList(cctx)
+	if err != nil {
+		return fmt.Errorf("%w: listing the sequence members: %v", ErrSetup, err)
+	}
+	for _, m := range r.Members {
+		for _, dc := range d.dcs {
+			if m.Name == fmt.Sprintf("m%d", dc.seqMember) {
+				dc.seqID = strconv.FormatUint(m.ID, 16)
+			}
+		}
+	}
+	for _, dc := range d.dcs {
+		if dc.seqID == "" {
+			return fmt.Errorf("%w: no ID for %s's sequence member", ErrSetup, dc.name)
+		}
+	}
+	return nil
+}
+
+// startEtcd starts dc's own etcd and the runner's client of it.
 func (d *deployment) startEtcd(ctx context.Context, dc *datacenter) error {
 	logPath := filepath.Join(d.dir, "etcd-"+dc.name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -202,7 +305,7 @@ func (d *deployment) startEtcd(ctx context.Context, dc *datacenter) error {
 	}
 	dc.logFile = f // closed after the cluster, which logs until it stops
 	lg := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(f), zapcore.WarnLevel))
-	c, err := etcdcluster.Start(ctx, filepath.Join(d.dir, "etcd-"+dc.name), etcdMembers, etcdcluster.WithLogger(lg))
+	c, err := etcdcluster.Start(ctx, filepath.Join(d.dir, "etcd-"+dc.name), workerEtcdMembers, etcdcluster.WithLogger(lg))
 	if err != nil {
 		return fmt.Errorf("%w: etcd of %s: %v", ErrSetup, dc.name, err)
 	}
@@ -212,8 +315,45 @@ func (d *deployment) startEtcd(ctx context.Context, dc *datacenter) error {
 		return fmt.Errorf("%w: etcd client of %s: %v", ErrSetup, dc.name, err)
 	}
 	dc.cli = cli
-	d.tl.note("etcd "+dc.name, "3 members at %s", strings.Join(c.Endpoints(), ", "))
+	d.tl.note("etcd "+dc.name, "%d member(s) at %s", workerEtcdMembers, strings.Join(c.Endpoints(), ", "))
 	return nil
+}
+
+// proxyServer gives slot s its proxies: one to each member of its
+// datacenter's etcd, and one to each member of the sequence cluster
+// (delayed oneWay to the members of other datacenters), so that one
+// server can be cut off alone.
+func (d *deployment) proxyServer(s *slot) error {
+	for _, ep := range s.dc.etcd.Endpoints() {
+		p, err := proxyTo(ep)
+		if err != nil {
+			return err
+		}
+		s.proxies = append(s.proxies, p)
+	}
+	for _, dc := range d.dcs {
+		p, err := proxyTo(d.seq.Endpoints()[dc.seqMember])
+		if err != nil {
+			return err
+		}
+		if dc != s.dc {
+			p.Delay(oneWay)
+		}
+		s.seqProxies = append(s.seqProxies, p)
+	}
+	return nil
+}
+
+func proxyTo(endpoint string) (*faultproxy.Proxy, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	p, err := faultproxy.New(u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("proxy to %s: %w", u.Host, err)
+	}
+	return p, nil
 }
 
 // close stops everything: the servers (SIGKILL: the run is over), the
@@ -236,10 +376,11 @@ func (d *deployment) close() {
 	d.cancel()
 	d.wg.Wait()
 	for _, sl := range d.slots {
-		for _, p := range sl.proxies {
+		for _, p := range append(sl.proxies, sl.seqProxies...) {
 			p.Close()
 		}
 	}
+	d.net.close()
 	for _, dc := range d.dcs {
 		if dc.cli != nil {
 			_ = dc.cli.Close()
@@ -251,13 +392,22 @@ func (d *deployment) close() {
 			_ = dc.logFile.Close()
 		}
 	}
+	if d.seqCli != nil {
+		_ = d.seqCli.Close()
+	}
+	if d.seq != nil {
+		d.seq.Close()
+	}
+	if d.seqLogFile != nil {
+		_ = d.seqLogFile.Close()
+	}
 }
 
-// etcdGet reads key from dc's etcd: its value, or ok false when absent.
-func (dc *datacenter) etcdGet(ctx context.Context, key string) (val string, ok bool, err error) {
+// etcdGet reads key from cli: its value, or ok false when absent.
+func etcdGet(ctx context.Context, cli *clientv3.Client, key string) (val string, ok bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, runnerEtcdTimeout)
 	defer cancel()
-	r, err := dc.cli.Get(cctx, key)
+	r, err := cli.Get(cctx, key)
 	if err != nil {
 		return "", false, err
 	}
@@ -267,14 +417,58 @@ func (dc *datacenter) etcdGet(ctx context.Context, key string) (val string, ok b
 	return string(r.Kvs[0].Value), true, nil
 }
 
-// slot returns the slot named name in dc, or nil.
-func (dc *datacenter) slot(name string) *slot {
-	for _, s := range dc.slots {
+// slotNamed returns the slot named name, or nil.
+func (d *deployment) slotNamed(name string) *slot {
+	for _, s := range d.slots {
 		if s.name == name {
 			return s
 		}
 	}
 	return nil
+}
+
+// homeOf returns the index of the datacenter that is home to group g.
+func (d *deployment) homeOf(g int) int {
+	for _, h := range d.homes {
+		if g >= h.First && g <= h.Last {
+			for _, dc := range d.dcs {
+				if dc.name == h.Datacenters[0] {
+					return dc.index
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// routing is what the runner reads of the sequence routing table.
+type routing struct {
+	Version uint64 `json:"version"`
+	Ranges  []struct {
+		First int    `json:"first"`
+		Last  int    `json:"last"`
+		Owner string `json:"owner"`
+	} `json:"ranges"`
+}
+
+// owners returns the routing table's owner of every group (a node name,
+// which is a slot name; "" for none) and its version.
+func (d *deployment) owners(ctx context.Context) ([]string, uint64, error) {
+	v, ok, err := etcdGet(ctx, d.seqCli, "/mig/seq/routing")
+	if err != nil || !ok {
+		return nil, 0, fmt.Errorf("reading the routing table: %v (present: %v)", err, ok)
+	}
+	var r routing
+	if err := json.Unmarshal([]byte(v), &r); err != nil {
+		return nil, 0, fmt.Errorf("the routing table: %w", err)
+	}
+	out := make([]string, seqGroups)
+	for _, rg := range r.Ranges {
+		for g := rg.First; g <= rg.Last && g < len(out); g++ {
+			out[g] = rg.Owner
+		}
+	}
+	return out, r.Version, nil
 }
 
 // reservePorts listens on n distinct free loopback ports and returns

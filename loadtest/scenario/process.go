@@ -38,15 +38,18 @@ const (
 // own fault proxies to each etcd member, and its clock file. A process
 // killed in a slot is restarted in the same slot. Safe for concurrent use.
 type slot struct {
-	d         *deployment
-	name      string // "dc1-a"; also its sequence node name
-	dc        *datacenter
-	standby   bool // not started with the deployment
-	addr      string
-	url       string
-	proxies   []*faultproxy.Proxy // one per etcd member of its datacenter
-	clockFile string
-	logPath   string
+	d       *deployment
+	name    string // "dc1-a"; also its sequence node name
+	dc      *datacenter
+	standby bool // not started with the deployment
+	addr    string
+	url     string
+	proxies []*faultproxy.Proxy // one per member of its datacenter's etcd
+	// seqProxies are one per member of the sequence cluster, by
+	// datacenter index: delayed oneWay to the other datacenters' members.
+	seqProxies []*faultproxy.Proxy
+	clockFile  string
+	logPath    string
 
 	mu struct {
 		sync.Mutex
@@ -79,25 +82,39 @@ func (s *slot) args() []string {
 	for i, p := range s.proxies {
 		eps[i] = p.Addr()
 	}
+	// Its own datacenter's sequence member first (the etcd client spreads
+	// its calls over all of them all the same).
+	seqEps := []string{s.seqProxies[s.dc.index].Addr()}
+	for i, p := range s.seqProxies {
+		if i != s.dc.index {
+			seqEps = append(seqEps, p.Addr())
+		}
+	}
 	a := []string{"serve",
 		"--dc", s.dc.name,
 		"--workers", s.dc.workers,
 		"--other-dcs", s.dc.others,
 		"--etcd", strings.Join(eps, ","),
+		"--seq-etcd", strings.Join(seqEps, ","),
 		"--listen", s.addr,
 		"--epoch", d.settings.Epoch,
-		"--lease-ttl", d.settings.LeaseTTL,
-		"--lease-margin", d.settings.LeaseMargin,
-		"--etcd-timeout", d.settings.EtcdTimeout,
-		"--watermark-window", d.settings.WatermarkWindow,
+		"--lease-ttl", leaseTTL.String(),
+		"--lease-margin", leaseMargin.String(),
+		"--etcd-timeout", etcdTimeout.String(),
+		"--watermark-window", watermarkWindow.String(),
 		"--seq-node", s.name,
-		"--seq-lease-ttl", d.settings.LeaseTTL,
+		"--seq-lease-ttl", seqTTL.String(),
 		"--seq-lease-margin", seqMargin.String(),
-		"--seq-etcd-timeout", d.settings.EtcdTimeout,
-		"--seq-homes", d.homes,
+		"--seq-etcd-timeout", seqTimeout.String(),
+		"--seq-activation-delay", activationDelay.String(),
+		"--seq-rebalance-interval", rebalanceInterval.String(),
 		"--shutdown-timeout", "5s",
 		"--log-format", "json",
+		"--log-level", "debug", // the sequence moves, releases and activations, for the evidence
 		"--fault-clock-file", s.clockFile,
+	}
+	if via := d.net.viaFlag(s.dc.index); via != "" {
+		a = append(a, "--fault-peer-via", via)
 	}
 	if d.settings.ClockRate != 1 {
 		a = append(a, "--fault-clock-rate", fmt.Sprint(d.settings.ClockRate))
@@ -210,7 +227,8 @@ type logLine struct {
 	Offset   string `json:"offset"`
 	Rate     any    `json:"rate"`
 	Version  any    `json:"version"`
-	Moved    any    `json:"moved"`
+	Moves    any    `json:"moves"`
+	Groups   any    `json:"groups"`
 	Members  any    `json:"members"`
 }
 
@@ -288,7 +306,11 @@ func story(l logLine) string {
 	case "seq facade: stopped arbitrating":
 		return "stopped arbitrating: " + shorten(l.Err)
 	case "seq facade: routing table written":
-		return fmt.Sprintf("wrote sequence routing table v%v: %v groups moved, %v members", l.Version, l.Moved, l.Members)
+		return fmt.Sprintf("wrote sequence routing table v%v: moves %v, %v members", l.Version, l.Moves, l.Members)
+	case "seq facade: draining: waiting for the groups to be handed off":
+		return fmt.Sprintf("draining its %v sequence groups", l.Groups)
+	case "seq facade: drain incomplete; the groups left move when the node's lease is revoked, after their activation delay":
+		return "sequence drain incomplete: " + shorten(l.Err)
 	case "fault injection: wall clock offset":
 		return "wall clock offset now " + l.Offset
 	case "fault injection: the monotonic clock runs slow; self-fencing is broken on purpose":
@@ -422,17 +444,18 @@ func (s *slot) waitServing(ctx context.Context, timeout time.Duration) (time.Dur
 	}
 }
 
-// cut partitions s from its etcd: every proxy between them stops
-// forwarding, without closing a connection.
+// cut partitions s from every etcd member, its datacenter's and the
+// sequence cluster's: every proxy between them stops forwarding, without
+// closing a connection.
 func (s *slot) cut() {
-	for _, p := range s.proxies {
+	for _, p := range append(s.proxies, s.seqProxies...) {
 		p.Cut()
 	}
 }
 
 // heal ends a cut.
 func (s *slot) heal() {
-	for _, p := range s.proxies {
+	for _, p := range append(s.proxies, s.seqProxies...) {
 		p.Restore()
 	}
 }

@@ -30,25 +30,49 @@ func WriteResult(w io.Writer, r *Result) error {
 	writeLoad(&b, "ids", r.IDs)
 	if r.Seqs.Attempted > 0 {
 		writeLoad(&b, "seqs", r.Seqs)
+		writeLoad(&b, "curl", r.Curl)
 	}
 	b.WriteString("longest wait (from the first request that failed, or the send of a late one, to the next answer):\n")
-	fmt.Fprintf(&b, "  %-26s %s\n", "a client, IDs:", describeOutage(r.IDs.LongestUnavailable, r.IDs.Who, r.IDs.When))
-	if r.Seqs.Attempted > 0 {
-		fmt.Fprintf(&b, "  %-26s %s\n", "a client, sequences:", describeOutage(r.Seqs.LongestUnavailable, r.Seqs.Who, r.Seqs.When))
+	fmt.Fprintf(&b, "  %-30s %s\n", "a client, IDs:", describeOutage(r.IDs.LongestUnavailable, r.IDs.Who, r.IDs.When))
+	for i, st := range r.IDDatacenters {
+		fmt.Fprintf(&b, "  %-30s %.3fs (%d ok, %d failed)\n", "an ID client of "+dcName(i)+":", st.LongestUnavailable, st.Succeeded, st.Failed)
 	}
-	for i, sv := range r.SeqDatacenters {
-		fmt.Fprintf(&b, "  %-26s %.3fs (%d ok, %d failed)", sv.Name+":", sv.LongestUnavailable, sv.Succeeded, sv.Failed)
-		if i < len(r.SeqUIDs) {
-			fmt.Fprintf(&b, "; one uid: %.3fs (%s)", r.SeqUIDs[i].LongestUnavailable, r.SeqUIDs[i].Name)
-		}
-		b.WriteString("\n")
+	if r.Seqs.Attempted > 0 {
+		fmt.Fprintf(&b, "  %-30s %s\n", "a client, sequences:", describeOutage(r.Seqs.LongestUnavailable, r.Seqs.Who, r.Seqs.When))
+		fmt.Fprintf(&b, "  %-30s %s\n", "the client that does not route:", describeOutage(r.Curl.LongestUnavailable, r.Curl.Who, r.Curl.When))
+		writeUIDs(&b, r.SeqUIDs)
 	}
 	for _, sv := range r.Servers {
 		if sv.Succeeded+sv.Failed == 0 || sv.Succeeded == 0 {
-			fmt.Fprintf(&b, "  %-26s never answered (%d attempts)\n", "server "+sv.Name+":", sv.Failed)
+			fmt.Fprintf(&b, "  %-30s never answered (%d attempts)\n", "server "+sv.Name+":", sv.Failed)
 			continue
 		}
-		fmt.Fprintf(&b, "  %-26s %.3fs (%d ok, %d failed first attempts)\n", "server "+sv.Name+":", sv.LongestUnavailable, sv.Succeeded, sv.Failed)
+		fmt.Fprintf(&b, "  %-30s %.3fs (%d ok, %d failed first attempts)\n", "server "+sv.Name+":", sv.LongestUnavailable, sv.Succeeded, sv.Failed)
+	}
+	if len(r.Figures) > 0 {
+		b.WriteString("measured:\n")
+		for _, f := range r.Figures {
+			fmt.Fprintf(&b, "  %s: %.3f", f.Name, f.Value)
+			if f.Bound > 0 {
+				fmt.Fprintf(&b, " (bound %.3f: %s)", f.Bound, map[bool]string{true: "within", false: "OVER"}[f.Within])
+			}
+			if f.Note != "" {
+				fmt.Fprintf(&b, "; %s", f.Note)
+			}
+			b.WriteString("\n")
+		}
+	}
+	if l := r.Latency; l.Home.Count+l.Remote.Count > 0 {
+		b.WriteString("NextSeq latency while no fault was under way (ms):\n")
+		for _, x := range []struct {
+			what string
+			l    Latency
+		}{{"routed, uid homed here", l.Home}, {"routed, uid homed elsewhere", l.Remote}, {"curl, uid homed here", l.CurlHome}, {"curl, uid homed elsewhere", l.CurlRemote}} {
+			fmt.Fprintf(&b, "  %-28s n=%-6d p50 %6.2f  p90 %6.2f  p99 %6.2f  max %7.2f\n", x.what+":", x.l.Count, x.l.P50, x.l.P90, x.l.P99, x.l.Max)
+		}
+	}
+	if r.Seqs.Values > 0 {
+		fmt.Fprintf(&b, "max_seq writes: %.0f for %d sequence values: %.0f a million\n", r.SeqExtensions, r.Seqs.Values+r.Curl.Values, r.WritesPerMillion)
 	}
 	fmt.Fprintf(&b, "check: %s\n", r.Check.Summary())
 	if r.Check.Porcupine.Ran {
@@ -96,4 +120,36 @@ func describeOutage(secs float64, who string, when float64) string {
 		return "0s"
 	}
 	return fmt.Sprintf("%.3fs (%s, until %+.3fs)", secs, who, when)
+}
+
+// writeUIDs writes the longest wait of the uids homed in each
+// datacenter, as the clients of each datacenter saw them.
+func writeUIDs(b *strings.Builder, uids []UIDStats) {
+	if len(uids) == 0 {
+		return
+	}
+	b.WriteString("  the longest wait of a uid, by home (rows) and the clients' datacenter (columns):\n")
+	fmt.Fprintf(b, "  %-8s", "")
+	for i := range uids[0].Longest {
+		fmt.Fprintf(b, " %8s", dcName(i))
+	}
+	b.WriteString("\n")
+	var homes []string
+	worst := map[string][]float64{}
+	for _, u := range uids {
+		if _, ok := worst[u.Home]; !ok {
+			homes = append(homes, u.Home)
+			worst[u.Home] = make([]float64, len(u.Longest))
+		}
+		for i, v := range u.Longest {
+			worst[u.Home][i] = max(worst[u.Home][i], v)
+		}
+	}
+	for _, h := range homes {
+		fmt.Fprintf(b, "  %-8s", h)
+		for _, v := range worst[h] {
+			fmt.Fprintf(b, " %7.3fs", v)
+		}
+		b.WriteString("\n")
+	}
 }

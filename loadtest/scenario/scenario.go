@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/migsvc/mig/clock"
@@ -45,26 +46,36 @@ const (
 	BrokenClockRate = 0.4
 )
 
-// The servers' settings: short leases, so that faults play out in
-// seconds. The watermark window is mig serve's default (10 s) on
+// The servers' settings: short worker-ID leases, so that faults play out
+// in seconds. The watermark window is mig serve's default (10 s) on
 // purpose: with a window shorter than the lease, a partitioned server
 // would run out of watermark before its lease could expire, and the
 // partition would never test the self-fencing deadline.
+//
+// The sequence settings are those docs/seq-multidc.md recommends for a
+// 40 ms round trip between sites: the default activation delay (1 s),
+// margin (200 ms) and confirmation interval (a quarter of the delay),
+// and a 400 ms etcd timeout: ten round trips, and short enough that a
+// confirmation's right (800 ms) outlasts an interval plus a timeout (650
+// ms), as seqfacade's Config.Validate demands.
 const (
-	epoch           = mig.DefaultEpoch
-	leaseTTL        = 2 * time.Second
-	leaseMargin     = 500 * time.Millisecond
-	etcdTimeout     = 300 * time.Millisecond
-	watermarkWindow = 10 * time.Second
-	borrow          = time.Second // the default: min(1s, window/4)
-	activationDelay = seqfacade.DefaultActivationDelay
-	seqMargin       = seqfacade.DefaultMargin
-	seqGroups       = 336 // the groups of the default layout
-	recoveryTimeout = 45 * time.Second
-	checkSlack      = time.Second
-	readyPoll       = 50 * time.Millisecond
-	maxWarmup       = 3 * time.Second
-	seqReadyTimeout = 30 * time.Second
+	epoch             = mig.DefaultEpoch
+	leaseTTL          = 2 * time.Second
+	leaseMargin       = 500 * time.Millisecond
+	etcdTimeout       = 300 * time.Millisecond
+	watermarkWindow   = 10 * time.Second
+	borrow            = time.Second // the default: min(1s, window/4)
+	activationDelay   = seqfacade.DefaultActivationDelay
+	seqMargin         = seqfacade.DefaultMargin
+	seqTTL            = seqfacade.DefaultTTL
+	seqTimeout        = 400 * time.Millisecond
+	rebalanceInterval = time.Second // groups go home in rounds of 16 (the default) a second
+	seqGroups         = 336         // the groups of the default layout
+	recoveryTimeout   = 45 * time.Second
+	checkSlack        = time.Second
+	readyPoll         = 50 * time.Millisecond
+	maxWarmup         = 3 * time.Second
+	seqReadyTimeout   = 30 * time.Second
 )
 
 // Config configures a scenario run. The zero value of every field but Mig
@@ -115,6 +126,7 @@ type Settings struct {
 	SeqLease           string  `json:"seq_lease"`
 	ClockRate          float64 `json:"clock_rate"` // 1 but in a broken build
 	EtcdTiming         string  `json:"etcd_timing"`
+	Network            string  `json:"network"`
 	Duration           string  `json:"duration"` // of the fault
 	Load               string  `json:"load"`
 	Tolerance          string  `json:"check_tolerance"`
@@ -130,16 +142,30 @@ type Result struct {
 	Elapsed  float64  `json:"elapsed_s"`
 	Timeline []Event  `json:"timeline"`
 	// DroppedEvents counts events past the timeline's bound.
-	DroppedEvents int           `json:"dropped_events,omitempty"`
-	IDs           LoadStats     `json:"ids"`
-	Seqs          LoadStats     `json:"seqs"`
-	Servers       []ServerStats `json:"servers"`
-	// SeqDatacenters is, per datacenter, what its sequence clients saw.
-	SeqDatacenters []ServerStats `json:"seq_datacenters,omitempty"`
-	// SeqUIDs is, per datacenter, its uid that went longest without being
-	// advanced while requests for it failed.
-	SeqUIDs []ServerStats    `json:"seq_uids,omitempty"`
-	Check   loadtest.Verdict `json:"check"`
+	DroppedEvents int       `json:"dropped_events,omitempty"`
+	IDs           LoadStats `json:"ids"`
+	// IDDatacenters is what the ID clients of each datacenter saw.
+	IDDatacenters []LoadStats `json:"id_datacenters"`
+	// Seqs is what the sequence clients that route saw (migclient), Curl
+	// what the one that does not saw (plain JSON, forwarded by the nodes).
+	Seqs    LoadStats     `json:"seqs"`
+	Curl    LoadStats     `json:"curl"`
+	Servers []ServerStats `json:"servers"`
+	// SeqUIDs is, for every uid, its longest unavailability as the
+	// clients of each datacenter saw it.
+	SeqUIDs []UIDStats `json:"seq_uids,omitempty"`
+	// Figures are what the scenario measured, with the bound each is
+	// compared against.
+	Figures []Figure `json:"figures,omitempty"`
+	// Latency is that of single-uid NextSeq calls while no fault was
+	// under way, for uids homed in the caller's datacenter or another.
+	Latency SeqLatency `json:"latency"`
+	// SeqExtensions is the max_seq writes of every server process (the
+	// sum of mig_seq_extensions_total), and WritesPerMillion that per
+	// million sequence values handed out to the load.
+	SeqExtensions    float64          `json:"seq_extensions"`
+	WritesPerMillion float64          `json:"seq_writes_per_million"`
+	Check            loadtest.Verdict `json:"check"`
 	// Problems are what kept the scenario from doing what it meant to (a
 	// server that never came back, a fault that did not take). They fail
 	// the run as a violation does.
@@ -149,6 +175,46 @@ type Result struct {
 	OK bool `json:"ok"`
 	// Dir holds the servers' logs when they were kept.
 	Dir string `json:"dir,omitempty"`
+}
+
+// UIDStats is one uid's longest unavailability, by the datacenter of the
+// clients that saw it, in seconds. A plain value.
+type UIDStats struct {
+	UID     uint64    `json:"uid"`
+	Home    string    `json:"home"`
+	Longest []float64 `json:"longest_s"`
+}
+
+// Figure is one measured figure of a scenario. A plain value.
+type Figure struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value_s"`
+	// Bound is what the figure is compared against (0: none); Within says
+	// whether it was met. A figure out of its bound is reported, not a
+	// failure: timing on a shared machine is not a test's to assert.
+	Bound  float64 `json:"bound_s,omitempty"`
+	Within bool    `json:"within,omitempty"`
+	Note   string  `json:"note,omitempty"`
+}
+
+// Latency is a distribution of call latencies, in milliseconds. A plain
+// value.
+type Latency struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+// SeqLatency is NextSeq's latency for uids homed in the caller's
+// datacenter and in another, from the clients that route and from the
+// one that does not (whose calls a node forwards). A plain value.
+type SeqLatency struct {
+	Home       Latency `json:"home"`
+	Remote     Latency `json:"remote"`
+	CurlHome   Latency `json:"curl_home"`
+	CurlRemote Latency `json:"curl_remote"`
 }
 
 // Scenario is one fault played out under load. A plain value.
@@ -191,6 +257,28 @@ type env struct {
 	d   *deployment
 	l   *loader
 	dur time.Duration // of the fault
+	mu  struct {
+		sync.Mutex
+		figures []Figure
+	}
+}
+
+// figure records a measured figure, and puts it on the timeline.
+func (e *env) figure(f Figure) {
+	if f.Bound > 0 {
+		f.Within = f.Value <= f.Bound
+	}
+	msg := fmt.Sprintf("%s: %.3fs", f.Name, f.Value)
+	if f.Bound > 0 {
+		msg += fmt.Sprintf(" (bound %.3fs: %s)", f.Bound, map[bool]string{true: "within", false: "OVER"}[f.Within])
+	}
+	if f.Note != "" {
+		msg += "; " + f.Note
+	}
+	e.tl.note("runner", "%s", msg)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.mu.figures = append(e.mu.figures, f)
 }
 
 // Run starts a deployment, puts the steady load on it, plays the scenario
@@ -244,18 +332,20 @@ func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
 	set := Settings{
 		Epoch: epoch, LeaseTTL: leaseTTL.String(), LeaseMargin: leaseMargin.String(),
 		EtcdTimeout: etcdTimeout.String(), WatermarkWindow: watermarkWindow.String(),
-		SeqActivationDelay: activationDelay.String() + " (the default)",
-		SeqLease:           "--seq-lease-ttl and --seq-etcd-timeout as the worker's, --seq-lease-margin " + seqMargin.String() + "; each datacenter's etcd keeps its home groups (--seq-homes)",
-		ClockRate:          1,
-		EtcdTiming:         "heartbeat 25ms, election 250ms",
-		Duration:           dur.String(),
-		Load: fmt.Sprintf("%d ID clients (%d preferring each server, failing over in turn; %d on migclient.Client's own failover), %d IDs a request; %d sequence clients a datacenter over %d uids, each in a group of sections of its own; each client one request every %v",
-			datacenters*(serversPerDC+1)*idClientsPerServer+stickyIDClients, idClientsPerServer, stickyIDClients, idBatch, seqClientsPerDC, seqUIDs, loadPeriod),
+		SeqActivationDelay: activationDelay.String() + " (the default; confirmations every quarter of it)",
+		SeqLease: fmt.Sprintf("--seq-lease-ttl %v, --seq-lease-margin %v, --seq-etcd-timeout %v, --seq-rebalance-interval %v; one sequence cluster (--seq-etcd), the default homes",
+			seqTTL, seqMargin, seqTimeout, rebalanceInterval),
+		ClockRate:  1,
+		EtcdTiming: fmt.Sprintf("sequence cluster: heartbeat %v, election %v; each datacenter's own: heartbeat 25ms, election 250ms", seqHeartbeat, seqElection),
+		Network:    fmt.Sprintf("%v each way between datacenters: sequence peers, servers to other datacenters' sequence members, clients and forwarding servers to other datacenters' servers", oneWay),
+		Duration:   dur.String(),
+		Load: fmt.Sprintf("ID clients: %d preferring each server from its datacenter, failing over in turn, and one a datacenter on migclient.Client's own failover, %d IDs a request; sequence clients: %d a datacenter on migclient.Client (its own servers, WithRemote the others) and one plain JSON client in dc1 that does not route, over %d uids (%d homed in each datacenter, each in a group of sections of its own); each client one request every %v",
+			idClientsPerServer, idBatch, seqClientsPerDC, seqUIDs, seqUIDsPerDC, loadPeriod),
 		Tolerance: check.Tolerance.String(),
 		Ahead:     check.Ahead.String(),
 	}
 	if cfg.NoSeq {
-		set.Load = strings.Replace(set.Load, fmt.Sprintf("%d sequence clients a datacenter", seqClientsPerDC), "no sequence clients", 1)
+		set.Load = "ID clients only (--scenario-no-seq)"
 	}
 	if cfg.BrokenFence {
 		set.ClockRate = BrokenClockRate
@@ -312,13 +402,15 @@ func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
 	err = e.sleep(ctx, warm)
 	if err == nil {
 		tl.note("runner", "fault: begin")
+		l.quiet.Store(false)
 		err = sc.run(ctx, e)
 	}
 	if err == nil {
-		tl.note("runner", "fault: over; waiting for every server to answer again")
+		tl.note("runner", "fault: over; waiting for every server and every uid to answer again")
 		err = e.settle(ctx)
 	}
 	if err == nil {
+		l.quiet.Store(true)
 		err = e.sleep(ctx, warm)
 	}
 	if ctx.Err() != nil {
@@ -328,26 +420,39 @@ func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
 		d.problem("%v", err)
 	}
 
+	if !cfg.NoSeq {
+		l.scrapeOnce(ctx)
+	}
 	l.stop()
 	loadStopped = true
-	tl.note("runner", "load stopped; checking %d answers", l.ids.succeeded.Load()+l.seqs.succeeded.Load())
+	tl.note("runner", "load stopped; checking %d answers", l.ids.succeeded.Load()+l.seqs.succeeded.Load()+l.curl.succeeded.Load())
 	res.Check = ck.Check()
-	res.IDs, res.Seqs = l.ids.stats(tl), l.seqs.stats(tl)
+	res.IDs, res.Seqs, res.Curl = l.ids.stats(tl), l.seqs.stats(tl), l.curl.stats(tl)
+	for _, t := range l.idDC {
+		res.IDDatacenters = append(res.IDDatacenters, t.stats(tl))
+	}
 	for _, t := range l.server {
 		res.Servers = append(res.Servers, t.stats(l.ended))
 	}
 	if !cfg.NoSeq {
-		for i, t := range l.seqDC {
-			res.SeqDatacenters = append(res.SeqDatacenters, t.stats(l.ended))
-			var worst ServerStats
-			for _, u := range l.seqUID[i] {
-				if st := u.stats(l.ended); st.LongestUnavailable >= worst.LongestUnavailable {
-					worst = st
-				}
+		for k, u := range l.uids {
+			st := UIDStats{UID: u, Home: dcName(l.home[k])}
+			for dc := range d.dcs {
+				st.Longest = append(st.Longest, l.seqUID[dc][k].stats(l.ended).LongestUnavailable)
 			}
-			res.SeqUIDs = append(res.SeqUIDs, worst)
+			res.SeqUIDs = append(res.SeqUIDs, st)
+		}
+		l.lat.Lock()
+		res.Latency = SeqLatency{Home: quantiles(l.lat.home), Remote: quantiles(l.lat.remote), CurlHome: quantiles(l.lat.curlHome), CurlRemote: quantiles(l.lat.curlRemote)}
+		l.lat.Unlock()
+		res.SeqExtensions = l.extensions()
+		if v := res.Seqs.Values + res.Curl.Values; v > 0 {
+			res.WritesPerMillion = res.SeqExtensions / float64(v) * 1e6
 		}
 	}
+	e.mu.Lock()
+	res.Figures = e.mu.figures
+	e.mu.Unlock()
 	d.close()
 	closed = true
 	res.Problems = d.problems()
@@ -392,28 +497,33 @@ func (e *env) waitAnswering(ctx context.Context, s *slot, since time.Duration) e
 	return err
 }
 
-// waitSeqAnswering waits until dc's sequence clients got an answer after
-// since.
-func (e *env) waitSeqAnswering(ctx context.Context, dc *datacenter, since time.Duration) error {
+// waitUIDs waits until every uid was advanced by a request sent after
+// since, by the clients of any datacenter, and returns when the last of
+// them was first answered.
+func (e *env) waitUIDs(ctx context.Context, since time.Duration) (time.Duration, error) {
 	if e.cfg.NoSeq {
-		return nil
+		return since, nil
 	}
-	err := e.poll(ctx, recoveryTimeout, "every uid of "+dc.name+" advanced again", func() bool {
-		for _, t := range e.l.seqUID[dc.index] {
-			if !t.answeredSince(since) {
+	var last time.Duration
+	err := e.poll(ctx, recoveryTimeout, "every uid advanced again", func() bool {
+		last = since
+		for _, t := range e.l.seqAll {
+			at, ok := t.firstAnswerAfter(since)
+			if !ok {
 				return false
 			}
+			last = max(last, at)
 		}
 		return true
 	})
 	if err == nil {
-		e.tl.note("runner", "every uid of %s advanced again", dc.name)
+		e.tl.noteAt(last, "load", "every uid advanced again (%d uids)", len(e.l.seqAll))
 	}
-	return err
+	return last, err
 }
 
-// settle waits until every server meant to run, and every datacenter's
-// sequences, answer again after now.
+// settle waits until every server meant to run, and every uid, answer
+// again after now.
 func (e *env) settle(ctx context.Context) error {
 	now := e.clk.Mono()
 	var errs []error
@@ -425,37 +535,36 @@ func (e *env) settle(ctx context.Context) error {
 			errs = append(errs, e.waitAnswering(ctx, s, now))
 		}
 	}
-	for _, dc := range e.d.dcs {
-		errs = append(errs, e.waitSeqAnswering(ctx, dc, now))
-	}
+	_, err := e.waitUIDs(ctx, now)
+	errs = append(errs, err)
 	return errors.Join(errs...)
 }
 
-// waitSeqServed waits, before the load starts, until each datacenter
-// serves sequences: the first node waits out its activation delay.
+// waitSeqServed waits, before the load starts, until every uid of the
+// load is served: the first nodes wait out their activation delay.
 func (e *env) waitSeqServed(ctx context.Context) error {
-	for _, dc := range e.d.dcs {
-		var eps []string
-		for _, s := range dc.servers() {
-			eps = append(eps, s.url)
-		}
-		c, err := migclient.New(eps, migclient.WithTimeout(attemptTimeout))
-		if err != nil {
-			return err
-		}
-		err = e.poll(ctx, seqReadyTimeout, dc.name+" serving sequences", func() bool {
-			for i := range seqUIDs {
-				if _, err := c.CurSeq(ctx, seqUID(dc.index, i)); err != nil {
+	dc := e.d.dcs[0]
+	var eps []string
+	for _, s := range dc.servers() {
+		eps = append(eps, s.url)
+	}
+	c, err := migclient.New(eps, migclient.WithTimeout(attemptTimeout))
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	err = e.poll(ctx, seqReadyTimeout, "every uid served", func() bool {
+		for h := range e.d.dcs {
+			for i := range seqUIDsPerDC {
+				if _, err := c.CurSeq(ctx, seqUID(e.d.homes, h, i)); err != nil {
 					return false
 				}
 			}
-			return true
-		})
-		c.CloseIdleConnections()
-		if err != nil {
-			return err
 		}
+		return true
+	})
+	if err == nil {
+		e.tl.note("runner", "every uid is served")
 	}
-	e.tl.note("runner", "every datacenter serves sequences")
-	return nil
+	return err
 }
