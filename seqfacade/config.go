@@ -140,6 +140,9 @@ type Config struct {
 	// RequestTimeout bounds every max_seq read and write (default: the
 	// lease's request timeout). Calls are also cut at the claim deadline.
 	RequestTimeout time.Duration
+	// StartTimeout bounds how long Start tries to record or check the
+	// configuration in etcd (default 10 s).
+	StartTimeout time.Duration
 	// Logger receives registrations, moves, fences and etcd failures;
 	// nil discards.
 	Logger *slog.Logger
@@ -240,6 +243,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = c.Lease.RequestTimeout
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

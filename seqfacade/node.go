@@ -87,15 +87,27 @@ type loadCall struct {
 //
 // It returns an error wrapping ErrConfig for an invalid cfg, ErrMismatch
 // when cfg disagrees with the configuration recorded in etcd, or
-// ErrUnavailable (naming the endpoints) when etcd does not answer within
-// cfg.RequestTimeout.
+// ErrUnavailable (naming the endpoints) when etcd has not answered within
+// cfg.StartTimeout.
 func Start(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Source) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if err := checkMetadata(ctx, cli, cfg); err != nil {
-		return nil, err
+	// etcd may be slow to answer a node that starts during a fault (a
+	// cluster across sites electing a leader): try for StartTimeout.
+	for backoff, end := minRetry, src.Mono()+cfg.StartTimeout; ; backoff = min(2*backoff, maxRetry) {
+		err := checkMetadata(ctx, cli, cfg)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) || src.Mono()+backoff > end {
+			return nil, err
+		}
+		cfg.Logger.Warn("seq facade: etcd did not answer; retrying", "endpoints", cli.Endpoints(), "err", err, "retry_in", backoff)
+		if clock.Sleep(ctx, src, backoff) != nil {
+			return nil, err
+		}
 	}
 	o := newRouted(cfg, cli, src)
 	n, err := New(ctx, cfg, newEtcdStore(cli, cfg), o, src)

@@ -354,9 +354,16 @@ func TestStartEtcdUnreachable(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli, proxy := proxied(t, srv.Endpoints()[0])
 	proxy.Cut()
-	_, err := start(t, cli, fastConfig("a"), clock.NewReal())
+	cfg := fastConfig("a")
+	cfg.StartTimeout = time.Second
+	src := clock.NewReal()
+	begin := src.Mono()
+	_, err := start(t, cli, cfg, src)
 	if !isUnavailable(err) || !strings.Contains(err.Error(), proxy.Addr()) {
 		t.Fatalf("Start with etcd cut = %v, want ErrUnavailable naming %s", err, proxy.Addr())
+	}
+	if took := src.Mono() - begin; took < cfg.StartTimeout/2 {
+		t.Fatalf("Start gave up after %v, without retrying for its start timeout", took)
 	}
 }
 

@@ -326,6 +326,11 @@ func (s *routeState) claimFor(g int) (Claim, error) {
 		// table was first seen, unless the previous tenure was released:
 		// until then its owner may still serve.
 		left := sl.observed + s.delay - now
+		if sl.wait == nil {
+			// Activatable a moment ago; waiters go on waiting with a fresh
+			// channel until the condition holds again.
+			sl.wait = make(chan struct{})
+		}
 		if left > 0 && !s.handedOffLocked(g, sl) {
 			return nil, &activatingError{group: g, left: left, wait: sl.wait}
 		}
@@ -334,8 +339,10 @@ func (s *routeState) claimFor(g int) (Claim, error) {
 		}
 		sl.claim = newRoutedClaim(s.src, g, sl.until, s.proof(t.rev))
 		sl.activated = true
-		close(sl.wait)
-		sl.wait = nil
+		if sl.wait != nil {
+			close(sl.wait)
+			sl.wait = nil
+		}
 	}
 	if h := sl.claim.Headroom(); h <= 0 {
 		return nil, fmt.Errorf("%w: node %s has not confirmed its routing for %v", ErrUnavailable, s.name, -h)
@@ -359,6 +366,13 @@ func (s *routeState) activatable() (groups []int, next time.Duration) {
 		if (now >= at || s.handedOffLocked(g, sl)) && sl.until > now {
 			sl.preloaded = true
 			groups = append(groups, g)
+			// Calls waiting for the group claim it themselves now, rather
+			// than wait for the background load, which may be queued
+			// behind other groups' (a node given many at once).
+			if sl.wait != nil {
+				close(sl.wait)
+				sl.wait = nil
+			}
 			continue
 		}
 		if now < at && (next == 0 || at < next) {
