@@ -74,7 +74,7 @@ func (n *Node) nextSlow(ctx context.Context, uid uint64) (uint64, error) {
 		}
 		if v, ok := n.take(s, i); ok {
 			if !s.g.live() { // HAZARD: as in Next
-				return 0, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, s.g.idx))
+				return 0, n.fail(n.lapsed(s.g.idx))
 			}
 			s.calls.Add(1)
 			return v, nil
@@ -150,7 +150,7 @@ func (n *Node) Current(ctx context.Context, uid uint64) (uint64, error) {
 	}
 	v, err := g.current(local, i)
 	if err == nil && !g.live() {
-		err = fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, gi)
+		err = n.lapsed(gi)
 	}
 	if err != nil {
 		return 0, n.fail(err)
@@ -176,6 +176,17 @@ func (n *Node) TryCurrent(uid uint64) (uint64, bool) {
 		return v, true
 	}
 	return 0, false
+}
+
+// lapsed says why a call's claim on group gi was found ended after it
+// took its value (which is skipped): the group moved (a *NotOwnerError, so
+// that the caller goes to its new owner at once, as in a handoff), or the
+// node's right to serve ran out (unavailable).
+func (n *Node) lapsed(gi int) error {
+	if _, err := n.own.Claim(gi); errors.Is(err, ErrNotOwner) || errors.Is(err, ErrNotHome) {
+		return err
+	}
+	return fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, gi)
 }
 
 func (n *Node) invalid(uid uint64) error {

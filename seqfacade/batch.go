@@ -85,7 +85,7 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 			return nil, n.fail(err)
 		}
 		if g := secs[0].g; !g.live() { // before taking anything: nothing skipped
-			return nil, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, g.idx))
+			return nil, n.fail(n.lapsed(g.idx))
 		}
 		left := pending[:0]
 		for _, k := range pending {
@@ -105,7 +105,7 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 					continue // one reading per claim: one for the whole batch on one node
 				}
 				if !s.g.live() {
-					return nil, n.fail(fmt.Errorf("%w: node's claim on group %d has expired", ErrUnavailable, s.g.idx))
+					return nil, n.fail(n.lapsed(s.g.idx))
 				}
 				checked = s.g.claim
 			}

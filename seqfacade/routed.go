@@ -329,13 +329,23 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 		ops = append(ops, clientv3.OpGet(o.keys.released, clientv3.WithPrefix()))
 	}
 	cctx, cancel := l.CallContext(ctx)
-	sent := o.src.Mono()
-	tr, err := o.cli.Txn(cctx).
-		If(clientv3.Compare(clientv3.CreateRevision(o.keys.node), "=", reg)).
-		Then(ops...).
-		Commit()
+	type read struct {
+		sent time.Duration
+		tr   *clientv3.TxnResponse
+	}
+	// Hedged: a read is safe to send twice, and each answer counts from
+	// its own send.
+	rd, err := lease.Hedged(cctx, o.src, o.cfg.RequestTimeout/3, func(ctx context.Context) (read, error) {
+		sent := o.src.Mono()
+		tr, err := o.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(o.keys.node), "=", reg)).
+			Then(ops...).
+			Commit()
+		return read{sent, tr}, err
+	})
 	cancel()
 	now := o.src.Mono()
+	sent, tr := rd.sent, rd.tr
 	switch {
 	case err != nil:
 		return fmt.Errorf("confirming %s: %w", o.keys.routing, err)

@@ -253,10 +253,19 @@ func (l *Lease) run(ctx context.Context, granted time.Duration) {
 
 // renew sends one keep-alive sent at the monotonic time sent. The call
 // ends by the current deadline, so a hung call cannot delay the fence.
-func (l *Lease) renew(ctx context.Context, sent, deadline time.Duration) (ok, gone bool) {
-	cctx, cancel := context.WithTimeout(ctx, min(l.cfg.RequestTimeout, deadline-sent))
-	r, err := l.cli.KeepAliveOnce(cctx, l.id)
+func (l *Lease) renew(ctx context.Context, start, deadline time.Duration) (ok, gone bool) {
+	cctx, cancel := context.WithTimeout(ctx, min(l.cfg.RequestTimeout, deadline-start))
+	type ack struct {
+		sent time.Duration
+		r    *clientv3.LeaseKeepAliveResponse
+	}
+	a, err := Hedged(cctx, l.src, l.cfg.RequestTimeout/3, func(ctx context.Context) (ack, error) {
+		sent := l.src.Mono()
+		r, err := l.cli.KeepAliveOnce(ctx, l.id)
+		return ack{sent, r}, err
+	})
 	cancel()
+	sent, r := a.sent, a.r
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return false, true
