@@ -87,10 +87,18 @@ const (
 	DefaultInterval = time.Second
 	DefaultTimeout  = migclient.DefaultTimeout
 	DefaultUIDs     = 1_000_000
-	DefaultHotCalls = 0.9
-	DefaultHotUIDs  = 0.01
-	DefaultZipfS    = 1.1
-	DefaultZipfV    = 1.0
+	// DefaultUIDSpace is the servers' default uid limit (mig serve
+	// --uid-limit): valid uids are 1..2^32-1.
+	DefaultUIDSpace = 1 << 32
+	// DefaultBackoff and DefaultMaxBackoff bound how long a client of
+	// the closed loop waits after a failed request: the first wait, and
+	// the most it grows to.
+	DefaultBackoff    = 10 * time.Millisecond
+	DefaultMaxBackoff = 500 * time.Millisecond
+	DefaultHotCalls   = 0.9
+	DefaultHotUIDs    = 0.01
+	DefaultZipfS      = 1.1
+	DefaultZipfV      = 1.0
 	// DefaultRedisPrefix begins the keys the Redis phase increments:
 	// <prefix>ids, and <prefix>seq:<uid>.
 	DefaultRedisPrefix = "mig-loadtest:"
@@ -105,16 +113,26 @@ const (
 	MinInterval   = 10 * time.Millisecond
 	MaxInterval   = time.Hour
 	MaxTimeout    = 10 * time.Minute
+	MaxBackoff    = time.Minute
 	maxSeriesLen  = 1_000_000 // intervals in one run
 	maxRedisBatch = migv1.MaxCount
 )
 
-// Dist is a distribution of uids over 1..UIDs. The zero value of every
-// field means its default. A plain value.
+// Dist is a distribution of UIDs uids, spread evenly over the uid space
+// 1..Space-1: the uids are Stride, 2*Stride, ..., UIDs*Stride, where
+// Stride = (Space-1)/UIDs. Spread so, they fall into every group of
+// sections, and so on every node of a cluster (a group is 128 sections
+// of 100,000 consecutive uids by default: uids 1..1,000,000 would all be
+// in group 0, on one node). The zero value of every field means its
+// default. A plain value.
 type Dist struct {
 	Kind DistKind
-	// UIDs is how many uids there are: 1..UIDs (default DefaultUIDs).
+	// UIDs is how many uids there are (default DefaultUIDs).
 	UIDs uint64
+	// Space is the servers' uid limit, which the uids spread below
+	// (default DefaultUIDSpace, mig serve's default --uid-limit). UIDs+1
+	// gives the uids 1..UIDs.
+	Space uint64
 	// HotCalls is the share of calls that go to the hot set, in (0, 1]
 	// (DistHot; default DefaultHotCalls).
 	HotCalls float64
@@ -128,6 +146,7 @@ type Dist struct {
 
 func (d Dist) withDefaults() Dist {
 	d.UIDs = cmp.Or(d.UIDs, DefaultUIDs)
+	d.Space = cmp.Or(d.Space, DefaultUIDSpace)
 	d.HotCalls = cmp.Or(d.HotCalls, DefaultHotCalls)
 	d.HotUIDs = cmp.Or(d.HotUIDs, DefaultHotUIDs)
 	d.ZipfS = cmp.Or(d.ZipfS, DefaultZipfS)
@@ -142,6 +161,10 @@ func (d Dist) Validate() error {
 		return fieldErr("Kind", d.Kind, "is not a distribution")
 	case d.UIDs > MaxUIDs:
 		return fieldErr("UIDs", d.UIDs, "must be at most %d", uint64(MaxUIDs))
+	case d.Space == 1:
+		return fieldErr("Space", d.Space, "leaves no uid: uids are 1..Space-1")
+	case d.withDefaults().UIDs > d.withDefaults().Space-1:
+		return fieldErr("UIDs", d.UIDs, "must be below the uid space %d: uids are 1..%d", d.withDefaults().Space, d.withDefaults().Space-1)
 	case !(d.HotCalls >= 0 && d.HotCalls <= 1):
 		return fieldErr("HotCalls", d.HotCalls, "must be in (0, 1]")
 	case !(d.HotUIDs >= 0 && d.HotUIDs <= 1):
@@ -154,15 +177,26 @@ func (d Dist) Validate() error {
 	return nil
 }
 
+// Stride is the distance between neighbouring uids: (Space-1)/UIDs,
+// defaults set.
+func (d Dist) Stride() uint64 {
+	d = d.withDefaults()
+	return max((d.Space-1)/d.UIDs, 1)
+}
+
 func (d Dist) String() string {
 	d = d.withDefaults()
+	uids := fmt.Sprintf("%d uids", d.UIDs)
+	if st := d.Stride(); st > 1 {
+		uids = fmt.Sprintf("%d uids %d apart, up to %d", d.UIDs, st, d.UIDs*st)
+	}
 	switch d.Kind {
 	case DistHot:
-		return fmt.Sprintf("hot (%g%% of calls to %g%% of %d uids)", d.HotCalls*100, d.HotUIDs*100, d.UIDs)
+		return fmt.Sprintf("hot (%g%% of calls to %g%% of %s)", d.HotCalls*100, d.HotUIDs*100, uids)
 	case DistZipf:
-		return fmt.Sprintf("zipf (s=%g, v=%g, %d uids)", d.ZipfS, d.ZipfV, d.UIDs)
+		return fmt.Sprintf("zipf (s=%g, v=%g, %s)", d.ZipfS, d.ZipfV, uids)
 	}
-	return fmt.Sprintf("uniform (%d uids)", d.UIDs)
+	return fmt.Sprintf("uniform (%s)", uids)
 }
 
 // Config is the shape of a load test. The zero value of every field
@@ -194,6 +228,16 @@ type Config struct {
 	// Timeout bounds each Redis command (default DefaultTimeout). The
 	// clients in Targets carry their own timeouts.
 	Timeout time.Duration
+	// Backoff and MaxBackoff pace a client of the closed loop whose
+	// requests fail: after n failures in a row it waits about
+	// Backoff*2^(n-1), at most MaxBackoff, before its next request, so
+	// that a target that is down (or refuses connections, and fails each
+	// request at once) is not sent tens of thousands of requests a
+	// second (defaults DefaultBackoff, DefaultMaxBackoff). Each wait is
+	// between half and all of that, drawn at random, so that the clients
+	// do not come back in step. The open loop needs none: its schedule
+	// paces every request.
+	Backoff, MaxBackoff time.Duration
 	// Interval is the period of the progress line and of the latency
 	// series (default DefaultInterval).
 	Interval time.Duration
@@ -232,6 +276,13 @@ func (c Config) Validate() error {
 		return fieldErr("Timeout", c.Timeout, "must be in 0..%v", MaxTimeout)
 	case c.Interval != 0 && (c.Interval < MinInterval || c.Interval > MaxInterval):
 		return fieldErr("Interval", c.Interval, "must be in %v..%v", MinInterval, MaxInterval)
+	case c.Backoff < 0 || c.Backoff > MaxBackoff:
+		return fieldErr("Backoff", c.Backoff, "must be in 0..%v", MaxBackoff)
+	case c.MaxBackoff < 0 || c.MaxBackoff > MaxBackoff:
+		return fieldErr("MaxBackoff", c.MaxBackoff, "must be in 0..%v", MaxBackoff)
+	}
+	if r := c.withDefaults(); r.Backoff > r.MaxBackoff {
+		return fieldErr("MaxBackoff", c.MaxBackoff, "must be at least the first wait, %v", r.Backoff)
 	}
 	maxBatch := migv1.MaxCount
 	if c.Mode == ModeSeq {
@@ -268,6 +319,8 @@ func (c Config) withDefaults() Config {
 	c.Dist = c.Dist.withDefaults()
 	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
 	c.Interval = cmp.Or(c.Interval, DefaultInterval)
+	c.Backoff = cmp.Or(c.Backoff, DefaultBackoff)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, max(DefaultMaxBackoff, c.Backoff))
 	c.RedisPrefix = cmp.Or(c.RedisPrefix, DefaultRedisPrefix)
 	if c.Clock == nil {
 		c.Clock = clock.NewReal()

@@ -39,6 +39,15 @@ func TestConfigValidate(t *testing.T) {
 		{"zipf s", loadtest.Config{Dist: loadtest.Dist{ZipfS: 1}}, "Dist.ZipfS"},
 		{"zipf v", loadtest.Config{Dist: loadtest.Dist{ZipfV: 0.5}}, "Dist.ZipfV"},
 		{"uids", loadtest.Config{Dist: loadtest.Dist{UIDs: 1 << 41}}, "Dist.UIDs"},
+		{"uids beyond the default uid space", loadtest.Config{Dist: loadtest.Dist{UIDs: 1 << 32}}, "Dist.UIDs"},
+		{"uids beyond a uid space", loadtest.Config{Dist: loadtest.Dist{UIDs: 100, Space: 100}}, "Dist.UIDs"},
+		{"uids filling a uid space", loadtest.Config{Dist: loadtest.Dist{UIDs: 100, Space: 101}}, ""},
+		{"uid space with no uid", loadtest.Config{Dist: loadtest.Dist{Space: 1}}, "Dist.Space"},
+		{"negative backoff", loadtest.Config{Backoff: -ms}, "Backoff"},
+		{"backoff too long", loadtest.Config{Backoff: time.Hour}, "Backoff"},
+		{"most backoff below the first", loadtest.Config{Backoff: 100 * ms, MaxBackoff: 50 * ms}, "MaxBackoff"},
+		{"most backoff below the default first", loadtest.Config{MaxBackoff: 5 * ms}, "MaxBackoff"},
+		{"first backoff above the default most", loadtest.Config{Backoff: 2 * time.Second}, ""},
 		{"check", loadtest.Config{Check: loadtest.CheckConfig{Tolerance: -1}}, "Check.Tolerance"},
 	}
 	for _, tt := range tests {

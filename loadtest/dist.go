@@ -8,7 +8,8 @@ import (
 // sampler draws uids from a Dist for one client. Not safe for concurrent
 // use: each client has its own, with its own random source.
 type sampler struct {
-	n    uint64 // uids: 1..n
+	n    uint64 // uids: stride*(1..n)
+	step uint64 // the stride
 	kind DistKind
 	rng  *rand.Rand
 	zipf *rand.Zipf
@@ -21,7 +22,7 @@ type sampler struct {
 // newSampler returns a sampler of d (with its defaults set) drawing from
 // rng.
 func newSampler(d Dist, rng *rand.Rand) *sampler {
-	s := &sampler{n: d.UIDs, kind: d.Kind, rng: rng, call: d.HotCalls, seen: make(map[uint64]struct{})}
+	s := &sampler{n: d.UIDs, step: d.Stride(), kind: d.Kind, rng: rng, call: d.HotCalls, seen: make(map[uint64]struct{})}
 	switch d.Kind {
 	case DistHot:
 		s.hot = min(max(uint64(d.HotUIDs*float64(d.UIDs)), 1), d.UIDs)
@@ -71,11 +72,15 @@ func (s *sampler) rank() uint64 {
 	return s.rng.Uint64N(s.n)
 }
 
-// uidOf maps a rank to its uid, in 1..n.
-func (s *sampler) uidOf(rank uint64) uint64 {
+// indexOf maps a rank to its uid's index, in 1..n: the uid is
+// index*step.
+func (s *sampler) indexOf(rank uint64) uint64 {
 	hi, lo := bits.Mul64(rank, s.mult)
 	return 1 + bits.Rem64(hi, lo, s.n)
 }
+
+// uidOf maps a rank to its uid.
+func (s *sampler) uidOf(rank uint64) uint64 { return s.indexOf(rank) * s.step }
 
 // uid draws one uid.
 func (s *sampler) uid() uint64 { return s.uidOf(s.rank()) }
@@ -90,20 +95,20 @@ func (s *sampler) fill(dst []uint64) {
 	}
 	clear(s.seen)
 	for i := range dst {
-		u := s.uid()
+		x := s.indexOf(s.rank())
 		for try := 0; try < 16; try++ {
-			if _, dup := s.seen[u]; !dup {
+			if _, dup := s.seen[x]; !dup {
 				break
 			}
-			u = s.uid()
+			x = s.indexOf(s.rank())
 		}
 		for { // at most n steps, and len(dst) <= n
-			if _, dup := s.seen[u]; !dup {
+			if _, dup := s.seen[x]; !dup {
 				break
 			}
-			u = u%s.n + 1
+			x = x%s.n + 1
 		}
-		s.seen[u] = struct{}{}
-		dst[i] = u
+		s.seen[x] = struct{}{}
+		dst[i] = x * s.step
 	}
 }

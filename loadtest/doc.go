@@ -7,16 +7,20 @@
 // # Load
 //
 // [Run] drives one of two modes against [Targets]: ModeIDs calls NextIDs
-// (with a batch size) through an [IDClient] (a *migclient.Client);
-// ModeSeq calls NextSeq, or NextSeqs with a batch of distinct uids,
-// through a [SeqClient], the uids drawn from a [Dist]: uniform, a hot
-// set, or Zipf. [Transport] is an HTTP transport that costs the load
-// generator a third less CPU a call than net/http's, so that more of a
-// shared machine goes to the server under test.
+// (with a batch size) through an [IDClient] (a *migclient.Client, or one
+// per load client, Targets.IDsEach, so that the load spreads over the
+// endpoints); ModeSeq calls NextSeq, or NextSeqs with a batch of distinct
+// uids, through a [SeqClient], the uids drawn from a [Dist]: uniform, a
+// hot set, or Zipf, over uids spread evenly across the servers' uid space
+// (so that every group of sections, and every node, gets load).
+// [Transport] is an HTTP transport that costs the load generator a third
+// less CPU a call than net/http's, so that more of a shared machine goes
+// to the server under test.
 //
 // The load is closed-loop (Config.Rate 0: Clients goroutines, each sending
-// its next request as soon as its last is answered) or open-loop at a
-// fixed rate. In the open loop request i is due at start + i/Rate, the
+// its next request as soon as its last is answered, or, after a failure,
+// after a wait that doubles with each failure in a row up to a cap) or
+// open-loop at a fixed rate. In the open loop request i is due at start + i/Rate, the
 // clients take the requests in turn, and a request's latency is measured
 // from when it was due, not from when a client got round to sending it: a
 // stall delays everything behind it, and that wait is counted, instead of
@@ -25,11 +29,16 @@
 // Latency goes into HDR histograms (github.com/HdrHistogram/hdrhistogram-go),
 // one for the whole run and one per Config.Interval for a latency-over-time
 // series. A progress line is written every interval while the load runs;
-// the [Report] has throughput, errors by Twirp code, latency percentiles,
-// the series, the CPU the load generator itself spent per request, and the
-// [Checker]'s [Verdict]. [WriteSummary] prints it for people, its JSON
-// form is stable for machines, and [WritePlot] draws the series as a
-// self-contained HTML page.
+// the [Report] has throughput, errors by Twirp code, the attempts that
+// failed by endpoint and cause ([Failure]: "connection refused" at
+// 127.0.0.1:7070, counted as connections fail, so that an endpoint the
+// client failed over from shows too), answers by endpoint, latency
+// percentiles, the series, the CPU the load generator itself spent per
+// request, and the [Checker]'s [Verdict]. The run passes when the checker
+// found no violation and some request succeeded. [WriteSummary] prints the
+// report for people, its JSON form is stable for machines (64-bit numbers
+// as strings), and [WritePlot] draws the series as a self-contained HTML
+// page.
 //
 // With Config.RedisAddr the same load shape runs a second time, against
 // Redis INCR (LINE's design before MIG) through a minimal RESP client of

@@ -11,7 +11,8 @@ var (
 	// Validate returns; the error is a *FieldError naming the field.
 	ErrConfig = errors.New("loadtest: invalid configuration")
 	// ErrNoClient is returned by Run when the mode's client is missing
-	// from Targets (no IDClient for ModeIDs, no SeqClient for ModeSeq).
+	// from Targets (no IDClient for ModeIDs, or a nil one in IDsEach; no
+	// SeqClient for ModeSeq).
 	ErrNoClient = errors.New("loadtest: no client for the mode")
 	// ErrRedis is returned by Run when the Redis of Config.RedisAddr
 	// cannot be reached before its phase starts.

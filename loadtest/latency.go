@@ -52,7 +52,9 @@ func summarize(h *hdrhistogram.Histogram) Latency {
 // tally is what requests added up to over some time.
 type tally struct {
 	ok, errs, canceled, values int64
-	codes                      map[string]int64 // errors by code
+	codes                      map[string]int64     // errors by code
+	answers                    map[string]int64     // answers by endpoint, where known
+	failures                   map[failureKey]int64 // failed attempts
 }
 
 func (t *tally) add(o tally) {
@@ -60,12 +62,28 @@ func (t *tally) add(o tally) {
 	t.errs += o.errs
 	t.canceled += o.canceled
 	t.values += o.values
-	if len(o.codes) > 0 && t.codes == nil {
-		t.codes = make(map[string]int64)
+	t.codes = addCounts(t.codes, o.codes)
+	t.answers = addCounts(t.answers, o.answers)
+	t.failures = addCounts(t.failures, o.failures)
+}
+
+// addCounts adds the counts of from to to, made when needed.
+func addCounts[K comparable](to, from map[K]int64) map[K]int64 {
+	if len(from) > 0 && to == nil {
+		to = make(map[K]int64, len(from))
 	}
-	for k, n := range o.codes {
-		t.codes[k] += n
+	for k, n := range from {
+		to[k] += n
 	}
+	return to
+}
+
+// count adds one to m[k], making m when needed.
+func count[K comparable](m *map[K]int64, k K) {
+	if *m == nil {
+		*m = make(map[K]int64)
+	}
+	(*m)[k]++
 }
 
 // shard is where some of the clients record their requests: one lock per
@@ -97,9 +115,10 @@ func newRecorder(clients, procs int) *recorder {
 }
 
 // record counts one completed request of client: its latency, how late
-// it was sent (open loop; negative for none), the values it brought and,
-// if it failed, its error code.
-func (r *recorder) record(client int, lat, lag time.Duration, values int, code string) {
+// it was sent (open loop; negative for none), the values it brought, the
+// endpoint that answered ("" if unknown) and, if it failed, its error
+// code.
+func (r *recorder) record(client int, lat, lag time.Duration, values int, from, code string) {
 	s := r.shards[client%len(r.shards)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -111,13 +130,21 @@ func (r *recorder) record(client int, lat, lag time.Duration, values int, code s
 	if code == "" {
 		s.mu.ok++
 		s.mu.values += int64(values)
+		if from != "" {
+			count(&s.mu.answers, from)
+		}
 		return
 	}
 	s.mu.errs++
-	if s.mu.codes == nil {
-		s.mu.codes = make(map[string]int64)
-	}
-	s.mu.codes[code]++
+	count(&s.mu.codes, code)
+}
+
+// failed counts an attempt of client's that failed at endpoint for cause.
+func (r *recorder) failed(client int, endpoint, cause string) {
+	s := r.shards[client%len(r.shards)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	count(&s.mu.failures, failureKey{endpoint, cause})
 }
 
 // canceled counts a request abandoned because the caller's context ended.

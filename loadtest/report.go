@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -16,8 +17,12 @@ type Report struct {
 	Redis *Result `json:"redis,omitempty"` // with Config.RedisAddr
 	// Ratio is MIG's figures divided by Redis's, when both ran.
 	Ratio *Ratio `json:"ratio,omitempty"`
-	// OK is true when no checker found a violation: the run passed.
+	// OK is true when the run passed: no checker found a violation, and
+	// some request succeeded on every system loaded (a run whose every
+	// request failed proved nothing).
 	OK bool `json:"ok"`
+	// Reason says why the run failed, when it did.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Result is the outcome of the load on one system. A plain value.
@@ -29,7 +34,14 @@ type Result struct {
 	Rate    float64 `json:"rate"` // the open loop's target, requests a second
 	Batch   int     `json:"batch"`
 	Dist    string  `json:"dist,omitempty"` // seq mode's uid distribution
-	Seed    uint64  `json:"seed"`
+	// UIDs and UIDStride, in seq mode: the uids were UIDStride,
+	// 2*UIDStride, ..., UIDs*UIDStride.
+	UIDs      uint64 `json:"uids,omitempty,string"`
+	UIDStride uint64 `json:"uid_stride,omitempty,string"`
+	// Seed seeded the uid draws and the backoff's jitter. In JSON it is
+	// a string, as every 64-bit number: a JavaScript or Lua number (and
+	// jq's) loses integers above 2^53.
+	Seed uint64 `json:"seed,string"`
 	// Elapsed is the time from the start to the last answer, in seconds.
 	Elapsed float64 `json:"elapsed_s"`
 	// Requests completed: OK with an answer, Errors without. Canceled
@@ -39,6 +51,16 @@ type Result struct {
 	Errors       int64            `json:"errors"`
 	Canceled     int64            `json:"canceled"`
 	ErrorsByCode map[string]int64 `json:"errors_by_code"` // Twirp codes, or the Code constants
+	// Answers counts the successful answers by the endpoint (host:port)
+	// that gave them, where the client says which (ids mode, Redis).
+	Answers map[string]int64 `json:"answers_by_endpoint,omitempty"`
+	// Failures are the attempts that failed, by endpoint and cause, the
+	// most frequent first. An attempt counts even when the client then
+	// repeated the call on another endpoint, and it succeeded there: an
+	// endpoint that refuses every connection shows here whatever became
+	// of the calls. A call that failed on every endpoint counts once per
+	// endpoint it tried.
+	Failures []Failure `json:"failures,omitempty"`
 	// Values are the IDs or sequences received.
 	Values         int64   `json:"values"`
 	RequestsPerSec float64 `json:"requests_per_s"`
@@ -113,13 +135,31 @@ type Ratio struct {
 	P99            float64 `json:"p99"`
 }
 
-// finish computes Ratio and OK.
+// finish computes Ratio, OK and Reason.
 func (r *Report) finish() {
-	r.OK = r.MIG.Check.OK()
+	results := []*Result{&r.MIG}
+	if r.Redis != nil {
+		results = append(results, r.Redis)
+	}
+	var violations int64
+	for _, res := range results {
+		violations += res.Check.Violations
+	}
+	r.OK, r.Reason = true, ""
+	switch {
+	case violations > 0:
+		r.OK, r.Reason = false, fmt.Sprintf("the checker found %d violations", violations)
+	default:
+		for _, res := range results {
+			if res.OK == 0 {
+				r.OK, r.Reason = false, res.noSuccess()
+				break
+			}
+		}
+	}
 	if r.Redis == nil {
 		return
 	}
-	r.OK = r.OK && r.Redis.Check.OK()
 	div := func(a, b float64) float64 {
 		if b == 0 {
 			return 0
@@ -132,6 +172,26 @@ func (r *Report) finish() {
 		P50:            div(r.MIG.Latency.P50, r.Redis.Latency.P50),
 		P99:            div(r.MIG.Latency.P99, r.Redis.Latency.P99),
 	}
+}
+
+// noSuccess says that no request of r succeeded, and what failed most.
+func (r *Result) noSuccess() string {
+	what := "no request succeeded"
+	if r.System != "mig" {
+		what = fmt.Sprintf("no request to %s succeeded", r.System)
+	}
+	switch {
+	case r.Requests == 0:
+		return what + " (none completed)"
+	case len(r.Failures) > 0:
+		f := r.Failures[0]
+		at := f.Endpoint
+		if at == "" {
+			at = "an endpoint the error does not name"
+		}
+		return fmt.Sprintf("%s (%d failed; most often: %s at %s, %d times)", what, r.Errors, f.Cause, at, f.Count)
+	}
+	return fmt.Sprintf("%s (%d failed)", what, r.Errors)
 }
 
 // fmtMicros formats a latency in microseconds for people.
@@ -164,11 +224,14 @@ func WriteSummary(w io.Writer, r *Report) error {
 	if r.OK {
 		b.WriteString("\nPASS: every answer checked, no violation\n")
 	} else {
-		b.WriteString("\nFAIL: the checker found violations\n")
+		fmt.Fprintf(&b, "\nFAIL: %s\n", r.Reason)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// maxFailuresShown bounds the failure lines of a summary.
+const maxFailuresShown = 10
 
 func unitOf(mode string) string {
 	if mode == ModeSeq.String() {
@@ -199,6 +262,25 @@ func writeResult(b *strings.Builder, r *Result) {
 		b.WriteString("  errors     ")
 		for _, code := range slices.Sorted(maps.Keys(r.ErrorsByCode)) {
 			fmt.Fprintf(b, " %s %d", code, r.ErrorsByCode[code])
+		}
+		b.WriteString("\n")
+	}
+	for i, f := range r.Failures {
+		if i == maxFailuresShown {
+			fmt.Fprintf(b, "              ... and %d more endpoint and cause pairs\n", len(r.Failures)-i)
+			break
+		}
+		label := ""
+		if i == 0 {
+			label = "failed at"
+		}
+		at := cmp.Or(f.Endpoint, "(endpoint unknown)")
+		fmt.Fprintf(b, "  %-11s %s: %s, %d attempts\n", label, at, f.Cause, f.Count)
+	}
+	if len(r.Answers) > 1 || len(r.Answers) > 0 && len(r.Failures) > 0 {
+		b.WriteString("  answered by")
+		for _, ep := range slices.Sorted(maps.Keys(r.Answers)) {
+			fmt.Fprintf(b, " %s %d", ep, r.Answers[ep])
 		}
 		b.WriteString("\n")
 	}

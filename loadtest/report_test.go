@@ -25,13 +25,16 @@ func sampleReport() *loadtest.Report {
 		Requests: 2300, OK: 2297, Errors: 3, ErrorsByCode: map[string]int64{"unavailable": 3}, Values: 22970,
 		RequestsPerSec: 958, ValuesPerSec: 9570, Latency: loadtest.Latency{Count: 2300, Mean: 200, P50: 120, P90: 300, P99: 1000, P999: 5000, Max: 250000},
 		Series: series, CPU: loadtest.CPU{Measured: true, User: 0.5, System: 0.2, PerRequest: 304},
+		Answers:  map[string]int64{"10.0.0.2:7070": 1500, "10.0.0.3:7070": 797},
+		Failures: []loadtest.Failure{{Endpoint: "10.0.0.1:7070", Cause: "connection refused", Count: 5}, {Endpoint: "10.0.0.3:7070", Cause: "unavailable", Count: 3}},
 		Check: loadtest.Verdict{Answers: 2297, IDs: 22970, Servers: 2, Violations: 1, ByKind: map[string]int64{loadtest.KindDuplicateID: 1},
 			Details: []loadtest.Violation{{Kind: loadtest.KindDuplicateID, Message: "ID 5 received twice <script>"}}},
 	}
 	redis := mig
 	redis.System, redis.Check = "redis", loadtest.Verdict{Answers: 2300, IDs: 23000, Servers: 1, ByKind: map[string]int64{}}
 	redis.Series = slices.Clone(series)
-	r := &loadtest.Report{MIG: mig, Redis: &redis, Ratio: &loadtest.Ratio{RequestsPerSec: 1, ValuesPerSec: 1, P50: 1, P99: 1}}
+	redis.Answers, redis.Failures = nil, nil
+	r := &loadtest.Report{MIG: mig, Redis: &redis, Ratio: &loadtest.Ratio{RequestsPerSec: 1, ValuesPerSec: 1, P50: 1, P99: 1}, Reason: "the checker found 1 violations"}
 	return r
 }
 
@@ -63,8 +66,9 @@ func TestReportJSONIsStable(t *testing.T) {
 		got  []string
 		want string
 	}{
-		{"report", keys(m), "mig ok ratio redis"},
-		{"result", keys(res), "batch canceled check clients cpu elapsed_s errors errors_by_code latency_us longest_unavailable_s loop mode ok rate requests requests_per_s seed send_lag_us series system values values_per_s"},
+		{"report", keys(m), "mig ok ratio reason redis"},
+		{"result", keys(res), "answers_by_endpoint batch canceled check clients cpu elapsed_s errors errors_by_code failures latency_us longest_unavailable_s loop mode ok rate requests requests_per_s seed send_lag_us series system values values_per_s"},
+		{"failure", keys(res["failures"].([]any)[0]), "cause count endpoint"},
 		{"latency", keys(res["latency_us"]), "count max mean p50 p90 p99 p99_9"},
 		{"interval", keys(res["series"].([]any)[0]), "at_s errors max_us p50_us p99_us requests seconds values"},
 		{"cpu", keys(res["cpu"]), "measured per_request_us system_s user_s"},
@@ -76,6 +80,28 @@ func TestReportJSONIsStable(t *testing.T) {
 		if got := strings.Join(tt.got, " "); got != tt.want {
 			t.Errorf("%s fields:\n got %s\nwant %s", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestReportJSON64BitStrings: the seed and the uids, 64-bit numbers,
+// are JSON strings: a JavaScript or Lua number (and jq's) rounds
+// integers above 2^53.
+func TestReportJSON64BitStrings(t *testing.T) {
+	r := sampleReport()
+	r.MIG.Seed = 1<<63 + 1
+	r.MIG.Mode, r.MIG.UIDs, r.MIG.UIDStride = "seq", 1_000_000, 4294
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"seed":"9223372036854775809"`, `"uids":"1000000"`, `"uid_stride":"4294"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, b)
+		}
+	}
+	var back loadtest.Report
+	if err := json.Unmarshal(b, &back); err != nil || back.MIG.Seed != r.MIG.Seed || back.MIG.UIDStride != 4294 {
+		t.Fatalf("read back seed %d, stride %d: %v", back.MIG.Seed, back.MIG.UIDStride, err)
 	}
 }
 
@@ -96,7 +122,10 @@ func TestWriteSummary(t *testing.T) {
 		"VIOLATION   duplicate_id: ID 5 received twice",
 		"== redis",
 		"mig/redis: 1.00x requests/s",
-		"FAIL: the checker found violations",
+		"failed at   10.0.0.1:7070: connection refused, 5 attempts",
+		"            10.0.0.3:7070: unavailable, 3 attempts",
+		"answered by 10.0.0.2:7070 1500 10.0.0.3:7070 797",
+		"FAIL: the checker found 1 violations",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())

@@ -147,7 +147,7 @@ func runPhase(ctx context.Context, c Config, system string, seed uint64, newSess
 	done := make(chan struct{}) // closed when every worker has returned
 	outages := make([]time.Duration, c.Clients)
 	for k := range c.Clients {
-		workers.Go(func() { outages[k] = p.worker(ctx, k, newSession(k)) })
+		workers.Go(func() { outages[k] = p.worker(ctx, k, newSession(k), seed) })
 	}
 	helpers.Go(func() { // ends the load at its duration, or when ctx ends
 		var timeUp <-chan struct{}
@@ -224,6 +224,8 @@ func runPhase(ctx context.Context, c Config, system string, seed uint64, newSess
 		Errors:       sum.errs,
 		Canceled:     sum.canceled,
 		ErrorsByCode: sum.codes,
+		Answers:      sum.answers,
+		Failures:     sortedFailures(sum.failures),
 		Values:       sum.values,
 		Latency:      summarize(total),
 		SendLag:      summarize(lag),
@@ -234,6 +236,7 @@ func runPhase(ctx context.Context, c Config, system string, seed uint64, newSess
 	}
 	if c.Mode == ModeSeq {
 		r.Dist = c.Dist.String()
+		r.UIDs, r.UIDStride = c.Dist.UIDs, c.Dist.Stride()
 	}
 	if why := p.stopWhy.Load(); why != nil {
 		r.StoppedEarly = *why
@@ -255,8 +258,8 @@ func runPhase(ctx context.Context, c Config, system string, seed uint64, newSess
 
 // worker is load client k: it takes requests until the load stops, and
 // returns the longest time it went without a successful answer while
-// requests failed.
-func (p *phase) worker(ctx context.Context, k int, s session) (longest time.Duration) {
+// requests failed. seed seeds its backoff's jitter.
+func (p *phase) worker(ctx context.Context, k int, s session, seed uint64) (longest time.Duration) {
 	defer s.close()
 	lastOK := p.start.Mono
 	var lastFail time.Duration
@@ -266,6 +269,12 @@ func (p *phase) worker(ctx context.Context, k int, s session) (longest time.Dura
 			longest = max(longest, lastFail-lastOK)
 		}
 	}()
+	// Connections that fail are counted as they fail: the client moves
+	// on to another endpoint, and the call's error, if any, does not
+	// say.
+	ctx = dialTrace(ctx, func(endpoint, cause string) { p.rec.failed(k, endpoint, cause) })
+	back := backoff{first: p.cfg.Backoff, most: p.cfg.MaxBackoff, rng: rand.New(rand.NewPCG(seed, ^uint64(k)))}
+	var answered endpointName
 	for {
 		due, ok := p.next(ctx)
 		if !ok {
@@ -294,20 +303,71 @@ func (p *phase) worker(ctx context.Context, k int, s session) (longest time.Dura
 				// so the refusal itself is the violation.
 				_ = p.ck.RecordBadAnswer(k, s.endpoint(), call, ret, err)
 			}
-			p.rec.record(k, ret-from, lag, 0, errorCode(err))
+			p.rec.record(k, ret-from, lag, 0, "", errorCode(err))
+			attemptFailures(err, true, func(endpoint, cause string) { p.rec.failed(k, endpoint, cause) })
 			failing, lastFail = true, ret
+			if !p.open && !p.pause(ctx, back.next()) {
+				return longest
+			}
 			continue
 		}
+		back.reset()
 		if err := s.record(p.ck, k, call, ret); errors.Is(err, ErrHistoryFull) {
 			p.halt(fmt.Sprintf("the checker holds %d records, its limit (Check.MaxRecords)", p.ck.cfg.MaxRecords))
 		}
-		p.rec.record(k, ret-from, lag, n, "")
+		p.rec.record(k, ret-from, lag, n, answered.of(s.endpoint()), "")
 		if failing {
 			longest = max(longest, ret-lastOK)
 			failing = false
 		}
 		lastOK = ret
 	}
+}
+
+// pause waits d, and reports false when the load stopped meanwhile.
+func (p *phase) pause(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-p.clk.After(d):
+		return true
+	case <-p.stop:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// backoff is how long a client waits after each failure in a row:
+// first, doubled each time up to most, each wait drawn between half and
+// all of that. Not safe for concurrent use: each client has its own.
+type backoff struct {
+	first, most time.Duration
+	rng         *rand.Rand
+	cur         time.Duration // the last wait's bound; 0 after a success
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.first
+	} else {
+		b.cur = min(2*b.cur, b.most)
+	}
+	half := b.cur / 2
+	return half + time.Duration(b.rng.Int64N(int64(b.cur-half)+1))
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// endpointName turns the base URL of the endpoint that answered into the
+// host:port the report counts it by, remembering the last one: a client
+// mostly stays on one endpoint.
+type endpointName struct{ url, name string }
+
+func (e *endpointName) of(url string) string {
+	if url == "" || url == e.url {
+		return e.name
+	}
+	e.url, e.name = url, endpointOf(errors.New(url))
+	return e.name
 }
 
 // next waits for the next request a client may send and returns when it
@@ -366,24 +426,33 @@ type progress struct {
 }
 
 // write writes the progress line after an interval: the last interval's
-// rates, or at the end the whole run's, and the errors and p99 so far.
+// rates and errors (labelled with its length), then the run's errors and
+// p99 so far; at the end, the whole run's average rates instead.
 func (p *progress) write(series []Interval, sum tally, total *hdrhistogram.Histogram, final bool) {
 	if p.w == nil || len(series) == 0 {
 		return
 	}
 	iv := series[len(series)-1]
-	what, reqs, vals, secs := "", iv.Requests, iv.Values, iv.Seconds
-	if final {
-		what, reqs, vals, secs = " done, on average", sum.ok+sum.errs, sum.values, iv.At
-	}
-	rate := func(n int64) float64 {
+	rate := func(n int64, secs float64) float64 {
 		if secs <= 0 {
 			return 0
 		}
 		return float64(n) / secs
 	}
-	line := fmt.Sprintf("%s %6.1fs%s  %9.0f req/s  %10.0f %s/s  errors %d  p99 %s",
-		p.label, iv.At, what, rate(reqs), rate(vals), p.unit, sum.errs, fmtMicros(float64(total.ValueAtQuantile(99))))
+	var now string
+	if final {
+		now = fmt.Sprintf("done, average: %9.0f req/s %10.0f %s/s",
+			rate(sum.ok+sum.errs, iv.At), rate(sum.values, iv.At), p.unit)
+	} else {
+		now = fmt.Sprintf("last %.1fs: %9.0f req/s %10.0f %s/s %7d errors",
+			iv.Seconds, rate(iv.Requests, iv.Seconds), rate(iv.Values, iv.Seconds), p.unit, iv.Errors)
+	}
+	whole := "so far"
+	if final {
+		whole = "in all"
+	}
+	line := fmt.Sprintf("%s %6.1fs  %s  |  %s: %d errors, p99 %s",
+		p.label, iv.At, now, whole, sum.errs, fmtMicros(float64(total.ValueAtQuantile(99))))
 	if !p.terminal {
 		fmt.Fprintln(p.w, line)
 		return

@@ -188,8 +188,13 @@ func TestRunErrorsAndUnavailability(t *testing.T) {
 	if r.Errors != 20 || r.OK != 0 || r.ErrorsByCode["unavailable"] != 20 || r.LongestUnavailable <= 0 {
 		t.Fatalf("%d errors %v, %d ok, unavailable for %gs", r.Errors, r.ErrorsByCode, r.OK, r.LongestUnavailable)
 	}
-	if !rep.OK {
+	if !r.Check.OK() {
 		t.Errorf("failed requests are not violations: %s", details(r.Check))
+	}
+	// But a run of nothing but failures proved nothing: it fails, and
+	// says why.
+	if rep.OK || !strings.HasPrefix(rep.Reason, "no request succeeded (20 failed; most often: unavailable at ") {
+		t.Errorf("report OK %v, reason %q", rep.OK, rep.Reason)
 	}
 }
 
@@ -308,7 +313,8 @@ func TestProgress(t *testing.T) {
 		s := out.String()
 		lines := strings.Count(s, "\n")
 		crs := strings.Count(s, "\r")
-		if !strings.Contains(s, "mig ids closed-loop") || !strings.Contains(s, "req/s") || !strings.Contains(s, "p99") {
+		if !strings.Contains(s, "mig ids closed-loop") || !strings.Contains(s, "last 0.1s: ") || !strings.Contains(s, "req/s") ||
+			!strings.Contains(s, "|  so far: 0 errors, p99 ") || !strings.Contains(s, "|  in all: 0 errors, p99 ") {
 			t.Errorf("progress %q", s)
 		}
 		// A line an interval, and one at the end, unless the end fell on
@@ -321,7 +327,7 @@ func TestProgress(t *testing.T) {
 		if terminal && lines != 1 || !terminal && crs != 0 || writes < n || writes > n+1 {
 			t.Errorf("terminal %v: %d lines, %d carriage returns for %d intervals:\n%q", terminal, lines, crs, n, s)
 		}
-		if !strings.Contains(s[strings.LastIndexAny(strings.TrimSuffix(s, "\n"), "\r\n")+1:], "done, on average") {
+		if !strings.Contains(s[strings.LastIndexAny(strings.TrimSuffix(s, "\n"), "\r\n")+1:], "done, average: ") {
 			t.Errorf("the last line is not the run's average:\n%q", s)
 		}
 	}

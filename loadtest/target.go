@@ -39,8 +39,15 @@ type SeqClient interface {
 // needed. A plain value; the clients in it must be safe for concurrent
 // use.
 type Targets struct {
+	// IDs serves every load client of ModeIDs, unless IDsEach is set.
 	IDs IDClient
-	Seq SeqClient
+	// IDsEach, when not empty, gives load client k of ModeIDs the client
+	// IDsEach[k % len(IDsEach)] instead. A Go client stays on the
+	// endpoint that last answered it, so one client shared by every load
+	// client puts the whole load on one server; mig loadtest gives each
+	// endpoint of --target a client that starts there.
+	IDsEach []IDClient
+	Seq     SeqClient
 }
 
 // session is one load client's view of the target: it sends a request,
@@ -139,7 +146,7 @@ func (s *redisSession) send(ctx context.Context) (int, error) {
 	if s.conn == nil {
 		conn, err := dialRESP(ctx, s.clk, s.addr, s.timeout)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("%s: %w", s.endpoint(), err) // named for the report's failures
 		}
 		s.conn = conn
 	}
@@ -154,7 +161,7 @@ func (s *redisSession) send(ctx context.Context) (int, error) {
 	}
 	if err := s.conn.incrBy(ctx, s.keys, by, s.out); err != nil {
 		s.conn = nil // closed by incrBy
-		return 0, err
+		return 0, fmt.Errorf("%s: %w", s.endpoint(), err)
 	}
 	if s.mode == ModeIDs {
 		s.ids = s.ids[:0]
@@ -235,6 +242,14 @@ func newSessions(c Config, t Targets, redis bool, seed uint64) (func(k int) sess
 			return newRedisSession(c, s)
 		}, nil
 	case c.Mode == ModeIDs:
+		for _, ic := range t.IDsEach {
+			if ic == nil {
+				return nil, fmt.Errorf("%w: a nil IDClient in IDsEach", ErrNoClient)
+			}
+		}
+		if len(t.IDsEach) > 0 {
+			return func(k int) session { return &idSession{c: t.IDsEach[k%len(t.IDsEach)], batch: c.Batch} }, nil
+		}
 		if t.IDs == nil {
 			return nil, fmt.Errorf("%w: ids mode needs an IDClient", ErrNoClient)
 		}

@@ -10,15 +10,32 @@
 // error in one function (errors.go), so a code never depends on which
 // handler saw the error:
 //
-//	bad input (count, id)                      invalid_argument, naming field, value and limit
+//	bad input (count, id, uid, uids), a JSON
+//	  field unknown, given twice or of the
+//	  wrong type                               invalid_argument, meta argument=the field
 //	no worker ID held, watermark reached,
 //	  sequence numbers exhausted, clock out
-//	  of range or unsafe                       unavailable, meta retryable=true
-//	request body too large                     malformed
+//	  of range or unsafe, the sequence node
+//	  unable to prove a value safe             unavailable, meta retryable=true
+//	a uid another node serves                  failed_precondition, with the routing table
+//	a body that is not one JSON object, an
+//	  undecodable protobuf body, a body too
+//	  large                                    malformed
 //	anything else                              internal, cause kept
 //
-// Input is checked before the issuer is called, so bad input never
-// consumes an ID.
+// The same function gives every message its one style: a sentence that
+// names the field, the value and the limit ("count 0 is not in
+// 1..100000", `uid: "-1" is not an unsigned integer`, `"cnt" is not a
+// field of NextIDsRequest (its fields are count)`), or says what the
+// node cannot do and why; never the Go package names the domain's errors
+// begin with. The domain's error stays the Twirp error's cause, for the
+// log.
+//
+// Twirp's generated code decodes JSON leniently (an unknown field is
+// dropped, so {"cnt":3} would mean one ID) and refuses what it cannot
+// decode without naming the field; the server checks JSON bodies itself
+// first (jsoncheck.go). Input is checked before the issuer or the
+// sequence node is called, so bad input never consumes a number.
 //
 // Beside the Twirp routes the server's handler serves /metrics
 // (Prometheus, from a registry of its own: the embedded etcd server fills

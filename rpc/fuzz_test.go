@@ -2,7 +2,6 @@ package rpc_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -59,6 +58,15 @@ func FuzzHandler(f *testing.F) {
 		{false, 1, []byte(`{"count":2147483648}`)},
 		{false, 1, []byte(`{}`)},
 		{false, 1, []byte(`{"count":`)},
+		{false, 1, []byte(`{"cnt":3}`)},
+		{false, 1, []byte(`{"count":"abc"}`)},
+		{false, 1, []byte(`{"count":1,"count":2}`)},
+		{false, 1, []byte(`{"count":1} x`)},
+		{false, 1, []byte("{\"count\":\"\xff\"}")},
+		{true, 1, []byte(`{}`)},
+		{true, 1, []byte(`{"id":"-1"}`)},
+		{true, 1, []byte(`{"id":"0"}`)},
+		{true, 0, nil},
 		{false, 0, []byte{0xff, 0xff}},
 		{false, 5, []byte(`{"count":1}`)},
 		{true, 0, []byte{0x08, 0x2a}},
@@ -112,25 +120,16 @@ func FuzzHandler(f *testing.F) {
 }
 
 // checkAnswer checks one answer of FuzzHandler: 200 or a well-formed Twirp
-// error other than internal; a NextIDs answer's IDs above last. It returns
-// the new last.
+// error other than internal, in the style checkMessage checks; a NextIDs
+// answer's IDs above last. It returns the new last.
 func checkAnswer(t *testing.T, decode bool, last mig.ID, status int, contentType string, body []byte) mig.ID {
 	t.Helper()
 	if status != http.StatusOK {
-		var e struct {
-			Code string `json:"code"`
-			Msg  string `json:"msg"`
-		}
-		if err := json.Unmarshal(body, &e); err != nil {
-			t.Fatalf("status %d with a body that is not a Twirp error: %q", status, body)
-		}
-		code := twirp.ErrorCode(e.Code)
-		if !twirp.IsValidErrorCode(code) || twirp.ServerHTTPStatusFromErrorCode(code) != status {
-			t.Fatalf("status %d with error %+v", status, e)
-		}
-		if code == twirp.Internal {
+		e := parseTwirpError(t, status, body)
+		if e.Code == string(twirp.Internal) {
 			t.Fatalf("bad input caused an internal error: %+v", e)
 		}
+		checkMessage(t, e)
 		return last
 	}
 	if decode {

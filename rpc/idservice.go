@@ -78,11 +78,12 @@ func (s *idService) nextIDs(_ context.Context, req *migv1.NextIDsRequest, resp *
 }
 
 // answer is a generated interface's method on a fill-style one: it
-// answers req with a new response that fill completes.
+// answers req with a new response that fill completes. Every error goes
+// through twirpError, as on the fast routes, whatever path made it.
 func answer[Req, Resp any](ctx context.Context, req *Req, fill func(context.Context, *Req, *Resp) error) (*Resp, error) {
 	resp := new(Resp)
 	if err := fill(ctx, req, resp); err != nil {
-		return nil, err
+		return nil, twirpError(err)
 	}
 	return resp, nil
 }
@@ -100,24 +101,32 @@ func appendIDs(dst []uint64, b mig.Batch) []uint64 {
 }
 
 // Decode implements migv1.IDService.
-func (s *idService) Decode(_ context.Context, req *migv1.DecodeRequest) (*migv1.DecodeResponse, error) {
+func (s *idService) Decode(ctx context.Context, req *migv1.DecodeRequest) (*migv1.DecodeResponse, error) {
+	return answer(ctx, req, s.decode)
+}
+
+func (s *idService) decode(_ context.Context, req *migv1.DecodeRequest, resp *migv1.DecodeResponse) error {
+	if req.Id == nil {
+		// Absent, not 0: id is optional in mig.proto so that the two
+		// differ, and an empty request is not taken for ID 0.
+		return &argError{field: "id", msg: "id is missing: name the ID to decode (in JSON a decimal string, like {\"id\":\"144955148075010\"})"}
+	}
 	l := s.issuer.Layout()
-	id := mig.ID(req.Id)
+	id := mig.ID(*req.Id)
 	p, err := l.Decompose(id)
 	if err != nil {
-		return nil, twirpError(&argError{
+		return &argError{
 			field: "id",
-			msg:   fmt.Sprintf("id %d has the sign bit set (IDs are below 2^63)", req.Id),
+			msg:   fmt.Sprintf("id %d has the sign bit set (IDs are below 2^63)", *req.Id),
 			cause: err,
-		})
+		}
 	}
-	return &migv1.DecodeResponse{
-		Id:     req.Id,
-		Time:   l.TickTime(p.Tick).Format(timeLayout),
-		Tick:   p.Tick,
-		Worker: p.Worker,
-		Seq:    p.Seq,
-	}, nil
+	resp.Id = *req.Id
+	resp.Time = l.TickTime(p.Tick).Format(timeLayout)
+	resp.Tick = p.Tick
+	resp.Worker = p.Worker
+	resp.Seq = p.Seq
+	return nil
 }
 
 // checkCount returns an *argError unless 1 <= n <= MaxCount. The client

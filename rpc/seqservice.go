@@ -35,6 +35,10 @@ type SeqAllocator interface {
 	TryCurrent(uid uint64) (uint64, bool)
 	// Routing is the table the allocator serves by (Version 0: none).
 	Routing() route.Table
+	// Config is the allocator's configuration, its defaults set. The
+	// server reads UIDLimit and MaxBatch from it once, and checks every
+	// request against them before the allocator sees it.
+	Config() seqfacade.Config
 }
 
 // WithSeq serves SeqService from a, beside IDService on the same handler.
@@ -57,10 +61,59 @@ func WithSeq(a SeqAllocator, wait time.Duration) ServerOption {
 // seqService implements migv1.SeqService by translating between the wire
 // and the SeqAllocator. Safe for concurrent use.
 type seqService struct {
-	alloc   SeqAllocator
-	wait    time.Duration
-	metrics *metrics
-	fwd     *forwarder // nil: calls of clients that do not route are refused, not forwarded
+	alloc    SeqAllocator
+	wait     time.Duration
+	metrics  *metrics
+	fwd      *forwarder // nil: calls of clients that do not route are refused, not forwarded
+	uidLimit uint64     // valid uids are 1..uidLimit-1
+	maxBatch int        // the most uids of one NextSeqs
+}
+
+func newSeqService(a SeqAllocator, wait time.Duration, m *metrics, fwd *forwarder) *seqService {
+	cfg := a.Config()
+	return &seqService{alloc: a, wait: wait, metrics: m, fwd: fwd, uidLimit: cfg.UIDLimit, maxBatch: cfg.MaxBatch}
+}
+
+// checkUID returns an *argError unless uid is in 1..uidLimit-1. The node
+// checks the same; checking here first gives the refusal in the
+// protocol's words, with the limit, and keeps bad input away from the
+// node.
+func (s *seqService) checkUID(uid uint64) error {
+	if uid == 0 || uid >= s.uidLimit {
+		return &argError{field: "uid", msg: fmt.Sprintf("uid %d is not in 1..%d", uid, s.uidLimit-1)}
+	}
+	return nil
+}
+
+// checkUIDs returns an *argError unless uids names 1..maxBatch uids, each
+// in 1..uidLimit-1. Repeats are left to the node, which finds them
+// anyway: see repeatError.
+func (s *seqService) checkUIDs(uids []uint64) error {
+	switch {
+	case len(uids) == 0:
+		return &argError{field: "uids", msg: "uids is empty: name at least one uid"}
+	case len(uids) > s.maxBatch:
+		return &argError{field: "uids", msg: fmt.Sprintf("uids has %d uids, more than the limit of %d", len(uids), s.maxBatch)}
+	}
+	for i, uid := range uids {
+		if uid == 0 || uid >= s.uidLimit {
+			return &argError{field: "uids", msg: fmt.Sprintf("uids[%d]: uid %d is not in 1..%d", i, uid, s.uidLimit-1)}
+		}
+	}
+	return nil
+}
+
+// repeatError re-states the node's refusal of a batch that names a uid
+// twice, err, in the protocol's words: which uid, and where.
+func repeatError(uids []uint64, err error) error {
+	first := make(map[uint64]int, len(uids))
+	for i, uid := range uids {
+		if j, dup := first[uid]; dup {
+			return &argError{field: "uids", msg: fmt.Sprintf("uids names uid %d twice, at uids[%d] and uids[%d]: each uid at most once", uid, j, i), cause: err}
+		}
+		first[uid] = i
+	}
+	return err // the node saw a repeat the request does not have: its own word
 }
 
 var _ migv1.SeqService = (*seqService)(nil)
@@ -73,6 +126,9 @@ func (s *seqService) NextSeq(ctx context.Context, req *migv1.NextSeqRequest) (*m
 // nextSeq fills resp with req's answer: NextSeq for the fast route, which
 // reuses resp.
 func (s *seqService) nextSeq(ctx context.Context, req *migv1.NextSeqRequest, resp *migv1.NextSeqResponse) error {
+	if err := s.checkUID(req.Uid); err != nil {
+		return twirpError(err)
+	}
 	v, ok := s.alloc.TryNext(req.Uid)
 	if !ok {
 		var err error
@@ -101,14 +157,17 @@ func (s *seqService) NextSeqs(ctx context.Context, req *migv1.NextSeqsRequest) (
 }
 
 func (s *seqService) nextSeqs(ctx context.Context, req *migv1.NextSeqsRequest, resp *migv1.NextSeqsResponse) error {
-	if len(req.Uids) == 0 {
-		return twirpError(&argError{field: "uids", msg: "uids is empty: name at least one uid"})
+	if err := s.checkUIDs(req.Uids); err != nil {
+		return twirpError(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.wait)
 	defer cancel()
 	vs, err := s.alloc.NextBatch(ctx, req.Uids)
 	if no, ok := s.forwards(err, req.RoutingVersion, req.WantRouting, req.ForwardedBy); ok {
 		return s.forwardBatch(ctx, no.Routing, req.Uids, resp)
+	}
+	if errors.Is(err, seqfacade.ErrDuplicateUID) {
+		err = repeatError(req.Uids, err)
 	}
 	if err != nil {
 		return twirpError(err)
@@ -124,6 +183,9 @@ func (s *seqService) CurSeq(ctx context.Context, req *migv1.CurSeqRequest) (*mig
 }
 
 func (s *seqService) curSeq(ctx context.Context, req *migv1.CurSeqRequest, resp *migv1.CurSeqResponse) error {
+	if err := s.checkUID(req.Uid); err != nil {
+		return twirpError(err)
+	}
 	v, ok := s.alloc.TryCurrent(req.Uid)
 	if !ok {
 		var err error

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -84,6 +85,14 @@ func FuzzSeqHandler(f *testing.F) {
 		{2, 1, []byte(`{"uid":"5"}`)},
 		{2, 0, []byte{0xff}},
 		{0, 5, []byte(`{"uid":1}`)},
+		{0, 1, []byte(`{"uid":"-1"}`)},
+		{0, 1, []byte(`{"uid":"5","want_routing":"yes"}`)},
+		{0, 1, []byte(`{"uid":"5","wantRouting":true,"want_routing":false}`)},
+		{1, 1, []byte(`{"uids":["1","x"]}`)},
+		{1, 1, []byte(`{"uid":"1"}`)},
+		{1, 0, []byte{0x0a, 0x01, 0x00}},
+		{2, 1, []byte(`{"uid":"4294967296"}`)},
+		{2, 1, []byte(`{"uid":"5","forwarded_by":7}`)},
 	} {
 		f.Add(seed.method, seed.ct, seed.body)
 	}
@@ -123,6 +132,7 @@ func FuzzSeqHandler(f *testing.F) {
 			if e.Code == string(twirp.Internal) {
 				t.Fatalf("%s %q: internal error %+v", m, body, e)
 			}
+			checkMessage(t, e)
 			return
 		}
 		var in struct {
@@ -335,5 +345,65 @@ func checkProtoSeqs(t *testing.T, method string, reqBody, respBody []byte, last 
 			t.Fatalf("uid %d: %d after %d", uid, seqs[i], last[uid])
 		}
 		last[uid] = seqs[i]
+	}
+}
+
+// TestSeqServiceErrors: refusals of SeqService name the field, the value
+// and the limit, in JSON and protobuf alike, and consume nothing.
+func TestSeqServiceErrors(t *testing.T) {
+	url, node := serveSeq(t)
+	c := newClient(t, []string{url})
+	before, err := c.NextSeq(t.Context(), 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := node.Config().UIDLimit
+	const seqp = "/twirp/mig.v1.SeqService/"
+	pb := func(m proto.Message) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tooMany := make([]uint64, node.Config().MaxBatch+1)
+	for i := range tooMany {
+		tooMany[i] = uint64(i + 1)
+	}
+	for _, tc := range []struct {
+		name, method, contentType string
+		body                      []byte
+		code                      twirp.ErrorCode
+		arg, msg                  string
+	}{
+		{"uid negative", "NextSeq", "application/json", []byte(`{"uid":"-1"}`), twirp.InvalidArgument, "uid", `uid: "-1" is not an unsigned integer`},
+		{"uid a word", "CurSeq", "application/json", []byte(`{"uid":"abc"}`), twirp.InvalidArgument, "uid", `uid: "abc" is not an unsigned integer`},
+		{"uid misspelt", "NextSeq", "application/json", []byte(`{"user":"9"}`), twirp.InvalidArgument, "user", `"user" is not a field of NextSeqRequest (its fields are forwarded_by, routing_version, uid and want_routing)`},
+		{"uid 0", "NextSeq", "application/json", []byte(`{"uid":"0"}`), twirp.InvalidArgument, "uid", fmt.Sprintf("uid 0 is not in 1..%d", limit-1)},
+		{"uid absent", "NextSeq", "application/json", []byte(`{}`), twirp.InvalidArgument, "uid", fmt.Sprintf("uid 0 is not in 1..%d", limit-1)},
+		{"uid at the limit", "CurSeq", "application/protobuf", pb(&migv1.CurSeqRequest{Uid: limit}), twirp.InvalidArgument, "uid", fmt.Sprintf("uid %d is not in 1..%d", limit, limit-1)},
+		{"want_routing a word", "NextSeq", "application/json", []byte(`{"uid":"9","want_routing":"yes"}`), twirp.InvalidArgument, "want_routing", `want_routing: "yes" is not true or false`},
+		{"want_routing twice", "NextSeq", "application/json", []byte(`{"uid":"9","wantRouting":true,"want_routing":true}`), twirp.InvalidArgument, "want_routing", `want_routing is given twice (as "wantRouting", then as "want_routing")`},
+		{"uids not a list", "NextSeqs", "application/json", []byte(`{"uids":"9"}`), twirp.InvalidArgument, "uids", `uids: "9" is not a list of unsigned integers`},
+		{"uids with a word", "NextSeqs", "application/json", []byte(`{"uids":["9","x"]}`), twirp.InvalidArgument, "uids", `uids[1]: "x" is not an unsigned integer`},
+		{"uids empty", "NextSeqs", "application/json", []byte(`{"uids":[]}`), twirp.InvalidArgument, "uids", "uids is empty: name at least one uid"},
+		{"uids with 0", "NextSeqs", "application/protobuf", pb(&migv1.NextSeqsRequest{Uids: []uint64{9, 0}}), twirp.InvalidArgument, "uids", fmt.Sprintf("uids[1]: uid 0 is not in 1..%d", limit-1)},
+		{"uids repeated", "NextSeqs", "application/protobuf", pb(&migv1.NextSeqsRequest{Uids: []uint64{9, 8, 9}}), twirp.InvalidArgument, "uids", "uids names uid 9 twice, at uids[0] and uids[2]"},
+		{"uids too many", "NextSeqs", "application/protobuf", pb(&migv1.NextSeqsRequest{Uids: tooMany}), twirp.InvalidArgument, "uids", fmt.Sprintf("uids has %d uids, more than the limit of %d", len(tooMany), len(tooMany)-1)},
+		{"uid for NextSeqs", "NextSeqs", "application/json", []byte(`{"uid":"9"}`), twirp.InvalidArgument, "uid", `"uid" is not a field of NextSeqsRequest`},
+		{"not JSON", "NextSeqs", "application/json", []byte(`uids=9`), twirp.Malformed, "", "the request body is not JSON"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := post(t, url+seqp+tc.method, tc.contentType, tc.body)
+			e := parseTwirpError(t, status, body)
+			checkMessage(t, e)
+			if e.Code != string(tc.code) || !strings.Contains(e.Msg, tc.msg) || e.Meta["argument"] != tc.arg {
+				t.Fatalf("error %+v, want %s containing %q with argument %q", e, tc.code, tc.msg, tc.arg)
+			}
+		})
+	}
+	after, err := c.NextSeq(t.Context(), 9)
+	if err != nil || after != before+1 {
+		t.Fatalf("after refused requests uid 9 moved from %d to %d (%v)", before, after, err)
 	}
 }

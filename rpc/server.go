@@ -1,16 +1,21 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twitchtv/twirp"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/h1"
@@ -149,12 +154,16 @@ func NewServer(issuer IDIssuer, opts ...ServerOption) (*Server, error) {
 
 	limit := bodyLimit{max: o.maxBody}
 	mux := http.NewServeMux()
-	mux.Handle(ids.PathPrefix(), limit.handler(ids))
+	if err := handleChecked(mux, ids, limit, "IDService"); err != nil {
+		return nil, err
+	}
 	var seqSvc *seqService
 	if o.seq != nil {
-		seqSvc = &seqService{alloc: o.seq, wait: o.seqWait, metrics: m, fwd: o.fwd}
+		seqSvc = newSeqService(o.seq, o.seqWait, m, o.fwd)
 		seqs := migv1.NewSeqServiceServer(seqSvc, twirp.WithServerHooks(m.hooks(checkBody)))
-		mux.Handle(seqs.PathPrefix(), limit.handler(seqs))
+		if err := handleChecked(mux, seqs, limit, "SeqService"); err != nil {
+			return nil, err
+		}
 	}
 	s.fast = s.fastRoutes(idSvc, seqSvc, limit)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
@@ -188,26 +197,95 @@ func (l bodyLimit) admit(length int64) error {
 	return nil
 }
 
-type bodyLimitKey struct{}
+// twirpServer is a generated Twirp service server.
+type twirpServer interface {
+	http.Handler
+	PathPrefix() string
+}
 
-// handler applies the limit to h, a Twirp service. A body whose declared
-// length admit refuses is marked in the context and refused by
-// checkBody once Twirp has routed it, so the refusal is counted under
-// its method; a body without a declared length (chunked) may be read up
-// to the limit only, and Twirp answers malformed once it runs past it.
-func (l bodyLimit) handler(h http.Handler) http.Handler {
+// handleChecked routes the Twirp service ts, named service in mig.proto,
+// on mux, behind checkRequests.
+func handleChecked(mux *http.ServeMux, ts twirpServer, limit bodyLimit, service string) error {
+	sd := migv1.File_mig_proto.Services().ByName(protoreflect.Name(service))
+	if sd == nil {
+		return fmt.Errorf("rpc: service %s is not in mig.proto", service) // a bug of this package
+	}
+	inputs, err := newJSONInputs(sd, protoregistry.GlobalTypes.FindMessageByName)
+	if err != nil {
+		return err
+	}
+	mux.Handle(ts.PathPrefix(), checkRequests(ts, ts.PathPrefix(), limit, inputs))
+	return nil
+}
+
+// refusalKey marks, in a request's context, the error the request is
+// refused with before Twirp decodes it.
+type refusalKey struct{}
+
+// checkRequests puts h, a Twirp service served under prefix, behind the
+// checks that Twirp's own decoding does not make, and marks in the
+// request's context the error a request fails them with, which checkBody
+// answers once Twirp has routed the request, so that the refusal is
+// counted under its method:
+//
+//   - the body limit: a body whose declared length the limit refuses is
+//     not read; one without a declared length (chunked) is read up to
+//     the limit only;
+//   - a JSON body is read and checked as checkJSON says (see
+//     jsoncheck.go), then handed to Twirp as it was.
+//
+// Twirp answers everything else: a method other than POST, an unknown
+// method, a content type it does not serve, protobuf bodies.
+func checkRequests(h http.Handler, prefix string, l bodyLimit, inputs jsonInputs) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := l.admit(r.ContentLength); err != nil {
-			r = r.WithContext(context.WithValue(r.Context(), bodyLimitKey{}, err))
-		}
+		refuse := func(err error) { r = r.WithContext(context.WithValue(r.Context(), refusalKey{}, err)) }
+		err := l.admit(r.ContentLength)
 		r.Body = http.MaxBytesReader(w, r.Body, l.max)
+		method, _ := strings.CutPrefix(r.URL.Path, prefix)
+		in := inputs[method]
+		switch {
+		case err != nil:
+			refuse(err)
+		case in == nil || r.Method != http.MethodPost || !isJSON(r.Header.Get("Content-Type")):
+		default:
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				refuse(readError(r.Context(), l, err))
+				break
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if err := checkJSON(body, in); err != nil {
+				refuse(err)
+			}
+		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-// checkBody refuses a request bodyLimit.handler marked as too large.
+// isJSON reports whether a Content-Type header says JSON, as Twirp reads
+// it: the media type before any parameter, trimmed, in any case.
+func isJSON(contentType string) bool {
+	mediaType, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mediaType), "application/json")
+}
+
+// readError is the refusal of a request whose body could not be read.
+func readError(ctx context.Context, l bodyLimit, err error) error {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return &bodyTooLargeError{length: -1, limit: l.max}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return twirp.NewError(twirp.DeadlineExceeded, "the request's deadline passed while its body was read")
+	case ctx.Err() != nil:
+		return twirp.NewError(twirp.Canceled, "the request was canceled while its body was read")
+	}
+	return &bodyError{"the request body could not be read: " + clientText(err.Error())}
+}
+
+// checkBody refuses a request checkRequests marked.
 func checkBody(ctx context.Context) error {
-	if err, ok := ctx.Value(bodyLimitKey{}).(error); ok {
+	if err, ok := ctx.Value(refusalKey{}).(error); ok {
 		return twirpError(err)
 	}
 	return nil

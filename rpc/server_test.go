@@ -304,7 +304,7 @@ func TestBadRequestsGetTwirpErrors(t *testing.T) {
 		{"wrong content type", "POST", nextIDsPath, "text/plain", strings.NewReader(`{"count":1}`), twirp.BadRoute, "Content-Type"},
 		{"no content type", "POST", nextIDsPath, "", strings.NewReader(`{"count":1}`), twirp.BadRoute, "Content-Type"},
 		{"malformed json", "POST", nextIDsPath, "application/json", strings.NewReader(`{"count":`), twirp.Malformed, ""},
-		{"json of the wrong type", "POST", nextIDsPath, "application/json", strings.NewReader(`{"count":"many"}`), twirp.Malformed, ""},
+		{"json of the wrong type", "POST", nextIDsPath, "application/json", strings.NewReader(`{"count":"many"}`), twirp.InvalidArgument, `count: "many" is not an integer`},
 		{"json array", "POST", decodePath, "application/json", strings.NewReader(`[1,2]`), twirp.Malformed, ""},
 		{"malformed protobuf", "POST", nextIDsPath, "application/protobuf", bytes.NewReader([]byte{0xff, 0xff, 0xff}), twirp.Malformed, ""},
 		{"truncated protobuf", "POST", decodePath, "application/protobuf", bytes.NewReader([]byte{0x08, 0x80}), twirp.Malformed, ""},

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -30,17 +31,30 @@ URLs, comma-separated; the client fails over between them as applications
 do) and reports throughput, errors by Twirp code, latency percentiles from
 an HDR histogram, and the CPU it spent itself per request.
 
---mode ids asks for --batch IDs a request; --mode seq advances the
-sequences of --batch distinct uids a request (NextSeq, or NextSeqs when
---batch is above 1), drawn from --uids uids by --dist: uniform; hot
-(--hot-calls of the calls go to --hot-uids of the uids); or zipf (--zipf-s,
---zipf-v).
+--mode ids asks for --batch IDs a request. Each client starts on its own
+endpoint of --target (client k on the k-th, in turn), so that every server
+gets its share, and fails over to the others.
+
+--mode seq advances the sequences of --batch distinct uids a request
+(NextSeq, or NextSeqs when --batch is above 1), drawn from --uids uids by
+--dist: uniform; hot (--hot-calls of the calls go to --hot-uids of the
+uids); or zipf (--zipf-s, --zipf-v). The uids are spread evenly over the
+servers' uid space, 1..--uid-limit-1: with the defaults, 1,000,000 uids
+4294 apart (4294, 8588, ..., 4294000000), so that they fall into every
+group of sections, and so on every node (uids 1..1,000,000 would all be
+in group 0, on one node). --uid-limit is the servers' --uid-limit;
+--uid-limit N+1 with --uids N gives the uids 1..N.
 
 With --rate 0 (the default) it runs a closed loop: --clients requests in
 flight, each client sending its next as soon as its last is answered. With
 --rate R it runs an open loop of R requests a second, on --clients
 connections, and measures each request's latency from when it was due: a
 stall delays the requests behind it, and their wait is counted.
+
+A client of the closed loop whose requests fail waits before its next
+one: --backoff, doubled after each failure in a row up to --max-backoff
+(each wait drawn between half and all of that). The open loop keeps its
+schedule.
 
 Every answer is checked: IDs unique across all clients and servers, each
 server's IDs strictly increasing in real-time order, their timestamps
@@ -53,17 +67,28 @@ transport of its own (loadtest.Transport) that costs it about a third
 less CPU a call than the client's default, net/http's; --transport
 net/http uses that one instead, to compare.
 
+The report counts failed attempts by endpoint and cause ("127.0.0.1:7070:
+connection refused, 812 attempts"), those the client recovered from on
+another endpoint included, and, in ids mode, the answers of each endpoint.
+
 --redis ADDR runs the same load against Redis INCR/INCRBY afterwards (keys
 mig-loadtest:ids and mig-loadtest:seq:UID) and prints both with their
-ratio. --json prints the report as JSON instead of text; --plot FILE writes
-a self-contained HTML page with latency and throughput over time.
+ratio. --json prints the report as JSON instead of text, with the seed
+and every 64-bit number (uids) as strings, as MIG's own JSON has them;
+--plot FILE writes a self-contained HTML page with latency and throughput
+over time.
 
-A progress line goes to standard error every --interval. SIGINT or SIGTERM
-stops the load early; the report covers what was done.
+A progress line goes to standard error every --interval: the last
+interval's requests and values a second and its errors ("last 1.0s:"),
+then the errors and p99 of the whole run so far ("so far:"). SIGINT or
+SIGTERM stops the load early; the report covers what was done.
 
-Exit status: 0 when the checker found nothing wrong and some request
-succeeded, 1 when it found a violation, no request succeeded or the run
-failed, 2 for a bad flag or flag value.`,
+The verdict is PASS when the checker found nothing wrong and some request
+succeeded, FAIL otherwise (a run whose every request failed proves
+nothing), with the reason.
+
+Exit status: 0 for PASS, 1 for FAIL or when the run failed, 2 for a bad
+flag or flag value.`,
 	flags: loadtestFlags,
 }
 
@@ -78,8 +103,11 @@ var loadtestFlagOfField = map[string]string{
 	"Batch":           "batch",
 	"Timeout":         "timeout",
 	"Interval":        "interval",
+	"Backoff":         "backoff",
+	"MaxBackoff":      "max-backoff",
 	"Dist.Kind":       "dist",
 	"Dist.UIDs":       "uids",
+	"Dist.Space":      "uid-limit",
 	"Dist.HotCalls":   "hot-calls",
 	"Dist.HotUIDs":    "hot-uids",
 	"Dist.ZipfS":      "zipf-s",
@@ -97,10 +125,11 @@ type loadtestOptions struct {
 	epoch                *epochFlag
 	duration, timeout    time.Duration
 	interval             time.Duration
+	backoff, maxBackoff  time.Duration
 	tolerance, ahead     time.Duration
 	count                int64
 	clients, batch       int
-	uids, seed           uint64
+	uids, uidLimit, seed uint64
 	rate                 float64
 	hotCalls, hotUIDs    float64
 	zipfS, zipfV         float64
@@ -118,13 +147,16 @@ func loadtestFlags(fs *flag.FlagSet) func(context.Context, *proc, []string) int 
 	fs.Float64Var(&o.rate, "rate", 0, "open loop at this many requests a second; 0 runs a closed loop")
 	fs.IntVar(&o.batch, "batch", loadtest.DefaultBatch, "IDs (ids) or distinct uids (seq) a request")
 	fs.Var(&o.dist, "dist", "seq mode's uid `distribution`: uniform, hot or zipf")
-	fs.Uint64Var(&o.uids, "uids", loadtest.DefaultUIDs, "seq mode's uids: 1..this")
+	fs.Uint64Var(&o.uids, "uids", loadtest.DefaultUIDs, "seq mode: how many uids, spread evenly over 1..--uid-limit-1 (see above)")
+	fs.Uint64Var(&o.uidLimit, "uid-limit", loadtest.DefaultUIDSpace, "seq mode: the servers' --uid-limit, which the uids spread below")
 	fs.Float64Var(&o.hotCalls, "hot-calls", loadtest.DefaultHotCalls, "--dist hot: the share of calls to the hot uids, in (0, 1]")
 	fs.Float64Var(&o.hotUIDs, "hot-uids", loadtest.DefaultHotUIDs, "--dist hot: the share of uids that are hot, in (0, 1]")
 	fs.Float64Var(&o.zipfS, "zipf-s", loadtest.DefaultZipfS, "--dist zipf: the exponent s, above 1 (larger is more skewed)")
 	fs.Float64Var(&o.zipfV, "zipf-v", loadtest.DefaultZipfV, "--dist zipf: the offset v, at least 1")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the uid draws (0: random; the report says which)")
 	fs.DurationVar(&o.timeout, "timeout", migclient.DefaultTimeout, "timeout of each attempt of a request (and of each Redis command)")
+	fs.DurationVar(&o.backoff, "backoff", loadtest.DefaultBackoff, "closed loop: how long a client waits after a failed request, doubled after each failure in a row")
+	fs.DurationVar(&o.maxBackoff, "max-backoff", loadtest.DefaultMaxBackoff, "closed loop: the most a client waits after failed requests")
 	fs.BoolVar(&o.useJSON, "use-json", false, "speak JSON to the servers instead of protobuf")
 	fs.StringVar(&o.transport, "transport", "pooled", "the client's HTTP `transport`: pooled (loadtest's own, on the caller's goroutine) or net/http")
 	fs.BoolVar(&o.asJSON, "json", false, "print the report as JSON (a stable format) instead of text")
@@ -159,7 +191,7 @@ func (o *loadtestOptions) config() (loadtest.Config, error) {
 	o.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	// Zero means "the default" in loadtest.Config; here every flag has its
 	// default written out, so a zero is a mistake.
-	for _, name := range []string{"clients", "batch", "uids", "timeout", "interval", "hot-calls", "hot-uids", "zipf-s", "zipf-v"} {
+	for _, name := range []string{"clients", "batch", "uids", "uid-limit", "timeout", "interval", "backoff", "max-backoff", "hot-calls", "hot-uids", "zipf-s", "zipf-v"} {
 		if v := o.fs.Lookup(name).Value.String(); v == "0" || v == "0s" {
 			return loadtest.Config{}, fmt.Errorf("--%s %s: must be positive", name, v)
 		}
@@ -192,13 +224,15 @@ func (o *loadtestOptions) config() (loadtest.Config, error) {
 		Count:    o.count,
 		Batch:    o.batch,
 		Dist: loadtest.Dist{
-			Kind: o.dist.k, UIDs: o.uids,
+			Kind: o.dist.k, UIDs: o.uids, Space: o.uidLimit,
 			HotCalls: o.hotCalls, HotUIDs: o.hotUIDs,
 			ZipfS: o.zipfS, ZipfV: o.zipfV,
 		},
 		Seed:        o.seed,
 		Timeout:     o.timeout,
 		Interval:    o.interval,
+		Backoff:     o.backoff,
+		MaxBackoff:  o.maxBackoff,
 		RedisAddr:   o.redis,
 		Check:       loadtest.CheckConfig{Layout: o.epoch.layout, Tolerance: o.tolerance, Ahead: o.ahead},
 		RedisPrefix: loadtest.DefaultRedisPrefix,
@@ -244,8 +278,16 @@ func (o *loadtestOptions) run(ctx context.Context, p *proc, cfg loadtest.Config)
 	switch cfg.Mode {
 	case loadtest.ModeIDs:
 		targets.IDs = c
+		each, err := clientsEach(endpoints, opts)
+		if err != nil {
+			return fail(err) // New accepted the same endpoints and options just above
+		}
+		for _, ec := range each {
+			defer ec.CloseIdleConnections()
+			targets.IDsEach = append(targets.IDsEach, ec)
+		}
 	case loadtest.ModeSeq:
-		targets.Seq = c
+		targets.Seq = c // one routing table for every load client
 	}
 	// Create the plot's file first: a bad path should not cost a run.
 	var plot *os.File
@@ -285,20 +327,32 @@ func (o *loadtestOptions) run(ctx context.Context, p *proc, cfg loadtest.Config)
 	case runErr != nil:
 		return fail(runErr)
 	case !rep.OK:
-		fmt.Fprintf(p.stderr, "mig loadtest: the checker found %d violations\n", rep.MIG.Check.Violations+redisViolations(rep))
-		return exitFail
-	case rep.MIG.OK == 0:
-		fmt.Fprintf(p.stderr, "mig loadtest: no request succeeded (%d failed)\n", rep.MIG.Errors)
+		fmt.Fprintf(p.stderr, "mig loadtest: FAIL: %s\n", rep.Reason)
 		return exitFail
 	}
 	return exitOK
 }
 
-func redisViolations(rep *loadtest.Report) int64 {
-	if rep.Redis == nil {
-		return 0
+// clientsEach returns a client for each endpoint, which starts there and
+// fails over to the others in turn (after the first, as a datacenter of
+// their own: migclient tries it only when the first fails, and skips the
+// first for a second after it failed). A client stays on the endpoint
+// that last answered, so one client shared by every load client would
+// put the whole load on one server.
+func clientsEach(endpoints []string, opts []migclient.Option) ([]*migclient.Client, error) {
+	if len(endpoints) < 2 {
+		return nil, nil
 	}
-	return rep.Redis.Check.Violations
+	out := make([]*migclient.Client, len(endpoints))
+	for i, ep := range endpoints {
+		rest := append(slices.Clone(endpoints[i+1:]), endpoints[:i]...)
+		c, err := migclient.New([]string{ep}, append(slices.Clone(opts), migclient.WithRemote("rest of --target", rest...))...)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
 }
 
 func (o *loadtestOptions) printReport(w io.Writer, rep *loadtest.Report) error {

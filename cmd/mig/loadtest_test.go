@@ -27,13 +27,17 @@ func (i loadtestIssuer) NextN(n int) (mig.Batch, error) { return i.gen.NextN(n) 
 func (i loadtestIssuer) Layout() mig.Layout             { return mig.DefaultLayout() }
 func (i loadtestIssuer) Datacenter() string             { return "test" }
 
-func startLoadtestTarget(t *testing.T) string {
+func startLoadtestTarget(t *testing.T) string { return startLoadtestWorker(t, 3) }
+
+// startLoadtestWorker serves IDs of worker on a loopback port and
+// returns its URL.
+func startLoadtestWorker(t *testing.T, worker uint32) string {
 	t.Helper()
 	clk, err := clock.NewSlewing(clock.NewReal(), clock.SlewConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := mig.New(mig.Config{Layout: mig.DefaultLayout(), Worker: 3}, clk, mig.NewMemCeiling(mig.MaxTick))
+	g, err := mig.New(mig.Config{Layout: mig.DefaultLayout(), Worker: worker}, clk, mig.NewMemCeiling(mig.MaxTick))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +75,10 @@ func TestLoadtestFlagErrors(t *testing.T) {
 		{[]string{"--target", "x:1", "--rate", "-5"}, "--rate -5: must be in"},
 		{[]string{"--target", "x:1", "--batch", "200000"}, "--batch 200000: must be in 1..100000 in ids mode"},
 		{[]string{"--target", "x:1", "--zipf-s", "1"}, "--zipf-s 1: must be above 1"},
+		{[]string{"--target", "x:1", "--mode", "seq", "--uids", "1000", "--uid-limit", "1000"}, "--uids 1000: must be below the uid space 1000"},
+		{[]string{"--target", "x:1", "--uid-limit", "0"}, "--uid-limit 0: must be positive"},
+		{[]string{"--target", "x:1", "--backoff", "1s", "--max-backoff", "100ms"}, "--max-backoff 100ms: must be at least the first wait, 1s"},
+		{[]string{"--target", "x:1", "--backoff", "-1s"}, "--backoff -1s: must be in 0..1m0s"},
 		{[]string{"--target", "x:1", "--hot-calls", "2"}, "--hot-calls 2: must be in (0, 1]"},
 		{[]string{"--target", "x:1", "--clock-tolerance", "-1s"}, "--clock-tolerance -1s: must not be negative"},
 		{[]string{"--target", "x:1", "--duration", "0s"}, "give a duration, a --count, or both"},
@@ -156,8 +164,31 @@ func TestLoadtestViolationFails(t *testing.T) {
 	if status != exitFail || !strings.Contains(stdout, "VIOLATION   duplicate_id") || !strings.Contains(stderr, "the checker found") {
 		t.Errorf("status %d\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
 	}
-	_, stderr, status = runMig(t, nil, "", "loadtest", "--target", "127.0.0.1:1", "--count", "3", "--timeout", "100ms")
-	if status != exitFail || !strings.Contains(stderr, "no request succeeded") {
-		t.Errorf("dead target: status %d, stderr %q", status, stderr)
+	stdout, stderr, status = runMig(t, nil, "", "loadtest", "--target", "127.0.0.1:1", "--count", "3", "--timeout", "100ms")
+	if status != exitFail || !strings.Contains(stderr, "FAIL: no request succeeded (3 failed; most often: connection refused at 127.0.0.1:1, 3 times)") ||
+		!strings.Contains(stdout, "failed at   127.0.0.1:1: connection refused, 3 attempts") || strings.Contains(stdout, "PASS") {
+		t.Errorf("dead target: status %d\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+}
+
+// TestLoadtestSpreadsOverTargets: each load client of ids mode starts on
+// its own endpoint of --target, so every server gets its share; a target
+// that refuses connections is in the report by name, and the run passes
+// on the others.
+func TestLoadtestSpreadsOverTargets(t *testing.T) {
+	a, b := startLoadtestWorker(t, 4), startLoadtestWorker(t, 5)
+	dead := "127.0.0.1:1"
+	stdout, stderr, status := runMig(t, nil, "", "loadtest", "--target", a+","+b+","+dead, "--count", "600", "--clients", "6", "--json")
+	var rep loadtest.Report
+	if status != exitOK || json.Unmarshal([]byte(stdout), &rep) != nil || !rep.OK {
+		t.Fatalf("status %d\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	for _, u := range []string{a, b} {
+		if n := rep.MIG.Answers[strings.TrimPrefix(u, "http://")]; n < 100 {
+			t.Errorf("%s answered %d of 600: %v", u, n, rep.MIG.Answers)
+		}
+	}
+	if len(rep.MIG.Failures) == 0 || rep.MIG.Failures[0].Endpoint != dead || rep.MIG.Failures[0].Cause != "connection refused" {
+		t.Errorf("failures %+v, want connections refused at %s", rep.MIG.Failures, dead)
 	}
 }

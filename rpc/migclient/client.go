@@ -213,8 +213,9 @@ type Decoded struct {
 // repeated like NextIDs. An id with the sign bit set is invalid_argument.
 func (c *Client) Decode(ctx context.Context, id mig.ID) (Decoded, error) {
 	var resp *migv1.DecodeResponse
+	v := uint64(id)
 	ep, err := c.do(ctx, "Decode", func(ctx context.Context, ep *endpoint) (err error) {
-		resp, err = ep.ids.Decode(ctx, &migv1.DecodeRequest{Id: uint64(id)})
+		resp, err = ep.ids.Decode(ctx, &migv1.DecodeRequest{Id: &v})
 		return err
 	})
 	if err != nil {

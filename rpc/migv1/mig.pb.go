@@ -144,8 +144,13 @@ func (x *NextIDsResponse) GetDatacenter() string {
 
 type DecodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The ID to decode; 2^63 and above (the sign bit set) is invalid_argument.
-	Id            uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The ID to decode; absent, or 2^63 and above (the sign bit set), is
+	// invalid_argument. (optional, so that an explicit 0 is told apart
+	// from absence, in protobuf as in JSON: {} names no ID. The wire is
+	// what it was before the field was optional, but for one case: a
+	// client generated from that older mig.proto leaves 0 off the wire,
+	// so its Decode(0) now reads as absent and is refused.)
+	Id            *uint64 `protobuf:"varint,1,opt,name=id,proto3,oneof" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -181,8 +186,8 @@ func (*DecodeRequest) Descriptor() ([]byte, []int) {
 }
 
 func (x *DecodeRequest) GetId() uint64 {
-	if x != nil {
-		return x.Id
+	if x != nil && x.Id != nil {
+		return *x.Id
 	}
 	return 0
 }
@@ -831,9 +836,10 @@ const file_mig_proto_rawDesc = "" +
 	"\tworker_id\x18\x02 \x01(\rR\bworkerId\x12\x1e\n" +
 	"\n" +
 	"datacenter\x18\x03 \x01(\tR\n" +
-	"datacenter\"\x1f\n" +
-	"\rDecodeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\"r\n" +
+	"datacenter\"+\n" +
+	"\rDecodeRequest\x12\x13\n" +
+	"\x02id\x18\x01 \x01(\x04H\x00R\x02id\x88\x01\x01B\x05\n" +
+	"\x03_id\"r\n" +
 	"\x0eDecodeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04time\x18\x02 \x01(\tR\x04time\x12\x12\n" +
@@ -942,6 +948,7 @@ func file_mig_proto_init() {
 		return
 	}
 	file_mig_proto_msgTypes[0].OneofWrappers = []any{}
+	file_mig_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
