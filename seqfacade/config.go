@@ -299,6 +299,10 @@ func (c Config) Validate() error {
 	if c.SectionSize > c.UIDLimit {
 		bad("section size %d is larger than the uid limit %d", c.SectionSize, c.UIDLimit)
 		layoutOK = false
+	} else if c.SectionSize > 1<<32 {
+		// A uid's index in its section is 32 bits (counters.go).
+		bad("section size %d is more than 2^32 uids", c.SectionSize)
+		layoutOK = false
 	} else if sectionCount(c.UIDLimit, c.SectionSize) > MaxSections {
 		n := c.UIDLimit/c.SectionSize + min(1, c.UIDLimit%c.SectionSize)
 		bad("uid limit %d in sections of %d makes %d sections, more than %d", c.UIDLimit, c.SectionSize, n, MaxSections)

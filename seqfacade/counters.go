@@ -38,15 +38,16 @@ const counterShards = 16
 type counterShard struct {
 	mu sync.Mutex
 	m  map[uint32]uint64
-	_  [40]byte // a cache line of its own
+	_  [48]byte // 64 bytes in all: a cache line of its own
 }
 
 func newCounters(n int) *counters { return &counters{n: n} }
 
 // denseAt is the number of uids touched at which a section of n uids
 // turns dense: a sixteenth, where the maps hold about as many bytes as
-// the array would; a small section (tests have them) once 64 are, or all.
-func denseAt(n int) int64 { return max(int64(n/16), int64(min(n, 64))) }
+// the array would; a small section (tests have them) once 64 are, or all
+// but one (uid 0 is never touched).
+func denseAt(n int) int64 { return max(int64(n/16), int64(min(n-1, 64)), 1) }
 
 // get returns uid i's offset.
 func (c *counters) get(i uint64) uint64 {

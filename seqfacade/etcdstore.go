@@ -68,13 +68,14 @@ func (s *etcdStore) Load(ctx context.Context, g int, proof []clientv3.Cmp) (Grou
 func (s *etcdStore) Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error) {
 	key := groupKey(s.prefix, g)
 	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", expect)}, proof...)
-	ops := []clientv3.Op{clientv3.OpPut(key, string(encodeGroup(maxSeqs)))}
+	// Every write puts the group's born key, so that the group key cannot
+	// be deleted unnoticed (see etcdStore), groups written before born
+	// keys existed included; the first write also checks that none exists
+	// (a key deleted after it was written is not a first write).
+	born := bornKey(s.prefix, g)
+	ops := []clientv3.Op{clientv3.OpPut(key, string(encodeGroup(maxSeqs))), clientv3.OpPut(born, "1")}
 	if expect == 0 {
-		// The first write: the group's born key, so that the group key
-		// cannot be deleted unnoticed (see etcdStore).
-		born := bornKey(s.prefix, g)
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(born), "=", 0))
-		ops = append(ops, clientv3.OpPut(born, "1"))
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

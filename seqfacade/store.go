@@ -22,9 +22,10 @@ type Store interface {
 	// at revision expect and every comparison in proof holds; it returns
 	// the new revision. It returns an error wrapping ErrNotOwner when a
 	// comparison failed (nothing was written): also wrapping
-	// ErrProofFailed when the revision held and the proof did not. Any
-	// other error leaves the outcome unknown: the write may or may not
-	// have happened, or happen later.
+	// ErrProofFailed when the revision held and the proof did not; one
+	// wrapping ErrCorrupt for a first write of a group whose key was
+	// deleted after it was written. Any other error leaves the outcome
+	// unknown: the write may or may not have happened, or happen later.
 	Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error)
 }
 

@@ -146,6 +146,7 @@ func (r *raiser) run(ctx context.Context) error {
 	var cfg *seqConfigRecord
 	var nodes []string
 	groupVals := map[int]*mvccKV{}
+	born := map[int]bool{}
 	for _, kv := range resp.Kvs {
 		key := string(kv.Key)
 		switch {
@@ -162,7 +163,26 @@ func (r *raiser) run(ctx context.Context) error {
 				return fmt.Errorf("%s is not a group key (%sgroups/ and 8 hex digits): refusing to raise beside it", key, seqPrefix)
 			}
 			groupVals[g] = kv
+		case strings.HasPrefix(key, seqPrefix+"born/"):
+			if g, ok := parseGroupKey(r.prefix, seqPrefix+"groups/"+strings.TrimPrefix(key, seqPrefix+"born/")); ok {
+				born[g] = true
+			}
 		}
+	}
+	// A group written once (its born key) whose max_seq key is gone was
+	// deleted: its highest value is unknown, so only an operator who
+	// knows a bound may say how far to raise it.
+	var lost []int
+	for g := range born {
+		if _, ok := groupVals[g]; !ok {
+			lost = append(lost, g)
+		}
+	}
+	if len(lost) > 0 && r.to == 0 {
+		slices.Sort(lost)
+		return fmt.Errorf("the max_seq keys of %d group(s) were written and then deleted (%sborn/ records them, %sgroups/ no longer has them: groups %v): "+
+			"their highest value is unknown, so no target can be computed from the others; give --to N with N above any sequence they can have handed out",
+			len(lost), seqPrefix, seqPrefix, lost)
 	}
 
 	lay, step, err := r.layout(cfg)
@@ -342,6 +362,7 @@ func (r *raiser) raiseGroup(ctx context.Context, lay seqLayout, g int, cur raise
 			}
 			kvs = resp.Kvs
 		}
+		seen := cur.vals
 		cur = raisedGroup{vals: make([]uint64, n)}
 		if len(kvs) > 0 {
 			vals, derr := decodeMaxSeqs(kvs[0].Value, n)
@@ -349,6 +370,11 @@ func (r *raiser) raiseGroup(ctx context.Context, lay seqLayout, g int, cur raise
 				return 0, absent, fmt.Errorf("%s changed to a value that is unreadable (%v): refusing to guess", key, derr)
 			}
 			cur = raisedGroup{vals: vals, rev: kvs[0].ModRevision}
+		}
+		// HAZARD: never below a value read before, even if the key was
+		// deleted meanwhile (read as absent).
+		for i := range cur.vals {
+			cur.vals[i] = max(cur.vals[i], seen[i])
 		}
 	}
 }

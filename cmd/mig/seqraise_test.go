@@ -291,3 +291,47 @@ func TestSeqRaiseNewLayout(t *testing.T) {
 		t.Errorf("disagreeing layout: status %d, stderr %q", status, stderr)
 	}
 }
+
+// TestSeqRaiseDeletedGroup: a group written once (its born key) whose
+// max_seq key was deleted has an unknown highest value: seq-raise refuses
+// to compute a target from the others, and with --to restores the group
+// at that target, never below.
+func TestSeqRaiseDeletedGroup(t *testing.T) {
+	srv := etcdtest.Start(t)
+	etcd := srv.Endpoints()[0]
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	lay, err := newSeqLayout(100_000, 1<<32, 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	// A layout, group 0 high (5000) and group 1 low (100), both born.
+	if _, err := cli.Put(ctx, "/mig/seq/config", `{"section_size":100000,"group_size":128,"uid_limit":4294967296,"step":100,"format":1}`); err != nil {
+		t.Fatal(err)
+	}
+	for g, v := range map[int]uint64{0: 5000, 1: 100} {
+		vals := make([]uint64, lay.sectionsIn(g))
+		vals[3] = v
+		if _, err := cli.Put(ctx, groupKey("/mig", g), string(encodeMaxSeqs(vals))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Put(ctx, fmt.Sprintf("/mig/seq/born/%08x", g), "1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cli.Delete(ctx, groupKey("/mig", 0)); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, status := runMig(t, nil, "", "seq-raise", "--etcd", etcd)
+	if status != exitFail || !strings.Contains(stderr, "deleted") || !strings.Contains(stderr, "--to") {
+		t.Fatalf("seq-raise over a deleted group: status %d, stderr %q", status, stderr)
+	}
+	if got := readGroups(t, cli, lay); len(got[0]) != 0 || got[1][3] != 100 {
+		t.Fatalf("the refusal wrote: %v", got)
+	}
+	if _, stderr, status := runMig(t, nil, "", "seq-raise", "--etcd", etcd, "--to", "9000"); status != exitOK {
+		t.Fatalf("seq-raise --to 9000: status %d, %s", status, stderr)
+	}
+	checkAtLeast(t, readGroups(t, cli, lay), lay, 9000)
+}
