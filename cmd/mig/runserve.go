@@ -142,7 +142,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		rpc.WithLogger(log),
 		rpc.WithSeq(seq, 0),
 		rpc.WithForwarding(scfg.NodeName, scheme, peers, 0),
-		rpc.WithClock(src),
+		rpc.WithClock(clock.NewRuntime()), // latencies: no suspended time needed, a cheap read
 		rpc.WithReadiness("worker ID held", func() error {
 			if !worker.Status().Held {
 				return errors.New("no worker ID held: fenced or re-claiming")

@@ -76,7 +76,7 @@ type Server struct {
 	MaxHeaderBytes int
 	// Log receives handler panics and accept errors; nil discards them.
 	Log *slog.Logger
-	// Clock times the connections (nil: the host's, clock.NewReal). Their
+	// Clock times the connections (nil: Go's monotonic clock, clock.NewRuntime). Their
 	// deadlines are kept in its monotonic time, so that a step of the
 	// wall clock neither moves a deadline nor makes one look passed; the
 	// wall clock is read only to hand a deadline to net.Conn, and for the
@@ -102,7 +102,7 @@ func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.clock = s.Clock
 		if s.clock == nil {
-			s.clock = clock.NewReal()
+			s.clock = clock.NewRuntime()
 		}
 		if s.Log == nil {
 			s.Log = slog.New(slog.DiscardHandler)
