@@ -85,7 +85,10 @@
 //     written after that owner stopped: a handoff), or ActivationDelay
 //     after it was first seen (rule 2). Until then calls wait for it,
 //     within their context. Once it may be served the node loads it and
-//     raises every section's max_seq in one write, before calls need it.
+//     raises every section's max_seq in one write, before calls need it;
+//     or, on the tenure's first load, serves from the state the previous
+//     owner handed it off in: a release written with the group, in one
+//     transaction that raised it a step (docs/seq-failover.md).
 //   - A node releases the tenures it activated when it loses them (a
 //     move, its registration, Close, Drain): planned moves, drains and
 //     clean restarts do not wait the delay (rule 3).
@@ -127,6 +130,6 @@
 //	/mig/seq/routing           the routing table (JSON)
 //	/mig/seq/groups/<8 hex>    a group's max_seqs
 //	/mig/seq/born/<8 hex>      written with a group's first max_seqs
-//	/mig/seq/released/<8 hex>  the last tenure of the group released
+//	/mig/seq/released/<8 hex>  the last tenure of the group released, with the group's state
 //	/mig/seq/load/<name>       a node's calls a second by group, bound to its lease
 package seqfacade

@@ -154,6 +154,17 @@ func (g *group) calls() (calls uint64, bytes int64) {
 	return calls, bytes
 }
 
+// final returns the group's persisted state as this node knows it, unless
+// a write of unknown outcome makes that uncertain.
+func (g *group) final() (GroupState, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mu.reread {
+		return GroupState{}, false
+	}
+	return GroupState{MaxSeqs: slices.Clone(g.mu.persisted), Revision: g.mu.rev}, true
+}
+
 // kill unloads the group at once: nothing more is handed out from it, and
 // the next call loads it afresh (if this node may still serve it). err,
 // wrapped with ErrUnavailable, is what its waiters and stragglers get.
@@ -183,6 +194,11 @@ func (g *group) kill(err error) {
 	}
 	if n.groups[g.idx].CompareAndSwap(g, nil) {
 		n.stats.groupsLoaded.Add(-1)
+	}
+	if st, ok := g.final(); ok {
+		n.mu.Lock()
+		n.mu.finals[g.idx] = st
+		n.mu.Unlock()
 	}
 	lvl := slog.LevelInfo
 	if errors.Is(err, ErrClosed) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,13 +53,20 @@ type Node struct {
 		closed  bool
 		loading map[int]*loadCall
 		watched map[Claim]struct{}
+		// finals holds the state each group unloaded was left in, as this
+		// node persisted it (not after a write of unknown outcome), for
+		// the release that hands it off.
+		finals map[int]GroupState
 	}
 
-	closeOwn   func(context.Context) error
-	drainOwn   func(context.Context) error
-	activating chan struct{} // a slot per background activation in flight
-	closeOnce  sync.Once
-	closeErr   error
+	closeOwn func(context.Context) error
+	drainOwn func(context.Context) error
+	// takeHandoff returns, once, the state group g was handed off in by
+	// its previous owner (routeState.takeHandoff); false without one.
+	takeHandoff func(g int) (*handoffState, bool)
+	activating  chan struct{} // a slot per background activation in flight
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // loadCall is a group load in progress; callers that need the group wait
@@ -116,6 +124,8 @@ func Start(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Sour
 	}
 	o.activate = n.activate
 	o.calls = n.groupCalls
+	o.handoff = n.handoffState
+	n.takeHandoff = o.st.takeHandoff
 	o.start(ctx)
 	n.closeOwn = o.close
 	n.drainOwn = o.drain
@@ -147,6 +157,8 @@ func New(ctx context.Context, cfg Config, store Store, own Ownership, src clock.
 	n.activating = make(chan struct{}, activations)
 	n.mu.loading = map[int]*loadCall{}
 	n.mu.watched = map[Claim]struct{}{}
+	n.mu.finals = map[int]GroupState{}
+	n.takeHandoff = func(int) (*handoffState, bool) { return nil, false }
 	return n, nil
 }
 
@@ -327,6 +339,22 @@ func (n *Node) loadGroup(gi int) (*group, error) {
 	if c == nil || !reflect.TypeOf(c).Comparable() {
 		return nil, fmt.Errorf("seqfacade: claim of type %T is not comparable", c)
 	}
+	// A group handed off by its previous owner comes with its state: no
+	// read, and room already persisted (see routed.writeRelease). The
+	// claim came first here too: the release it follows was written after
+	// that owner's last value.
+	if hs, ok := n.takeHandoff(gi); ok && len(hs.max) == n.lay.sectionsIn(gi) {
+		if !live(c) {
+			return nil, fmt.Errorf("%w: loading group %d: claim ended meanwhile", ErrUnavailable, gi)
+		}
+		g := n.newGroup(gi, c, GroupState{MaxSeqs: slices.Clone(hs.floor), Revision: hs.rev})
+		g.mu.Lock()
+		g.mu.persisted = slices.Clone(hs.max)
+		g.mu.Unlock()
+		n.stats.handoffs.Add(1)
+		n.log.Debug("seq facade: group handed off", "group", gi, "revision", hs.rev)
+		return g, nil
+	}
 	ctx, cancel := n.callCtx(c)
 	st, err := n.store.Load(ctx, gi, nil)
 	cancel()
@@ -384,6 +412,22 @@ func (n *Node) watchLocked(c Claim) {
 			}
 		}
 	}()
+}
+
+// handoffState returns group gi's state as this node last persisted and
+// knows it: the group loaded (live or just unloaded), with no write of
+// unknown outcome pending; false otherwise.
+func (n *Node) handoffState(gi int) (GroupState, bool) {
+	if g := n.groups[gi].Load(); g != nil {
+		if st, ok := g.final(); ok {
+			return st, true
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st, ok := n.mu.finals[gi]
+	delete(n.mu.finals, gi)
+	return st, ok
 }
 
 // Routing returns the routing table the node serves by, to hand to

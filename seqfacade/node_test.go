@@ -43,6 +43,7 @@ func TestCleanRestart(t *testing.T) {
 	for k, u := range sample {
 		h.add(u, vals[k])
 	}
+	settled(t, a) // every group loaded, so that every one is handed off
 	if err := a.Close(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +60,22 @@ func TestCleanRestart(t *testing.T) {
 		t.Fatalf("restart after a clean close took %v: the activation delay is %v", d, cfg.ActivationDelay)
 	}
 	assertAbove(t, b, &h)
+	// a handed every group off with its state: b read none of them.
+	settled(t, b)
+	if st := b.Stats(); st.GroupLoads != 0 || st.Handoffs != uint64(st.GroupsOwned) {
+		t.Fatalf("restarted node: %d groups read, %d handed off, %d owned; want every group handed off, none read", st.GroupLoads, st.Handoffs, st.GroupsOwned)
+	}
+	// A handoff serves once: a group that fails and loads again reads
+	// etcd, above everything b handed out from the handoff (several steps
+	// for sample[0], so well above the state it was handed off in).
+	for range 250 {
+		nextAll(t, b, &h, sample[0])
+	}
+	seqfacade.KillGroupOf(b, sample[0])
+	assertAbove(t, b, &h)
+	if st := b.Stats(); st.GroupLoads != 1 {
+		t.Fatalf("after a group failed: %d groups read, want 1", st.GroupLoads)
+	}
 	// Every value handed out is at or below what is persisted.
 	p := persisted(t, cli, cfg)
 	for _, u := range h.uids() {
@@ -333,10 +350,16 @@ func TestConfigMismatchRefused(t *testing.T) {
 			}
 		})
 	}
-	// Another step is fine, and is what the node uses.
+	// Another step is fine, and is what the node uses when it writes.
+	// (The group comes first with the room a's release gave it, a's
+	// step: unload it, and the load that follows reads and extends it.)
 	cfg := fastConfig("a")
 	cfg.Step = 77
 	n := mustServe(t, cli, cfg, src)
+	if _, err := n.Next(ctxT(t), 3); err != nil {
+		t.Fatal(err)
+	}
+	seqfacade.KillGroupOf(n, 3)
 	v1, err := n.Next(ctxT(t), 3)
 	if err != nil {
 		t.Fatal(err)

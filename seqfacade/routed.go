@@ -49,9 +49,12 @@ type routed struct {
 	st   *routeState
 
 	// activate loads group g in the background; calls returns each loaded
-	// group's calls so far. Both are the node's, set before run starts.
+	// group's calls so far; handoff returns group g's state as this node
+	// last persisted it, if it had the group loaded and knows it. All are
+	// the node's, set before run starts.
 	activate func(g int)
 	calls    func() map[int]uint64
+	handoff  func(g int) (GroupState, bool)
 
 	registrations, losses atomic.Uint64
 	badTable              atomic.Int64 // the revision of an unreadable table last logged
@@ -135,6 +138,7 @@ func newRouted(cfg Config, cli *clientv3.Client, src clock.Source) *routed {
 		loopDone:   make(chan struct{}),
 		activate:   func(int) {},
 		calls:      func() map[int]uint64 { return nil },
+		handoff:    func(int) (GroupState, bool) { return GroupState{}, false },
 	}
 	o.st.changed = func() { poke(o.kick) }
 	o.setState("registering")
@@ -436,17 +440,40 @@ func (o *routed) watch(ctx context.Context, key string, prefix bool, f func([]*m
 	}
 }
 
+// releaseRecord is the value of <prefix>/seq/released/<group>: the
+// tenure released and, when its owner had the group loaded, the group as
+// it left it (a handoff): Floor, each section's max_seq the owner served
+// up to at most, and Max, the max_seq it persisted above that in the same
+// transaction, so that the next owner serves at once, with room, without
+// a read or a write of its own. The group key's revision is the release
+// key's ModRevision (one transaction wrote both).
+type releaseRecord struct {
+	tenure
+	Floor []uint64 `json:"floor,omitempty"`
+	Max   []uint64 `json:"max,omitempty"`
+}
+
 // parseReleased reads release markers, skipping unreadable ones (a
 // marker only hastens: without it the new owner waits its delay).
-func (o *routed) parseReleased(kvs []*mvccpb.KeyValue) map[int]tenure {
-	out := make(map[int]tenure, len(kvs))
+func (o *routed) parseReleased(kvs []*mvccpb.KeyValue) map[int]released {
+	out := make(map[int]released, len(kvs))
 	for _, kv := range kvs {
 		g, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), o.keys.released), 16, 31)
-		var t tenure
-		if err != nil || json.Unmarshal(kv.Value, &t) != nil || int(g) >= o.lay.groups {
+		var r releaseRecord
+		if err != nil || json.Unmarshal(kv.Value, &r) != nil || int(g) >= o.lay.groups {
 			continue
 		}
-		out[int(g)] = t
+		rel := released{t: r.tenure}
+		if n := o.lay.sectionsIn(int(g)); len(r.Floor) == n && len(r.Max) == n {
+			rel.state = &handoffState{floor: r.Floor, max: r.Max, rev: kv.ModRevision}
+			for i := range n {
+				if r.Floor[i] > r.Max[i] || r.Max[i] > MaxSeq {
+					rel.state = nil // unreadable: the next owner reads the group itself
+					break
+				}
+			}
+		}
+		out[int(g)] = rel
 	}
 	return out
 }
@@ -482,32 +509,82 @@ func (o *routed) errands(ctx context.Context, l *lease.Lease) {
 	}
 }
 
-// writeReleases records the tenures the node ended, batched a few dozen
-// a transaction; it reports false if some could not be written (they are
-// kept for the next try: a late release is still true, and until it is
-// read the next owners wait their activation delay).
+// writeReleases records the tenures the node ended; it reports false if
+// some could not be written (they are kept for the next try: a late
+// release is still true, and until it is read the next owners wait their
+// activation delay).
+//
+// A group the node had loaded is handed off with its state: in one
+// transaction, conditional on the group key being as the node last wrote
+// it, a step more of max_seq for every section and the release with the
+// max_seqs the node served up to (Floor) and the new ones (Max). Else (the
+// group changed: a write of this node's whose outcome it did not learn)
+// the release alone.
 func (o *routed) writeReleases(ctx context.Context, timeout time.Duration) bool {
 	rels := o.st.releases()
-	ok := true
-	for len(rels) > 0 {
-		batch := rels[:min(len(rels), 64)]
-		ops := make([]clientv3.Op, len(batch))
-		for i, r := range batch {
-			val, _ := json.Marshal(r.t)
-			ops[i] = clientv3.OpPut(releasedKey(o.keys.released, r.group), string(val))
-		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		_, err := o.cli.Txn(cctx).Then(ops...).Commit()
-		cancel()
-		if err != nil {
-			o.log.Debug("seq facade: cannot record released groups; their next owners wait their activation delay", "node", o.cfg.NodeName, "groups", len(rels), "err", err)
-			o.st.requeue(rels)
-			return false
-		}
-		o.log.Debug("seq facade: released groups", "node", o.cfg.NodeName, "groups", len(batch))
-		rels = rels[len(batch):]
+	if len(rels) == 0 {
+		return true
 	}
-	return ok
+	var (
+		mu     sync.Mutex
+		failed []release
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, releaseWriters)
+	)
+	for _, r := range rels {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if err := o.writeRelease(ctx, timeout, r); err != nil {
+				o.log.Debug("seq facade: cannot record a released group; its next owner waits its activation delay", "node", o.cfg.NodeName, "group", r.group, "err", err)
+				mu.Lock()
+				failed = append(failed, r)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		o.st.requeue(failed)
+		return false
+	}
+	o.log.Debug("seq facade: released groups", "node", o.cfg.NodeName, "groups", len(rels))
+	return true
+}
+
+// releaseWriters bounds the release transactions in flight: a node that
+// closes releases every group it serves, one transaction each, and across
+// datacenters each takes a round trip to etcd's leader.
+const releaseWriters = 64
+
+// writeRelease writes one release (see writeReleases).
+func (o *routed) writeRelease(ctx context.Context, timeout time.Duration, r release) error {
+	key := releasedKey(o.keys.released, r.group)
+	plain, _ := json.Marshal(releaseRecord{tenure: r.t})
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, ok := o.handoff(r.group)
+	if !ok {
+		_, err := o.cli.Put(cctx, key, string(plain))
+		return err
+	}
+	// HAZARD: Floor is what this node persisted and was told so: it
+	// raised its sections only to acknowledged max_seqs, so it handed out
+	// nothing above. The compare makes Max the group's persisted value
+	// when the next owner reads the release; any other writer since (its
+	// own write of unknown outcome) fails it, and the release goes alone.
+	max := make([]uint64, len(st.MaxSeqs))
+	for i, m := range st.MaxSeqs {
+		max[i] = min(m+o.cfg.Step, MaxSeq)
+	}
+	full, _ := json.Marshal(releaseRecord{tenure: r.t, Floor: st.MaxSeqs, Max: max})
+	gk := groupKey(o.cfg.Prefix, r.group)
+	_, err := o.cli.Txn(cctx).
+		If(clientv3.Compare(clientv3.ModRevision(gk), "=", st.Revision)).
+		Then(clientv3.OpPut(gk, string(encodeGroup(max))), clientv3.OpPut(bornKey(o.cfg.Prefix, r.group), "1"), clientv3.OpPut(key, string(full))).
+		Else(clientv3.OpPut(key, string(plain))).
+		Commit()
+	return err
 }
 
 // reportLoad writes the node's calls a second by group since the last

@@ -57,11 +57,11 @@ type routeState struct {
 
 	mu struct {
 		sync.Mutex
-		reg      int64            // CreateRevision of the node's registration; 0 while not registered
-		tbl      *table           // the newest table seen, nil before any
-		slots    []slot           // by group, for the groups tbl gives this incarnation
-		released map[int][]tenure // release markers read, by group (the last few)
-		ended    []release        // tenures activated and ended, to release
+		reg      int64              // CreateRevision of the node's registration; 0 while not registered
+		tbl      *table             // the newest table seen, nil before any
+		slots    []slot             // by group, for the groups tbl gives this incarnation
+		released map[int][]released // release markers read, by group (the last few)
+		ended    []release          // tenures activated and ended, to release
 		closed   bool
 	}
 }
@@ -77,6 +77,7 @@ type slot struct {
 	claim     *routedClaim  // the live claim, nil before activation
 	wait      chan struct{} // closed (and nil) once the slot activates or ends
 	preloaded bool          // the node was told to load it
+	loaded    bool          // the node began a load in this tenure (takeHandoff)
 }
 
 // release is a tenure this node activated and has ended, to record in
@@ -100,7 +101,7 @@ func newRouteState(cfg Config, src clock.Source, keys routeKeys, groups int) *ro
 		s.homeOnly = cfg.Datacenter
 	}
 	s.mu.slots = make([]slot, groups)
-	s.mu.released = map[int][]tenure{}
+	s.mu.released = map[int][]released{}
 	s.routing.Store(&route.Table{})
 	return s
 }
@@ -196,14 +197,29 @@ func (s *routeState) confirm(t *table, sent, now time.Duration) {
 // so the few latest are kept whatever order reads deliver them in.
 const keptReleases = 4
 
+// released is a release marker read: the tenure released and, for a
+// handoff, the group's state it was left in.
+type released struct {
+	t     tenure
+	state *handoffState
+}
+
+// handoffState is a group as its previous owner handed it off: each
+// section's max_seq it served up to at most (floor), the max_seq
+// persisted above it (max), and the group key's revision then.
+type handoffState struct {
+	floor, max []uint64
+	rev        int64
+}
+
 // releasedSeen takes in release markers read from etcd.
-func (s *routeState) releasedSeen(markers map[int]tenure) {
+func (s *routeState) releasedSeen(markers map[int]released) {
 	s.mu.Lock()
-	for g, t := range markers {
-		if g < 0 || g >= len(s.mu.slots) || t.Node == "" || slices.Contains(s.mu.released[g], t) {
+	for g, rel := range markers {
+		if g < 0 || g >= len(s.mu.slots) || rel.t.Node == "" || slices.ContainsFunc(s.mu.released[g], func(r released) bool { return r.t == rel.t }) {
 			continue
 		}
-		r := append(s.mu.released[g], t)
+		r := append(s.mu.released[g], rel)
 		if len(r) > keptReleases {
 			r = r[len(r)-keptReleases:]
 		}
@@ -271,7 +287,32 @@ func (s *routeState) proof(rev int64) []clientv3.Cmp {
 // handedOffLocked reports whether slot sl's previous tenure has been
 // released: its owner ended it after activating it.
 func (s *routeState) handedOffLocked(g int, sl *slot) bool {
-	return sl.prev.Node != "" && slices.Contains(s.mu.released[g], sl.prev)
+	return sl.prev.Node != "" && slices.ContainsFunc(s.mu.released[g], func(r released) bool { return r.t == sl.prev })
+}
+
+// takeHandoff returns the state group g's previous owner handed it off
+// in, if this node's tenure of g follows exactly the tenure released with
+// it and this is the tenure's first load.
+//
+// HAZARD: the first load only. The state is the group as it was at the
+// release; once this node has loaded the group in this tenure (from the
+// state, or by a read when the release came later than the load), it may
+// have handed out values above it, and a load from it again would hand
+// them out twice. Later loads read the group from etcd.
+func (s *routeState) takeHandoff(g int) (*handoffState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := &s.mu.slots[g]
+	if !sl.mine || sl.loaded {
+		return nil, false
+	}
+	sl.loaded = true
+	for _, r := range s.mu.released[g] {
+		if sl.prev.Node != "" && r.t == sl.prev && r.state != nil {
+			return r.state, true
+		}
+	}
+	return nil, false
 }
 
 // activatingError is a group this node will serve once its activation

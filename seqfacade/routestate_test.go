@@ -200,7 +200,7 @@ func TestHandoff(t *testing.T) {
 		{Node: "b", Reg: edgeReg, Since: 2},     // B's own
 		{Node: "a", Reg: edgeReg - 1, Since: 1}, // an older incarnation
 	} {
-		b.st.releasedSeen(map[int]tenure{0: wrong})
+		b.st.releasedSeen(rel(wrong))
 		if _, err := b.st.claimFor(0); err == nil {
 			t.Fatalf("B served on the release of %+v", wrong)
 		}
@@ -215,7 +215,7 @@ func TestHandoff(t *testing.T) {
 	if len(rels) != 1 || rels[0].group != 0 || rels[0].t != aTenure {
 		t.Fatalf("A's releases %+v, want group 0's tenure %+v", rels, aTenure)
 	}
-	b.st.releasedSeen(map[int]tenure{0: rels[0].t})
+	b.st.releasedSeen(rel(rels[0].t))
 	if groups, _ := b.st.activatable(); len(groups) != 1 || groups[0] != 0 {
 		t.Fatalf("B's activatable groups after the release: %v", groups)
 	}
@@ -280,7 +280,7 @@ func TestNoReleaseWithoutActivation(t *testing.T) {
 	c := newHost(t, "c", edgeDelay, 1)
 	c.st.observe(tableAt(4, 40, "c", 4, tenure{Node: "s", Reg: edgeReg, Since: 3}), c.clk.Mono())
 	c.confirmNow(tableAt(4, 40, "c", 4, tenure{Node: "s", Reg: edgeReg, Since: 3}))
-	c.st.releasedSeen(map[int]tenure{0: rels[0].t})
+	c.st.releasedSeen(rel(rels[0].t))
 	if _, err := c.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("C served on a release of another tenure: %v", err)
 	}
@@ -320,7 +320,7 @@ func TestNewIncarnation(t *testing.T) {
 		map[string]member{"a": {Reg: edgeReg + 5}, "x": {Reg: edgeReg}}, 20, lay)
 	a.st.observe(again, a.clk.Mono())
 	a.confirmNow(again)
-	a.st.releasedSeen(map[int]tenure{0: rels[0].t})
+	a.st.releasedSeen(rel(rels[0].t))
 	if _, err := a.st.claimFor(0); err != nil {
 		t.Fatalf("the new incarnation, after the old one's release: %v", err)
 	}
@@ -515,7 +515,7 @@ func TestOldTableWrittenBack(t *testing.T) {
 	v2 := tableAt(2, 20, "b", 2, aTenure)
 	b.st.observe(v2, b.clk.Mono())
 	b.confirmNow(v2)
-	b.st.releasedSeen(map[int]tenure{0: aTenure})
+	b.st.releasedSeen(rel(aTenure))
 	if _, err := b.st.claimFor(0); err != nil {
 		t.Fatal(err)
 	}
@@ -536,5 +536,54 @@ func TestOldTableWrittenBack(t *testing.T) {
 	next, changed := nextTable(undo, []string{"x", "x", "x", "x"}, undo.members, lay, 40)
 	if !changed || next.Version <= 3 {
 		t.Fatalf("the table after the undo has version %d, reusing tenures", next.Version)
+	}
+}
+
+// rel is group 0's release of tenure t, with no state.
+func rel(t tenure) map[int]released { return map[int]released{0: {t: t}} }
+
+// TestHandoffStateFirstLoadOnly: a release's state serves only the first
+// load of the tenure that follows exactly the tenure released. Loaded once
+// (from the state, or by a read because the release arrived after the
+// load), the group may have been served above that state, so a second
+// load must read etcd.
+func TestHandoffStateFirstLoadOnly(t *testing.T) {
+	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	state := &handoffState{floor: []uint64{100}, max: []uint64{200}, rev: 7}
+	withState := func(tn tenure) map[int]released { return map[int]released{0: {t: tn, state: state}} }
+	next := tableAt(2, 20, "b", 2, aTenure)
+	newB := func() *host {
+		b := newHost(t, "b", edgeDelay, 1)
+		b.st.observe(next, b.clk.Mono())
+		b.confirmNow(next)
+		return b
+	}
+
+	b := newB()
+	b.st.releasedSeen(withState(tenure{Node: "a", Reg: edgeReg + 1, Since: 1})) // another incarnation's
+	b.st.releasedSeen(withState(aTenure))
+	if hs, ok := b.st.takeHandoff(0); !ok || hs != state {
+		t.Fatalf("first load after the release: %v %v, want the released state", hs, ok)
+	}
+	if _, ok := b.st.takeHandoff(0); ok {
+		t.Fatal("second load of the tenure served from the handoff state again")
+	}
+
+	// The release arrives after B loaded the group by a read (its delay
+	// passed first): B may have served above the state, which must not
+	// serve a later load.
+	b = newB()
+	w := &world{hosts: []*host{b}}
+	w.advance(edgeDelay)
+	b.confirmNow(next)
+	if _, err := b.st.claimFor(0); err != nil {
+		t.Fatalf("B after its delay: %v", err)
+	}
+	if _, ok := b.st.takeHandoff(0); ok {
+		t.Fatal("a handoff state before any release")
+	}
+	b.st.releasedSeen(withState(aTenure))
+	if _, ok := b.st.takeHandoff(0); ok {
+		t.Fatal("a load after a load by a read served from a release read later")
 	}
 }

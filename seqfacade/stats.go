@@ -20,8 +20,10 @@ type Stats struct {
 	// Unavailable counts calls answered with an error wrapping
 	// ErrUnavailable.
 	Unavailable uint64
-	// GroupLoads counts groups read from the store.
-	GroupLoads uint64
+	// GroupLoads counts groups read from the store; Handoffs groups
+	// loaded from the state their previous owner handed them off in,
+	// without a read or a write.
+	GroupLoads, Handoffs uint64
 	// GroupsLoaded is the number of groups served now.
 	GroupsLoaded int64
 	// SectionsLoaded is the number of sections with cur_seq memory.
@@ -58,9 +60,9 @@ type Stats struct {
 }
 
 type nodeCounters struct {
-	writes, writeFailures, waits, unavailable, groupLoads, redirects atomic.Uint64
-	retired                                                          atomic.Uint64 // calls of sections unloaded
-	groupsLoaded, sectionsLoaded                                     atomic.Int64
+	writes, writeFailures, waits, unavailable, groupLoads, handoffs, redirects atomic.Uint64
+	retired                                                                    atomic.Uint64 // calls of sections unloaded
+	groupsLoaded, sectionsLoaded                                               atomic.Int64
 }
 
 // groupCalls returns each loaded group's values handed out so far.
@@ -83,6 +85,7 @@ func (n *Node) Stats() Stats {
 		Waits:          n.stats.waits.Load(),
 		Unavailable:    n.stats.unavailable.Load(),
 		GroupLoads:     n.stats.groupLoads.Load(),
+		Handoffs:       n.stats.handoffs.Load(),
 		GroupsLoaded:   n.stats.groupsLoaded.Load(),
 		SectionsLoaded: n.stats.sectionsLoaded.Load(),
 		Redirects:      n.stats.redirects.Load(),

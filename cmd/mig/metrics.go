@@ -121,6 +121,10 @@ func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
 			stat(func(s seqfacade.Stats) float64 { return float64(s.Waits) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_unavailable_total", Help: "Sequence calls answered unavailable."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.Unavailable) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_group_loads_total", Help: "Groups of sections this node read from etcd to serve them."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.GroupLoads) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_handoffs_total", Help: "Groups of sections this node served from the state their previous owner handed them off in, without reading etcd."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.Handoffs) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_sections_loaded", Help: "Sections with cur_seq memory."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.SectionsLoaded) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_groups_loaded", Help: "Groups of sections served now."},
@@ -150,7 +154,7 @@ func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
 				}
 				return 0
 			})),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_cur_seq_bytes", Help: "Memory of the loaded sections' cur_seq counters: 8 bytes a uid."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "mig", Name: "seq_cur_seq_bytes", Help: "Memory of the loaded sections' cur_seq counters (estimate: 8 bytes a uid of a dense section, about 24 a uid touched of a sparse one)."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.CurSeqBytes) })),
 	}
 	for _, c := range cs {

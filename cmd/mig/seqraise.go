@@ -334,10 +334,15 @@ func (r *raiser) raiseGroup(ctx context.Context, lay seqLayout, g int, cur raise
 		err := r.etcd.call(ctx, "raising "+key, func(ctx context.Context) (err error) {
 			// The group's born key too, as the nodes' first write makes it:
 			// a group key deleted later is then refused, not read as zeros.
-			born := seqPrefixOf(key) + "born/" + strings.TrimPrefix(key, seqPrefixOf(key)+"groups/")
+			// And its release marker goes: one that hands the group off
+			// carries the max_seqs it was released at, which a restarted
+			// node would otherwise serve from without reading this write.
+			// (Without a marker the next owner waits its activation delay.)
+			hex := strings.TrimPrefix(key, seqPrefixOf(key)+"groups/")
 			tr, err = r.etcd.cli.Txn(ctx).
 				If(clientv3.Compare(clientv3.ModRevision(key), "=", cur.rev)).
-				Then(clientv3.OpPut(key, string(encodeMaxSeqs(next))), clientv3.OpPut(born, "1")).
+				Then(clientv3.OpPut(key, string(encodeMaxSeqs(next))), clientv3.OpPut(seqPrefixOf(key)+"born/"+hex, "1"),
+					clientv3.OpDelete(seqPrefixOf(key)+"released/"+hex)).
 				Else(clientv3.OpGet(key)).
 				Commit()
 			return err
