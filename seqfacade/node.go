@@ -415,10 +415,16 @@ func (n *Node) watchLocked(c Claim) {
 }
 
 // handoffState returns group gi's state as this node last persisted and
-// knows it: the group loaded (live or just unloaded), with no write of
-// unknown outcome pending; false otherwise.
+// knows it, for the release of a tenure that ended: the group still
+// loaded under an ended claim, or just unloaded, with no write of unknown
+// outcome pending; false otherwise (a group loaded under a live claim
+// belongs to a later tenure, which a late release must not raise under
+// it).
 func (n *Node) handoffState(gi int) (GroupState, bool) {
 	if g := n.groups[gi].Load(); g != nil {
+		if g.live() {
+			return GroupState{}, false
+		}
 		if st, ok := g.final(); ok {
 			return st, true
 		}

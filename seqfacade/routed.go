@@ -525,6 +525,20 @@ func (o *routed) writeReleases(ctx context.Context, timeout time.Duration) bool 
 	if len(rels) == 0 {
 		return true
 	}
+	// The newest release of each group only: written in parallel, an
+	// older one could land last and hide it. Its successor's tenure has
+	// ended anyway, since the newer tenure followed it.
+	newest := map[int]int{}
+	for i, r := range rels {
+		newest[r.group] = i
+	}
+	kept := rels[:0]
+	for i, r := range rels {
+		if newest[r.group] == i {
+			kept = append(kept, r)
+		}
+	}
+	rels = kept
 	var (
 		mu     sync.Mutex
 		failed []release
@@ -564,7 +578,9 @@ func (o *routed) writeRelease(ctx context.Context, timeout time.Duration, r rele
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	st, ok := o.handoff(r.group)
-	if !ok {
+	if !ok || st.Revision == 0 {
+		// Revision 0 (a group never written) would compare equal to a
+		// deleted key, and rewrite it past the born-key check: no state.
 		_, err := o.cli.Put(cctx, key, string(plain))
 		return err
 	}

@@ -61,6 +61,7 @@ type routeState struct {
 		tbl      *table             // the newest table seen, nil before any
 		slots    []slot             // by group, for the groups tbl gives this incarnation
 		released map[int][]released // release markers read, by group (the last few)
+		held     []uint64           // by group, the newest since this incarnation held; 0: none
 		ended    []release          // tenures activated and ended, to release
 		closed   bool
 	}
@@ -78,6 +79,7 @@ type slot struct {
 	wait      chan struct{} // closed (and nil) once the slot activates or ends
 	preloaded bool          // the node was told to load it
 	loaded    bool          // the node began a load in this tenure (takeHandoff)
+	repeated  bool          // a tenure this incarnation held before: no release counts
 }
 
 // release is a tenure this node activated and has ended, to record in
@@ -101,6 +103,7 @@ func newRouteState(cfg Config, src clock.Source, keys routeKeys, groups int) *ro
 		s.homeOnly = cfg.Datacenter
 	}
 	s.mu.slots = make([]slot, groups)
+	s.mu.held = make([]uint64, groups)
 	s.mu.released = map[int][]released{}
 	s.routing.Store(&route.Table{})
 	return s
@@ -113,6 +116,7 @@ func (s *routeState) begin(reg int64) {
 	s.endLocked()
 	if !s.mu.closed {
 		s.mu.reg = reg
+		clear(s.mu.held) // tenures are an incarnation's
 	}
 	if t := s.mu.tbl; t != nil && s.mu.reg != 0 {
 		s.applyLocked(t, s.src.Mono(), false, 0)
@@ -260,6 +264,17 @@ func (s *routeState) applyLocked(t *table, now time.Duration, confirmed bool, un
 			// HAZARD: now was read after the table arrived, hence after it
 			// committed: activation counts from no earlier than the commit.
 			*sl = slot{mine: true, since: t.since[g], prev: t.prev[g], observed: now, wait: make(chan struct{})}
+			// HAZARD: a tenure this incarnation held already (or an older
+			// one) is back: an old table's value was written back, or
+			// etcd restored, and the arbiter kept the tenure of an owner
+			// whose incarnation did not change. Its predecessor's release
+			// vouches for nothing now (the group has had owners since,
+			// maybe serving yet), and its handoff state was used: wait
+			// the delay, and read the group.
+			if t.since[g] <= s.mu.held[g] {
+				sl.repeated, sl.loaded = true, true
+			}
+			s.mu.held[g] = max(s.mu.held[g], t.since[g])
 		}
 		if sl.claim != nil {
 			sl.claim.setProof(s.proof(t.rev))
@@ -287,7 +302,7 @@ func (s *routeState) proof(rev int64) []clientv3.Cmp {
 // handedOffLocked reports whether slot sl's previous tenure has been
 // released: its owner ended it after activating it.
 func (s *routeState) handedOffLocked(g int, sl *slot) bool {
-	return sl.prev.Node != "" && slices.ContainsFunc(s.mu.released[g], func(r released) bool { return r.t == sl.prev })
+	return sl.prev.Node != "" && !sl.repeated && slices.ContainsFunc(s.mu.released[g], func(r released) bool { return r.t == sl.prev })
 }
 
 // takeHandoff returns the state group g's previous owner handed it off

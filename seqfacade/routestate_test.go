@@ -587,3 +587,53 @@ func TestHandoffStateFirstLoadOnly(t *testing.T) {
 		t.Fatal("a load after a load by a read served from a release read later")
 	}
 }
+
+// TestRepeatedTenureWaits: after an old table's value is written back (or
+// etcd restored), the arbiter's next table keeps the tenure of an owner
+// whose incarnation did not change: b gets its old tenure again, same
+// since and prev, though c held the group in between. The release of
+// that prev, which b remembers, vouches for nothing now, and its handoff
+// state was used: b waits its activation delay and reads the group.
+func TestRepeatedTenureWaits(t *testing.T) {
+	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	state := &handoffState{floor: []uint64{100}, max: []uint64{200}, rev: 7}
+	b := newHost(t, "b", edgeDelay, 1)
+	w := &world{hosts: []*host{b}}
+	v2 := tableAt(2, 20, "b", 2, aTenure)
+	b.st.observe(v2, b.clk.Mono())
+	b.confirmNow(v2)
+	b.st.releasedSeen(map[int]released{0: {t: aTenure, state: state}})
+	if _, err := b.st.claimFor(0); err != nil {
+		t.Fatal(err)
+	}
+	if hs, ok := b.st.takeHandoff(0); !ok || hs != state {
+		t.Fatal("first load: no handoff state")
+	}
+	// b serves 101.. from the state. v3 moves group 0 to c.
+	v3 := tableAt(3, 30, "c", 3, tenure{Node: "b", Reg: edgeReg, Since: 2})
+	b.st.observe(v3, b.clk.Mono())
+	b.confirmNow(v3)
+	// v2's value written back (revision 40); the arbiter's next table,
+	// when anything changes (group 1 goes to y), keeps b's tenure.
+	undo := tableAt(2, 40, "b", 2, aTenure)
+	lay := newLayout(edgeConfig("x", edgeDelay))
+	members := map[string]member{"x": {Reg: edgeReg}, "b": {Reg: edgeReg, Address: "b:1"}, "y": {Reg: edgeReg}}
+	next, changed := nextTable(undo, []string{"b", "y", "x", "x"}, members, lay, 40)
+	if !changed || next.since[0] != 2 || next.prev[0] != aTenure {
+		t.Fatalf("the arbiter's table after the undo: changed %v, group 0 since %d prev %+v; this test wants the tenure kept", changed, next.since[0], next.prev[0])
+	}
+	next.rev = 41
+	b.st.observe(next, b.clk.Mono())
+	b.confirmNow(next)
+	if _, err := b.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("b on its repeated tenure, before its delay: %v, want ErrUnavailable (activating)", err)
+	}
+	if hs, ok := b.st.takeHandoff(0); ok {
+		t.Fatalf("b loads group 0 from a's handoff state again: floor %v max %v", hs.floor, hs.max)
+	}
+	w.advance(edgeDelay)
+	b.confirmNow(next)
+	if _, err := b.st.claimFor(0); err != nil {
+		t.Fatalf("b after its delay: %v", err)
+	}
+}

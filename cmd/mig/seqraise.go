@@ -56,6 +56,12 @@ highest max_seq H and the step S ('mig status', or 'mig seq-raise
 layout; then start the nodes with the new layout. --section-size and
 --uid-limit are used only when no configuration is recorded.
 
+Then it deletes every release marker (<prefix>/seq/released/): a marker
+that hands a group off carries the max_seqs the group was released at, and
+the group's next owner serves from it without reading the group; after a
+restore those may be below values handed out since. Without its marker a
+group's next owner waits its activation delay, once.
+
 --dry-run prints what would be written and writes nothing.
 
 Exit status: 0 when every section is at or above N (or nothing was to be
@@ -147,6 +153,7 @@ func (r *raiser) run(ctx context.Context) error {
 	var nodes []string
 	groupVals := map[int]*mvccKV{}
 	born := map[int]bool{}
+	releases := 0
 	for _, kv := range resp.Kvs {
 		key := string(kv.Key)
 		switch {
@@ -163,6 +170,8 @@ func (r *raiser) run(ctx context.Context) error {
 				return fmt.Errorf("%s is not a group key (%sgroups/ and 8 hex digits): refusing to raise beside it", key, seqPrefix)
 			}
 			groupVals[g] = kv
+		case strings.HasPrefix(key, seqPrefix+"released/"):
+			releases++
 		case strings.HasPrefix(key, seqPrefix+"born/"):
 			if g, ok := parseGroupKey(r.prefix, seqPrefix+"groups/"+strings.TrimPrefix(key, seqPrefix+"born/")); ok {
 				born[g] = true
@@ -255,6 +264,29 @@ func (r *raiser) run(ctx context.Context) error {
 	}
 	fmt.Fprintf(r.out, "%s %d sections in %d groups (%d groups created, never written before); %d groups already at or above %d\n",
 		verb, sections, raised, created, already, target)
+	// Every release marker goes, raised group or not: a marker that hands
+	// a group off carries the max_seqs it was released at, and after a
+	// restore from a backup those may be below values handed out since
+	// (a node served from the marker and wrote nothing), above none of
+	// which the group's key then is. Without a marker a group's next
+	// owner waits its activation delay, once.
+	switch {
+	case r.dryRun:
+		fmt.Fprintf(r.out, "would delete %d release marker(s) under %sreleased/\n", releases, seqPrefix)
+	default:
+		var deleted int64
+		err := r.etcd.call(ctx, "deleting "+seqPrefix+"released/", func(ctx context.Context) error {
+			resp, err := r.etcd.cli.Delete(ctx, seqPrefix+"released/", clientv3.WithPrefix())
+			if err == nil {
+				deleted = resp.Deleted
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("every group is raised, but the release markers under %sreleased/ could not be deleted (run this command again): %w", seqPrefix, err)
+		}
+		fmt.Fprintf(r.out, "deleted %d release marker(s) under %sreleased/ (each group's next owner waits its activation delay once)\n", deleted, seqPrefix)
+	}
 	if !r.dryRun {
 		fmt.Fprintf(r.out, "every section's max_seq is now at least %d: every uid's next sequence is above %d\n", target, target)
 	}
@@ -334,15 +366,10 @@ func (r *raiser) raiseGroup(ctx context.Context, lay seqLayout, g int, cur raise
 		err := r.etcd.call(ctx, "raising "+key, func(ctx context.Context) (err error) {
 			// The group's born key too, as the nodes' first write makes it:
 			// a group key deleted later is then refused, not read as zeros.
-			// And its release marker goes: one that hands the group off
-			// carries the max_seqs it was released at, which a restarted
-			// node would otherwise serve from without reading this write.
-			// (Without a marker the next owner waits its activation delay.)
-			hex := strings.TrimPrefix(key, seqPrefixOf(key)+"groups/")
+			born := seqPrefixOf(key) + "born/" + strings.TrimPrefix(key, seqPrefixOf(key)+"groups/")
 			tr, err = r.etcd.cli.Txn(ctx).
 				If(clientv3.Compare(clientv3.ModRevision(key), "=", cur.rev)).
-				Then(clientv3.OpPut(key, string(encodeMaxSeqs(next))), clientv3.OpPut(seqPrefixOf(key)+"born/"+hex, "1"),
-					clientv3.OpDelete(seqPrefixOf(key)+"released/"+hex)).
+				Then(clientv3.OpPut(key, string(encodeMaxSeqs(next))), clientv3.OpPut(born, "1")).
 				Else(clientv3.OpGet(key)).
 				Commit()
 			return err
