@@ -12,6 +12,7 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/etcdlocal"
+	"github.com/migsvc/mig/internal/etcdlocal/etcdtest/etcdkv"
 )
 
 // putEventually retries a Put until it succeeds or the time runs out. Right
@@ -19,7 +20,7 @@ import (
 // connection; the client does not retry mutations, so the test does.
 func putEventually(t *testing.T, c *clientv3.Client, key, val string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*callTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*etcdkv.CallTimeout)
 	defer cancel()
 	clk := clock.NewReal()
 	for {
@@ -46,9 +47,9 @@ func TestClusterQuorum(t *testing.T) {
 	if got := len(c.Endpoints()); got != 3 {
 		t.Fatalf("Endpoints() has %d URLs, want 3", got)
 	}
-	cli := newClient(t, c.Endpoints()...)
+	cli := etcdkv.Client(t, c.Endpoints()...)
 	t.Cleanup(func() { cli.Close() })
-	put(t, cli, "k", "0")
+	etcdkv.Put(t, cli, "k", "0")
 
 	// Stop the leader first: the harder case, a new election.
 	first := c.Leader()
@@ -78,13 +79,13 @@ func TestClusterQuorum(t *testing.T) {
 		t.Fatalf("Restart: %v", err)
 	}
 	putEventually(t, cli, "k", "2")
-	if got := get(t, cli, "k"); got != "2" {
+	if got := etcdkv.Get(t, cli, "k"); got != "2" {
 		t.Fatalf("get k = %q, want 2", got)
 	}
 	// The restarted member kept its data and its URLs: read from it alone.
-	only := newClient(t, c.Member(first).Endpoints()...)
+	only := etcdkv.Client(t, c.Member(first).Endpoints()...)
 	t.Cleanup(func() { only.Close() })
-	if got := get(t, only, "k"); got != "2" {
+	if got := etcdkv.Get(t, only, "k"); got != "2" {
 		t.Fatalf("member %d: get k = %q, want 2", first, got)
 	}
 	if got, want := c.Member(first).Endpoints()[0], c.Endpoints()[first]; got != want {
@@ -137,9 +138,9 @@ func TestClusterFullOutage(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(c.Close)
-	cli := newClient(t, c.Endpoints()...)
+	cli := etcdkv.Client(t, c.Endpoints()...)
 	t.Cleanup(func() { cli.Close() })
-	put(t, cli, "k", "before")
+	etcdkv.Put(t, cli, "k", "before")
 
 	for i := range c.Len() {
 		if err := c.Stop(i); err != nil {
@@ -159,7 +160,7 @@ func TestClusterFullOutage(t *testing.T) {
 	if err := c.Restart(startCtx(t), 0, 1, 2); err != nil {
 		t.Fatalf("Restart(0, 1, 2): %v", err)
 	}
-	if got := get(t, cli, "k"); got != "before" {
+	if got := etcdkv.Get(t, cli, "k"); got != "before" {
 		t.Fatalf("get k = %q, want before", got)
 	}
 	putEventually(t, cli, "k", "after")

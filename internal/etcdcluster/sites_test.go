@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/etcdlocal/etcdtest/etcdkv"
 	"github.com/migsvc/mig/internal/faultproxy"
 )
 
@@ -49,12 +50,12 @@ func TestClusterAcrossSites(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(c.Close)
-	cli := newClient(t, c.Endpoints()...)
+	cli := etcdkv.Client(t, c.Endpoints()...)
 	t.Cleanup(func() { cli.Close() })
 	putEventually(t, cli, "k", "0")
 
 	// The members know each other at the proxies.
-	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), etcdkv.CallTimeout)
 	ml, err := cli.MemberList(ctx)
 	cancel()
 	if err != nil {
@@ -72,7 +73,7 @@ func TestClusterAcrossSites(t *testing.T) {
 	// trip between members. (A lower bound is the feature.)
 	clk := clock.NewReal()
 	start := clk.Mono()
-	put(t, cli, "k", "1")
+	etcdkv.Put(t, cli, "k", "1")
 	if took := clk.Mono() - start; took < 2*oneWay {
 		t.Fatalf("a write took %v with %v each way between members", took, oneWay)
 	}
@@ -101,9 +102,9 @@ func TestClusterAcrossSites(t *testing.T) {
 		}
 		return true
 	})
-	alone := newClient(t, c.Endpoints()[victim])
+	alone := etcdkv.Client(t, c.Endpoints()[victim])
 	t.Cleanup(func() { alone.Close() })
-	ctx, cancel = context.WithTimeout(t.Context(), callTimeout)
+	ctx, cancel = context.WithTimeout(t.Context(), etcdkv.CallTimeout)
 	lease, err := alone.Grant(ctx, 5)
 	cancel()
 	if err != nil {
@@ -121,7 +122,7 @@ func TestClusterAcrossSites(t *testing.T) {
 			rest = append(rest, ep)
 		}
 	}
-	majority := newClient(t, rest...)
+	majority := etcdkv.Client(t, rest...)
 	t.Cleanup(func() { majority.Close() })
 	putEventually(t, majority, "k", "2")
 	// Nor does it pass on lease renewals (etcd forwards them to the

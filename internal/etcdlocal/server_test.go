@@ -9,50 +9,10 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/etcdlocal/etcdtest/etcdkv"
 )
-
-// callTimeout bounds every etcd call in these tests: an etcd 3.7 client
-// call without a deadline can wait forever for a connection.
-const callTimeout = 5 * time.Second
-
-func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
-	t.Helper()
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   endpoints,
-		DialTimeout: 2 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatalf("clientv3.New: %v", err)
-	}
-	return c
-}
-
-func put(t *testing.T, c *clientv3.Client, key, val string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
-	defer cancel()
-	if _, err := c.Put(ctx, key, val); err != nil {
-		t.Fatalf("put %s: %v", key, err)
-	}
-}
-
-func get(t *testing.T, c *clientv3.Client, key string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
-	defer cancel()
-	r, err := c.Get(ctx, key)
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	if len(r.Kvs) != 1 {
-		t.Fatalf("get %s: %d keys", key, len(r.Kvs))
-	}
-	return string(r.Kvs[0].Value)
-}
 
 func startCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -78,9 +38,9 @@ func TestStartPutGetRestart(t *testing.T) {
 		t.Fatalf("second Start on %s: %v, want ErrDirInUse", dir, err)
 	}
 
-	c := newClient(t, eps...)
-	put(t, c, "k", "v1")
-	if got := get(t, c, "k"); got != "v1" {
+	c := etcdkv.Client(t, eps...)
+	etcdkv.Put(t, c, "k", "v1")
+	if got := etcdkv.Get(t, c, "k"); got != "v1" {
 		t.Fatalf("get k = %q, want v1", got)
 	}
 	// Clients first, as Close's doc asks.
@@ -102,9 +62,9 @@ func TestStartPutGetRestart(t *testing.T) {
 		t.Fatalf("restart: %v", err)
 	}
 	t.Cleanup(s2.Close)
-	c2 := newClient(t, s2.Endpoints()...)
+	c2 := etcdkv.Client(t, s2.Endpoints()...)
 	t.Cleanup(func() { c2.Close() })
-	if got := get(t, c2, "k"); got != "v1" {
+	if got := etcdkv.Get(t, c2, "k"); got != "v1" {
 		t.Fatalf("after restart get k = %q, want v1", got)
 	}
 }
@@ -117,15 +77,15 @@ func TestCloseWithOpenStream(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(s.Close)
-	c := newClient(t, s.Endpoints()...)
+	c := etcdkv.Client(t, s.Endpoints()...)
 	t.Cleanup(func() { c.Close() })
 	wctx, wcancel := context.WithCancel(t.Context())
 	defer wcancel()
 	wch := c.Watch(clientv3.WithRequireLeader(wctx), "w")
-	put(t, c, "w", "1")
+	etcdkv.Put(t, c, "w", "1")
 	select {
 	case <-wch:
-	case <-clock.NewReal().After(callTimeout):
+	case <-clock.NewReal().After(etcdkv.CallTimeout):
 		t.Fatal("watch saw no event")
 	}
 

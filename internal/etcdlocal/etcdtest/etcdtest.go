@@ -6,10 +6,10 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/migsvc/mig/internal/etcdcluster"
 	"github.com/migsvc/mig/internal/etcdlocal"
+	"github.com/migsvc/mig/internal/etcdlocal/etcdtest/etcdkv"
 )
 
 // StartTimeout bounds starting a server or cluster. Starting takes well
@@ -18,7 +18,7 @@ const StartTimeout = 30 * time.Second
 
 // DialTimeout is the DialTimeout that [Client] and [NewClient] set when the
 // config leaves it zero.
-const DialTimeout = 2 * time.Second
+const DialTimeout = etcdkv.DialTimeout
 
 // Start starts a single-member etcd with data in t.TempDir() and closes it
 // when the test and its cleanups are done. It fails the test if etcd does
@@ -58,28 +58,9 @@ func Client(t testing.TB, endpoints ...string) *clientv3.Client {
 	return NewClient(t, clientv3.Config{Endpoints: endpoints})
 }
 
-// NewClient is [Client] with a config of the caller's, for example with
-// keep-alive settings. A zero DialTimeout becomes [DialTimeout]; with no
-// Logger nor LogConfig the client's logs are discarded (its errors reach
-// the caller anyway).
+// NewClient is [Client] with a config of the caller's: see
+// [etcdkv.NewClient].
 func NewClient(t testing.TB, cfg clientv3.Config) *clientv3.Client {
 	t.Helper()
-	if cfg.DialTimeout == 0 {
-		cfg.DialTimeout = DialTimeout
-	}
-	if cfg.Logger == nil && cfg.LogConfig == nil {
-		// The client warns at every retry; in a partition test that is
-		// hundreds of lines saying what the test is doing on purpose.
-		cfg.Logger = zap.NewNop()
-	}
-	c, err := clientv3.New(cfg)
-	if err != nil {
-		t.Fatalf("etcdtest: client: %v", err)
-	}
-	t.Cleanup(func() {
-		// A close error says nothing about the test; the connection is
-		// gone either way.
-		_ = c.Close()
-	})
-	return c
+	return etcdkv.NewClient(t, cfg)
 }
