@@ -122,6 +122,7 @@ type cluster struct {
 	members map[string]member // live registrations, Reg their CreateRevision
 	tbl     *table            // nil when none
 	rev     int64             // the table's ModRevision; 0 when none
+	foreign bool              // tbl is not the table an arbiter last wrote
 	read    int64             // the revision read at
 	load    []float64         // calls a second by group, from the reports
 }
@@ -274,7 +275,8 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 		If(o.fence(arbRev)).
 		Then(clientv3.OpGet(o.keys.nodes, clientv3.WithPrefix()),
 			clientv3.OpGet(o.keys.routing),
-			clientv3.OpGet(o.keys.loads, clientv3.WithPrefix())).
+			clientv3.OpGet(o.keys.loads, clientv3.WithPrefix()),
+			clientv3.OpGet(o.keys.written)).
 		Commit()
 	cancel()
 	if err != nil {
@@ -302,6 +304,13 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 			return cluster{}, err
 		}
 		c.tbl, c.rev = t, t.rev
+		// HAZARD: a table no arbiter wrote (an old value written back by
+		// hand, or written before this key existed) may name as prev
+		// tenures whose releases, with their handoff state, were used
+		// already; a new owner would take them again and serve values
+		// handed out since. Its tenures are not kept: see plan.
+		written := tr.Responses[3].GetResponseRange().Kvs
+		c.foreign = len(written) == 0 || string(written[0].Value) != strconv.FormatUint(t.Version, 10)
 	}
 	for _, kv := range tr.Responses[2].GetResponseRange().Kvs {
 		name := strings.TrimPrefix(string(kv.Key), o.keys.loads)
@@ -358,7 +367,18 @@ func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c clust
 			members[owner] = c.tbl.members[owner]
 		}
 	}
-	t, changed := nextTable(c.tbl, owners, members, o.lay, uint64(c.read))
+	var t *table
+	changed := true
+	if c.foreign {
+		// Every group begins a new tenure with no previous one: each owner,
+		// the same or not, waits its activation delay and reads its groups
+		// (rule 2), and no release counts. Versions stay above the table's.
+		t, _ = nextTable(nil, owners, members, o.lay, max(uint64(c.read), c.tbl.Version+1))
+		o.log.Warn("seq facade: the routing table is not the one an arbiter last wrote (written back by hand, or from before this version): every group begins a new tenure, and their owners wait their activation delay",
+			"node", o.cfg.NodeName, "key", o.keys.routing, "version", c.tbl.Version, "mark", o.keys.written)
+	} else {
+		t, changed = nextTable(c.tbl, owners, members, o.lay, uint64(c.read))
+	}
 	if !changed {
 		commit()
 		return nil
@@ -366,7 +386,7 @@ func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c clust
 	cctx, cancel := l.CallContext(ctx)
 	tr, err := o.cli.Txn(cctx).
 		If(o.fence(arbRev), clientv3.Compare(clientv3.ModRevision(o.keys.routing), "=", c.rev)).
-		Then(clientv3.OpPut(o.keys.routing, string(t.encode()))).
+		Then(clientv3.OpPut(o.keys.routing, string(t.encode())), clientv3.OpPut(o.keys.written, strconv.FormatUint(t.Version, 10))).
 		Else(clientv3.OpGet(o.keys.arbiter)).
 		Commit()
 	cancel()
@@ -388,7 +408,11 @@ func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c clust
 	}
 	if c.tbl != nil {
 		for g, o := range owners {
-			if o != "" && o == c.tbl.Owners[g] && t.since[g] != c.tbl.since[g] {
+			switch {
+			case o == "" || o != c.tbl.Owners[g] || t.since[g] == c.tbl.since[g]:
+			case c.foreign:
+				byReason[MoveReset]++
+			default:
 				byReason[MoveRestart]++ // the same node, registered again
 			}
 		}

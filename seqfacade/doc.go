@@ -128,6 +128,7 @@
 //	/mig/seq/nodes/<name>      registration, bound to the node's lease
 //	/mig/seq/arbiter           the arbiter's name, bound to its lease
 //	/mig/seq/routing           the routing table (JSON)
+//	/mig/seq/routing-written   the version of the table an arbiter last wrote
 //	/mig/seq/groups/<8 hex>    a group's max_seqs
 //	/mig/seq/born/<8 hex>      written with a group's first max_seqs
 //	/mig/seq/released/<8 hex>  the last tenure of the group released, with the group's state

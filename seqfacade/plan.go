@@ -27,6 +27,7 @@ const (
 	MoveBalance  = "balance"  // to even the groups per unit of weight (an idle datacenter)
 	MoveLoad     = "load"     // to even the calls per unit of weight
 	MoveRestart  = "restart"  // the same node registered again: a new tenure
+	MoveReset    = "reset"    // a new tenure for a table no arbiter wrote (see routed.readCluster)
 )
 
 // Move is one group given to another member by a plan.

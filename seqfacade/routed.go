@@ -83,6 +83,7 @@ type routeKeys struct {
 	node     string // this node's registration
 	nodes    string // every registration: a prefix
 	routing  string // the routing table
+	written  string // the version of the table an arbiter last wrote
 	arbiter  string // the arbiter's name, bound to its lease
 	released string // release markers, by group: a prefix
 	load     string // this node's load report
@@ -95,6 +96,7 @@ func newRouteKeys(cfg Config) routeKeys {
 		node:     p + "nodes/" + cfg.NodeName,
 		nodes:    p + "nodes/",
 		routing:  p + "routing",
+		written:  p + "routing-written",
 		arbiter:  p + "arbiter",
 		released: p + "released/",
 		load:     p + "load/" + cfg.NodeName,

@@ -170,7 +170,7 @@ func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
 type movesCollector struct{ n *seqfacade.Node }
 
 var movesDesc = prometheus.NewDesc("mig_seq_moves_total",
-	"Groups moved between nodes by the routing tables this node wrote as arbiter, by reason (new, failover, drain, home, balance, load, restart).",
+	"Groups moved between nodes by the routing tables this node wrote as arbiter, by reason (new, failover, drain, home, balance, load, restart, reset).",
 	[]string{"reason"}, nil)
 
 func (c movesCollector) Describe(ch chan<- *prometheus.Desc) { ch <- movesDesc }
