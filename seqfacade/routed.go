@@ -69,6 +69,12 @@ type routed struct {
 	cancel   context.CancelFunc
 	loopDone chan struct{}
 
+	// releasing is held by whoever writes releases (the errands, drain,
+	// close): a caller that must know every release written (drain, before
+	// the process stops) waits for writes already in flight, instead of
+	// finding the queue empty while they are not done.
+	releasing sync.Mutex
+
 	mu struct {
 		sync.Mutex
 		lease *lease.Lease // held now, if any; revoked by close
@@ -523,6 +529,8 @@ func (o *routed) errands(ctx context.Context, l *lease.Lease) {
 // group changed: a write of this node's whose outcome it did not learn)
 // the release alone.
 func (o *routed) writeReleases(ctx context.Context, timeout time.Duration) bool {
+	o.releasing.Lock()
+	defer o.releasing.Unlock()
 	rels := o.st.releases()
 	if len(rels) == 0 {
 		return true
@@ -664,8 +672,13 @@ func (o *routed) drain(ctx context.Context) error {
 			return fmt.Errorf("%d groups not handed off: %w", o.st.owned(), ctx.Err())
 		}
 	}
-	// The last releases: written here, not left to the errands.
-	o.writeReleases(ctx, o.cfg.RequestTimeout)
+	// The last releases: written here, after any the errands are writing
+	// (the process may stop as soon as this returns, cancelling theirs:
+	// their groups' next owners would then wait for close to write them
+	// again, or out their activation delay).
+	if !o.writeReleases(ctx, o.cfg.RequestTimeout) {
+		return errors.New("some releases not written")
+	}
 	return nil
 }
 

@@ -2,10 +2,14 @@ package seqfacade_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/migsvc/mig/seqfacade"
 )
@@ -270,6 +274,9 @@ func TestDrainHandoff(t *testing.T) {
 	<-c.src.After(300 * time.Millisecond)
 
 	begin := c.src.Mono()
+	// a's etcd a site away: its release transactions are still in flight
+	// when it sees its last group go.
+	c.node("a").proxy.Delay(20 * time.Millisecond)
 	// Generous: on a loaded host (-race, other packages' tests) etcd calls
 	// time out and are retried; the figure logged below is what counts.
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
@@ -278,6 +285,26 @@ func TestDrainHandoff(t *testing.T) {
 		t.Fatalf("Drain: %v", err)
 	}
 	drained := c.src.Mono() - begin
+	// Once Drain returns the process may exit: every release must be
+	// written by then, not left to writes that exiting cancels.
+	resp, err := c.direct.Get(ctxT(t), "/mig/seq/released/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	releasedBy := map[string]string{}
+	for _, kv := range resp.Kvs {
+		var rec struct{ Node string }
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			t.Fatalf("release %s: %v", kv.Key, err)
+		}
+		releasedBy[string(kv.Key)] = rec.Node
+	}
+	for _, g := range aGroups {
+		if k := fmt.Sprintf("/mig/seq/released/%08x", g); releasedBy[k] != "a" {
+			t.Errorf("group %d: no release by a when Drain returned (%s: %q)", g, k, releasedBy[k])
+		}
+	}
+	c.node("a").proxy.Delay(0)
 	if st := c.node("a").n.Stats(); st.GroupsOwned != 0 || !st.Draining {
 		t.Fatalf("a after draining: %+v", st)
 	}
