@@ -79,8 +79,10 @@
 // owner in at most one extra round trip. When the owner does not answer,
 // or answers unavailable (a section in its activation delay after a
 // move), the call asks another node the table names, which answers or
-// redirects with a newer table, and waits a little between rounds (50 ms,
-// doubled each round, five rounds at most). Repeating a sequence call is
+// redirects with a newer table; a round that learned a newer table is
+// followed at once, others after a little wait (50 ms, doubled each
+// time), five rounds at most. A batch's shares for several nodes go out
+// together. Repeating a sequence call is
 // safe: a value whose answer was lost is skipped, and the repeat's is
 // above it.
 //

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"time"
 
 	"github.com/twitchtv/twirp"
@@ -16,8 +18,10 @@ import (
 // seqAttempts bounds the rounds of one SeqService call: a redirect to the
 // node a newer table names, or a retry after the owner was unavailable (a
 // section in its activation delay, or a node that died and whose sections
-// are being moved), each cost one. Between rounds that learned nothing new
-// the call waits a little: 50 ms, then 100, 200...
+// are being moved), each cost one. A round that learned a newer table is
+// followed at once (a handoff's new owner serves as soon as it has read
+// the release: waiting would only add to the gap); between rounds that
+// learned nothing new the call waits a little: 50 ms, then 100, 200...
 const seqAttempts = 5
 
 // Sequences and routing.
@@ -68,7 +72,7 @@ func (c *Client) CurSeq(ctx context.Context, uid uint64) (uint64, error) {
 
 // NextSeqs advances the sequences of every uid in uids (each at most once)
 // and returns the new values, seqs[i] for uids[i]. It splits the uids by
-// the node its table names and sends each node its share. One node
+// the node its table names and sends every node its share at once. One node
 // advances its share all or none; across nodes a failure may leave some
 // shares advanced, and their values are then skipped, never reused. An
 // answer with the wrong number of values, or a 0, is an error wrapping
@@ -84,12 +88,13 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 	}
 	var lastErr error
 	avoid := avoidance{}
+	wait := 0 // rounds since the table last changed
 	for round := 0; len(pending) > 0; round++ {
 		if round == seqAttempts {
 			return nil, exhausted("NextSeqs", lastErr)
 		}
-		if round > 0 {
-			if err := c.backoff(ctx, round); err != nil {
+		if wait > 0 {
+			if err := c.backoff(ctx, wait); err != nil {
 				return nil, err
 			}
 		}
@@ -99,44 +104,76 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 			addr := pick(r, uids[i], avoid)
 			shares[addr] = append(shares[addr], i)
 		}
-		pending = pending[:0:0]
+		// The shares go out together: a batch over nodes of several
+		// datacenters costs the farthest one's round trip, not their sum.
+		results := make([]shareResult, 0, len(shares))
 		for addr, idx := range shares {
-			sub := make([]uint64, len(idx))
-			for k, i := range idx {
-				sub[k] = uids[i]
-			}
-			var vals []uint64
-			attempt := func(ctx context.Context, ep *endpoint, version uint64) (*migv1.Routing, error) {
-				resp, err := ep.seqs.NextSeqs(ctx, &migv1.NextSeqsRequest{Uids: sub, RoutingVersion: version, WantRouting: version == 0})
-				if err != nil {
-					return nil, err
-				}
-				if len(resp.Seqs) != len(sub) {
-					return nil, fmt.Errorf("%w: %s: %d sequences for %d uids", ErrBadAnswer, ep.url, len(resp.Seqs), len(sub))
-				}
-				for k, v := range resp.Seqs {
-					if v == 0 {
-						return nil, fmt.Errorf("%w: %s: sequence 0 for uid %d", ErrBadAnswer, ep.url, sub[k])
-					}
-				}
-				vals = resp.Seqs
-				return resp.Routing, nil
-			}
-			again, err := c.seqRound(ctx, "NextSeqs", addr, avoid, attempt)
+			results = append(results, shareResult{addr: addr, idx: idx, avoid: avoid.clone()})
+		}
+		var wg sync.WaitGroup
+		for k := range results {
+			wg.Go(func() { c.nextShare(ctx, uids, &results[k]) })
+		}
+		wg.Wait()
+		pending = pending[:0:0]
+		for _, res := range results {
+			avoid.merge(res.avoid)
 			switch {
-			case err == nil:
-				for k, i := range idx {
-					out[i] = vals[k]
+			case res.err == nil:
+				for k, i := range res.idx {
+					out[i] = res.vals[k]
 				}
-			case again:
-				lastErr = err
-				pending = append(pending, idx...)
+			case res.again:
+				lastErr = res.err
+				pending = append(pending, res.idx...)
 			default:
-				return nil, err
+				return nil, res.err
 			}
+		}
+		if newer := c.routing.Load(); newer != nil && (r == nil || newer.Version > r.Version) {
+			avoid.forgive()
+			wait = 0
+		} else {
+			wait++
 		}
 	}
 	return out, nil
+}
+
+// shareResult is one NextSeqs round's share for one node: the uids (by
+// index), the call's own avoidance, and what came back.
+type shareResult struct {
+	addr  string
+	idx   []int
+	avoid avoidance
+	vals  []uint64
+	again bool
+	err   error
+}
+
+// nextShare sends res's share of uids to its node (one round).
+func (c *Client) nextShare(ctx context.Context, uids []uint64, res *shareResult) {
+	sub := make([]uint64, len(res.idx))
+	for k, i := range res.idx {
+		sub[k] = uids[i]
+	}
+	attempt := func(ctx context.Context, ep *endpoint, version uint64) (*migv1.Routing, error) {
+		resp, err := ep.seqs.NextSeqs(ctx, &migv1.NextSeqsRequest{Uids: sub, RoutingVersion: version, WantRouting: version == 0})
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.Seqs) != len(sub) {
+			return nil, fmt.Errorf("%w: %s: %d sequences for %d uids", ErrBadAnswer, ep.url, len(resp.Seqs), len(sub))
+		}
+		for k, v := range resp.Seqs {
+			if v == 0 {
+				return nil, fmt.Errorf("%w: %s: sequence 0 for uid %d", ErrBadAnswer, ep.url, sub[k])
+			}
+		}
+		res.vals = resp.Seqs
+		return resp.Routing, nil
+	}
+	res.again, res.err = c.seqRound(ctx, "NextSeqs", res.addr, res.avoid, attempt)
 }
 
 // seqCall runs a single-uid call: to the uid's owner by the table, or to
@@ -145,16 +182,23 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) error {
 	var err error
 	avoid := avoidance{}
-	for round := range seqAttempts {
-		if round > 0 {
-			if berr := c.backoff(ctx, round); berr != nil {
+	wait := 0 // rounds since the table last changed
+	for range seqAttempts {
+		if wait > 0 {
+			if berr := c.backoff(ctx, wait); berr != nil {
 				return berr
 			}
 		}
+		r := c.routing.Load()
 		var again bool
-		again, err = c.seqRound(ctx, method, pick(c.routing.Load(), uid, avoid), avoid, attempt)
+		again, err = c.seqRound(ctx, method, pick(r, uid, avoid), avoid, attempt)
 		if !again {
 			return err
+		}
+		if newer := c.routing.Load(); newer != nil && (r == nil || newer.Version > r.Version) {
+			wait = 0
+		} else {
+			wait++
 		}
 	}
 	return exhausted(method, err)
@@ -185,6 +229,20 @@ const (
 	// after all.
 	busy
 )
+
+// clone returns a copy of a, for one share of a call sent in parallel.
+func (a avoidance) clone() avoidance { return maps.Clone(a) }
+
+// merge adds what a share learned: a node down for one share is down for
+// all (a redirect, which forgives busy nodes, is applied to the merged
+// avoidance by the caller).
+func (a avoidance) merge(b avoidance) {
+	for addr, k := range b {
+		if a[addr] != down {
+			a[addr] = k
+		}
+	}
+}
 
 // forgive clears the busy nodes: a redirect says who the owner is now.
 func (a avoidance) forgive() {
@@ -313,7 +371,8 @@ func (c *Client) endpointAt(addr string) *endpoint {
 	return &ep
 }
 
-// backoff waits before round (1, 2, ...): 50 ms doubled each round.
-func (c *Client) backoff(ctx context.Context, round int) error {
-	return clock.Sleep(ctx, c.src, 50*time.Millisecond<<(round-1))
+// backoff waits before the wait-th round in a row that follows one that
+// learned nothing new (1, 2, ...): 50 ms doubled each time.
+func (c *Client) backoff(ctx context.Context, wait int) error {
+	return clock.Sleep(ctx, c.src, 50*time.Millisecond<<(wait-1))
 }

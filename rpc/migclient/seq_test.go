@@ -1,0 +1,149 @@
+package migclient_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/rpc/migclient"
+	"github.com/migsvc/mig/rpc/migv1"
+	"github.com/migsvc/mig/seqfacade/route"
+)
+
+// fakeSeq is a SeqService node of a table of two: the owner of every
+// group answers NextSeq and NextSeqs; the other redirects with the table.
+type fakeSeq struct {
+	migv1.SeqService // the methods a test does not call
+	owner            bool
+	table            *route.Table
+	calls            atomic.Int64
+	next             atomic.Uint64
+}
+
+func (f *fakeSeq) refuse() error {
+	return twirp.NewError(twirp.FailedPrecondition, "not the owner").
+		WithMeta(migv1.MetaRouting, migv1.RoutingMeta(*f.table))
+}
+
+func (f *fakeSeq) NextSeq(context.Context, *migv1.NextSeqRequest) (*migv1.NextSeqResponse, error) {
+	f.calls.Add(1)
+	if !f.owner {
+		return nil, f.refuse()
+	}
+	return &migv1.NextSeqResponse{Seq: f.next.Add(1)}, nil
+}
+
+func (f *fakeSeq) NextSeqs(_ context.Context, req *migv1.NextSeqsRequest) (*migv1.NextSeqsResponse, error) {
+	f.calls.Add(1)
+	if !f.owner {
+		return nil, f.refuse()
+	}
+	out := make([]uint64, len(req.Uids))
+	for i := range out {
+		out[i] = f.next.Add(1)
+	}
+	return &migv1.NextSeqsResponse{Seqs: out}, nil
+}
+
+// TestRedirectFollowedAtOnce: a round that learned a newer table (a
+// redirect: the group moved, a handoff under way) is followed by the next
+// at once, with no backoff: the client's clock stands still, so a wait
+// would last until the call's deadline.
+func TestRedirectFollowedAtOnce(t *testing.T) {
+	t.Parallel()
+	table := &route.Table{Version: 7, SectionSize: 10, GroupSize: 2, Groups: 4}
+	owner, other := &fakeSeq{owner: true, table: table}, &fakeSeq{table: table}
+	srvOwner := httptest.NewServer(migv1.NewSeqServiceServer(owner))
+	defer srvOwner.Close()
+	srvOther := httptest.NewServer(migv1.NewSeqServiceServer(other))
+	defer srvOther.Close()
+	table.Routes = []route.Route{{First: 0, Last: 3, Node: "owner", Address: strings.TrimPrefix(srvOwner.URL, "http://")}}
+
+	c, err := migclient.New([]string{srvOther.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	migclient.SetClock(c, clock.NewManual(t0))
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if v, err := c.NextSeq(ctx, 5); err != nil || v != 1 {
+		t.Fatalf("NextSeq through a redirect: %d, %v (a backoff after it would wait on the stopped clock)", v, err)
+	}
+	if got := c.RoutingVersion(); got != 7 {
+		t.Errorf("table learned: version %d, want 7", got)
+	}
+
+	// NextSeqs, from a client of the stale node again: its shares learn
+	// the table together and the next round follows it at once.
+	c2, err := migclient.New([]string{srvOther.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	migclient.SetClock(c2, clock.NewManual(t0))
+	seqs, err := c2.NextSeqs(ctx, []uint64{1, 25, 39})
+	if err != nil || len(seqs) != 3 {
+		t.Fatalf("NextSeqs through a redirect: %v, %v", seqs, err)
+	}
+	if other.calls.Load() != 2 || owner.calls.Load() != 2 {
+		t.Errorf("calls: %d to the stale node (want 2: one a client), %d to the owner (want 2)", other.calls.Load(), owner.calls.Load())
+	}
+}
+
+// barrierSeq owns its groups and answers NextSeqs only once every node of
+// the barrier has been asked, or refuses after a second.
+type barrierSeq struct {
+	fakeSeq
+	arrived *atomic.Int64
+	all     int64
+}
+
+func (b *barrierSeq) NextSeqs(ctx context.Context, req *migv1.NextSeqsRequest) (*migv1.NextSeqsResponse, error) {
+	b.arrived.Add(1)
+	for end := time.Now().Add(time.Second); b.arrived.Load() < b.all; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			return nil, twirp.NewError(twirp.Internal, "the other share never came: shares sent one after the other")
+		}
+	}
+	return b.fakeSeq.NextSeqs(ctx, req)
+}
+
+// TestNextSeqsSharesTogether: a batch over two nodes sends both shares at
+// once (over sites it costs the farther round trip, not the sum).
+func TestNextSeqsSharesTogether(t *testing.T) {
+	t.Parallel()
+	table := &route.Table{Version: 3, SectionSize: 10, GroupSize: 2, Groups: 4}
+	var arrived atomic.Int64
+	a := &barrierSeq{fakeSeq: fakeSeq{owner: true, table: table}, arrived: &arrived, all: 2}
+	b := &barrierSeq{fakeSeq: fakeSeq{owner: true, table: table}, arrived: &arrived, all: 2}
+	srvA := httptest.NewServer(migv1.NewSeqServiceServer(a))
+	defer srvA.Close()
+	srvB := httptest.NewServer(migv1.NewSeqServiceServer(b))
+	defer srvB.Close()
+	table.Routes = []route.Route{
+		{First: 0, Last: 1, Node: "a", Address: strings.TrimPrefix(srvA.URL, "http://")},
+		{First: 2, Last: 3, Node: "b", Address: strings.TrimPrefix(srvB.URL, "http://")},
+	}
+	// The client learns the table from a first call (a's answer carries
+	// none; a redirect from a non-owner does).
+	stale := &fakeSeq{table: table}
+	srvStale := httptest.NewServer(migv1.NewSeqServiceServer(stale))
+	defer srvStale.Close()
+	c, err := migclient.New([]string{srvStale.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NextSeq(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	arrived.Store(0)
+	seqs, err := c.NextSeqs(t.Context(), []uint64{1, 25, 45}) // groups 0, 1 (a) and 2 (b)
+	if err != nil || len(seqs) != 3 {
+		t.Fatalf("NextSeqs over two nodes: %v, %v", seqs, err)
+	}
+}
