@@ -116,8 +116,10 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 		}
 		wg.Wait()
 		pending = pending[:0:0]
+		redirected := false
 		for _, res := range results {
 			avoid.merge(res.avoid)
+			redirected = redirected || migv1.RedirectRouting(res.err) != nil
 			switch {
 			case res.err == nil:
 				for k, i := range res.idx {
@@ -130,8 +132,10 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 				return nil, res.err
 			}
 		}
+		if redirected {
+			avoid.forgive() // as seqRound did, in a share's own avoidance
+		}
 		if newer := c.routing.Load(); newer != nil && (r == nil || newer.Version > r.Version) {
-			avoid.forgive()
 			wait = 0
 		} else {
 			wait++
@@ -234,8 +238,8 @@ const (
 func (a avoidance) clone() avoidance { return maps.Clone(a) }
 
 // merge adds what a share learned: a node down for one share is down for
-// all (a redirect, which forgives busy nodes, is applied to the merged
-// avoidance by the caller).
+// all. A share's redirect forgave busy nodes in its own copy only: the
+// caller forgives them in the merged one too.
 func (a avoidance) merge(b avoidance) {
 	for addr, k := range b {
 		if a[addr] != down {

@@ -24,6 +24,7 @@ type fakeSeq struct {
 	table            *route.Table
 	calls            atomic.Int64
 	next             atomic.Uint64
+	busy             atomic.Int64 // answers unavailable this many more times
 }
 
 func (f *fakeSeq) refuse() error {
@@ -43,6 +44,9 @@ func (f *fakeSeq) NextSeqs(_ context.Context, req *migv1.NextSeqsRequest) (*migv
 	f.calls.Add(1)
 	if !f.owner {
 		return nil, f.refuse()
+	}
+	if f.busy.Add(-1) >= 0 {
+		return nil, twirp.NewError(twirp.Unavailable, "group activating")
 	}
 	out := make([]uint64, len(req.Uids))
 	for i := range out {
@@ -145,5 +149,35 @@ func TestNextSeqsSharesTogether(t *testing.T) {
 	seqs, err := c.NextSeqs(t.Context(), []uint64{1, 25, 45}) // groups 0, 1 (a) and 2 (b)
 	if err != nil || len(seqs) != 3 {
 		t.Fatalf("NextSeqs over two nodes: %v, %v", seqs, err)
+	}
+}
+
+// TestNextSeqsBackToBusyOwner: a batch's owner answered unavailable (its
+// group activating), so the next round asked another node, which
+// redirected back to it with the same table: the owner is asked again
+// (forgiven), not the redirecting node until the rounds run out.
+func TestNextSeqsBackToBusyOwner(t *testing.T) {
+	t.Parallel()
+	table := &route.Table{Version: 3, SectionSize: 10, GroupSize: 2, Groups: 4}
+	owner, other := &fakeSeq{owner: true, table: table}, &fakeSeq{table: table}
+	srvOwner := httptest.NewServer(migv1.NewSeqServiceServer(owner))
+	defer srvOwner.Close()
+	srvOther := httptest.NewServer(migv1.NewSeqServiceServer(other))
+	defer srvOther.Close()
+	table.Routes = []route.Route{
+		{First: 0, Last: 1, Node: "owner", Address: strings.TrimPrefix(srvOwner.URL, "http://")},
+		{First: 2, Last: 3, Node: "other", Address: strings.TrimPrefix(srvOther.URL, "http://")},
+	}
+	c, err := migclient.New([]string{srvOther.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NextSeq(t.Context(), 0); err != nil { // learns the table
+		t.Fatal(err)
+	}
+	owner.busy.Store(1)
+	seqs, err := c.NextSeqs(t.Context(), []uint64{1, 5})
+	if err != nil || len(seqs) != 2 {
+		t.Fatalf("NextSeqs: %v, %v (owner asked %d times, the other node %d)", seqs, err, owner.calls.Load(), other.calls.Load())
 	}
 }
