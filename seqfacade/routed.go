@@ -57,7 +57,8 @@ type routed struct {
 	handoff  func(g int) (GroupState, bool)
 
 	registrations, losses atomic.Uint64
-	badTable              atomic.Int64 // the revision of an unreadable table last logged
+	resumes               atomic.Uint64 // leases resumed after their deadline
+	badTable              atomic.Int64  // the revision of an unreadable table last logged
 	arbiter               atomic.Bool
 	draining              atomic.Bool
 	state                 atomic.Pointer[string] // why not registered, for errors and logs
@@ -217,7 +218,26 @@ func (o *routed) run(ctx context.Context) {
 			continue
 		}
 		backoff, failures = minRetry, 0
-		why := o.serve(ctx, l, reg)
+		why := o.serve(ctx, l, reg, false)
+		for errors.Is(why, lease.ErrExpired) && ctx.Err() == nil {
+			// The deadline passed without a renewal: often an election
+			// (no leader answers renewals, and the new one lengthens every
+			// lease), not a lost lease. Keep the registration, and its
+			// groups without an activation delay, if etcd still has it.
+			o.st.suspend()
+			o.setState("lease deadline passed; resuming it")
+			o.log.Warn("seq facade: lease passed its deadline without a renewal: stopped serving; resuming it if etcd still holds it", "node", o.cfg.NodeName)
+			nl, err := o.resume(ctx, l)
+			if err != nil {
+				why = fmt.Errorf("%w (%w)", why, err)
+				break
+			}
+			l = nl
+			o.resumes.Add(1)
+			o.log.Info("seq facade: lease resumed: serving the same registration again", "node", o.cfg.NodeName, "lease", fmt.Sprintf("%x", int64(l.ID())))
+			o.st.resume()
+			why = o.serve(ctx, l, reg, true)
+		}
 		o.st.end()
 		o.writeReleases(context.WithoutCancel(ctx), 2*o.cfg.RequestTimeout)
 		if ctx.Err() != nil {
@@ -284,13 +304,41 @@ func (o *routed) registrationValue(l *lease.Lease) string {
 	return string(val)
 }
 
+// resume renews lease l, whose deadline passed, until etcd answers: a
+// lease it still holds is kept alive again (lease.Resume), one it does
+// not (expired, revoked) is an error wrapping lease.ErrGone. Tried every
+// minRetry while etcd does not answer: a node that registered anew could
+// do no better meanwhile.
+func (o *routed) resume(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
+	for {
+		nl, err := lease.Resume(ctx, o.cli, o.src, o.cfg.Lease, l.ID())
+		switch {
+		case err == nil:
+			o.mu.Lock()
+			o.mu.lease = nl
+			o.mu.Unlock()
+			return nl, nil
+		case errors.Is(err, lease.ErrGone):
+			return nil, err
+		}
+		o.log.Debug("seq facade: cannot resume the lease yet; retrying", "node", o.cfg.NodeName, "err", err)
+		if clock.Sleep(ctx, o.src, minRetry) != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // serve runs one registration until the lease ends, the registration is
-// gone or ctx is done, and returns why it stopped.
-func (o *routed) serve(ctx context.Context, l *lease.Lease, reg int64) error {
+// gone or ctx is done, and returns why it stopped. resumed: the same
+// registration as before, its lease resumed (routeState keeps its
+// tenures).
+func (o *routed) serve(ctx context.Context, l *lease.Lease, reg int64, resumed bool) error {
 	o.mu.Lock()
 	o.mu.reg = reg
 	o.mu.Unlock()
-	o.st.begin(reg)
+	if !resumed {
+		o.st.begin(reg)
+	}
 	o.setState("registered")
 	sctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

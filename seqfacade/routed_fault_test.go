@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,5 +268,43 @@ func TestRoutedKillUnderLoad(t *testing.T) {
 	if worst > 2*bound {
 		t.Errorf("failover took %v, more than twice lease TTL + activation delay (%v)", worst, bound)
 	}
+	rec.check()
+}
+
+// TestLeaseLapseResumes: a node's renewals go unanswered past its lease's
+// deadline while etcd still holds the lease (its link slowed beyond the
+// request timeout: the renewals arrive, their answers too late; an etcd
+// election looks the same). It stops serving, then resumes the same
+// registration once etcd answers, and serves its groups again at once:
+// no new registration, no activation delay (6 s here), and no value twice
+// or backwards.
+func TestLeaseLapseResumes(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	cfg := routedConfig("a")
+	cfg.ActivationDelay, cfg.Margin = 6*time.Second, time.Second
+	a := c.add(cfg)
+	c.serving(30*time.Second, "a") // the first table waits the delay once
+	rec := newRecorder(t, c.src)
+	l := c.startLoad(rec, 2)
+	<-c.src.After(300 * time.Millisecond)
+
+	a.proxy.Delay(400 * time.Millisecond)
+	waitFor(t, "a's lease past its deadline", 10*time.Second, func() bool {
+		err := a.n.Ready()
+		return err != nil && strings.Contains(err.Error(), "resuming")
+	})
+	if _, err := a.n.Current(ctxT(t), 1); !errors.Is(err, seqfacade.ErrUnavailable) {
+		t.Errorf("Current while the lease is past its deadline: %v, want ErrUnavailable", err)
+	}
+	a.proxy.Delay(0)
+	healed := c.src.Mono()
+	c.serving(4*time.Second, "a") // well within the activation delay
+	t.Logf("serving again %v after etcd answered", c.src.Mono()-healed)
+	if st := a.n.Stats(); st.LeaseResumes != 1 || st.LeaseLosses != 0 || st.Registrations != 1 {
+		t.Errorf("after the lapse: %d resumes, %d registrations lost, %d registrations; want 1, 0, 1", st.LeaseResumes, st.LeaseLosses, st.Registrations)
+	}
+	<-c.src.After(300 * time.Millisecond)
+	l.finish()
 	rec.check()
 }

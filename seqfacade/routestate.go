@@ -63,7 +63,10 @@ type routeState struct {
 		released map[int][]released // release markers read, by group (the last few)
 		held     []uint64           // by group, the newest since this incarnation held; 0: none
 		ended    []release          // tenures activated and ended, to release
-		closed   bool
+		// suspended: the lease's deadline passed, and whether etcd still
+		// holds the registration is not known yet (see suspend).
+		suspended bool
+		closed    bool
 	}
 }
 
@@ -125,6 +128,41 @@ func (s *routeState) begin(reg int64) {
 	s.changed()
 }
 
+// suspend ends every claim at once, as end does, but keeps the slots and
+// queues no release: the registration's lease passed its deadline, and
+// etcd may hold it yet (routed.resume). Nothing is served until resume,
+// then only under a fresh confirmation; if the registration turns out
+// lost, end queues the releases.
+//
+// HAZARD: no release while suspended: a release says a tenure is over,
+// and resume carries the tenures on.
+func (s *routeState) suspend() {
+	s.mu.Lock()
+	s.mu.suspended = true
+	for g := range s.mu.slots {
+		sl := &s.mu.slots[g]
+		if sl.claim != nil {
+			sl.claim.end()
+			sl.claim = nil
+		}
+		// A fresh confirmation, under the resumed lease, before any claim;
+		// and a load afresh (loaded stays set: no handoff state again).
+		sl.until, sl.preloaded = 0, false
+	}
+	s.mu.Unlock()
+	s.changed()
+}
+
+// resume serves the same registration again after suspend: etcd still
+// held its lease, so no table has moved a group for its loss, and the
+// tenures go on (a tenure this incarnation activated needs no delay).
+func (s *routeState) resume() {
+	s.mu.Lock()
+	s.mu.suspended = false
+	s.mu.Unlock()
+	s.changed()
+}
+
 // end ends the registration: every claim ends at once.
 func (s *routeState) end() {
 	s.mu.Lock()
@@ -147,6 +185,7 @@ func (s *routeState) endLocked() {
 		s.dropLocked(g)
 	}
 	s.mu.reg = 0
+	s.mu.suspended = false
 }
 
 // dropLocked ends group g's slot: its claim ends at once, and a tenure it
@@ -376,6 +415,9 @@ func (s *routeState) claimFor(g int) (Claim, error) {
 	if s.mu.reg == 0 || !sl.mine {
 		return nil, fmt.Errorf("%w: node %s is not registered, or its table gives the group to an earlier incarnation", ErrUnavailable, s.name)
 	}
+	if s.mu.suspended {
+		return nil, fmt.Errorf("%w: node %s's lease passed its deadline without a renewal; resuming it", ErrUnavailable, s.name)
+	}
 	now := s.src.Mono()
 	if sl.claim == nil {
 		// HAZARD: not before the activation delay has passed since the
@@ -412,6 +454,9 @@ func (s *routeState) claimFor(g int) (Claim, error) {
 func (s *routeState) activatable() (groups []int, next time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.mu.suspended {
+		return nil, 0
+	}
 	now := s.src.Mono()
 	for g := range s.mu.slots {
 		sl := &s.mu.slots[g]
@@ -517,6 +562,8 @@ func (s *routeState) ready() error {
 		return ErrClosed
 	case s.mu.reg == 0:
 		return fmt.Errorf("node %s is not registered", s.name)
+	case s.mu.suspended:
+		return fmt.Errorf("node %s's lease passed its deadline without a renewal; resuming it", s.name)
 	case s.mu.tbl == nil:
 		return fmt.Errorf("node %s has no routing table yet", s.name)
 	case activating > 0:

@@ -32,8 +32,10 @@ type Stats struct {
 	// a uid of a dense section, about 24 a uid touched of a sparse one.
 	CurSeqBytes int64
 	// Registrations and LeaseLosses count the node's registrations in
-	// etcd and the registrations it lost.
-	Registrations, LeaseLosses uint64
+	// etcd and the registrations it lost; LeaseResumes the times its
+	// lease passed its deadline unrenewed and etcd turned out to hold it
+	// still (the registration and its groups kept).
+	Registrations, LeaseLosses, LeaseResumes uint64
 	// Redirects counts calls answered with a *NotOwnerError or a
 	// *NotHomeError.
 	Redirects uint64
@@ -99,7 +101,7 @@ func (n *Node) Stats() Stats {
 		}
 	}
 	if o, ok := n.own.(*routed); ok {
-		s.Registrations, s.LeaseLosses = o.registrations.Load(), o.losses.Load()
+		s.Registrations, s.LeaseLosses, s.LeaseResumes = o.registrations.Load(), o.losses.Load(), o.resumes.Load()
 		s.GroupsOwned, s.GroupsActivating, _ = o.st.counts()
 		s.Moves = o.moves.snapshot()
 		s.Arbiter = o.arbiter.Load()

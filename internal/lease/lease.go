@@ -117,12 +117,46 @@ func Grant(ctx context.Context, cli *clientv3.Client, src clock.Source, cfg Conf
 	if err != nil {
 		return nil, fmt.Errorf("granting a lease: %w", err)
 	}
+	return keep(ctx, cli, src, cfg, g.ID, time.Duration(g.TTL)*time.Second, sent), nil
+}
+
+// Resume keeps alive a lease that etcd may still hold though its holder's
+// deadline passed (an election without a leader longer than the margin:
+// renewals went unanswered, while the new leader lengthens every lease).
+// It renews id once: acknowledged, the lease was never expired (etcd
+// revokes an expired lease for good), and it is kept alive as if just
+// granted, its deadline counting from that renewal's send. It returns an
+// error wrapping ErrGone when etcd no longer knows id, or etcd's error.
+//
+// Whatever the old deadline fenced stopped at it; Resume gives no right
+// that held in between back.
+func Resume(ctx context.Context, cli *clientv3.Client, src clock.Source, cfg Config, id clientv3.LeaseID) (*Lease, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	sent := src.Mono()
+	cctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+	r, err := cli.KeepAliveOnce(cctx, id)
+	cancel()
+	switch {
+	case errors.Is(err, rpctypes.ErrLeaseNotFound), err == nil && r.TTL <= 0:
+		return nil, fmt.Errorf("resuming lease %x: %w", int64(id), ErrGone)
+	case err != nil:
+		return nil, fmt.Errorf("resuming lease %x: %w", int64(id), err)
+	}
+	return keep(ctx, cli, src, cfg, id, time.Duration(r.TTL)*time.Second, sent), nil
+}
+
+// keep starts keeping lease id alive, last renewed (or granted) with ttl
+// by a request sent at sent.
+func keep(ctx context.Context, cli *clientv3.Client, src clock.Source, cfg Config, id clientv3.LeaseID, ttl, sent time.Duration) *Lease {
 	l := &Lease{
 		cfg:      cfg,
 		cli:      cli,
 		src:      src,
-		id:       g.ID,
-		ttl:      time.Duration(g.TTL) * time.Second,
+		id:       id,
+		ttl:      ttl,
 		done:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 	}
@@ -132,7 +166,7 @@ func Grant(ctx context.Context, cli *clientv3.Client, src clock.Source, cfg Conf
 	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.cancel = lcancel
 	go l.run(lctx, sent)
-	return l, nil
+	return l
 }
 
 // ID returns the etcd lease ID.

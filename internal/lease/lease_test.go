@@ -187,6 +187,57 @@ func TestFenceAtTheDeadlineOnAManualClock(t *testing.T) {
 	}
 }
 
+// TestResumeAfterTheDeadline: a holder whose deadline passed while
+// renewals went unanswered (on its manual clock: etcd's lease is still
+// alive) resumes the same lease, with what it carries, and a deadline
+// counting from the resuming renewal's send; a lease etcd revoked is
+// ErrGone.
+func TestResumeAfterTheDeadline(t *testing.T) {
+	srv := etcdtest.Start(t)
+	m := clock.NewManual(time.Unix(1_700_000_000, 0))
+	p, err := faultproxy.New(strings.TrimPrefix(srv.Endpoints()[0], "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	cli := etcdtest.Client(t, "http://"+p.Addr())
+	l := grant(t, cli, m)
+	put(t, cli, "/k", l)
+	p.Cut()
+	m.Advance(l.TTL())
+	select {
+	case <-l.Done():
+	case <-clock.NewReal().After(5 * time.Second):
+		t.Fatal("Done not closed at the deadline")
+	}
+	if _, err := lease.Resume(t.Context(), cli, m, fast, l.ID()); err == nil {
+		t.Fatal("Resume succeeded with etcd cut off")
+	}
+	p.Restore()
+	m.Advance(time.Second)
+	sent := m.Mono()
+	r, err := lease.Resume(t.Context(), cli, m, fast, l.ID())
+	if err != nil {
+		t.Fatalf("Resume of a lease etcd still holds: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Close(context.WithoutCancel(t.Context())) })
+	if r.ID() != l.ID() || !r.Valid() || r.Deadline() != sent+r.TTL()-fast.Margin {
+		t.Fatalf("resumed: id %x (was %x), valid %v, deadline %v, want %v", r.ID(), l.ID(), r.Valid(), r.Deadline(), sent+r.TTL()-fast.Margin)
+	}
+	direct := etcdtest.Client(t, srv.Endpoints()...)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if g, err := direct.Get(ctx, "/k"); err != nil || len(g.Kvs) != 1 || g.Kvs[0].Lease != int64(l.ID()) {
+		t.Fatalf("the key under the resumed lease: %v, %v", g, err)
+	}
+	if _, err := direct.Revoke(ctx, l.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lease.Resume(t.Context(), cli, m, fast, l.ID()); !errors.Is(err, lease.ErrGone) {
+		t.Fatalf("Resume of a revoked lease: %v, want ErrGone", err)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, c := range []lease.Config{
 		{TTL: time.Second},
