@@ -16,7 +16,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/etcdlocal"
+	"github.com/migsvc/mig/internal/etcdprobe"
 )
 
 // etcdDialTimeout bounds connecting to etcd. clientv3.New does not wait for
@@ -84,6 +86,7 @@ func (c etcdConfig) tlsConfig() (*tls.Config, error) {
 // etcdConn is a client of etcd and, when it is embedded, the server.
 type etcdConn struct {
 	cli    *clientv3.Client
+	probe  *etcdprobe.Prober // nil for one endpoint
 	server *etcdlocal.Server // nil for an external cluster
 }
 
@@ -120,7 +123,7 @@ func connectEtcd(ctx context.Context, c etcdConfig, log *slog.Logger, logOut io.
 		conn.close()
 		return nil, err
 	}
-	cli, err := clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          etcdDialTimeout,
 		DialKeepAliveTime:    etcdKeepAliveTime,
@@ -129,18 +132,26 @@ func connectEtcd(ctx context.Context, c etcdConfig, log *slog.Logger, logOut io.
 		Username:             c.user,
 		Password:             c.password,
 		Logger:               zl,
-	})
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		conn.close()
 		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}
 	conn.cli = cli
+	// gRPC's keepalive notices a silent member only after 10 s or more;
+	// the prober keeps calls off it within a second.
+	if conn.probe, err = etcdprobe.Start(cli, cfg, clock.NewReal(), log, 0, 0); err != nil {
+		conn.close()
+		return nil, err
+	}
 	return conn, nil
 }
 
 // close closes the client, then the embedded server: in that order, or
 // the server waits for the client's streams to time out.
 func (c *etcdConn) close() {
+	c.probe.Stop()
 	if c.cli != nil {
 		_ = c.cli.Close() // the connection is gone either way
 	}

@@ -1,0 +1,97 @@
+package etcdprobe_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
+	"github.com/migsvc/mig/internal/etcdprobe"
+	"github.com/migsvc/mig/internal/faultproxy"
+)
+
+// TestSilentEndpointLeftOut: a client of two endpoints (two paths to one
+// member), one of which goes silent (cut: no reset, no refusal). Without
+// the prober a share of the calls waits out its timeout on it; with it,
+// once a round has run, every call answers, and the endpoint is used again
+// once it answers.
+func TestSilentEndpointLeftOut(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	target := strings.TrimPrefix(srv.Endpoints()[0], "http://")
+	var eps []string
+	var proxies []*faultproxy.Proxy
+	for range 2 {
+		p, err := faultproxy.New(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		proxies = append(proxies, p)
+		eps = append(eps, "http://"+p.Addr())
+	}
+	cfg := clientv3.Config{Endpoints: eps}
+	cli := etcdtest.Client(t, eps...)
+	src := clock.NewReal()
+	timeouts := func() int {
+		n := 0
+		for range 20 {
+			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+			if _, err := cli.Get(ctx, "k"); err != nil {
+				n++
+			}
+			cancel()
+		}
+		return n
+	}
+	if n := timeouts(); n != 0 {
+		t.Fatalf("%d of 20 reads failed before any cut", n)
+	}
+	proxies[1].Cut()
+	if n := timeouts(); n == 0 {
+		t.Fatal("no read waited on the silent endpoint: the test shows nothing")
+	}
+
+	p, err := etcdprobe.Start(cli, cfg, src, slog.New(slog.NewTextHandler(io.Discard, nil)), 100*time.Millisecond, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	waitFor(t, "the silent endpoint left out", func() bool { return slices.Equal(p.Using(), eps[:1]) })
+	if n := timeouts(); n != 0 {
+		t.Errorf("%d of 20 reads failed with the silent endpoint left out", n)
+	}
+	proxies[1].Restore()
+	waitFor(t, "the endpoint used again", func() bool { return slices.Equal(p.Using(), eps) })
+	if got := cli.Endpoints(); !slices.Equal(got, eps) {
+		t.Errorf("client endpoints %v, want %v", got, eps)
+	}
+}
+
+// TestOneEndpointNoProber: nothing to choose from, nothing started.
+func TestOneEndpointNoProber(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	p, err := etcdprobe.Start(cli, clientv3.Config{Endpoints: srv.Endpoints()}, clock.NewReal(), slog.Default(), 0, 0)
+	if err != nil || p != nil {
+		t.Fatalf("Start with one endpoint: %v, %v", p, err)
+	}
+	p.Stop() // a nil Prober does nothing
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+	}
+}
