@@ -77,7 +77,9 @@
 //
 // For every uid, the longest wait of a retrying caller (from the send of
 // the first request that failed, or of a late answer, to the next
-// answer), as the clients of each datacenter saw it; for each
+// answer), as the clients of each datacenter saw it in single-uid calls
+// (a batch waits for its slowest share: its wait is the client's, shown
+// per client, not each of its uids'); for each
 // datacenter, the longest wait of its ID clients; NextSeq's latency while
 // no fault is under way, for uids homed in the caller's datacenter and
 // elsewhere, routed and forwarded; the max_seq writes of every server

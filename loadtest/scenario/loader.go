@@ -340,9 +340,16 @@ func (l *loader) pick(rng *rand.Rand, n int) []int {
 
 // recordSeq notes a sequence call of a client of datacenter dc for the
 // uids picked, in the trackers (and the checker, if it succeeded).
+//
+// The trackers of uids follow single-uid calls only: a batch waits for
+// its slowest share (a uid homed in a datacenter just lost holds up the
+// others), so its wait is the client's, not each uid's.
 func (l *loader) recordSeq(client, dc int, endpoint string, picked []int, call, ret time.Duration, seqs []uint64, err error) {
 	win := l.window.Load()
 	for _, i := range picked {
+		if len(picked) > 1 {
+			break
+		}
 		l.seqUID[dc][i].record(err == nil, call, ret)
 		l.seqAll[i].record(err == nil, call, ret)
 		if win != nil {
