@@ -307,10 +307,16 @@ func (o *routed) registrationValue(l *lease.Lease) string {
 // resume renews lease l, whose deadline passed, until etcd answers: a
 // lease it still holds is kept alive again (lease.Resume), one it does
 // not (expired, revoked) is an error wrapping lease.ErrGone. Tried every
-// minRetry while etcd does not answer: a node that registered anew could
-// do no better meanwhile.
+// minRetry for at most the lease's TTL: a link on which requests arrive
+// but answers come back too late renews the lease in etcd every time
+// without the node ever learning it, and the node would hold its groups
+// (and the arbiter's role), unserved, for as long as it tried. Given up,
+// the caller revokes the lease, as before resuming existed.
 func (o *routed) resume(ctx context.Context, l *lease.Lease) (*lease.Lease, error) {
-	for {
+	for end := o.src.Mono() + l.TTL(); ; {
+		if o.src.Mono() >= end {
+			return nil, fmt.Errorf("lease %x not resumed within its TTL (%v)", int64(l.ID()), l.TTL())
+		}
 		nl, err := lease.Resume(ctx, o.cli, o.src, o.cfg.Lease, l.ID())
 		switch {
 		case err == nil:

@@ -308,3 +308,24 @@ func TestLeaseLapseResumes(t *testing.T) {
 	l.finish()
 	rec.check()
 }
+
+// TestLeaseResumeGivesUp: a node whose renewals reach etcd but whose
+// answers come back too late, for good (etcd keeps renewing its lease; it
+// never learns so), gives up resuming after a lease TTL and revokes the
+// lease: its groups are served by the others, instead of held unserved
+// for as long as the link stays slow.
+func TestLeaseResumeGivesUp(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	names := []string{"a", "b", "c"}
+	for _, name := range names {
+		c.add(routedConfig(name))
+	}
+	c.serving(30*time.Second, names...)
+	c.node("a").proxy.Delay(400 * time.Millisecond) // beyond the 300 ms request timeout
+	c.serving(20*time.Second, "b", "c")
+	if st := c.node("a").n.Stats(); st.LeaseResumes != 0 || st.LeaseLosses == 0 {
+		t.Errorf("a: %d resumes, %d registrations lost; want 0 and some", st.LeaseResumes, st.LeaseLosses)
+	}
+	c.node("a").proxy.Delay(0)
+}

@@ -123,13 +123,17 @@ func Grant(ctx context.Context, cli *clientv3.Client, src clock.Source, cfg Conf
 // Resume keeps alive a lease that etcd may still hold though its holder's
 // deadline passed (an election without a leader longer than the margin:
 // renewals went unanswered, while the new leader lengthens every lease).
-// It renews id once: acknowledged, the lease was never expired (etcd
-// revokes an expired lease for good), and it is kept alive as if just
-// granted, its deadline counting from that renewal's send. It returns an
-// error wrapping ErrGone when etcd no longer knows id, or etcd's error.
+// It renews id once: acknowledged with a TTL, etcd held the lease when it
+// answered (an expired or revoked lease is never renewed again), and it
+// is kept alive as if just granted, its deadline counting from that
+// renewal's send. It returns an error wrapping ErrGone when etcd no
+// longer knows id, or etcd's error.
 //
 // Whatever the old deadline fenced stopped at it; Resume gives no right
-// that held in between back.
+// that held in between back. An acknowledgement is not proof that what
+// the lease carries is still there (a keep-alive may be answered while a
+// revoke is being applied): a holder checks its keys before relying on
+// them again, as a sequence node's confirmation does.
 func Resume(ctx context.Context, cli *clientv3.Client, src clock.Source, cfg Config, id clientv3.LeaseID) (*Lease, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
