@@ -27,6 +27,18 @@ func grant(t *testing.T, cli *clientv3.Client, src clock.Source) *lease.Lease {
 	return l
 }
 
+// proxied returns a fault proxy to the etcd at endpoint and a client
+// through it, both closed when the test ends.
+func proxied(t *testing.T, endpoint string) (*faultproxy.Proxy, *clientv3.Client) {
+	t.Helper()
+	p, err := faultproxy.New(strings.TrimPrefix(endpoint, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p, etcdtest.Client(t, "http://"+p.Addr())
+}
+
 func put(t *testing.T, cli *clientv3.Client, key string, l *lease.Lease) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
@@ -158,12 +170,8 @@ func TestCloseRevokes(t *testing.T) {
 func TestFenceAtTheDeadlineOnAManualClock(t *testing.T) {
 	srv := etcdtest.Start(t)
 	m := clock.NewManual(time.Unix(1_700_000_000, 0))
-	p, err := faultproxy.New(strings.TrimPrefix(srv.Endpoints()[0], "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	l := grant(t, etcdtest.Client(t, "http://"+p.Addr()), m)
+	p, cli := proxied(t, srv.Endpoints()[0])
+	l := grant(t, cli, m)
 	want := l.TTL() - fast.Margin // granted at manual time 0
 	if l.Deadline() != want {
 		t.Fatalf("deadline %v, want %v", l.Deadline(), want)
@@ -195,12 +203,7 @@ func TestFenceAtTheDeadlineOnAManualClock(t *testing.T) {
 func TestResumeAfterTheDeadline(t *testing.T) {
 	srv := etcdtest.Start(t)
 	m := clock.NewManual(time.Unix(1_700_000_000, 0))
-	p, err := faultproxy.New(strings.TrimPrefix(srv.Endpoints()[0], "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	cli := etcdtest.Client(t, "http://"+p.Addr())
+	p, cli := proxied(t, srv.Endpoints()[0])
 	l := grant(t, cli, m)
 	put(t, cli, "/k", l)
 	p.Cut()

@@ -27,6 +27,14 @@ type fakeSeq struct {
 	busy             atomic.Int64 // answers unavailable this many more times
 }
 
+// serveSeq serves svc on loopback until the test ends, and returns its
+// host:port.
+func serveSeq(t *testing.T, svc migv1.SeqService) string {
+	srv := httptest.NewServer(migv1.NewSeqServiceServer(svc))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
 func (f *fakeSeq) refuse() error {
 	return twirp.NewError(twirp.FailedPrecondition, "not the owner").
 		WithMeta(migv1.MetaRouting, migv1.RoutingMeta(*f.table))
@@ -63,13 +71,10 @@ func TestRedirectFollowedAtOnce(t *testing.T) {
 	t.Parallel()
 	table := &route.Table{Version: 7, SectionSize: 10, GroupSize: 2, Groups: 4}
 	owner, other := &fakeSeq{owner: true, table: table}, &fakeSeq{table: table}
-	srvOwner := httptest.NewServer(migv1.NewSeqServiceServer(owner))
-	defer srvOwner.Close()
-	srvOther := httptest.NewServer(migv1.NewSeqServiceServer(other))
-	defer srvOther.Close()
-	table.Routes = []route.Route{{First: 0, Last: 3, Node: "owner", Address: strings.TrimPrefix(srvOwner.URL, "http://")}}
+	ownerAddr, otherAddr := serveSeq(t, owner), serveSeq(t, other)
+	table.Routes = []route.Route{{First: 0, Last: 3, Node: "owner", Address: ownerAddr}}
 
-	c, err := migclient.New([]string{srvOther.URL})
+	c, err := migclient.New([]string{otherAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +90,7 @@ func TestRedirectFollowedAtOnce(t *testing.T) {
 
 	// NextSeqs, from a client of the stale node again: its shares learn
 	// the table together and the next round follows it at once.
-	c2, err := migclient.New([]string{srvOther.URL})
+	c2, err := migclient.New([]string{otherAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,20 +130,13 @@ func TestNextSeqsSharesTogether(t *testing.T) {
 	var arrived atomic.Int64
 	a := &barrierSeq{fakeSeq: fakeSeq{owner: true, table: table}, arrived: &arrived, all: 2}
 	b := &barrierSeq{fakeSeq: fakeSeq{owner: true, table: table}, arrived: &arrived, all: 2}
-	srvA := httptest.NewServer(migv1.NewSeqServiceServer(a))
-	defer srvA.Close()
-	srvB := httptest.NewServer(migv1.NewSeqServiceServer(b))
-	defer srvB.Close()
 	table.Routes = []route.Route{
-		{First: 0, Last: 1, Node: "a", Address: strings.TrimPrefix(srvA.URL, "http://")},
-		{First: 2, Last: 3, Node: "b", Address: strings.TrimPrefix(srvB.URL, "http://")},
+		{First: 0, Last: 1, Node: "a", Address: serveSeq(t, a)},
+		{First: 2, Last: 3, Node: "b", Address: serveSeq(t, b)},
 	}
 	// The client learns the table from a first call (a's answer carries
 	// none; a redirect from a non-owner does).
-	stale := &fakeSeq{table: table}
-	srvStale := httptest.NewServer(migv1.NewSeqServiceServer(stale))
-	defer srvStale.Close()
-	c, err := migclient.New([]string{srvStale.URL})
+	c, err := migclient.New([]string{serveSeq(t, &fakeSeq{table: table})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,15 +158,12 @@ func TestNextSeqsBackToBusyOwner(t *testing.T) {
 	t.Parallel()
 	table := &route.Table{Version: 3, SectionSize: 10, GroupSize: 2, Groups: 4}
 	owner, other := &fakeSeq{owner: true, table: table}, &fakeSeq{table: table}
-	srvOwner := httptest.NewServer(migv1.NewSeqServiceServer(owner))
-	defer srvOwner.Close()
-	srvOther := httptest.NewServer(migv1.NewSeqServiceServer(other))
-	defer srvOther.Close()
+	otherAddr := serveSeq(t, other)
 	table.Routes = []route.Route{
-		{First: 0, Last: 1, Node: "owner", Address: strings.TrimPrefix(srvOwner.URL, "http://")},
-		{First: 2, Last: 3, Node: "other", Address: strings.TrimPrefix(srvOther.URL, "http://")},
+		{First: 0, Last: 1, Node: "owner", Address: serveSeq(t, owner)},
+		{First: 2, Last: 3, Node: "other", Address: otherAddr},
 	}
-	c, err := migclient.New([]string{srvOther.URL})
+	c, err := migclient.New([]string{otherAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
