@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"bytes"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -70,10 +71,18 @@ func TestFastRoutesAllocateNothing(t *testing.T) {
 				c.call(tt.body(i))
 			}
 			i := 0
-			allocs := testing.AllocsPerRun(2000, func() {
-				c.call(tt.body(i))
-				i++
-			})
+			// AllocsPerRun counts the whole process's allocations: the
+			// sequence node's own goroutines (confirmations, watches)
+			// allocate meanwhile, now and then enough to show. They only
+			// add: the least of three runs is the route's own, and an
+			// allocation per request shows in every run.
+			allocs := math.Inf(1)
+			for range 3 {
+				allocs = min(allocs, testing.AllocsPerRun(1000, func() {
+					c.call(tt.body(i))
+					i++
+				}))
+			}
 			if allocs != 0 {
 				t.Errorf("%v allocations per request, want 0", allocs)
 			}
