@@ -223,15 +223,14 @@ type avoidance map[string]avoidKind
 type avoidKind int
 
 const (
-	// down: the node could not be reached (connection refused or
-	// reset): it is avoided for the rest of the call.
+	// down: the node did not answer (connection refused, timed out): it
+	// is avoided for the rest of the call.
 	down avoidKind = iota + 1
 	// busy: the node answered unavailable (a group activating, a node cut
-	// off from etcd) or did not answer within the attempt's timeout (it
-	// may hold the call while the group activates): another node is
-	// asked, which has perhaps a newer table; when it sends the call back
-	// (a redirect), the busy nodes are tried again, since it was the
-	// owner after all.
+	// off from etcd): another node is asked, which has perhaps a newer
+	// table; when it sends the call back (a redirect), the busy nodes are
+	// tried again, after the round's backoff, since it was the owner
+	// after all.
 	busy
 )
 
@@ -321,10 +320,7 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid avoida
 		// says unavailable too.
 		answered, failover := classify(err, true)
 		switch {
-		case failover && (answered || errors.Is(err, context.DeadlineExceeded)):
-			// A node that took longer than the attempt is alive: it may
-			// be holding the call for a group that activates (a failover
-			// gives its new owner the activation delay).
+		case failover && answered:
 			avoid[addr] = busy
 		case failover:
 			avoid[addr] = down
