@@ -2,6 +2,7 @@ package seqfacade
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -43,9 +44,11 @@ func (n *Node) NextBatch(ctx context.Context, uids []uint64) ([]uint64, error) {
 			continue
 		}
 		gi, _ := n.lay.groupOf(sec)
-		if _, err := n.startLoad(gi); err != nil {
+		var act *activatingError
+		if _, err := n.startLoad(gi); err != nil && !errors.As(err, &act) {
 			return nil, n.fail(err)
 		}
+		// A group still activating is waited for below, as Next waits.
 	}
 	for k, uid := range uids {
 		if secs[k] == nil {

@@ -189,6 +189,33 @@ func TestActivationDelay(t *testing.T) {
 	}
 }
 
+// TestBatchWaitsForActivation: a NextBatch for groups still activating
+// waits for them, as Next does, and answers once they serve (it used to
+// answer unavailable at once, so that batches failed for the whole delay
+// while single calls were held and answered).
+func TestBatchWaitsForActivation(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	src := clock.NewReal()
+	cfg := fastConfig("a")
+	cfg.ActivationDelay, cfg.Margin = 900*time.Millisecond, 150*time.Millisecond
+	begin := src.Mono()
+	n, err := start(t, cli, cfg, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a routing table", 5*time.Second, func() bool { return n.Routing().Version > 0 })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	seqs, err := n.NextBatch(ctx, []uint64{7, 8, 1 << 30})
+	if err != nil || len(seqs) != 3 {
+		t.Fatalf("NextBatch during activation: %v, %v; want it to wait and answer", seqs, err)
+	}
+	if d := src.Mono() - begin; d < cfg.ActivationDelay {
+		t.Fatalf("answered %v after start, before the activation delay of %v", d, cfg.ActivationDelay)
+	}
+}
+
 // TestConcurrentOneUID: many goroutines on one uid, with a small step so
 // that they keep meeting extensions: every value unique, and each
 // caller's increasing.
