@@ -40,9 +40,14 @@ type Client struct {
 
 	// routing is the newest sequence routing table seen in an answer.
 	routing atomic.Pointer[route.Table]
-	mu      struct {
+	// downs is len(mu.downUntil), read without the lock on the hot path.
+	downs atomic.Int64
+	mu    struct {
 		sync.Mutex
 		byAddr map[string]*endpoint // nodes reached through the table
+		// downUntil: sequence nodes that did not answer, skipped by
+		// calls until then (see seqAvoidance).
+		downUntil map[string]time.Duration
 	}
 }
 
@@ -124,6 +129,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	c := &Client{timeout: o.timeout, http: o.http, json: o.json, src: clock.NewReal()}
 	c.scheme, _, _ = strings.Cut(local[0], "://")
 	c.mu.byAddr = map[string]*endpoint{}
+	c.mu.downUntil = map[string]time.Duration{}
 	c.dcs = append(c.dcs, c.newDatacenter("", local))
 	for i, r := range o.remotes {
 		c.dcs = append(c.dcs, c.newDatacenter(r.name, remotes[i]))

@@ -87,7 +87,7 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 		pending[i] = i
 	}
 	var lastErr error
-	avoid := avoidance{}
+	avoid := c.seqAvoidance()
 	wait := 0 // rounds since the table last changed
 	for round := 0; len(pending) > 0; round++ {
 		if round == seqAttempts {
@@ -185,7 +185,7 @@ func (c *Client) nextShare(ctx context.Context, uids []uint64, res *shareResult)
 // unavailable owner, at most seqAttempts rounds.
 func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) error {
 	var err error
-	avoid := avoidance{}
+	avoid := c.seqAvoidance()
 	wait := 0 // rounds since the table last changed
 	for range seqAttempts {
 		if wait > 0 {
@@ -233,6 +233,50 @@ const (
 	// after all.
 	busy
 )
+
+// seqAvoidance returns the avoidance a sequence call starts with: the
+// nodes that did not answer a call in the last retryDown, but for one
+// call in each retryDown, which tries the node again. Without it every
+// call would first pay an attempt's timeout at a dead owner its table
+// still names (a datacenter lost: until the client learns the table
+// that moved the node's groups, every call starts there).
+func (c *Client) seqAvoidance() avoidance {
+	a := avoidance{}
+	if c.downs.Load() == 0 {
+		return a
+	}
+	now := c.src.Mono()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for addr, until := range c.mu.downUntil {
+		if now < until {
+			a[addr] = down
+		} else {
+			c.mu.downUntil[addr] = now + retryDown // this call probes it
+		}
+	}
+	return a
+}
+
+// seqDown records that the node at addr did not answer.
+func (c *Client) seqDown(addr string) {
+	c.mu.Lock()
+	c.mu.downUntil[addr] = c.src.Mono() + retryDown
+	c.downs.Store(int64(len(c.mu.downUntil)))
+	c.mu.Unlock()
+}
+
+// seqAnswered records that the node at addr answered ("" is the
+// configured endpoints: nothing to record).
+func (c *Client) seqAnswered(addr string) {
+	if addr == "" || c.downs.Load() == 0 {
+		return
+	}
+	c.mu.Lock()
+	delete(c.mu.downUntil, addr)
+	c.downs.Store(int64(len(c.mu.downUntil)))
+	c.mu.Unlock()
+}
 
 // clone returns a copy of a, for one share of a call sent in parallel.
 func (a avoidance) clone() avoidance { return maps.Clone(a) }
@@ -302,6 +346,7 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid avoida
 	}
 	if err == nil {
 		c.learn(learned)
+		c.seqAnswered(addr)
 		return false, nil
 	}
 	if ctx.Err() != nil {
@@ -309,6 +354,7 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid avoida
 	}
 	if r := migv1.RedirectRouting(err); r != nil {
 		c.learn(r)
+		c.seqAnswered(addr)
 		avoid.forgive()
 		return true, err
 	}
@@ -322,8 +368,10 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid avoida
 		switch {
 		case failover && answered:
 			avoid[addr] = busy
+			c.seqAnswered(addr)
 		case failover:
 			avoid[addr] = down
+			c.seqDown(addr)
 		}
 		return failover, err
 	}

@@ -24,7 +24,8 @@ type fakeSeq struct {
 	table            *route.Table
 	calls            atomic.Int64
 	next             atomic.Uint64
-	busy             atomic.Int64 // answers unavailable this many more times
+	busy             atomic.Int64  // answers unavailable this many more times
+	hang             time.Duration // NextSeq answers only after this long
 }
 
 // serveSeq serves svc on loopback until the test ends, and returns its
@@ -42,6 +43,7 @@ func (f *fakeSeq) refuse() error {
 
 func (f *fakeSeq) NextSeq(context.Context, *migv1.NextSeqRequest) (*migv1.NextSeqResponse, error) {
 	f.calls.Add(1)
+	time.Sleep(f.hang)
 	if !f.owner {
 		return nil, f.refuse()
 	}
@@ -174,5 +176,43 @@ func TestNextSeqsBackToBusyOwner(t *testing.T) {
 	seqs, err := c.NextSeqs(t.Context(), []uint64{1, 5})
 	if err != nil || len(seqs) != 2 {
 		t.Fatalf("NextSeqs: %v, %v (owner asked %d times, the other node %d)", seqs, err, owner.calls.Load(), other.calls.Load())
+	}
+}
+
+// TestDeadOwnerSkippedAcrossCalls: an owner that did not answer within
+// the attempt's timeout is skipped by the calls that follow for a while
+// (they ask the other nodes, which may know a newer table), not paid for
+// again by every call; after that while one call tries it again.
+func TestDeadOwnerSkippedAcrossCalls(t *testing.T) {
+	t.Parallel()
+	table := &route.Table{Version: 3, SectionSize: 10, GroupSize: 2, Groups: 4}
+	dead, other := &fakeSeq{owner: true, table: table, hang: 300 * time.Millisecond}, &fakeSeq{table: table}
+	otherAddr := serveSeq(t, other)
+	table.Routes = []route.Route{
+		{First: 0, Last: 1, Node: "dead", Address: serveSeq(t, dead)},
+		{First: 2, Last: 3, Node: "other", Address: otherAddr},
+	}
+	c, err := migclient.New([]string{otherAddr}, migclient.WithTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
+		defer cancel()
+		_, _ = c.NextSeq(ctx, 1) // fails: only the dead node serves uid 1
+	}
+	call() // learns the table from other's redirect, then times out at dead
+	if n := dead.calls.Load(); n != 1 {
+		t.Fatalf("first call: %d attempts at the dead owner, want 1", n)
+	}
+	call()
+	call()
+	if n := dead.calls.Load(); n != 1 {
+		t.Errorf("calls right after: %d attempts at the dead owner in all, want still 1", n)
+	}
+	time.Sleep(1100 * time.Millisecond) // past retryDown
+	call()
+	if n := dead.calls.Load(); n != 2 {
+		t.Errorf("a call after retryDown: %d attempts at the dead owner in all, want 2 (one probe)", n)
 	}
 }
