@@ -113,7 +113,7 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 		}
 	}
 	for _, dc := range d.dcs {
-		c, err := l.dcClient(dc)
+		c, err := l.dcClient(dc, attemptTimeout)
 		if err != nil {
 			l.stop()
 			return nil, err
@@ -125,7 +125,10 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 	if seq {
 		for _, dc := range d.dcs {
 			for k := range seqClientsPerDC {
-				c, err := l.dcClient(dc)
+				// The Go client's default attempt timeout: above the
+				// server's wait for a group that activates, so that a
+				// new owner answers before the client gives up on it.
+				c, err := l.dcClient(dc, migclient.DefaultTimeout)
 				if err != nil {
 					l.stop()
 					return nil, err
@@ -161,8 +164,9 @@ func (l *loader) openWindow() []*tracker {
 }
 
 // dcClient returns a migclient.Client of datacenter dc: its own servers,
-// then the others' (WithRemote), the others through the links.
-func (l *loader) dcClient(dc *datacenter) (*migclient.Client, error) {
+// then the others' (WithRemote), the others through the links; each
+// attempt bounded by timeout.
+func (l *loader) dcClient(dc *datacenter, timeout time.Duration) (*migclient.Client, error) {
 	urls := func(dc *datacenter) []string {
 		var u []string
 		for _, s := range dc.slots {
@@ -170,7 +174,7 @@ func (l *loader) dcClient(dc *datacenter) (*migclient.Client, error) {
 		}
 		return u
 	}
-	opts := []migclient.Option{migclient.WithTimeout(attemptTimeout), migclient.WithHTTPClient(l.dcHTTP[dc.index])}
+	opts := []migclient.Option{migclient.WithTimeout(timeout), migclient.WithHTTPClient(l.dcHTTP[dc.index])}
 	for j := 1; j < datacenters; j++ {
 		o := l.d.dcs[(dc.index+j)%datacenters]
 		opts = append(opts, migclient.WithRemote(o.name, urls(o)...))
