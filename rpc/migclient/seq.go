@@ -87,7 +87,7 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 		pending[i] = i
 	}
 	var lastErr error
-	avoid := c.seqAvoidance()
+	avoid := avoidance{}
 	wait := 0 // rounds since the table last changed
 	for round := 0; len(pending) > 0; round++ {
 		if round == seqAttempts {
@@ -101,7 +101,7 @@ func (c *Client) NextSeqs(ctx context.Context, uids []uint64) ([]uint64, error) 
 		r := c.routing.Load()
 		shares := map[string][]int{}
 		for _, i := range pending {
-			addr := pick(r, uids[i], avoid)
+			addr := c.pick(r, uids[i], avoid)
 			shares[addr] = append(shares[addr], i)
 		}
 		// The shares go out together: a batch over nodes of several
@@ -185,7 +185,7 @@ func (c *Client) nextShare(ctx context.Context, uids []uint64, res *shareResult)
 // unavailable owner, at most seqAttempts rounds.
 func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) error {
 	var err error
-	avoid := c.seqAvoidance()
+	avoid := avoidance{}
 	wait := 0 // rounds since the table last changed
 	for range seqAttempts {
 		if wait > 0 {
@@ -195,7 +195,7 @@ func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt
 		}
 		r := c.routing.Load()
 		var again bool
-		again, err = c.seqRound(ctx, method, pick(r, uid, avoid), avoid, attempt)
+		again, err = c.seqRound(ctx, method, c.pick(r, uid, avoid), avoid, attempt)
 		if !again {
 			return err
 		}
@@ -234,28 +234,42 @@ const (
 	busy
 )
 
-// seqAvoidance returns the avoidance a sequence call starts with: the
-// nodes that did not answer a call in the last retryDown, but for one
-// call in each retryDown, which tries the node again. Without it every
-// call would first pay an attempt's timeout at a dead owner its table
-// still names (a datacenter lost: until the client learns the table
-// that moved the node's groups, every call starts there).
-func (c *Client) seqAvoidance() avoidance {
-	a := avoidance{}
+// seqUsable reports whether a call may send to the node at addr: it
+// answered the last call that tried it, or it did not, more than
+// retryDown ago, and this call is the one that tries it again (the others
+// skip it for another retryDown). Without it every call would first pay
+// an attempt's timeout at a dead owner its table still names (a
+// datacenter lost: until the client learns the table that moved the
+// node's groups, every call starts there).
+func (c *Client) seqUsable(addr string) bool {
 	if c.downs.Load() == 0 {
-		return a
+		return true
 	}
 	now := c.src.Mono()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for addr, until := range c.mu.downUntil {
-		if now < until {
-			a[addr] = down
-		} else {
-			c.mu.downUntil[addr] = now + retryDown // this call probes it
-		}
+	until, ok := c.mu.downUntil[addr]
+	if !ok {
+		return true
 	}
-	return a
+	if now < until {
+		return false
+	}
+	c.mu.downUntil[addr] = now + retryDown // this call tries it
+	return true
+}
+
+// seqIsDown reports whether the node at addr did not answer a call of
+// the last retryDown.
+func (c *Client) seqIsDown(addr string) bool {
+	if c.downs.Load() == 0 {
+		return false
+	}
+	now := c.src.Mono()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.mu.downUntil[addr]
+	return ok && now < until
 }
 
 // seqDown records that the node at addr did not answer.
@@ -302,17 +316,19 @@ func (a avoidance) forgive() {
 }
 
 // pick returns the address to send uid to: its owner by r, unless the
-// owner failed during this call; then any other node r names (it answers
-// or redirects to the current owner); "" for the configured endpoints.
-func pick(r *route.Table, uid uint64, avoid avoidance) string {
+// owner failed during this call, or did not answer a call of the last
+// retryDown (then one call that wants it tries it again); else any other
+// node r names (it answers or redirects to the current owner); "" for the
+// configured endpoints.
+func (c *Client) pick(r *route.Table, uid uint64, avoid avoidance) string {
 	if r == nil {
 		return ""
 	}
-	if o, ok := r.Lookup(uid); ok && o.Address != "" && avoid[o.Address] == 0 {
+	if o, ok := r.Lookup(uid); ok && o.Address != "" && avoid[o.Address] == 0 && c.seqUsable(o.Address) {
 		return o.Address
 	}
 	for _, rt := range r.Routes {
-		if rt.Address != "" && avoid[rt.Address] == 0 {
+		if rt.Address != "" && avoid[rt.Address] == 0 && !c.seqIsDown(rt.Address) {
 			return rt.Address
 		}
 	}

@@ -187,10 +187,12 @@ func TestDeadOwnerSkippedAcrossCalls(t *testing.T) {
 	t.Parallel()
 	table := &route.Table{Version: 3, SectionSize: 10, GroupSize: 2, Groups: 4}
 	dead, other := &fakeSeq{owner: true, table: table, hang: 300 * time.Millisecond}, &fakeSeq{table: table}
+	live := &fakeSeq{owner: true, table: table}
 	otherAddr := serveSeq(t, other)
 	table.Routes = []route.Route{
 		{First: 0, Last: 1, Node: "dead", Address: serveSeq(t, dead)},
-		{First: 2, Last: 3, Node: "other", Address: otherAddr},
+		{First: 2, Last: 2, Node: "other", Address: otherAddr},
+		{First: 3, Last: 3, Node: "live", Address: serveSeq(t, live)},
 	}
 	c, err := migclient.New([]string{otherAddr}, migclient.WithTimeout(100*time.Millisecond))
 	if err != nil {
@@ -211,6 +213,10 @@ func TestDeadOwnerSkippedAcrossCalls(t *testing.T) {
 		t.Errorf("calls right after: %d attempts at the dead owner in all, want still 1", n)
 	}
 	time.Sleep(1100 * time.Millisecond) // past retryDown
+	// A call for another node's uid does not use up the try.
+	if _, err := c.NextSeq(t.Context(), 65); err != nil { // group 3: live
+		t.Fatal(err)
+	}
 	call()
 	if n := dead.calls.Load(); n != 2 {
 		t.Errorf("a call after retryDown: %d attempts at the dead owner in all, want 2 (one probe)", n)
