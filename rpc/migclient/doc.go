@@ -81,8 +81,11 @@
 // move), the call asks another node the table names, which answers or
 // redirects with a newer table; a round that learned a newer table is
 // followed at once, others after a little wait (50 ms, doubled each
-// time), five rounds at most. A batch's shares for several nodes go out
-// together. Repeating a sequence call is
+// time), five rounds at most. A node that did not answer is skipped by
+// the calls of the next second too (one call that wants it tries it
+// again), so that a lost owner costs one attempt's timeout, not one a
+// call. A batch's shares for several nodes go out together. Repeating a
+// sequence call is
 // safe: a value whose answer was lost is skipped, and the repeat's is
 // above it.
 //
