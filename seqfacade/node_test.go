@@ -161,16 +161,7 @@ func TestSameNameWaits(t *testing.T) {
 // after registering, when no earlier owner released the groups: a call
 // meanwhile waits (here past its context) and says it is activating.
 func TestActivationDelay(t *testing.T) {
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints()...)
-	src := clock.NewReal()
-	cfg := fastConfig("a")
-	cfg.ActivationDelay, cfg.Margin = 900*time.Millisecond, 150*time.Millisecond
-	begin := src.Mono()
-	n, err := start(t, cli, cfg, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, cfg, src, begin := activatingNode(t)
 	waitFor(t, "the node to say it is activating", 5*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 		defer cancel()
@@ -189,11 +180,11 @@ func TestActivationDelay(t *testing.T) {
 	}
 }
 
-// TestBatchWaitsForActivation: a NextBatch for groups still activating
-// waits for them, as Next does, and answers once they serve (it used to
-// answer unavailable at once, so that batches failed for the whole delay
-// while single calls were held and answered).
-func TestBatchWaitsForActivation(t *testing.T) {
+// activatingNode starts a node with a 900 ms activation delay and no
+// earlier owner; it returns the node, its configuration, its clock and
+// the time it was started at.
+func activatingNode(t *testing.T) (*seqfacade.Node, seqfacade.Config, clock.Source, time.Duration) {
+	t.Helper()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints()...)
 	src := clock.NewReal()
@@ -204,6 +195,15 @@ func TestBatchWaitsForActivation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n, cfg, src, begin
+}
+
+// TestBatchWaitsForActivation: a NextBatch for groups still activating
+// waits for them, as Next does, and answers once they serve (it used to
+// answer unavailable at once, so that batches failed for the whole delay
+// while single calls were held and answered).
+func TestBatchWaitsForActivation(t *testing.T) {
+	n, cfg, src, begin := activatingNode(t)
 	waitFor(t, "a routing table", 5*time.Second, func() bool { return n.Routing().Version > 0 })
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
