@@ -8,7 +8,8 @@ import (
 
 // NextBatch hands out the next sequence of every uid in uids, in order:
 // all of them, or none and an error. A group message advances every
-// member's sequence this way.
+// member's sequence this way. Groups still activating are waited for,
+// within ctx, as Next waits.
 //
 // Input is checked before anything is consumed: more than
 // Config.MaxBatch uids is ErrBatchTooLarge, an invalid uid

@@ -141,10 +141,7 @@ func connectEtcd(ctx context.Context, c etcdConfig, log *slog.Logger, logOut io.
 	conn.cli = cli
 	// gRPC's keepalive notices a silent member only after 10 s or more;
 	// the prober keeps calls off it within a second.
-	if conn.probe, err = etcdprobe.Start(cli, cfg, clock.NewReal(), log, 0, 0); err != nil {
-		conn.close()
-		return nil, err
-	}
+	conn.probe = etcdprobe.Start(cli, cfg, clock.NewReal(), log, 0, 0)
 	return conn, nil
 }
 

@@ -5,10 +5,10 @@
 // round robin, and learns that a member went silent (cut off by a
 // partition, its host frozen: no reset, no refusal) only when gRPC's
 // keepalive gives up on the connection: 10 s or more, the least gRPC
-// allows. Until then a share of every kind of call (reads, writes,
-// watches, lease renewals) waits out its timeout on that member. Across
-// datacenters that is the member of a datacenter cut off from the others,
-// and the calls are the ones that move its groups elsewhere.
+// allows. Until then a share of the unary calls (reads, writes, lease
+// renewals) waits out its timeout on that member. Across datacenters that
+// is the member of a datacenter cut off from the others, and the calls
+// are the ones that move its groups elsewhere.
 //
 // A [Prober] reads from each endpoint, on a client of its own, every
 // interval (a linearizable read, as etcd's own health check does: only a
@@ -16,12 +16,16 @@
 // the endpoints that answered within the timeout; all of them when none
 // did (the client then fails as it would have). An endpoint left out is
 // asked again every interval and put back once it answers.
+//
+// Streams already open on a member left out (watches) stay on it until
+// gRPC's keepalive closes the connection: the client's new calls avoid
+// the member, its old streams do not. Whatever relies on a watch must
+// not rely on it alone (a sequence node's confirmations do not).
 package etcdprobe
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -41,8 +45,9 @@ type Prober struct {
 	cli       *clientv3.Client
 	src       clock.Source
 	log       *slog.Logger
+	cfg       clientv3.Config    // cli's, for the probing clients
 	endpoints []string           // all of them, as configured
-	probes    []*clientv3.Client // one an endpoint, by index
+	probes    []*clientv3.Client // one an endpoint, by index, made by probe
 	every     time.Duration
 	timeout   time.Duration
 
@@ -58,12 +63,12 @@ type Prober struct {
 // Start probes the endpoints of cli, made from cfg, every interval
 // (DefaultInterval if 0), each probe bounded by timeout (the interval if
 // 0), until Stop. A client of one endpoint has nothing to choose from:
-// Start returns nil then, and a nil Prober's methods do nothing. It fails
-// only if a probing client cannot be made from cfg.
-func Start(cli *clientv3.Client, cfg clientv3.Config, src clock.Source, log *slog.Logger, interval, timeout time.Duration) (*Prober, error) {
+// Start returns nil then, and a nil Prober's methods do nothing. It does
+// not wait for any endpoint.
+func Start(cli *clientv3.Client, cfg clientv3.Config, src clock.Source, log *slog.Logger, interval, timeout time.Duration) *Prober {
 	eps := slices.Clone(cli.Endpoints())
 	if len(eps) < 2 {
-		return nil, nil
+		return nil
 	}
 	if interval <= 0 {
 		interval = DefaultInterval
@@ -71,28 +76,40 @@ func Start(cli *clientv3.Client, cfg clientv3.Config, src clock.Source, log *slo
 	if timeout <= 0 {
 		timeout = interval
 	}
-	p := &Prober{cli: cli, src: src, log: log, endpoints: eps, every: interval, timeout: timeout, done: make(chan struct{})}
-	for _, ep := range eps {
-		c := cfg
-		// No blocking dial: a silent endpoint would hold the round up.
-		c.Endpoints, c.DialTimeout = []string{ep}, 0
-		pc, err := clientv3.New(c)
-		if err != nil {
-			p.closeProbes()
-			return nil, fmt.Errorf("etcd client probing %s: %w", ep, err)
-		}
-		p.probes = append(p.probes, pc)
-	}
+	p := &Prober{cli: cli, cfg: cfg, src: src, log: log, endpoints: eps, every: interval, timeout: timeout, done: make(chan struct{})}
+	p.probes = make([]*clientv3.Client, len(eps))
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.mu.using = eps
 	go p.run(ctx)
-	return p, nil
+	return p
+}
+
+// probe returns the client that probes endpoint i, made on first use (in
+// the prober's goroutine: with a user, making it waits for a token from
+// the endpoint, which a silent member never gives), or nil if it cannot
+// be made now.
+func (p *Prober) probe(ctx context.Context, i int) *clientv3.Client {
+	if p.probes[i] != nil {
+		return p.probes[i]
+	}
+	c := p.cfg
+	// The wait for a connection and a token bounded by the probe's
+	// timeout, and by Stop.
+	c.Endpoints, c.DialTimeout, c.Context = []string{p.endpoints[i]}, p.timeout, ctx
+	pc, err := clientv3.New(c)
+	if err != nil {
+		return nil
+	}
+	p.probes[i] = pc
+	return pc
 }
 
 func (p *Prober) closeProbes() {
 	for _, pc := range p.probes {
-		_ = pc.Close()
+		if pc != nil {
+			_ = pc.Close()
+		}
 	}
 }
 
@@ -134,9 +151,13 @@ func (p *Prober) round(ctx context.Context) {
 	var wg sync.WaitGroup
 	for i := range p.endpoints {
 		wg.Go(func() {
+			pc := p.probe(ctx, i)
+			if pc == nil {
+				return
+			}
 			cctx, cancel := context.WithTimeout(ctx, p.timeout)
 			defer cancel()
-			_, err := p.probes[i].Get(cctx, "health")
+			_, err := pc.Get(cctx, "health")
 			// Refused for want of permission: answered all the same.
 			ok[i] = err == nil || errors.Is(err, rpctypes.ErrPermissionDenied)
 		})

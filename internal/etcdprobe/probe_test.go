@@ -59,10 +59,7 @@ func TestSilentEndpointLeftOut(t *testing.T) {
 		t.Fatal("no read waited on the silent endpoint: the test shows nothing")
 	}
 
-	p, err := etcdprobe.Start(cli, cfg, src, slog.New(slog.NewTextHandler(io.Discard, nil)), 100*time.Millisecond, 200*time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := etcdprobe.Start(cli, cfg, src, slog.New(slog.NewTextHandler(io.Discard, nil)), 100*time.Millisecond, 200*time.Millisecond)
 	defer p.Stop()
 	waitFor(t, "the silent endpoint left out", func() bool { return slices.Equal(p.Using(), eps[:1]) })
 	if n := timeouts(); n != 0 {
@@ -80,11 +77,54 @@ func TestOneEndpointNoProber(t *testing.T) {
 	t.Parallel()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints()...)
-	p, err := etcdprobe.Start(cli, clientv3.Config{Endpoints: srv.Endpoints()}, clock.NewReal(), slog.Default(), 0, 0)
-	if err != nil || p != nil {
-		t.Fatalf("Start with one endpoint: %v, %v", p, err)
+	p := etcdprobe.Start(cli, clientv3.Config{Endpoints: srv.Endpoints()}, clock.NewReal(), slog.Default(), 0, 0)
+	if p != nil {
+		t.Fatalf("Start with one endpoint: %v, want nil", p)
 	}
 	p.Stop() // a nil Prober does nothing
+}
+
+// TestSilentEndpointWithUser: with a user configured, a client waits for
+// a token from its endpoint when it is made, which a silent member never
+// gives: Start must not wait for it, nor Stop hang, and the endpoint that
+// answers is probed all the same.
+func TestSilentEndpointWithUser(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	target := strings.TrimPrefix(srv.Endpoints()[0], "http://")
+	var eps []string
+	for k := range 2 {
+		p, err := faultproxy.New(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		if k == 1 {
+			p.Cut()
+		}
+		eps = append(eps, "http://"+p.Addr())
+	}
+	cli := etcdtest.Client(t, eps[0])
+	cli.SetEndpoints(eps...)
+	cfg := clientv3.Config{Endpoints: eps, Username: "mig", Password: "secret"}
+	done := make(chan *etcdprobe.Prober)
+	go func() {
+		done <- etcdprobe.Start(cli, cfg, clock.NewReal(), slog.New(slog.NewTextHandler(io.Discard, nil)), 100*time.Millisecond, 200*time.Millisecond)
+	}()
+	var p *etcdprobe.Prober
+	select {
+	case p = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start waited on the silent endpoint")
+	}
+	waitFor(t, "the silent endpoint left out", func() bool { return slices.Equal(p.Using(), eps[:1]) })
+	stopped := make(chan struct{})
+	go func() { p.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop hung")
+	}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

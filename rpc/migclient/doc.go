@@ -82,10 +82,10 @@
 // redirects with a newer table; a round that learned a newer table is
 // followed at once, others after a little wait (50 ms, doubled each
 // time), five rounds at most. A node that did not answer is skipped by
-// the calls of the next second too (one call that wants it tries it
-// again), so that a lost owner costs one attempt's timeout, not one a
-// call. A batch's shares for several nodes go out together. Repeating a
-// sequence call is
+// the calls of the next quarter second too (then one call that wants it
+// tries it again), so that a lost owner costs an attempt's timeout now
+// and then, not one a call. A batch's shares for several nodes go out
+// together. Repeating a sequence call is
 // safe: a value whose answer was lost is skipped, and the repeat's is
 // above it.
 //

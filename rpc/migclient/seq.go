@@ -234,10 +234,18 @@ const (
 	busy
 )
 
+// seqRetryDown is how long calls skip a sequence node that did not
+// answer, but for one call that tries it again (seqUsable): short, since
+// a node that missed one attempt may well answer the next (a redirect
+// back to it from a node with the same table is no news), and long
+// enough that a dead owner costs one attempt's timeout now and then, not
+// one a call.
+const seqRetryDown = 250 * time.Millisecond
+
 // seqUsable reports whether a call may send to the node at addr: it
 // answered the last call that tried it, or it did not, more than
-// retryDown ago, and this call is the one that tries it again (the others
-// skip it for another retryDown). Without it every call would first pay
+// seqRetryDown ago, and this call is the one that tries it again (the
+// others skip it for another seqRetryDown). Without it every call would first pay
 // an attempt's timeout at a dead owner its table still names (a
 // datacenter lost: until the client learns the table that moved the
 // node's groups, every call starts there).
@@ -255,12 +263,12 @@ func (c *Client) seqUsable(addr string) bool {
 	if now < until {
 		return false
 	}
-	c.mu.downUntil[addr] = now + retryDown // this call tries it
+	c.mu.downUntil[addr] = now + seqRetryDown // this call tries it
 	return true
 }
 
 // seqIsDown reports whether the node at addr did not answer a call of
-// the last retryDown.
+// the last seqRetryDown.
 func (c *Client) seqIsDown(addr string) bool {
 	if c.downs.Load() == 0 {
 		return false
@@ -272,10 +280,31 @@ func (c *Client) seqIsDown(addr string) bool {
 	return ok && now < until
 }
 
+// forgetGone drops the nodes remembered as not answering that table t no
+// longer names (replaced, moved): they will not be asked again, and the
+// memory would only grow.
+func (c *Client) forgetGone(t *route.Table) {
+	if c.downs.Load() == 0 {
+		return
+	}
+	named := map[string]bool{}
+	for _, rt := range t.Routes {
+		named[rt.Address] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for addr := range c.mu.downUntil {
+		if !named[addr] {
+			delete(c.mu.downUntil, addr)
+		}
+	}
+	c.downs.Store(int64(len(c.mu.downUntil)))
+}
+
 // seqDown records that the node at addr did not answer.
 func (c *Client) seqDown(addr string) {
 	c.mu.Lock()
-	c.mu.downUntil[addr] = c.src.Mono() + retryDown
+	c.mu.downUntil[addr] = c.src.Mono() + seqRetryDown
 	c.downs.Store(int64(len(c.mu.downUntil)))
 	c.mu.Unlock()
 }
@@ -317,7 +346,7 @@ func (a avoidance) forgive() {
 
 // pick returns the address to send uid to: its owner by r, unless the
 // owner failed during this call, or did not answer a call of the last
-// retryDown (then one call that wants it tries it again); else any other
+// seqRetryDown (then one call that wants it tries it again); else any other
 // node r names (it answers or redirects to the current owner); "" for the
 // configured endpoints.
 func (c *Client) pick(r *route.Table, uid uint64, avoid avoidance) string {
@@ -412,6 +441,7 @@ func (c *Client) learn(p *migv1.Routing) {
 			return
 		}
 		if c.routing.CompareAndSwap(old, r) {
+			c.forgetGone(r)
 			return
 		}
 	}

@@ -24,9 +24,12 @@ type fakeSeq struct {
 	table            *route.Table
 	calls            atomic.Int64
 	next             atomic.Uint64
-	busy             atomic.Int64  // answers unavailable this many more times
-	hang             time.Duration // NextSeq answers only after this long
+	busy             atomic.Int64 // answers unavailable this many more times
+	hangNs           atomic.Int64 // NextSeq answers only after this long
 }
+
+// hangFor makes NextSeq answer only after d.
+func (f *fakeSeq) hangFor(d time.Duration) { f.hangNs.Store(int64(d)) }
 
 // serveSeq serves svc on loopback until the test ends, and returns its
 // host:port.
@@ -43,7 +46,7 @@ func (f *fakeSeq) refuse() error {
 
 func (f *fakeSeq) NextSeq(context.Context, *migv1.NextSeqRequest) (*migv1.NextSeqResponse, error) {
 	f.calls.Add(1)
-	time.Sleep(f.hang)
+	time.Sleep(time.Duration(f.hangNs.Load()))
 	if !f.owner {
 		return nil, f.refuse()
 	}
@@ -186,7 +189,8 @@ func TestNextSeqsBackToBusyOwner(t *testing.T) {
 func TestDeadOwnerSkippedAcrossCalls(t *testing.T) {
 	t.Parallel()
 	table := &route.Table{Version: 3, SectionSize: 10, GroupSize: 2, Groups: 4}
-	dead, other := &fakeSeq{owner: true, table: table, hang: 300 * time.Millisecond}, &fakeSeq{table: table}
+	dead, other := &fakeSeq{owner: true, table: table}, &fakeSeq{table: table}
+	dead.hangFor(300 * time.Millisecond)
 	live := &fakeSeq{owner: true, table: table}
 	otherAddr := serveSeq(t, other)
 	table.Routes = []route.Route{
@@ -207,12 +211,13 @@ func TestDeadOwnerSkippedAcrossCalls(t *testing.T) {
 	if n := dead.calls.Load(); n != 1 {
 		t.Fatalf("first call: %d attempts at the dead owner, want 1", n)
 	}
-	call()
-	call()
+	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
+	_, _ = c.NextSeq(ctx, 1) // within seqRetryDown of the miss
+	cancel()
 	if n := dead.calls.Load(); n != 1 {
-		t.Errorf("calls right after: %d attempts at the dead owner in all, want still 1", n)
+		t.Errorf("a call right after: %d attempts at the dead owner in all, want still 1", n)
 	}
-	time.Sleep(1100 * time.Millisecond) // past retryDown
+	time.Sleep(300 * time.Millisecond) // past seqRetryDown
 	// A call for another node's uid does not use up the try.
 	if _, err := c.NextSeq(t.Context(), 65); err != nil { // group 3: live
 		t.Fatal(err)
@@ -220,5 +225,33 @@ func TestDeadOwnerSkippedAcrossCalls(t *testing.T) {
 	call()
 	if n := dead.calls.Load(); n != 2 {
 		t.Errorf("a call after retryDown: %d attempts at the dead owner in all, want 2 (one probe)", n)
+	}
+}
+
+// TestMissedOwnerRetriedSoon: an owner that missed one attempt and
+// answers again is asked again within the rounds of the next call (a
+// redirect back to it from a node with the same table is no news, so the
+// call waits out the short memory of the miss), not written off for a
+// second of failed calls.
+func TestMissedOwnerRetriedSoon(t *testing.T) {
+	t.Parallel()
+	table := &route.Table{Version: 3, SectionSize: 10, GroupSize: 2, Groups: 4}
+	owner, other := &fakeSeq{owner: true, table: table}, &fakeSeq{table: table}
+	owner.hangFor(300 * time.Millisecond)
+	otherAddr := serveSeq(t, other)
+	table.Routes = []route.Route{
+		{First: 0, Last: 1, Node: "owner", Address: serveSeq(t, owner)},
+		{First: 2, Last: 3, Node: "other", Address: otherAddr},
+	}
+	c, err := migclient.New([]string{otherAddr}, migclient.WithTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
+	_, _ = c.NextSeq(ctx, 1) // the owner misses its attempt
+	cancel()
+	owner.hangFor(0) // and answers from now on
+	if _, err := c.NextSeq(t.Context(), 1); err != nil {
+		t.Fatalf("NextSeq once the owner answers again: %v (owner asked %d times, the other node %d)", err, owner.calls.Load(), other.calls.Load())
 	}
 }
