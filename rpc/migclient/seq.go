@@ -245,39 +245,35 @@ const seqRetryDown = 250 * time.Millisecond
 // seqUsable reports whether a call may send to the node at addr: it
 // answered the last call that tried it, or it did not, more than
 // seqRetryDown ago, and this call is the one that tries it again (the
-// others skip it for another seqRetryDown). Without it every call would first pay
-// an attempt's timeout at a dead owner its table still names (a
+// others skip it for another seqRetryDown). Without it every call would
+// first pay an attempt's timeout at a dead owner its table still names (a
 // datacenter lost: until the client learns the table that moved the
 // node's groups, every call starts there).
-func (c *Client) seqUsable(addr string) bool {
-	if c.downs.Load() == 0 {
-		return true
-	}
-	now := c.src.Mono()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	until, ok := c.mu.downUntil[addr]
-	if !ok {
-		return true
-	}
-	if now < until {
-		return false
-	}
-	c.mu.downUntil[addr] = now + seqRetryDown // this call tries it
-	return true
-}
+func (c *Client) seqUsable(addr string) bool { return c.seqMayAsk(addr, true) }
 
 // seqIsDown reports whether the node at addr did not answer a call of
 // the last seqRetryDown.
-func (c *Client) seqIsDown(addr string) bool {
+func (c *Client) seqIsDown(addr string) bool { return !c.seqMayAsk(addr, false) }
+
+// seqMayAsk reports whether the node at addr is not remembered as down;
+// with try, one whose time is up is given to this call, and stays skipped
+// by the others for another seqRetryDown.
+func (c *Client) seqMayAsk(addr string, try bool) bool {
 	if c.downs.Load() == 0 {
-		return false
+		return true
 	}
 	now := c.src.Mono()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	until, ok := c.mu.downUntil[addr]
-	return ok && now < until
+	switch {
+	case !ok:
+	case now < until:
+		return false
+	case try:
+		c.mu.downUntil[addr] = now + seqRetryDown // this call tries it
+	}
+	return true
 }
 
 // forgetGone drops the nodes remembered as not answering that table t no
