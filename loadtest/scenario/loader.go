@@ -228,15 +228,11 @@ func (o *outage) report(t *tally, who string, end time.Duration) {
 // migclient.Client it comes back to its slot at the next request, so
 // that every server, a restarted one included, is asked all the time.
 func (l *loader) pinnedIDs(ctx context.Context, client int, who string, dc int, pinned []*migclient.Client, pref int) {
-	o := newOutage(l.clk.Mono())
-	defer func() {
-		o.report(&l.ids, who, l.clk.Mono())
-		l.idDC[dc].outage(who, o.longest, o.end)
-	}()
+	o, report := l.idOutage(dc, who)
+	defer report()
 	next := l.clk.Mono()
 	for l.pace(ctx, &next) {
-		l.ids.attempted.Add(1)
-		l.idDC[dc].attempted.Add(1)
+		l.idAttempted(dc)
 		sent := l.clk.Mono()
 		var err error
 		for i := range l.slots {
@@ -275,19 +271,32 @@ func (l *loader) pinnedIDs(ctx context.Context, client int, who string, dc int, 
 	}
 }
 
+// idOutage starts following the waits of an ID load client of datacenter
+// dc; report, when the client stops, adds them to the ID figures and the
+// datacenter's under who.
+func (l *loader) idOutage(dc int, who string) (o *outage, report func()) {
+	o = newOutage(l.clk.Mono())
+	return o, func() {
+		o.report(&l.ids, who, l.clk.Mono())
+		l.idDC[dc].outage(who, o.longest, o.end)
+	}
+}
+
+// idAttempted counts a request of an ID load client of datacenter dc.
+func (l *loader) idAttempted(dc int) {
+	l.ids.attempted.Add(1)
+	l.idDC[dc].attempted.Add(1)
+}
+
 // stickyIDs is a load client of datacenter dc on migclient.Client's own
 // failover: it stays with the server that last answered, as applications
 // do, and goes to another datacenter only when its own fails.
 func (l *loader) stickyIDs(ctx context.Context, client int, who string, dc int, c *migclient.Client) {
-	o := newOutage(l.clk.Mono())
-	defer func() {
-		o.report(&l.ids, who, l.clk.Mono())
-		l.idDC[dc].outage(who, o.longest, o.end)
-	}()
+	o, report := l.idOutage(dc, who)
+	defer report()
 	next := l.clk.Mono()
 	for l.pace(ctx, &next) {
-		l.ids.attempted.Add(1)
-		l.idDC[dc].attempted.Add(1)
+		l.idAttempted(dc)
 		l.ids.attempts.Add(1)
 		call := l.clk.Mono()
 		ids, origin, err := c.NextIDs(ctx, idBatch)

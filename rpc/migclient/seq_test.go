@@ -44,9 +44,9 @@ func (f *fakeSeq) refuse() error {
 		WithMeta(migv1.MetaRouting, migv1.RoutingMeta(*f.table))
 }
 
-func (f *fakeSeq) NextSeq(context.Context, *migv1.NextSeqRequest) (*migv1.NextSeqResponse, error) {
+func (f *fakeSeq) NextSeq(ctx context.Context, _ *migv1.NextSeqRequest) (*migv1.NextSeqResponse, error) {
 	f.calls.Add(1)
-	time.Sleep(time.Duration(f.hangNs.Load()))
+	_ = clock.Sleep(ctx, clock.NewReal(), time.Duration(f.hangNs.Load()))
 	if !f.owner {
 		return nil, f.refuse()
 	}
@@ -119,8 +119,9 @@ type barrierSeq struct {
 
 func (b *barrierSeq) NextSeqs(ctx context.Context, req *migv1.NextSeqsRequest) (*migv1.NextSeqsResponse, error) {
 	b.arrived.Add(1)
-	for end := time.Now().Add(time.Second); b.arrived.Load() < b.all; time.Sleep(time.Millisecond) {
-		if time.Now().After(end) {
+	src := clock.NewReal()
+	for end := src.Mono() + time.Second; b.arrived.Load() < b.all; <-src.After(time.Millisecond) {
+		if src.Mono() > end {
 			return nil, twirp.NewError(twirp.Internal, "the other share never came: shares sent one after the other")
 		}
 	}
@@ -185,7 +186,9 @@ func TestNextSeqsBackToBusyOwner(t *testing.T) {
 // TestDeadOwnerSkippedAcrossCalls: an owner that did not answer within
 // the attempt's timeout is skipped by the calls that follow for a while
 // (they ask the other nodes, which may know a newer table), not paid for
-// again by every call; after that while one call tries it again.
+// again by every call; after that while, one call that wants it tries it
+// again (a call for another node's uid does not use up the try). The
+// client's clock is a manual one: the while passes when the test says.
 func TestDeadOwnerSkippedAcrossCalls(t *testing.T) {
 	t.Parallel()
 	table := &route.Table{Version: 3, SectionSize: 10, GroupSize: 2, Groups: 4}
@@ -202,29 +205,31 @@ func TestDeadOwnerSkippedAcrossCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	src := clock.NewManual(t0)
+	migclient.SetClock(c, src)
 	call := func() {
-		ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
+		// Fails: only the dead node serves uid 1, and the call's
+		// backoff waits on the stopped clock until ctx ends.
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 		defer cancel()
-		_, _ = c.NextSeq(ctx, 1) // fails: only the dead node serves uid 1
+		_, _ = c.NextSeq(ctx, 1)
 	}
 	call() // learns the table from other's redirect, then times out at dead
 	if n := dead.calls.Load(); n != 1 {
 		t.Fatalf("first call: %d attempts at the dead owner, want 1", n)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
-	_, _ = c.NextSeq(ctx, 1) // within seqRetryDown of the miss
-	cancel()
+	call()
+	call()
 	if n := dead.calls.Load(); n != 1 {
-		t.Errorf("a call right after: %d attempts at the dead owner in all, want still 1", n)
+		t.Errorf("calls right after: %d attempts at the dead owner in all, want still 1", n)
 	}
-	time.Sleep(300 * time.Millisecond) // past seqRetryDown
-	// A call for another node's uid does not use up the try.
+	src.Advance(time.Second)                              // past the while
 	if _, err := c.NextSeq(t.Context(), 65); err != nil { // group 3: live
 		t.Fatal(err)
 	}
 	call()
 	if n := dead.calls.Load(); n != 2 {
-		t.Errorf("a call after retryDown: %d attempts at the dead owner in all, want 2 (one probe)", n)
+		t.Errorf("a call after the while: %d attempts at the dead owner in all, want 2 (one try)", n)
 	}
 }
 
