@@ -43,7 +43,7 @@ func defineScenarioFlags(fs *flag.FlagSet) *scenarioOptions {
 	fs.DurationVar(&o.duration, "scenario-duration", scenario.DefaultDuration, "how long a --scenario's fault lasts (a server dead, partitioned or skewed, a quorum lost)")
 	fs.StringVar(&o.mig, "scenario-mig", "", "the mig `binary` a --scenario's servers run, built with -tags faultinject\n(default: this binary)")
 	fs.StringVar(&o.dir, "scenario-dir", "", "keep a --scenario's etcd data and server logs in this `directory`\n(default: a temporary one, removed when the scenario passes)")
-	fs.BoolVar(&o.broken, "scenario-broken-fence", false, "run the servers with a deliberately broken self-fence (their monotonic clocks at 0.4):\nthe checker must catch it, and the command fail")
+	fs.BoolVar(&o.broken, "scenario-broken-fence", false, "run the servers with a deliberately broken self-fence (their monotonic clocks at 0.35):\nthe checker must catch it, and the command fail")
 	fs.BoolVar(&o.noSeq, "scenario-no-seq", false, "leave the sequence load out of a --scenario")
 	return o
 }
