@@ -134,6 +134,9 @@ type leader struct {
 	lastRound time.Duration         // the last full round (planned moves)
 	evidence  map[string]int        // rounds in a row each place was out of the load band
 	moved     map[int]time.Duration // when each group last moved
+	// vouchAt is the next moment a tenure the last table did not vouch
+	// for could be (quiet.go); 0: none pending.
+	vouchAt time.Duration
 }
 
 // round plans the next owners at now: a full round (homes, weights and
@@ -233,6 +236,9 @@ func (o *routed) lead(ctx context.Context, l *lease.Lease, arbRev int64) error {
 		default:
 			backoff, failing = minRetry, false
 			wait = max(ld.lastRound+o.cfg.RebalanceInterval-o.src.Mono(), 0)
+			if ld.vouchAt > 0 {
+				wait = min(wait, max(ld.vouchAt-o.src.Mono(), 0))
+			}
 		}
 		select {
 		case resp, ok := <-w.ch:
@@ -276,9 +282,11 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 		Then(clientv3.OpGet(o.keys.nodes, clientv3.WithPrefix()),
 			clientv3.OpGet(o.keys.routing),
 			clientv3.OpGet(o.keys.loads, clientv3.WithPrefix()),
-			clientv3.OpGet(o.keys.written)).
+			clientv3.OpGet(o.keys.written),
+			clientv3.OpGet(o.keys.confirms, clientv3.WithPrefix(), clientv3.WithKeysOnly())).
 		Commit()
 	cancel()
+	now := o.src.Mono() // after the answer: everything read committed before
 	if err != nil {
 		return cluster{}, fmt.Errorf("arbiter reading %s and %s: %w", o.keys.nodes, o.keys.routing, err)
 	}
@@ -304,6 +312,7 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 			return cluster{}, err
 		}
 		c.tbl, c.rev = t, t.rev
+		o.q.tableSeen(t.Version, now)
 		// HAZARD: a table no arbiter wrote (an old value written back by
 		// hand, or written before this key existed) may name as prev
 		// tenures whose releases, with their handoff state, were used
@@ -312,6 +321,11 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 		written := tr.Responses[3].GetResponseRange().Kvs
 		c.foreign = len(written) == 0 || string(written[0].Value) != strconv.FormatUint(t.Version, 10)
 	}
+	confirms := map[string]int64{}
+	for _, kv := range tr.Responses[4].GetResponseRange().Kvs {
+		confirms[strings.TrimPrefix(string(kv.Key), o.keys.confirms)] = kv.ModRevision
+	}
+	o.q.confirmsRead(confirms, c.read, now)
 	for _, kv := range tr.Responses[2].GetResponseRange().Kvs {
 		name := strings.TrimPrefix(string(kv.Key), o.keys.loads)
 		var r loadRecord
@@ -369,23 +383,26 @@ func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c clust
 	}
 	var t *table
 	changed := true
+	vouch := o.q.vouching(now)
 	if c.foreign {
 		// Every group begins a new tenure with no previous one: each owner,
 		// the same or not, waits its activation delay and reads its groups
 		// (rule 2), and no release counts. Versions stay above the table's.
-		t, _ = nextTable(nil, owners, members, o.lay, max(uint64(c.read), c.tbl.Version+1))
+		t, _ = nextTable(nil, owners, members, o.lay, max(uint64(c.read), c.tbl.Version+1), nil)
 		o.log.Warn("seq facade: the routing table is not the one an arbiter last wrote (written back by hand, or from before this version): every group begins a new tenure, and their owners wait their activation delay",
 			"node", o.cfg.NodeName, "key", o.keys.routing, "version", c.tbl.Version, "mark", o.keys.written)
 	} else {
-		t, changed = nextTable(c.tbl, owners, members, o.lay, uint64(c.read))
+		t, changed = nextTable(c.tbl, owners, members, o.lay, uint64(c.read), vouch.over)
 	}
+	ld.vouchAt = vouch.next
 	if !changed {
 		commit()
 		return nil
 	}
 	cctx, cancel := l.CallContext(ctx)
 	tr, err := o.cli.Txn(cctx).
-		If(o.fence(arbRev), clientv3.Compare(clientv3.ModRevision(o.keys.routing), "=", c.rev)).
+		If(append(vouch.cmps(func(node string) string { return o.keys.confirms + node }),
+			o.fence(arbRev), clientv3.Compare(clientv3.ModRevision(o.keys.routing), "=", c.rev))...).
 		Then(clientv3.OpPut(o.keys.routing, string(t.encode())), clientv3.OpPut(o.keys.written, strconv.FormatUint(t.Version, 10))).
 		Else(clientv3.OpGet(o.keys.arbiter)).
 		Commit()
@@ -399,8 +416,9 @@ func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c clust
 		if len(kvs) == 0 || kvs[0].CreateRevision != arbRev {
 			return errNotArbiter
 		}
-		return fmt.Errorf("arbiter writing %s version %d: the table changed meanwhile", o.keys.routing, t.Version)
+		return fmt.Errorf("arbiter writing %s version %d: the table changed meanwhile, or a node vouched for as silent confirmed", o.keys.routing, t.Version)
 	}
+	o.q.tableSeen(t.Version, o.src.Mono())
 	commit()
 	byReason := map[string]int{}
 	for _, m := range moves {

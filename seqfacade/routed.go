@@ -47,6 +47,7 @@ type routed struct {
 	lay  layout
 	keys routeKeys
 	st   *routeState
+	q    *quiet // when other nodes last confirmed, for the arbiter
 
 	// activate loads group g in the background; calls returns each loaded
 	// group's calls so far; handoff returns group g's state as this node
@@ -93,6 +94,8 @@ type routeKeys struct {
 	written  string // the version of the table an arbiter last wrote
 	arbiter  string // the arbiter's name, bound to its lease
 	released string // release markers, by group: a prefix
+	confirm  string // put by this node's every confirmation
+	confirms string // every node's confirm key: a prefix
 	load     string // this node's load report
 	loads    string // every load report: a prefix
 }
@@ -106,6 +109,8 @@ func newRouteKeys(cfg Config) routeKeys {
 		written:  p + "routing-written",
 		arbiter:  p + "arbiter",
 		released: p + "released/",
+		confirm:  p + "confirmed/" + cfg.NodeName,
+		confirms: p + "confirmed/",
 		load:     p + "load/" + cfg.NodeName,
 		loads:    p + "load/",
 	}
@@ -142,6 +147,7 @@ func newRouted(cfg Config, cli *clientv3.Client, src clock.Source) *routed {
 		lay:        lay,
 		keys:       keys,
 		st:         newRouteState(cfg, src, keys, lay.groups),
+		q:          newQuiet(cfg.ActivationDelay),
 		kick:       make(chan struct{}, 1),
 		confirmNow: make(chan struct{}, 1),
 		loopDone:   make(chan struct{}),
@@ -354,6 +360,7 @@ func (o *routed) serve(ctx context.Context, l *lease.Lease, reg int64, resumed b
 	}()
 	wg.Go(func() { o.watchRouting(sctx) })
 	wg.Go(func() { o.watchReleased(sctx) })
+	wg.Go(func() { o.watchConfirms(sctx) })
 	wg.Go(func() { o.arbitrate(sctx, l) })
 	wg.Go(func() { o.errands(sctx, l) })
 	if o.draining.Load() {
@@ -382,18 +389,21 @@ func (o *routed) serve(ctx context.Context, l *lease.Lease, reg int64, resumed b
 }
 
 // confirm reads the routing table, in a transaction that also checks the
-// registration, and lets routeState extend the node's right to serve the
-// groups the table gives it. While some group waits for a release
-// marker, it reads those too.
+// registration and puts the node's confirm key, and lets routeState
+// extend the node's right to serve the groups the table gives it. While
+// some group waits for a release marker, it reads those too.
 //
 // HAZARD: the read must be linearizable (etcd's default) and only its
-// send time counts: see routeState.confirm.
+// send time counts: see routeState.confirm. And no right without the put
+// in the same transaction: the arbiter takes a node whose confirm key has
+// not changed for the activation delay to have no right left (quiet.go).
 func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 	ops := []clientv3.Op{clientv3.OpGet(o.keys.routing)}
 	markers := o.st.waiting()
 	if markers {
 		ops = append(ops, clientv3.OpGet(o.keys.released, clientv3.WithPrefix()))
 	}
+	ops = append(ops, clientv3.OpPut(o.keys.confirm, strconv.FormatInt(reg, 10)))
 	cctx, cancel := l.CallContext(ctx)
 	type read struct {
 		sent time.Duration
@@ -432,6 +442,7 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 		}
 		return err
 	}
+	o.q.tableSeen(t.Version, now)
 	o.st.confirm(t, sent, now)
 	return nil
 }
@@ -446,6 +457,7 @@ func (o *routed) watchRouting(ctx context.Context) {
 		now := o.src.Mono()
 		for _, kv := range kvs {
 			if t, err := decodeTable(kv.Value, kv.ModRevision, o.lay); err == nil {
+				o.q.tableSeen(t.Version, now)
 				o.st.observe(t, now)
 			}
 		}
@@ -458,6 +470,19 @@ func (o *routed) watchRouting(ctx context.Context) {
 func (o *routed) watchReleased(ctx context.Context) {
 	o.watch(ctx, o.keys.released, true, func(kvs []*mvccpb.KeyValue) {
 		o.st.releasedSeen(o.parseReleased(kvs))
+	})
+}
+
+// watchConfirms tells quiet of every node's confirmations as soon as
+// they are put. Watched by every node, since the arbiter role may come to
+// any: a new arbiter then knows how long the nodes of a datacenter that
+// died with the old one have been silent.
+func (o *routed) watchConfirms(ctx context.Context) {
+	o.watch(ctx, o.keys.confirms, true, func(kvs []*mvccpb.KeyValue) {
+		now := o.src.Mono()
+		for _, kv := range kvs {
+			o.q.confirmSeen(strings.TrimPrefix(string(kv.Key), o.keys.confirms), kv.ModRevision, now)
+		}
 	})
 }
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/migsvc/mig/internal/etcdlocal"
 	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
 	"github.com/migsvc/mig/internal/lease"
@@ -26,7 +28,19 @@ import (
 // registers again and is given groups back, still without rollback.
 func TestRoutedOwnerCutNoRollback(t *testing.T) {
 	t.Parallel()
-	ownerCut(t, newCluster(t), 0)
+	ownerCut(t, newCluster(t), 0, false)
+}
+
+// TestRevokedWhileCutNoRollback: the same cut, and at once an operator
+// revokes the cut node's lease (etcdctl lease revoke): its registration
+// goes while it still serves from memory, and the arbiter moves its
+// groups at once. The new owners must not serve before the old owner's
+// right has run out: the arbiter vouches for the old tenures only an
+// activation delay after the old owner's last confirmation, not because
+// its lease is gone (a revocation and an expiry look the same in etcd).
+func TestRevokedWhileCutNoRollback(t *testing.T) {
+	t.Parallel()
+	ownerCut(t, newCluster(t), 0, true)
 }
 
 // TestGrantedTTLLongerThanAsked: the same cut on an etcd whose election
@@ -48,21 +62,36 @@ func TestGrantedTTLLongerThanAsked(t *testing.T) {
 	}
 	t.Cleanup(srv.Close)
 	c := newClusterOn(t, srv)
-	granted := ownerCut(t, c, 5*time.Second)
+	granted := ownerCut(t, c, 5*time.Second, false)
 	t.Logf("asked a 2s lease, granted %v", granted)
 }
 
 // ownerCut plays the owner cut on c; with minTTL, it checks etcd granted
 // the nodes' leases at least that long, and that the cut node's groups
-// moved no sooner. It returns the TTL granted.
-func ownerCut(t *testing.T, c *cluster, minTTL time.Duration) time.Duration {
+// moved no sooner; with revoke, it revokes the cut node's lease at once.
+// It returns the TTL granted.
+func ownerCut(t *testing.T, c *cluster, minTTL time.Duration, revoke bool) time.Duration {
 	names := []string{"a", "b", "c"}
 	for _, name := range names {
-		cfg := routedConfig(name)
-		cfg.Step = 100_000 // the old owner never needs etcd to go on
+		cfg := counting(routedConfig(name)) // no load moves: a's groups stay a's until the cut
+		cfg.Step = 100_000                  // the old owner never needs etcd to go on
 		c.add(cfg)
 	}
 	r := c.serving(30*time.Second, names...)
+	// The first table gives a every group, and balance rounds move them
+	// two at a time: the cut must find a with its share, and no move
+	// after it but the failover.
+	waitFor(t, "the groups balanced", 10*time.Second, func() bool {
+		r = c.routing()
+		n := 0
+		for g := range testGroups {
+			if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == "a" {
+				n++
+			}
+		}
+		return n <= (testGroups+len(names)-1)/len(names)
+	})
+	r = c.serving(10*time.Second, names...)
 	granted := c.node("a").n.Stats().LeaseTTL
 	if granted < minTTL {
 		t.Fatalf("lease granted %v, want at least %v", granted, minTTL)
@@ -125,6 +154,15 @@ func ownerCut(t *testing.T, c *cluster, minTTL time.Duration) time.Duration {
 	<-c.src.After(300 * time.Millisecond)
 	cut = c.src.Mono()
 	c.node("a").proxy.Cut()
+	if revoke {
+		resp, err := c.direct.Get(ctxT(t), "/mig/seq/nodes/a")
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("a's registration: %v %v", resp, err)
+		}
+		if _, err := c.direct.Revoke(ctxT(t), clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Until some other node serves one of a's groups, and a while after.
 	waitFor(t, "a's groups served elsewhere", 15*time.Second+minTTL, func() bool {
 		for _, call := range snapshot() {
@@ -171,7 +209,12 @@ func ownerCut(t *testing.T, c *cluster, minTTL time.Duration) time.Duration {
 	if servedAfterCut == 0 {
 		t.Fatal("a served nothing after the cut: the scenario did not happen")
 	}
-	if oldFence < 0 || newFirst < 0 || !(oldLast < newFirst) || !(oldFence < newFirst) {
+	// With the lease revoked, the new owners take the groups at once and
+	// calls to them wait (the single client with them) until they may
+	// serve: a is asked again only after that. The checker below is what
+	// shows that a's values and theirs never interleave.
+	fenced := revoke || oldFence < newFirst
+	if oldFence < 0 || newFirst < 0 || !(oldLast < newFirst) || !fenced {
 		t.Errorf("the old owner did not stop before the new one started: last old value answered at %v, first refusal at %v, first new value asked at %v",
 			oldLast, oldFence, newFirst)
 	}
@@ -267,6 +310,18 @@ func TestRoutedKillUnderLoad(t *testing.T) {
 	// something it should not (a rebalance round, a poll).
 	if worst > 2*bound {
 		t.Errorf("failover took %v, more than twice lease TTL + activation delay (%v)", worst, bound)
+	}
+	// The victim was silent for longer than the delay when its lease
+	// expired: the arbiter vouched for its tenures, and the new owners
+	// served them without waiting the delay.
+	var vouched uint64
+	for _, n := range names {
+		if n != victim {
+			vouched += c.node(n).n.Stats().Vouched
+		}
+	}
+	if vouched == 0 {
+		t.Errorf("no group was served before its activation delay on the arbiter's vouching")
 	}
 	rec.check()
 }

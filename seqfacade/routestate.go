@@ -28,7 +28,9 @@ import (
 // Rule 2: a group the node sees given to it (a tenure it did not hold) is
 // served only delay after that sighting (timed after the table arrived,
 // hence after it committed), or as soon as the node has read its previous
-// owner's release of exactly the tenure before (handoff).
+// owner's release of exactly the tenure before (handoff), or a table
+// whose arbiter vouched that tenure's right over (quiet.go: after a
+// crash).
 //
 // Rule 3: a node releases a tenure (writes the marker) only after it has
 // ended its claim on it, and only for a tenure whose activation condition
@@ -51,6 +53,9 @@ type routeState struct {
 	homeOnly string
 
 	routing atomic.Pointer[route.Table] // the newest table's, for Node.Routing
+	// vouched counts tenures activated before their delay on a table's
+	// vouching (quiet.go): crash failovers without the delay.
+	vouched atomic.Uint64
 	// changed is called, without the lock, after anything that may make a
 	// group activatable or a tenure releasable (never nil).
 	changed func()
@@ -83,6 +88,7 @@ type slot struct {
 	preloaded bool          // the node was told to load it
 	loaded    bool          // the node began a load in this tenure (takeHandoff)
 	repeated  bool          // a tenure this incarnation held before: no release counts
+	over      bool          // a table vouched prev's right over (quiet.go)
 }
 
 // release is a tenure this node activated and has ended, to record in
@@ -204,7 +210,7 @@ func (s *routeState) dropLocked(g int) {
 	}
 	// A tenure whose activation condition was met vouches for its
 	// predecessors even if this node never served it: release it too.
-	if sl.activated || s.src.Mono() >= sl.observed+s.delay || s.handedOffLocked(g, sl) {
+	if sl.activated || s.src.Mono() >= sl.observed+s.delay || s.prevEndedLocked(g, sl) {
 		s.mu.ended = append(s.mu.ended, release{group: g, t: tenure{Node: s.name, Reg: s.mu.reg, Since: sl.since}})
 	}
 	if sl.wait != nil {
@@ -315,6 +321,11 @@ func (s *routeState) applyLocked(t *table, now time.Duration, confirmed bool, un
 			}
 			s.mu.held[g] = max(s.mu.held[g], t.since[g])
 		}
+		if t.over[g] && t.prev[g] == sl.prev {
+			// The arbiter may vouch for a tenure in a later table than the
+			// one that began it.
+			sl.over = true
+		}
 		if sl.claim != nil {
 			sl.claim.setProof(s.proof(t.rev))
 		}
@@ -338,10 +349,14 @@ func (s *routeState) proof(rev int64) []clientv3.Cmp {
 	}
 }
 
-// handedOffLocked reports whether slot sl's previous tenure has been
-// released: its owner ended it after activating it.
-func (s *routeState) handedOffLocked(g int, sl *slot) bool {
-	return sl.prev.Node != "" && !sl.repeated && slices.ContainsFunc(s.mu.released[g], func(r released) bool { return r.t == sl.prev })
+// prevEndedLocked reports whether slot sl's previous tenure is known to
+// have ended: its owner released it (it ended it after activating it), or
+// a table vouched that its right to serve was over (quiet.go).
+//
+// HAZARD: never for a repeated tenure: the group has had owners since the
+// release or the vouching, which may serve yet.
+func (s *routeState) prevEndedLocked(g int, sl *slot) bool {
+	return sl.prev.Node != "" && !sl.repeated && (sl.over || slices.ContainsFunc(s.mu.released[g], func(r released) bool { return r.t == sl.prev }))
 }
 
 // takeHandoff returns the state group g's previous owner handed it off
@@ -429,7 +444,8 @@ func (s *routeState) claimFor(g int) (Claim, error) {
 			// channel until the condition holds again.
 			sl.wait = make(chan struct{})
 		}
-		if left > 0 && !s.handedOffLocked(g, sl) {
+		early := left > 0
+		if early && !s.prevEndedLocked(g, sl) {
 			return nil, &activatingError{group: g, left: left, wait: sl.wait}
 		}
 		if sl.until <= now {
@@ -437,6 +453,9 @@ func (s *routeState) claimFor(g int) (Claim, error) {
 		}
 		sl.claim = newRoutedClaim(s.src, g, sl.until, s.proof(t.rev))
 		sl.activated = true
+		if early && sl.over {
+			s.vouched.Add(1)
+		}
 		if sl.wait != nil {
 			close(sl.wait)
 			sl.wait = nil
@@ -464,7 +483,7 @@ func (s *routeState) activatable() (groups []int, next time.Duration) {
 			continue
 		}
 		at := sl.observed + s.delay
-		if (now >= at || s.handedOffLocked(g, sl)) && sl.until > now {
+		if (now >= at || s.prevEndedLocked(g, sl)) && sl.until > now {
 			sl.preloaded = true
 			groups = append(groups, g)
 			// Calls waiting for the group claim it themselves now, rather
@@ -507,7 +526,7 @@ func (s *routeState) waiting() bool {
 	now := s.src.Mono()
 	for g := range s.mu.slots {
 		sl := &s.mu.slots[g]
-		if sl.mine && sl.claim == nil && sl.prev.Node != "" && now < sl.observed+s.delay && !s.handedOffLocked(g, sl) {
+		if sl.mine && sl.claim == nil && sl.prev.Node != "" && now < sl.observed+s.delay && !s.prevEndedLocked(g, sl) {
 			return true
 		}
 	}
@@ -540,7 +559,7 @@ func (s *routeState) counts() (owned, activating int, left time.Duration) {
 			continue
 		}
 		owned++
-		if sl.claim == nil && now < sl.observed+s.delay && !s.handedOffLocked(g, sl) {
+		if sl.claim == nil && now < sl.observed+s.delay && !s.prevEndedLocked(g, sl) {
 			activating++
 			if l := sl.observed + s.delay - now; left == 0 || l < left {
 				left = l

@@ -64,7 +64,7 @@ func tableAt(version uint64, rev int64, owner0 string, since0 uint64, prev0 tenu
 		members[owner0] = member{Reg: edgeReg, Address: owner0 + ":1"}
 	}
 	return newTable(version, []string{owner0, "x", "x", "x"}, []uint64{since0, 1, 1, 1},
-		[]tenure{prev0, {}, {}, {}}, members, rev, lay)
+		[]tenure{prev0, {}, {}, {}}, nil, members, rev, lay)
 }
 
 // confirmNow is a confirmation sent and answered at once.
@@ -316,7 +316,7 @@ func TestNewIncarnation(t *testing.T) {
 		t.Fatalf("releases at the registration's end: %+v", rels)
 	}
 	lay := newLayout(edgeConfig("x", edgeDelay))
-	again := newTable(2, []string{"a", "x", "x", "x"}, []uint64{2, 1, 1, 1}, []tenure{rels[0].t, {}, {}, {}},
+	again := newTable(2, []string{"a", "x", "x", "x"}, []uint64{2, 1, 1, 1}, []tenure{rels[0].t, {}, {}, {}}, nil,
 		map[string]member{"a": {Reg: edgeReg + 5}, "x": {Reg: edgeReg}}, 20, lay)
 	a.st.observe(again, a.clk.Mono())
 	a.confirmNow(again)
@@ -533,7 +533,7 @@ func TestOldTableWrittenBack(t *testing.T) {
 	// The arbiter's next table is above every version seen: version 41,
 	// the revision it read at, not v3+1 again.
 	lay := newLayout(edgeConfig("x", edgeDelay))
-	next, changed := nextTable(undo, []string{"x", "x", "x", "x"}, undo.members, lay, 40)
+	next, changed := nextTable(undo, []string{"x", "x", "x", "x"}, undo.members, lay, 40, nil)
 	if !changed || next.Version <= 3 {
 		t.Fatalf("the table after the undo has version %d, reusing tenures", next.Version)
 	}
@@ -618,7 +618,7 @@ func TestRepeatedTenureWaits(t *testing.T) {
 	undo := tableAt(2, 40, "b", 2, aTenure)
 	lay := newLayout(edgeConfig("x", edgeDelay))
 	members := map[string]member{"x": {Reg: edgeReg}, "b": {Reg: edgeReg, Address: "b:1"}, "y": {Reg: edgeReg}}
-	next, changed := nextTable(undo, []string{"b", "y", "x", "x"}, members, lay, 40)
+	next, changed := nextTable(undo, []string{"b", "y", "x", "x"}, members, lay, 40, nil)
 	if !changed || next.since[0] != 2 || next.prev[0] != aTenure {
 		t.Fatalf("the arbiter's table after the undo: changed %v, group 0 since %d prev %+v; this test wants the tenure kept", changed, next.since[0], next.prev[0])
 	}

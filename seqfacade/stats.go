@@ -24,6 +24,11 @@ type Stats struct {
 	// loaded from the state their previous owner handed them off in,
 	// without a read or a write.
 	GroupLoads, Handoffs uint64
+	// Vouched counts groups this node began to serve before their
+	// activation delay because the table vouched that their previous
+	// owner had stopped confirming a delay before (a crash failover
+	// without the delay: docs/seq-failover.md).
+	Vouched uint64
 	// GroupsLoaded is the number of groups served now.
 	GroupsLoaded int64
 	// SectionsLoaded is the number of sections with cur_seq memory.
@@ -103,6 +108,7 @@ func (n *Node) Stats() Stats {
 	if o, ok := n.own.(*routed); ok {
 		s.Registrations, s.LeaseLosses, s.LeaseResumes = o.registrations.Load(), o.losses.Load(), o.resumes.Load()
 		s.GroupsOwned, s.GroupsActivating, _ = o.st.counts()
+		s.Vouched = o.st.vouched.Load()
 		s.Moves = o.moves.snapshot()
 		s.Arbiter = o.arbiter.Load()
 		s.Load = math.Float64frombits(o.load.Load())

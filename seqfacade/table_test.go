@@ -21,29 +21,29 @@ func testLayout() layout {
 func TestTableRoundTrip(t *testing.T) {
 	lay := testLayout()
 	members := map[string]member{"a": {Address: "a:1", Datacenter: "tokyo", Reg: 5}, "b": {Address: "b:1", Reg: 6}}
-	t1, changed := nextTable(nil, []string{"a", "a", "a", "b", "b", "a", "a", "b", "b", "b"}, members, lay, 1)
+	t1, changed := nextTable(nil, []string{"a", "a", "a", "b", "b", "a", "a", "b", "b", "b"}, members, lay, 1, nil)
 	if !changed || t1.Version != 1 {
 		t.Fatalf("first table: version %d, changed %v", t1.Version, changed)
 	}
 	// Group 2 moves to b: only its tenure changes, recording a's.
-	t2, changed := nextTable(t1, []string{"a", "a", "b", "b", "b", "a", "a", "b", "b", "b"}, members, lay, 1)
+	t2, changed := nextTable(t1, []string{"a", "a", "b", "b", "b", "a", "a", "b", "b", "b"}, members, lay, 1, nil)
 	if !changed || t2.Version != 2 || !slices.Equal(t2.since, []uint64{1, 1, 2, 1, 1, 1, 1, 1, 1, 1}) {
 		t.Fatalf("second table: version %d, since %v", t2.Version, t2.since)
 	}
 	if p := t2.prev[2]; p != (tenure{Node: "a", Reg: 5, Since: 1}) {
 		t.Fatalf("group 2's previous tenure %+v", p)
 	}
-	if _, changed := nextTable(t2, t2.Owners, members, lay, 1); changed {
+	if _, changed := nextTable(t2, t2.Owners, members, lay, 1, nil); changed {
 		t.Fatal("an unchanged table was rewritten")
 	}
 	moved := map[string]member{"a": {Address: "a:2", Reg: 5}, "b": {Address: "b:1", Reg: 6}}
-	if t3, changed := nextTable(t2, t2.Owners, moved, lay, 1); !changed || t3.Version != 3 || !slices.Equal(t3.since, t2.since) {
+	if t3, changed := nextTable(t2, t2.Owners, moved, lay, 1, nil); !changed || t3.Version != 3 || !slices.Equal(t3.since, t2.since) {
 		t.Fatalf("a new address: changed %v, version %d, since %v", changed, t3.Version, t3.since)
 	}
 	// b registered again: every group of b's is a new tenure of the new
 	// incarnation, after the old one's.
 	again := map[string]member{"a": {Address: "a:1", Datacenter: "tokyo", Reg: 5}, "b": {Address: "b:1", Reg: 9}}
-	t5, _ := nextTable(t2, t2.Owners, again, lay, 1)
+	t5, _ := nextTable(t2, t2.Owners, again, lay, 1, nil)
 	for g, o := range t5.Owners {
 		switch {
 		case o == "b" && (t5.since[g] != 3 || t5.prev[g] != (tenure{Node: "b", Reg: 6, Since: t2.since[g]})):
@@ -54,7 +54,7 @@ func TestTableRoundTrip(t *testing.T) {
 	}
 
 	// Written afresh after the key was deleted: above every version before.
-	if t4, _ := nextTable(nil, t2.Owners, members, lay, 57); t4.Version != 57 || t4.since[0] != 57 {
+	if t4, _ := nextTable(nil, t2.Owners, members, lay, 57, nil); t4.Version != 57 || t4.since[0] != 57 {
 		t.Fatalf("a table after a deleted key: version %d, since %v", t4.Version, t4.since)
 	}
 

@@ -125,6 +125,8 @@ func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
 			stat(func(s seqfacade.Stats) float64 { return float64(s.GroupLoads) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_handoffs_total", Help: "Groups of sections this node served from the state their previous owner handed them off in, without reading etcd."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.Handoffs) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_vouched_starts_total", Help: "Groups of sections this node began to serve without the activation delay after a crash: the table vouched that their previous owner had stopped confirming a delay before."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.Vouched) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_registrations_lost_total", Help: "Registrations this sequence node lost (its lease gone from etcd): its groups moved, and it registered anew."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.LeaseLosses) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_lease_resumes_total", Help: "Times this sequence node's lease passed its deadline unrenewed (an etcd election) and etcd still held it: the node kept its registration and groups."},

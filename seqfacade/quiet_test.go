@@ -1,0 +1,193 @@
+package seqfacade
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// The edges of the arbiter's vouching (quiet.go, docs/seq-failover.md
+// "After a crash"), on manual clocks: old owner A, the arbiter, new owner
+// B, each on its own clock.
+
+// vouchedTable is tableAt with group 0's previous tenure vouched over.
+func vouchedTable(version uint64, rev int64, owner0 string, since0 uint64, prev0 tenure) *table {
+	t := tableAt(version, rev, owner0, since0, prev0)
+	t.over[0] = true
+	return t
+}
+
+// TestVouchEdges: the arbiter vouches for A's tenure exactly the
+// activation delay after it learned of A's last confirmation, not a tick
+// before; B, given the group by a table that says so, serves at once, and
+// A's right has run out by then: by the margin when the clocks agree, at
+// all when A's clock runs 19% slow, whatever the lags.
+func TestVouchEdges(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		rateA    float64
+		learnLag time.Duration // the arbiter learns of A's put this long after A sent it
+		ackLag   time.Duration // A's answer arrives this long after that
+		want     time.Duration // A's headroom at B's activation, at most
+	}{
+		{"put learned at once", 1, 0, 0, -edgeMargin},
+		{"put learned late", 1, 300 * time.Millisecond, 0, -edgeMargin - 300*time.Millisecond},
+		{"answer late, counts from the send", 1, 0, 700 * time.Millisecond, -edgeMargin},
+		{"A's clock 19% slow", 0.81, 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newHost(t, "a", edgeDelay, tc.rateA)
+			b := newHost(t, "b", edgeDelay, 1)
+			arb := newHost(t, "arb", edgeDelay, 1) // its clock only
+			q := newQuiet(edgeDelay)
+			w := &world{hosts: []*host{a, b, arb}}
+			old := tableAt(1, 10, "a", 1, tenure{})
+			a.st.observe(old, a.clk.Mono())
+			b.st.observe(old, b.clk.Mono())
+			q.tableSeen(1, arb.clk.Mono())
+			w.advance(3 * time.Second)
+
+			// A's last confirmation: sent, its put processed at once, and
+			// learned of by the arbiter learnLag later.
+			sent := a.clk.Mono()
+			w.advance(tc.learnLag)
+			q.confirmSeen("a", 11, arb.clk.Mono())
+			learned := arb.clk.Mono()
+			w.advance(tc.ackLag)
+			a.st.confirm(old, sent, a.clk.Mono())
+			if _, err := a.st.claimFor(0); err != nil {
+				t.Fatalf("A cannot serve its group: %v", err)
+			}
+			// A dies, or is cut off.
+			prev := tenure{Node: "a", Reg: edgeReg, Since: 1}
+			w.advance(learned + edgeDelay - arb.clk.Mono() - time.Nanosecond)
+			v := q.vouching(arb.clk.Mono())
+			if v.over(2, prev) {
+				t.Fatalf("vouched a tick before the delay since the last put was learned of")
+			}
+			if v.next != learned+edgeDelay {
+				t.Fatalf("next vouching at %v, want %v", v.next, learned+edgeDelay)
+			}
+			w.advance(time.Nanosecond)
+			v = q.vouching(arb.clk.Mono())
+			if !v.over(2, prev) {
+				t.Fatalf("not vouched at the delay since the last put was learned of")
+			}
+			want := clientv3.Compare(clientv3.ModRevision("confirmed/a"), "=", 11)
+			if cmps := v.cmps(func(n string) string { return "confirmed/" + n }); len(cmps) != 1 || !reflect.DeepEqual(cmps[0], want) {
+				t.Fatalf("the write's comparisons: %+v, want confirmed/a's ModRevision 11", cmps)
+			}
+			// The table commits after the check; B sees it and confirms.
+			next := vouchedTable(2, 20, "b", 2, prev)
+			b.st.observe(next, b.clk.Mono())
+			b.confirmNow(next)
+			cA, errA := a.st.claimFor(0)
+			cB, err := b.st.claimFor(0)
+			if err != nil {
+				t.Fatalf("B on a vouched table: %v", err)
+			}
+			if cB.Headroom() <= 0 || b.st.vouched.Load() != 1 {
+				t.Fatalf("B's claim: headroom %v, %d vouched starts", cB.Headroom(), b.st.vouched.Load())
+			}
+			if errA == nil {
+				if h := cA.Headroom(); h > tc.want {
+					t.Fatalf("A's headroom at B's activation is %v, want at most %v", h, tc.want)
+				}
+			}
+			if h := (sent + edgeDelay - edgeMargin) - a.clk.Mono(); h > tc.want {
+				t.Fatalf("A's right ends %v away at B's activation, want at most %v", h, tc.want)
+			}
+			if _, err := a.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("A at B's activation: %v, want ErrUnavailable", err)
+			}
+		})
+	}
+}
+
+// TestVouchNeedsOldTenure: the tenures before A's ended with the table
+// that began A's; until the delay after the arbiter saw that table, A's
+// tenure is not vouched for however long A has been silent (its
+// predecessor may serve yet). Nor is a node whose confirm key the
+// arbiter never saw, or found deleted; and a tenure that began more than
+// a delay ago is not asked about (its owner serves by now).
+func TestVouchNeedsOldTenure(t *testing.T) {
+	arb := newHost(t, "arb", edgeDelay, 1)
+	q := newQuiet(edgeDelay)
+	q.confirmSeen("a", 11, arb.clk.Mono())
+	arb.clk.Advance(5 * time.Second)
+	q.tableSeen(7, arb.clk.Mono()) // the table that began A's tenure
+	began := arb.clk.Mono()
+	prev := tenure{Node: "a", Reg: edgeReg, Since: 7}
+
+	arb.clk.Advance(edgeDelay - time.Nanosecond)
+	if v := q.vouching(arb.clk.Mono()); v.over(9, prev) || v.next != began+edgeDelay {
+		t.Fatalf("vouched within the delay of the table that began the tenure (next %v)", v.next)
+	}
+	arb.clk.Advance(time.Nanosecond)
+	if !q.vouching(arb.clk.Mono()).over(9, prev) {
+		t.Fatalf("not vouched a delay after the table and the put")
+	}
+	if q.vouching(arb.clk.Mono()).over(9, tenure{Node: "c", Reg: edgeReg, Since: 7}) {
+		t.Fatalf("vouched for a node whose confirm key was never seen")
+	}
+	q.confirmsRead(map[string]int64{}, 12, arb.clk.Mono())
+	arb.clk.Advance(10 * time.Second)
+	if q.vouching(arb.clk.Mono()).over(9, prev) {
+		t.Fatalf("vouched for a node whose confirm key was found deleted")
+	}
+	q.confirmsRead(map[string]int64{"a": 13}, 14, arb.clk.Mono())
+	arb.clk.Advance(edgeDelay)
+	if !q.vouching(arb.clk.Mono()).over(9, prev) {
+		t.Fatalf("not vouched a delay after the key was put again")
+	}
+	q.tableSeen(9, arb.clk.Mono())
+	arb.clk.Advance(edgeDelay)
+	if q.vouching(arb.clk.Mono()).over(9, prev) {
+		t.Fatalf("asked about a tenure that began a delay ago")
+	}
+	// A put learned of later than one already known never moves its
+	// sighting back; an older revision read does not either.
+	q.confirmSeen("a", 13, 0)
+	q.confirmsRead(map[string]int64{"a": 12}, 14, 0)
+	if v := q.vouching(arb.clk.Mono()); !v.over(20, prev) || v.revs["a"] != 13 {
+		t.Fatalf("vouching after stale news: %+v", v.revs)
+	}
+}
+
+// TestVouchedTenures: B takes a vouched table's word for exactly the
+// tenure it names as prev, also when a later table of the same tenure
+// brings it; not for another tenure, and not for a tenure this
+// incarnation held before (the group has had owners since).
+func TestVouchedTenures(t *testing.T) {
+	prev := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	b := newHost(t, "b", edgeDelay, 1)
+	first := tableAt(2, 20, "b", 2, prev)
+	b.st.observe(first, b.clk.Mono())
+	b.confirmNow(first)
+	var act *activatingError
+	if _, err := b.st.claimFor(0); !errors.As(err, &act) {
+		t.Fatalf("B before any vouching: %v", err)
+	}
+	other := vouchedTable(3, 30, "b", 2, tenure{Node: "a", Reg: edgeReg + 1, Since: 1})
+	b.confirmNow(other)
+	if _, err := b.st.claimFor(0); !errors.As(err, &act) {
+		t.Fatalf("B on a vouching for another tenure: %v", err)
+	}
+	later := vouchedTable(4, 40, "b", 2, prev)
+	b.confirmNow(later)
+	if _, err := b.st.claimFor(0); err != nil {
+		t.Fatalf("B on a later table vouching for its tenure's prev: %v", err)
+	}
+
+	// b held tenure 2 already: given it again by a table written back,
+	// it waits its delay whatever the table says.
+	b.st.confirm(vouchedTable(5, 50, "x", 5, tenure{Node: "b", Reg: edgeReg, Since: 2}), b.clk.Mono(), b.clk.Mono())
+	again := vouchedTable(6, 60, "b", 2, prev)
+	b.confirmNow(again)
+	if _, err := b.st.claimFor(0); !errors.As(err, &act) {
+		t.Fatalf("B on a repeated tenure, vouched: %v", err)
+	}
+}
