@@ -33,7 +33,7 @@ var errNotArbiter = errors.New("seqfacade: no longer the arbiter")
 func (o *routed) arbitrate(ctx context.Context, l *lease.Lease) {
 	backoff := minRetry
 	for ctx.Err() == nil {
-		won, rev, err := o.campaign(ctx, l)
+		won, rev, holder, err := o.campaign(ctx, l)
 		switch {
 		case err != nil:
 			o.log.Debug("seq facade: arbiter campaign failed; retrying", "node", o.cfg.NodeName, "err", err)
@@ -51,16 +51,16 @@ func (o *routed) arbitrate(ctx context.Context, l *lease.Lease) {
 				o.log.Warn("seq facade: stopped arbitrating", "node", o.cfg.NodeName, "err", err)
 			}
 		default:
-			o.awaitArbiter(ctx, rev)
+			o.awaitArbiter(ctx, l, rev, holder)
 		}
 		backoff = minRetry
 	}
 }
 
 // campaign creates the arbiter key if absent. It returns whether this
-// node holds it with the key's CreateRevision, or else the revision of
-// the holder's key to watch from.
-func (o *routed) campaign(ctx context.Context, l *lease.Lease) (won bool, rev int64, err error) {
+// node holds it with the key's CreateRevision, or else the revision to
+// watch the key from and its holder (zero if none).
+func (o *routed) campaign(ctx context.Context, l *lease.Lease) (won bool, rev int64, holder arbiterKey, err error) {
 	cctx, cancel := l.CallContext(ctx)
 	defer cancel()
 	tr, err := o.cli.Txn(cctx).
@@ -69,32 +69,57 @@ func (o *routed) campaign(ctx context.Context, l *lease.Lease) (won bool, rev in
 		Else(clientv3.OpGet(o.keys.arbiter)).
 		Commit()
 	if err != nil {
-		return false, 0, err
+		return false, 0, arbiterKey{}, err
 	}
 	if tr.Succeeded {
-		return true, tr.Header.Revision, nil
+		return true, tr.Header.Revision, arbiterKey{}, nil
 	}
 	kvs := tr.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
-		return false, tr.Header.Revision, nil
+		return false, tr.Header.Revision, arbiterKey{}, nil
 	}
 	if clientv3.LeaseID(kvs[0].Lease) == l.ID() {
 		// An earlier attempt whose answer was lost did create it.
-		return true, kvs[0].CreateRevision, nil
+		return true, kvs[0].CreateRevision, arbiterKey{}, nil
 	}
-	return false, tr.Header.Revision, nil
+	return false, tr.Header.Revision, arbiterKey{name: string(kvs[0].Value), rev: kvs[0].CreateRevision}, nil
+}
+
+// arbiterKey is the arbiter key's holder and CreateRevision.
+type arbiterKey struct {
+	name string
+	rev  int64
 }
 
 // awaitArbiter waits until the arbiter key may have gone: a delete seen
 // by a watch from rev, a watch that fails, or a lease TTL without news
-// (a watch can hang in a partition).
-func (o *routed) awaitArbiter(ctx context.Context, rev int64) {
+// (a watch can hang in a partition); or until its holder has been silent
+// for a lease TTL (quiet.silent), and then deletes the key, so that the
+// nodes campaign again without waiting for etcd to expire the holder's
+// lease (the new arbiter's writes are fenced by the key's new
+// CreateRevision: the old one's fail from then on).
+func (o *routed) awaitArbiter(ctx context.Context, l *lease.Lease, rev int64, holder arbiterKey) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := o.cli.Watch(wctx, o.keys.arbiter, clientv3.WithRev(rev+1))
 	poll := o.src.After(o.cfg.Lease.TTL)
 	for {
+		var silence <-chan struct{}
+		if holder.name != "" && holder.name != o.cfg.NodeName {
+			now := o.src.Mono()
+			gone, at := o.q.silent(holder.name, -1, o.silence(l), now)
+			if gone {
+				o.unseat(ctx, l, holder)
+				return
+			}
+			if at == 0 {
+				at = now + o.cfg.ConfirmInterval // this node cannot judge yet
+			}
+			silence = o.src.After(at - now)
+		}
 		select {
+		case <-silence:
+			continue
 		case resp, ok := <-wch:
 			if !ok || resp.Err() != nil {
 				// Compacted, no leader or closed: campaign again after a
@@ -111,6 +136,34 @@ func (o *routed) awaitArbiter(ctx context.Context, rev int64) {
 			return
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// unseat deletes the arbiter key of a holder silent for a lease TTL, if
+// it is still its key, it has not confirmed since this node looked, and
+// the put this node knows of is its current registration's (an
+// incarnation that does not put its key is never unseated).
+func (o *routed) unseat(ctx context.Context, l *lease.Lease, holder arbiterKey) {
+	last := o.q.lastConfirm(holder.name)
+	cctx, cancel := l.CallContext(ctx)
+	defer cancel()
+	tr, err := o.cli.Txn(cctx).
+		If(clientv3.Compare(clientv3.CreateRevision(o.keys.arbiter), "=", holder.rev),
+			clientv3.Compare(clientv3.ModRevision(o.keys.confirms+holder.name), "=", last.rev),
+			clientv3.Compare(clientv3.CreateRevision(o.keys.nodes+holder.name), "=", last.reg)).
+		Then(clientv3.OpDelete(o.keys.arbiter)).
+		Else(clientv3.OpGet(o.keys.confirms+holder.name)).
+		Commit()
+	switch {
+	case err != nil:
+	case tr.Succeeded:
+		o.log.Warn("seq facade: the sequence arbiter has not confirmed for a lease TTL: unseated it", "node", o.cfg.NodeName, "arbiter", holder.name, "for", o.silence(l))
+	default:
+		// It confirmed after all (this node's watch of the confirm keys
+		// lags): take the news, so that it is not judged silent again.
+		if kvs := tr.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			o.q.confirmSeen(holder.name, confirmOf(kvs[0]), o.src.Mono())
 		}
 	}
 }
@@ -137,6 +190,23 @@ type leader struct {
 	// vouchAt is the next moment a tenure the last table did not vouch
 	// for could be (quiet.go); 0: none pending.
 	vouchAt time.Duration
+	// silenceAt is the next moment a live member would be silent for a
+	// lease TTL (quiet.silent); 0: none known. silent are the members
+	// whose groups were moved for their silence (logged once).
+	silenceAt time.Duration
+	silent    map[string]bool
+}
+
+// wakeAt is the first moment a round may have something to do before the
+// next full round: a vouching or a silence due (0: none).
+func (ld *leader) wakeAt() time.Duration {
+	switch {
+	case ld.vouchAt == 0:
+		return ld.silenceAt
+	case ld.silenceAt == 0:
+		return ld.vouchAt
+	}
+	return min(ld.vouchAt, ld.silenceAt)
 }
 
 // round plans the next owners at now: a full round (homes, weights and
@@ -201,7 +271,7 @@ func (ld *leader) round(in PlanInput, now time.Duration, cfg Config) (owners []s
 // newLeader is the memory of an arbiter that just took the role: a full
 // round due at once, no evidence, nothing cooling.
 func newLeader(now time.Duration, cfg Config) *leader {
-	return &leader{lastRound: now - cfg.RebalanceInterval, evidence: map[string]int{}, moved: map[int]time.Duration{}}
+	return &leader{lastRound: now - cfg.RebalanceInterval, evidence: map[string]int{}, moved: map[int]time.Duration{}, silent: map[string]bool{}}
 }
 
 // lead writes the routing table while this node holds the arbiter key
@@ -236,8 +306,8 @@ func (o *routed) lead(ctx context.Context, l *lease.Lease, arbRev int64) error {
 		default:
 			backoff, failing = minRetry, false
 			wait = max(ld.lastRound+o.cfg.RebalanceInterval-o.src.Mono(), 0)
-			if ld.vouchAt > 0 {
-				wait = min(wait, max(ld.vouchAt-o.src.Mono(), 0))
+			if at := ld.wakeAt(); at > 0 {
+				wait = min(wait, max(at-o.src.Mono(), 0))
 			}
 		}
 		select {
@@ -283,7 +353,7 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 			clientv3.OpGet(o.keys.routing),
 			clientv3.OpGet(o.keys.loads, clientv3.WithPrefix()),
 			clientv3.OpGet(o.keys.written),
-			clientv3.OpGet(o.keys.confirms, clientv3.WithPrefix(), clientv3.WithKeysOnly())).
+			clientv3.OpGet(o.keys.confirms, clientv3.WithPrefix())).
 		Commit()
 	cancel()
 	now := o.src.Mono() // after the answer: everything read committed before
@@ -312,7 +382,6 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 			return cluster{}, err
 		}
 		c.tbl, c.rev = t, t.rev
-		o.q.tableSeen(t.Version, now)
 		// HAZARD: a table no arbiter wrote (an old value written back by
 		// hand, or written before this key existed) may name as prev
 		// tenures whose releases, with their handoff state, were used
@@ -320,10 +389,15 @@ func (o *routed) readCluster(ctx context.Context, l *lease.Lease, arbRev int64) 
 		// handed out since. Its tenures are not kept: see plan.
 		written := tr.Responses[3].GetResponseRange().Kvs
 		c.foreign = len(written) == 0 || string(written[0].Value) != strconv.FormatUint(t.Version, 10)
+		if c.foreign {
+			o.q.resetTables()
+		} else {
+			o.q.tableSeen(t.Version, now)
+		}
 	}
-	confirms := map[string]int64{}
+	confirms := map[string]confirmRead{}
 	for _, kv := range tr.Responses[4].GetResponseRange().Kvs {
-		confirms[strings.TrimPrefix(string(kv.Key), o.keys.confirms)] = kv.ModRevision
+		confirms[strings.TrimPrefix(string(kv.Key), o.keys.confirms)] = confirmOf(kv)
 	}
 	o.q.confirmsRead(confirms, c.read, now)
 	for _, kv := range tr.Responses[2].GetResponseRange().Kvs {
@@ -359,14 +433,14 @@ func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c clust
 	} else {
 		prev = make([]string, o.lay.groups)
 	}
-	in := PlanInput{Owners: prev, Live: c.live, Homes: o.cfg.Homes, Load: c.load}
+	in := PlanInput{Owners: prev, Live: o.audible(l, c, ld, now), Homes: o.cfg.Homes, Load: c.load}
 	if o.cfg.HomeOnly {
 		in.HomeOnly = o.cfg.Datacenter
 	}
 	// HAZARD: only members whose registration (bound to their lease) is
-	// gone are absent from c.live; only their groups move without the
-	// owner's release, and activation delays cover them
-	// (docs/seq-failover.md).
+	// gone, or who have been silent for a lease TTL, are absent from the
+	// live ones; only their groups move without the owner's release, and
+	// activation delays or the vouching cover them (docs/seq-failover.md).
 	owners, moves, commit := ld.round(in, now, o.cfg)
 	members := map[string]member{}
 	for _, owner := range owners {
@@ -438,6 +512,45 @@ func (o *routed) plan(ctx context.Context, l *lease.Lease, arbRev int64, c clust
 	o.moves.add(byReason)
 	o.log.Info("seq facade: routing table written", "node", o.cfg.NodeName, "version", t.Version, "moves", byReason, "members", len(c.live), "routes", len(t.routing.Routes))
 	return nil
+}
+
+// audible returns the live members but those silent for a lease TTL
+// (quiet.silent): their groups move as if their registrations were gone,
+// without waiting for etcd to expire their leases (which an election
+// lengthens by its timeout, and a 500 ms sweep delays further). It
+// records in ld when the next member could fall silent. This node is
+// never silent to itself.
+func (o *routed) audible(l *lease.Lease, c cluster, ld *leader, now time.Duration) []Member {
+	ld.silenceAt = 0
+	out := make([]Member, 0, len(c.live))
+	for _, m := range c.live {
+		if m.Name != o.cfg.NodeName {
+			gone, at := o.q.silent(m.Name, c.members[m.Name].Reg, o.silence(l), now)
+			if gone {
+				if !ld.silent[m.Name] {
+					ld.silent[m.Name] = true
+					o.log.Warn("seq facade: a sequence node has not confirmed for a lease TTL: moving its groups", "node", o.cfg.NodeName, "silent", m.Name, "for", o.silence(l))
+				}
+				continue
+			}
+			if at > 0 && (ld.silenceAt == 0 || at < ld.silenceAt) {
+				ld.silenceAt = at
+			}
+		}
+		delete(ld.silent, m.Name)
+		out = append(out, m)
+	}
+	return out
+}
+
+// silence is how long a node must have put no confirmation to be taken
+// for gone: the lease TTL etcd granted, as etcd would take it (but
+// without the lengthening of an election or the wait for etcd's sweep),
+// and never less than an activation delay and a confirmation interval,
+// so that a node that confirms at its pace is never silent, and the
+// arbiter may vouch for its tenures at once (quiet.go).
+func (o *routed) silence(l *lease.Lease) time.Duration {
+	return max(l.TTL(), o.cfg.ActivationDelay+o.cfg.ConfirmInterval)
 }
 
 // fence is the comparison that holds only while this node holds the

@@ -16,23 +16,38 @@ import (
 // (docs/seq-failover.md, "After a crash").
 //
 // Every confirmation (rule 1) also puts <prefix>/seq/confirmed/<name>, in
-// its transaction and only when it succeeds, so each right to serve a
-// node holds comes from a confirmation whose put etcd recorded. Every node
-// watches those keys (the arbiter role may come to it) and notes, for
-// each node, the newest ModRevision and the moment it first learned of it:
-// the put was processed before then. A tenure's owner has therefore no
+// its transaction and only when it succeeds, with the registration it
+// confirmed as the value, so each right to serve an incarnation holds
+// comes from a confirmation whose put etcd recorded. Every node watches
+// those keys (the arbiter role may come to it) and notes, for each node,
+// the newest ModRevision, its registration and the moment it first
+// learned of it: the put was processed before then. Only a put of the
+// very incarnation whose tenure ends counts: a key left by an earlier
+// incarnation says nothing of a later one, which may run a version that
+// does not put it. A tenure's owner has therefore no
 // right left from delay after that moment (its right lasts delay - margin
 // from a send that came before the put), if no put of its came after; the
 // arbiter's table write compares the key's ModRevision to make sure of
 // that. The tenures before it ended with the table that began it; their
 // rights are over delay after the moment this node first saw that table
-// version (or a later one). Safe for concurrent use.
+// version (or a later one).
+//
+// The same knowledge tells the arbiter which nodes have gone silent: a
+// node that has put nothing for a lease TTL is as good as gone (its
+// right to serve ran out long before), and the arbiter moves its groups
+// then, without waiting for etcd to expire its lease, which a leader
+// election lengthens and a 500 ms sweep delays (see silent). Safe for
+// concurrent use.
 type quiet struct {
 	delay time.Duration
+	grace time.Duration // how long nodes get to confirm after this one's outage
 
 	mu struct {
 		sync.Mutex
-		confirmed map[string]sighting // by node name
+		// self: this node's last successful confirmation, and the first
+		// of its current run (after a gap longer than grace).
+		selfLast, selfSince time.Duration
+		confirmed           map[string]confirmSighting // by node name
 		// tables are versions seen, each with the moment it was first
 		// seen, in increasing order of both: a table of version v or
 		// later seen at t means v committed before t.
@@ -47,38 +62,97 @@ type sighting struct {
 	at  time.Duration
 }
 
-func newQuiet(delay time.Duration) *quiet {
-	q := &quiet{delay: delay}
-	q.mu.confirmed = map[string]sighting{}
+// confirmSighting is a confirm key's put as learned of: its ModRevision,
+// when, and the registration (CreateRevision) of the incarnation that put
+// it (0: unreadable).
+type confirmSighting struct {
+	sighting
+	reg int64
+}
+
+// confirmRead is a confirm key as read: ModRevision and registration.
+type confirmRead struct{ rev, reg int64 }
+
+func newQuiet(delay, confirmEvery time.Duration) *quiet {
+	q := &quiet{delay: delay, grace: 2 * confirmEvery}
+	q.mu.confirmed = map[string]confirmSighting{}
 	return q
 }
 
-// confirmSeen records that node's confirmed key had ModRevision rev, as
-// learned at now (read after the answer arrived).
-func (q *quiet) confirmSeen(node string, rev int64, now time.Duration) {
+// selfConfirmed records a confirmation of this node's, answered at now.
+func (q *quiet) selfConfirmed(now time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if s, ok := q.mu.confirmed[node]; !ok || rev > s.rev {
-		q.mu.confirmed[node] = sighting{rev, now}
+	if q.mu.selfLast == 0 || now-q.mu.selfLast > q.grace {
+		q.mu.selfSince = now
+	}
+	q.mu.selfLast = now
+}
+
+// silent reports whether node's incarnation reg (any, if negative) has
+// put no confirmation for ttl at now, as judged by a node that can
+// judge: one whose own confirmations have gone through without a gap for
+// grace, so that an outage of its own, or of etcd's (an election: nobody
+// confirms), is not taken for the others' silence. An incarnation never
+// seen confirming (just registered, or of a version that does not put its
+// confirm key) is never judged silent: its lease alone says it is gone.
+// Else it returns when node would be, if nothing changes (0: not known).
+func (q *quiet) silent(node string, reg int64, ttl, now time.Duration) (bool, time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c, ok := q.mu.confirmed[node]
+	if q.mu.selfLast == 0 || now-q.mu.selfLast > q.grace || !ok || c.rev == 0 || (reg >= 0 && c.reg != reg) {
+		return false, 0
+	}
+	at := max(c.at+ttl, q.mu.selfSince+q.grace)
+	return now >= at, at
+}
+
+// confirmSeen records that node's confirm key was put at revision rev by
+// registration reg, as learned at now (read after the answer arrived).
+func (q *quiet) confirmSeen(node string, c confirmRead, now time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if s, ok := q.mu.confirmed[node]; !ok || c.rev > s.rev {
+		q.mu.confirmed[node] = confirmSighting{sighting{c.rev, now}, c.reg}
 	}
 }
 
-// confirmsRead records a read of every confirmed key at revision read,
-// learned at now: revs by node name. A key the read did not find (never
-// written, or deleted by hand) vouches for nothing until it is put again.
-func (q *quiet) confirmsRead(revs map[string]int64, read int64, now time.Duration) {
+// confirmsRead records a read of every confirm key at revision read,
+// learned at now, by node name. A key the read did not find (never
+// written, or deleted by hand) vouches for nothing until it is put again;
+// one found below the revision remembered, which was at or below read
+// (etcd restored from a backup under a running node), replaces it.
+func (q *quiet) confirmsRead(keys map[string]confirmRead, read int64, now time.Duration) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for node, s := range q.mu.confirmed {
-		if _, ok := revs[node]; !ok && s.rev != 0 && s.rev <= read {
-			q.mu.confirmed[node] = sighting{0, now}
+		if _, ok := keys[node]; !ok && s.rev != 0 && s.rev <= read {
+			q.mu.confirmed[node] = confirmSighting{sighting{0, now}, 0}
 		}
 	}
-	for node, rev := range revs {
-		if s, ok := q.mu.confirmed[node]; !ok || rev > s.rev {
-			q.mu.confirmed[node] = sighting{rev, now}
+	for node, c := range keys {
+		if s, ok := q.mu.confirmed[node]; !ok || c.rev > s.rev || (c.rev < s.rev && s.rev <= read) {
+			q.mu.confirmed[node] = confirmSighting{sighting{c.rev, now}, c.reg}
 		}
 	}
+}
+
+// lastConfirm returns node's confirm key as last learned of (zero: none).
+func (q *quiet) lastConfirm(node string) confirmRead {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c := q.mu.confirmed[node]
+	return confirmRead{c.rev, c.reg}
+}
+
+// resetTables forgets the table versions seen: a table no arbiter wrote
+// (written back by hand) may carry any version, and the order of
+// versions no longer follows the order of commits across it.
+func (q *quiet) resetTables() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.mu.tables = nil
 }
 
 // tableSeen records that a table of version v was seen at now (read
@@ -143,8 +217,8 @@ func (v *vouching) over(since uint64, p tenure) bool {
 	}
 	began, ok := q.tableAtLocked(p.Since)
 	c, known := q.mu.confirmed[p.Node]
-	if !ok || !known || c.rev == 0 || p.Since == 0 {
-		return false
+	if !ok || !known || c.rev == 0 || c.reg != p.Reg || p.Since == 0 {
+		return false // HAZARD: only a put of p's own incarnation counts
 	}
 	if rev, ok := v.revs[p.Node]; ok && rev != c.rev {
 		return false // cannot happen within one round; never two comparisons

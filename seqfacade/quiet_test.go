@@ -42,7 +42,7 @@ func TestVouchEdges(t *testing.T) {
 			a := newHost(t, "a", edgeDelay, tc.rateA)
 			b := newHost(t, "b", edgeDelay, 1)
 			arb := newHost(t, "arb", edgeDelay, 1) // its clock only
-			q := newQuiet(edgeDelay)
+			q := newQuiet(edgeDelay, edgeDelay/4)
 			w := &world{hosts: []*host{a, b, arb}}
 			old := tableAt(1, 10, "a", 1, tenure{})
 			a.st.observe(old, a.clk.Mono())
@@ -54,7 +54,7 @@ func TestVouchEdges(t *testing.T) {
 			// learned of by the arbiter learnLag later.
 			sent := a.clk.Mono()
 			w.advance(tc.learnLag)
-			q.confirmSeen("a", 11, arb.clk.Mono())
+			q.confirmSeen("a", confirmRead{11, edgeReg}, arb.clk.Mono())
 			learned := arb.clk.Mono()
 			w.advance(tc.ackLag)
 			a.st.confirm(old, sent, a.clk.Mono())
@@ -115,8 +115,8 @@ func TestVouchEdges(t *testing.T) {
 // a delay ago is not asked about (its owner serves by now).
 func TestVouchNeedsOldTenure(t *testing.T) {
 	arb := newHost(t, "arb", edgeDelay, 1)
-	q := newQuiet(edgeDelay)
-	q.confirmSeen("a", 11, arb.clk.Mono())
+	q := newQuiet(edgeDelay, edgeDelay/4)
+	q.confirmSeen("a", confirmRead{11, edgeReg}, arb.clk.Mono())
 	arb.clk.Advance(5 * time.Second)
 	q.tableSeen(7, arb.clk.Mono()) // the table that began A's tenure
 	began := arb.clk.Mono()
@@ -133,12 +133,12 @@ func TestVouchNeedsOldTenure(t *testing.T) {
 	if q.vouching(arb.clk.Mono()).over(9, tenure{Node: "c", Reg: edgeReg, Since: 7}) {
 		t.Fatalf("vouched for a node whose confirm key was never seen")
 	}
-	q.confirmsRead(map[string]int64{}, 12, arb.clk.Mono())
+	q.confirmsRead(map[string]confirmRead{}, 12, arb.clk.Mono())
 	arb.clk.Advance(10 * time.Second)
 	if q.vouching(arb.clk.Mono()).over(9, prev) {
 		t.Fatalf("vouched for a node whose confirm key was found deleted")
 	}
-	q.confirmsRead(map[string]int64{"a": 13}, 14, arb.clk.Mono())
+	q.confirmsRead(map[string]confirmRead{"a": {13, edgeReg}}, 14, arb.clk.Mono())
 	arb.clk.Advance(edgeDelay)
 	if !q.vouching(arb.clk.Mono()).over(9, prev) {
 		t.Fatalf("not vouched a delay after the key was put again")
@@ -150,10 +150,84 @@ func TestVouchNeedsOldTenure(t *testing.T) {
 	}
 	// A put learned of later than one already known never moves its
 	// sighting back; an older revision read does not either.
-	q.confirmSeen("a", 13, 0)
-	q.confirmsRead(map[string]int64{"a": 12}, 14, 0)
+	q.confirmSeen("a", confirmRead{13, edgeReg}, 0)
+	q.confirmsRead(map[string]confirmRead{"a": {12, edgeReg}}, 12, 0)
 	if v := q.vouching(arb.clk.Mono()); !v.over(20, prev) || v.revs["a"] != 13 {
 		t.Fatalf("vouching after stale news: %+v", v.revs)
+	}
+	// The key was put by an earlier incarnation of a: it says nothing of
+	// the incarnation whose tenure ends (which may be of a version that
+	// does not put it, and serve yet).
+	if q.vouching(arb.clk.Mono()).over(20, tenure{Node: "a", Reg: edgeReg + 5, Since: 7}) {
+		t.Fatalf("vouched for an incarnation on another's confirm key")
+	}
+	// etcd restored from a backup under the running node: a key found
+	// below the revision remembered, which the read covers, replaces it.
+	q.confirmsRead(map[string]confirmRead{"a": {9, edgeReg}}, 14, arb.clk.Mono())
+	if v := q.vouching(arb.clk.Mono()); v.over(20, prev) {
+		t.Fatalf("vouched on a put learned of just now")
+	}
+	if got := q.lastConfirm("a"); got != (confirmRead{9, edgeReg}) {
+		t.Fatalf("confirm key after the restore: %+v", got)
+	}
+}
+
+// TestSilentEdges: a node is silent a TTL after its incarnation's last
+// put was learned of, not a tick before; never to a judge whose own
+// confirmations had a gap (an election: nobody confirms) until the others
+// have had grace to confirm again; never when the put is another
+// incarnation's (just registered, or a version that does not put).
+func TestSilentEdges(t *testing.T) {
+	const ttl = 2 * time.Second
+	clk := newHost(t, "arb", edgeDelay, 1).clk
+	q := newQuiet(edgeDelay, edgeDelay/4)
+	grace := edgeDelay / 2
+	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone {
+		t.Fatal("silent before the judge ever confirmed")
+	}
+	q.selfConfirmed(clk.Mono())
+	q.confirmSeen("a", confirmRead{11, edgeReg}, clk.Mono())
+	put := clk.Mono()
+	for clk.Mono()+edgeDelay/4 < put+ttl {
+		clk.Advance(edgeDelay / 4)
+		q.selfConfirmed(clk.Mono())
+	}
+	clk.Advance(put + ttl - time.Nanosecond - clk.Mono())
+	q.selfConfirmed(clk.Mono())
+	if gone, at := q.silent("a", edgeReg, ttl, clk.Mono()); gone || at != put+ttl {
+		t.Fatalf("a tick before the TTL: silent %v, at %v (want %v)", gone, at, put+ttl)
+	}
+	clk.Advance(time.Nanosecond)
+	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); !gone {
+		t.Fatal("not silent a TTL after its last put")
+	}
+	if gone, _ := q.silent("a", edgeReg+1, ttl, clk.Mono()); gone {
+		t.Fatal("a new incarnation judged on its predecessor's put")
+	}
+	if gone, _ := q.silent("a", -1, ttl, clk.Mono()); !gone {
+		t.Fatal("any incarnation: not silent")
+	}
+	// The judge's own confirmations stop (an election) and come back: it
+	// gives the others grace to confirm again.
+	clk.Advance(grace + time.Nanosecond)
+	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone {
+		t.Fatal("judged by a node whose own confirmations stopped")
+	}
+	q.selfConfirmed(clk.Mono())
+	back := clk.Mono()
+	if gone, at := q.silent("a", edgeReg, ttl, clk.Mono()); gone || at != back+grace {
+		t.Fatalf("right after the judge's outage: silent %v, at %v (want %v)", gone, at, back+grace)
+	}
+	clk.Advance(grace / 2)
+	q.selfConfirmed(clk.Mono())
+	clk.Advance(grace / 2)
+	q.selfConfirmed(clk.Mono())
+	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); !gone {
+		t.Fatal("not silent after the grace")
+	}
+	q.confirmSeen("a", confirmRead{12, edgeReg}, clk.Mono())
+	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone {
+		t.Fatal("silent right after a put")
 	}
 }
 

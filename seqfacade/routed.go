@@ -147,7 +147,7 @@ func newRouted(cfg Config, cli *clientv3.Client, src clock.Source) *routed {
 		lay:        lay,
 		keys:       keys,
 		st:         newRouteState(cfg, src, keys, lay.groups),
-		q:          newQuiet(cfg.ActivationDelay),
+		q:          newQuiet(cfg.ActivationDelay, cfg.ConfirmInterval),
 		kick:       make(chan struct{}, 1),
 		confirmNow: make(chan struct{}, 1),
 		loopDone:   make(chan struct{}),
@@ -428,6 +428,7 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 	case !tr.Succeeded:
 		return fmt.Errorf("%w: %s no longer holds the registration made at revision %d", errRegistrationGone, o.keys.node, reg)
 	}
+	o.q.selfConfirmed(now)
 	if markers {
 		o.st.releasedSeen(o.parseReleased(tr.Responses[1].GetResponseRange().Kvs))
 	}
@@ -481,9 +482,16 @@ func (o *routed) watchConfirms(ctx context.Context) {
 	o.watch(ctx, o.keys.confirms, true, func(kvs []*mvccpb.KeyValue) {
 		now := o.src.Mono()
 		for _, kv := range kvs {
-			o.q.confirmSeen(strings.TrimPrefix(string(kv.Key), o.keys.confirms), kv.ModRevision, now)
+			o.q.confirmSeen(strings.TrimPrefix(string(kv.Key), o.keys.confirms), confirmOf(kv), now)
 		}
 	})
+}
+
+// confirmOf reads a confirm key: its ModRevision and the registration
+// whose confirmation put it (0 when unreadable: it vouches for nothing).
+func confirmOf(kv *mvccpb.KeyValue) confirmRead {
+	reg, _ := strconv.ParseInt(string(kv.Value), 10, 64)
+	return confirmRead{rev: kv.ModRevision, reg: reg}
 }
 
 // watch reads key (or the prefix) and then watches it, handing every

@@ -378,9 +378,12 @@ func TestLeaseResumeGivesUp(t *testing.T) {
 	}
 	c.serving(30*time.Second, names...)
 	c.node("a").proxy.Delay(400 * time.Millisecond) // beyond the 300 ms request timeout
+	// The arbiter moves a's groups once a has put no confirmation for a
+	// lease TTL (quiet.silent), which may come before a gives up.
 	c.serving(20*time.Second, "b", "c")
-	if st := c.node("a").n.Stats(); st.LeaseResumes != 0 || st.LeaseLosses == 0 {
-		t.Errorf("a: %d resumes, %d registrations lost; want 0 and some", st.LeaseResumes, st.LeaseLosses)
+	waitFor(t, "a giving up its lease", 10*time.Second, func() bool { return c.node("a").n.Stats().LeaseLosses > 0 })
+	if st := c.node("a").n.Stats(); st.LeaseResumes != 0 {
+		t.Errorf("a: %d resumes, want 0", st.LeaseResumes)
 	}
 	c.node("a").proxy.Delay(0)
 }

@@ -21,7 +21,8 @@ import (
 // are being moved), each cost one. A round that learned a newer table is
 // followed at once (a handoff's new owner serves as soon as it has read
 // the release: waiting would only add to the gap); between rounds that
-// learned nothing new the call waits a little: 50 ms, then 100, 200...
+// learned nothing new the call waits a little: 50 ms, then 100 ms (see
+// maxSeqBackoff).
 const seqAttempts = 5
 
 // Sequences and routing.
@@ -465,8 +466,16 @@ func (c *Client) endpointAt(addr string) *endpoint {
 	return &ep
 }
 
+// maxSeqBackoff caps the wait between rounds that learned nothing new. A
+// call that finds its uid's owner dead learns the table that moves the
+// owner's sections only by asking again: every wait is time the moved
+// sections may already be served elsewhere. Doubling to 400 ms left the
+// calls of a failover a fifth of a second, on average, behind the table;
+// at most seqAttempts rounds keep a dead owner's calls to a few requests.
+const maxSeqBackoff = 100 * time.Millisecond
+
 // backoff waits before the wait-th round in a row that follows one that
-// learned nothing new (1, 2, ...): 50 ms doubled each time.
+// learned nothing new (1, 2, ...): 50 ms, then maxSeqBackoff.
 func (c *Client) backoff(ctx context.Context, wait int) error {
-	return clock.Sleep(ctx, c.src, 50*time.Millisecond<<(wait-1))
+	return clock.Sleep(ctx, c.src, min(50*time.Millisecond<<(wait-1), maxSeqBackoff))
 }
