@@ -153,7 +153,7 @@ func (o *routed) unseat(ctx context.Context, l *lease.Lease, holder arbiterKey) 
 			clientv3.Compare(clientv3.ModRevision(o.keys.confirms+holder.name), "=", last.rev),
 			clientv3.Compare(clientv3.CreateRevision(o.keys.nodes+holder.name), "=", last.reg)).
 		Then(clientv3.OpDelete(o.keys.arbiter)).
-		Else(clientv3.OpGet(o.keys.confirms+holder.name)).
+		Else(clientv3.OpGet(o.keys.confirms + holder.name)).
 		Commit()
 	switch {
 	case err != nil:
