@@ -85,10 +85,23 @@ func (o *routed) campaign(ctx context.Context, l *lease.Lease) (won bool, rev in
 	return false, tr.Header.Revision, arbiterKey{name: string(kvs[0].Value), rev: kvs[0].CreateRevision}, nil
 }
 
-// arbiterKey is the arbiter key's holder and CreateRevision.
+// arbiterKey is the arbiter key's holder and CreateRevision, and the
+// holder's registration (CreateRevision; 0: not known).
 type arbiterKey struct {
-	name string
-	rev  int64
+	name     string
+	rev, reg int64
+}
+
+// registrationOf returns the CreateRevision of node's registration, 0 if
+// it has none or it cannot be read.
+func (o *routed) registrationOf(ctx context.Context, l *lease.Lease, node string) int64 {
+	cctx, cancel := l.CallContext(ctx)
+	defer cancel()
+	resp, err := o.cli.Get(cctx, o.keys.nodes+node)
+	if err != nil || len(resp.Kvs) == 0 {
+		return 0
+	}
+	return resp.Kvs[0].CreateRevision
 }
 
 // awaitArbiter waits until the arbiter key may have gone: a delete seen
@@ -103,14 +116,25 @@ func (o *routed) awaitArbiter(ctx context.Context, l *lease.Lease, rev int64, ho
 	defer cancel()
 	wch := o.cli.Watch(wctx, o.keys.arbiter, clientv3.WithRev(rev+1))
 	poll := o.src.After(o.cfg.Lease.TTL)
+	if holder.name == o.cfg.NodeName {
+		holder = arbiterKey{}
+	}
+	if holder.name != "" {
+		holder.reg = o.registrationOf(ctx, l, holder.name)
+	}
 	for {
 		var silence <-chan struct{}
-		if holder.name != "" && holder.name != o.cfg.NodeName {
+		if holder.reg != 0 {
 			now := o.src.Mono()
-			gone, at := o.q.silent(holder.name, -1, o.silence(l), now)
+			gone, at, last := o.q.silent(holder.name, holder.reg, o.silence(l), now)
 			if gone {
-				o.unseat(ctx, l, holder)
-				return
+				if o.unseat(ctx, l, holder, last) {
+					return
+				}
+				// It confirmed after all, or is not what this node took it
+				// for: judge it no more until the key changes or the poll.
+				holder.reg = 0
+				continue
 			}
 			if at == 0 {
 				at = now + o.cfg.ConfirmInterval // this node cannot judge yet
@@ -141,31 +165,32 @@ func (o *routed) awaitArbiter(ctx context.Context, l *lease.Lease, rev int64, ho
 }
 
 // unseat deletes the arbiter key of a holder silent for a lease TTL, if
-// it is still its key, it has not confirmed since this node looked, and
-// the put this node knows of is its current registration's (an
-// incarnation that does not put its key is never unseated).
-func (o *routed) unseat(ctx context.Context, l *lease.Lease, holder arbiterKey) {
-	last := o.q.lastConfirm(holder.name)
+// it is still its key, under the same registration, and has not
+// confirmed since last, the put it was judged on. It reports whether it
+// did.
+func (o *routed) unseat(ctx context.Context, l *lease.Lease, holder arbiterKey, last confirmRead) bool {
 	cctx, cancel := l.CallContext(ctx)
 	defer cancel()
 	tr, err := o.cli.Txn(cctx).
 		If(clientv3.Compare(clientv3.CreateRevision(o.keys.arbiter), "=", holder.rev),
 			clientv3.Compare(clientv3.ModRevision(o.keys.confirms+holder.name), "=", last.rev),
-			clientv3.Compare(clientv3.CreateRevision(o.keys.nodes+holder.name), "=", last.reg)).
+			clientv3.Compare(clientv3.CreateRevision(o.keys.nodes+holder.name), "=", holder.reg)).
 		Then(clientv3.OpDelete(o.keys.arbiter)).
 		Else(clientv3.OpGet(o.keys.confirms + holder.name)).
 		Commit()
 	switch {
 	case err != nil:
+		return false
 	case tr.Succeeded:
 		o.log.Warn("seq facade: the sequence arbiter has not confirmed for a lease TTL: unseated it", "node", o.cfg.NodeName, "arbiter", holder.name, "for", o.silence(l))
-	default:
-		// It confirmed after all (this node's watch of the confirm keys
-		// lags): take the news, so that it is not judged silent again.
-		if kvs := tr.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			o.q.confirmSeen(holder.name, confirmOf(kvs[0]), o.src.Mono())
-		}
+		return true
 	}
+	// It confirmed after all (this node's watch of the confirm keys
+	// lags): take the news.
+	if kvs := tr.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		o.q.confirmSeen(holder.name, confirmOf(kvs[0]), o.src.Mono())
+	}
+	return false
 }
 
 // cluster is what the arbiter reads in one transaction: the
@@ -525,7 +550,7 @@ func (o *routed) audible(l *lease.Lease, c cluster, ld *leader, now time.Duratio
 	out := make([]Member, 0, len(c.live))
 	for _, m := range c.live {
 		if m.Name != o.cfg.NodeName {
-			gone, at := o.q.silent(m.Name, c.members[m.Name].Reg, o.silence(l), now)
+			gone, at, _ := o.q.silent(m.Name, c.members[m.Name].Reg, o.silence(l), now)
 			if gone {
 				if !ld.silent[m.Name] {
 					ld.silent[m.Name] = true

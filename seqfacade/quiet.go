@@ -73,8 +73,11 @@ type confirmSighting struct {
 // confirmRead is a confirm key as read: ModRevision and registration.
 type confirmRead struct{ rev, reg int64 }
 
-func newQuiet(delay, confirmEvery time.Duration) *quiet {
-	q := &quiet{delay: delay, grace: 2 * confirmEvery}
+// newQuiet returns a node's quiet: delay is the activation delay; a
+// node's confirmations go every confirmEvery, each answered within
+// timeout, which bounds the gap between two of its own (grace).
+func newQuiet(delay, confirmEvery, timeout time.Duration) *quiet {
+	q := &quiet{delay: delay, grace: 2*confirmEvery + timeout}
 	q.mu.confirmed = map[string]confirmSighting{}
 	return q
 }
@@ -89,23 +92,24 @@ func (q *quiet) selfConfirmed(now time.Duration) {
 	q.mu.selfLast = now
 }
 
-// silent reports whether node's incarnation reg (any, if negative) has
-// put no confirmation for ttl at now, as judged by a node that can
+// silent reports whether node's incarnation reg has put no confirmation
+// for ttl at now, as judged by a node that can
 // judge: one whose own confirmations have gone through without a gap for
 // grace, so that an outage of its own, or of etcd's (an election: nobody
 // confirms), is not taken for the others' silence. An incarnation never
 // seen confirming (just registered, or of a version that does not put its
 // confirm key) is never judged silent: its lease alone says it is gone.
-// Else it returns when node would be, if nothing changes (0: not known).
-func (q *quiet) silent(node string, reg int64, ttl, now time.Duration) (bool, time.Duration) {
+// It also returns the put it judged on, and when node would be silent
+// if nothing changes (0: not known).
+func (q *quiet) silent(node string, reg int64, ttl, now time.Duration) (gone bool, at time.Duration, last confirmRead) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	c, ok := q.mu.confirmed[node]
-	if q.mu.selfLast == 0 || now-q.mu.selfLast > q.grace || !ok || c.rev == 0 || (reg >= 0 && c.reg != reg) {
-		return false, 0
+	if q.mu.selfLast == 0 || now-q.mu.selfLast > q.grace || !ok || c.rev == 0 || c.reg != reg {
+		return false, 0, confirmRead{}
 	}
-	at := max(c.at+ttl, q.mu.selfSince+q.grace)
-	return now >= at, at
+	at = max(c.at+ttl, q.mu.selfSince+q.grace)
+	return now >= at, at, confirmRead{c.rev, c.reg}
 }
 
 // confirmSeen records that node's confirm key was put at revision rev by
@@ -136,14 +140,6 @@ func (q *quiet) confirmsRead(keys map[string]confirmRead, read int64, now time.D
 			q.mu.confirmed[node] = confirmSighting{sighting{c.rev, now}, c.reg}
 		}
 	}
-}
-
-// lastConfirm returns node's confirm key as last learned of (zero: none).
-func (q *quiet) lastConfirm(node string) confirmRead {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	c := q.mu.confirmed[node]
-	return confirmRead{c.rev, c.reg}
 }
 
 // resetTables forgets the table versions seen: a table no arbiter wrote

@@ -42,7 +42,7 @@ func TestVouchEdges(t *testing.T) {
 			a := newHost(t, "a", edgeDelay, tc.rateA)
 			b := newHost(t, "b", edgeDelay, 1)
 			arb := newHost(t, "arb", edgeDelay, 1) // its clock only
-			q := newQuiet(edgeDelay, edgeDelay/4)
+			q := newQuiet(edgeDelay, edgeDelay/4, 0)
 			w := &world{hosts: []*host{a, b, arb}}
 			old := tableAt(1, 10, "a", 1, tenure{})
 			a.st.observe(old, a.clk.Mono())
@@ -115,7 +115,7 @@ func TestVouchEdges(t *testing.T) {
 // a delay ago is not asked about (its owner serves by now).
 func TestVouchNeedsOldTenure(t *testing.T) {
 	arb := newHost(t, "arb", edgeDelay, 1)
-	q := newQuiet(edgeDelay, edgeDelay/4)
+	q := newQuiet(edgeDelay, edgeDelay/4, 0)
 	q.confirmSeen("a", confirmRead{11, edgeReg}, arb.clk.Mono())
 	arb.clk.Advance(5 * time.Second)
 	q.tableSeen(7, arb.clk.Mono()) // the table that began A's tenure
@@ -167,8 +167,8 @@ func TestVouchNeedsOldTenure(t *testing.T) {
 	if v := q.vouching(arb.clk.Mono()); v.over(20, prev) {
 		t.Fatalf("vouched on a put learned of just now")
 	}
-	if got := q.lastConfirm("a"); got != (confirmRead{9, edgeReg}) {
-		t.Fatalf("confirm key after the restore: %+v", got)
+	if c := q.mu.confirmed["a"]; (confirmRead{c.rev, c.reg}) != (confirmRead{9, edgeReg}) {
+		t.Fatalf("confirm key after the restore: %+v", c)
 	}
 }
 
@@ -180,9 +180,9 @@ func TestVouchNeedsOldTenure(t *testing.T) {
 func TestSilentEdges(t *testing.T) {
 	const ttl = 2 * time.Second
 	clk := newHost(t, "arb", edgeDelay, 1).clk
-	q := newQuiet(edgeDelay, edgeDelay/4)
+	q := newQuiet(edgeDelay, edgeDelay/4, 0)
 	grace := edgeDelay / 2
-	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone {
+	if gone, _, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone {
 		t.Fatal("silent before the judge ever confirmed")
 	}
 	q.selfConfirmed(clk.Mono())
@@ -194,40 +194,44 @@ func TestSilentEdges(t *testing.T) {
 	}
 	clk.Advance(put + ttl - time.Nanosecond - clk.Mono())
 	q.selfConfirmed(clk.Mono())
-	if gone, at := q.silent("a", edgeReg, ttl, clk.Mono()); gone || at != put+ttl {
+	if gone, at, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone || at != put+ttl {
 		t.Fatalf("a tick before the TTL: silent %v, at %v (want %v)", gone, at, put+ttl)
 	}
 	clk.Advance(time.Nanosecond)
-	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); !gone {
-		t.Fatal("not silent a TTL after its last put")
+	if gone, _, last := q.silent("a", edgeReg, ttl, clk.Mono()); !gone || last != (confirmRead{11, edgeReg}) {
+		t.Fatalf("not silent a TTL after its last put, or judged on %+v", last)
 	}
-	if gone, _ := q.silent("a", edgeReg+1, ttl, clk.Mono()); gone {
+	if gone, _, _ := q.silent("a", edgeReg+1, ttl, clk.Mono()); gone {
 		t.Fatal("a new incarnation judged on its predecessor's put")
-	}
-	if gone, _ := q.silent("a", -1, ttl, clk.Mono()); !gone {
-		t.Fatal("any incarnation: not silent")
 	}
 	// The judge's own confirmations stop (an election) and come back: it
 	// gives the others grace to confirm again.
 	clk.Advance(grace + time.Nanosecond)
-	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone {
+	if gone, _, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone {
 		t.Fatal("judged by a node whose own confirmations stopped")
 	}
 	q.selfConfirmed(clk.Mono())
 	back := clk.Mono()
-	if gone, at := q.silent("a", edgeReg, ttl, clk.Mono()); gone || at != back+grace {
+	if gone, at, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone || at != back+grace {
 		t.Fatalf("right after the judge's outage: silent %v, at %v (want %v)", gone, at, back+grace)
 	}
 	clk.Advance(grace / 2)
 	q.selfConfirmed(clk.Mono())
 	clk.Advance(grace / 2)
 	q.selfConfirmed(clk.Mono())
-	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); !gone {
+	if gone, _, _ := q.silent("a", edgeReg, ttl, clk.Mono()); !gone {
 		t.Fatal("not silent after the grace")
 	}
 	q.confirmSeen("a", confirmRead{12, edgeReg}, clk.Mono())
-	if gone, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone {
+	if gone, _, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone {
 		t.Fatal("silent right after a put")
+	}
+	// A confirm key found deleted: judged no more.
+	q.confirmsRead(map[string]confirmRead{}, 13, clk.Mono())
+	clk.Advance(2 * ttl)
+	q.selfConfirmed(clk.Mono())
+	if gone, at, _ := q.silent("a", edgeReg, ttl, clk.Mono()); gone || at != 0 {
+		t.Fatalf("judged on a deleted key: silent %v, at %v", gone, at)
 	}
 }
 

@@ -147,7 +147,7 @@ func newRouted(cfg Config, cli *clientv3.Client, src clock.Source) *routed {
 		lay:        lay,
 		keys:       keys,
 		st:         newRouteState(cfg, src, keys, lay.groups),
-		q:          newQuiet(cfg.ActivationDelay, cfg.ConfirmInterval),
+		q:          newQuiet(cfg.ActivationDelay, cfg.ConfirmInterval, cfg.RequestTimeout),
 		kick:       make(chan struct{}, 1),
 		confirmNow: make(chan struct{}, 1),
 		loopDone:   make(chan struct{}),

@@ -387,3 +387,93 @@ func TestLeaseResumeGivesUp(t *testing.T) {
 	}
 	c.node("a").proxy.Delay(0)
 }
+
+// TestSilentArbiterUnseated: the arbiter is cut from etcd while its lease
+// lives on (the test renews it: a node whose renewals get through but
+// whose confirmations do not looks the same). Nothing in etcd expires, so
+// only silence can move anything: the others unseat the arbiter once it
+// has put no confirmation for a lease TTL, the new arbiter moves the cut
+// node's groups, vouched for (their owner's right ran out long before),
+// and their new owners serve them at once; no value twice or backwards.
+func TestSilentArbiterUnseated(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	names := []string{"a", "b", "c"}
+	for _, name := range names {
+		c.add(counting(routedConfig(name)))
+	}
+	r := c.serving(30*time.Second, names...)
+	victim := ""
+	waitFor(t, "one arbiter", 10*time.Second, func() bool {
+		for _, n := range names {
+			if c.node(n).n.Stats().Arbiter {
+				victim = n
+				return true
+			}
+		}
+		return false
+	})
+	resp, err := c.direct.Get(ctxT(t), "/mig/seq/nodes/"+victim)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("%s's registration: %v %v", victim, resp, err)
+	}
+	kctx, stopRenewing := context.WithCancel(t.Context())
+	renewals, err := c.direct.KeepAlive(kctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for range renewals {
+		}
+	}()
+	defer func() {
+		stopRenewing()
+		<-drained
+	}()
+	var lost []int
+	for g := range testGroups {
+		if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == victim {
+			lost = append(lost, g)
+		}
+	}
+
+	rec := newRecorder(t, c.src)
+	l := c.startLoad(rec, 4)
+	<-c.src.After(300 * time.Millisecond)
+	cut := c.src.Mono()
+	l.kill(victim)
+	c.node(victim).proxy.Cut()
+	var first map[int]call
+	waitFor(t, "the cut arbiter's groups served by the others", 20*time.Second, func() bool {
+		first = firstServed(l.calls(), cut, victim)
+		for _, g := range lost {
+			if _, ok := first[g]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	l.finish()
+	var worst time.Duration
+	var vouched uint64
+	arbiters := 0
+	for _, n := range names {
+		if n != victim {
+			st := c.node(n).n.Stats()
+			vouched += st.Vouched
+			if st.Arbiter {
+				arbiters++
+			}
+		}
+	}
+	for _, g := range lost {
+		worst = max(worst, first[g].end-cut)
+	}
+	t.Logf("cut the arbiter %s (%d groups), its lease kept alive: all served again after %v; %d vouched starts", victim, len(lost), worst, vouched)
+	if arbiters != 1 || vouched == 0 {
+		t.Errorf("after the cut: %d arbiters among the others, %d vouched starts; want 1 and some", arbiters, vouched)
+	}
+	rec.check()
+}

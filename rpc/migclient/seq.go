@@ -178,7 +178,7 @@ func (c *Client) nextShare(ctx context.Context, uids []uint64, res *shareResult)
 		res.vals = resp.Seqs
 		return resp.Routing, nil
 	}
-	res.again, res.err = c.seqRound(ctx, "NextSeqs", res.addr, res.avoid, attempt)
+	res.again, res.err = c.seqRound(ctx, "NextSeqs", res.addr, sub, res.avoid, attempt)
 }
 
 // seqCall runs a single-uid call: to the uid's owner by the table, or to
@@ -196,7 +196,7 @@ func (c *Client) seqCall(ctx context.Context, method string, uid uint64, attempt
 		}
 		r := c.routing.Load()
 		var again bool
-		again, err = c.seqRound(ctx, method, c.pick(r, uid, avoid), avoid, attempt)
+		again, err = c.seqRound(ctx, method, c.pick(r, uid, avoid), []uint64{uid}, avoid, attempt)
 		if !again {
 			return err
 		}
@@ -365,7 +365,7 @@ func (c *Client) pick(r *route.Table, uid uint64, avoid avoidance) string {
 // the configured endpoints (one pass). It learns the table of the answer
 // or of a redirect, and reports whether another round may succeed. A node
 // that failed goes into avoid (see avoidance).
-func (c *Client) seqRound(ctx context.Context, method, addr string, avoid avoidance, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) (again bool, err error) {
+func (c *Client) seqRound(ctx context.Context, method, addr string, uids []uint64, avoid avoidance, attempt func(context.Context, *endpoint, uint64) (*migv1.Routing, error)) (again bool, err error) {
 	version := uint64(0)
 	if r := c.routing.Load(); r != nil {
 		version = r.Version
@@ -377,11 +377,24 @@ func (c *Client) seqRound(ctx context.Context, method, addr string, avoid avoida
 	}
 	if addr != "" {
 		ep := c.endpointAt(addr)
-		actx, cancel := context.WithTimeout(ctx, c.timeout)
+		pctx, reroute := context.WithCancelCause(ctx)
+		actx, cancel := context.WithTimeout(pctx, c.timeout)
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() { c.watchOwner(actx, done, addr, uids, version, reroute) })
 		err = call(actx, ep)
+		close(done)
+		wg.Wait()
+		rerouted := errors.Is(context.Cause(pctx), errRerouted)
 		cancel()
+		reroute(nil)
 		if err != nil {
 			err = fmt.Errorf("%s %s: %w", method, ep.url, err)
+		}
+		if err != nil && rerouted && ctx.Err() == nil {
+			// Abandoned for the owner a newer table names: no news of this
+			// node, and the next round goes at once (the table changed).
+			return true, err
 		}
 	} else {
 		_, err = c.do(ctx, method, call)
@@ -473,6 +486,82 @@ func (c *Client) endpointAt(addr string) *endpoint {
 // calls of a failover a fifth of a second, on average, behind the table;
 // at most seqAttempts rounds keep a dead owner's calls to a few requests.
 const maxSeqBackoff = 100 * time.Millisecond
+
+// errRerouted ends an attempt whose uids a newer table gives to another
+// node (watchOwner).
+var errRerouted = errors.New("migclient: a newer routing table moved the uids to another node")
+
+// Probing while an attempt hangs (watchOwner).
+const (
+	// seqProbeAfter is how long an attempt waits for its node before the
+	// call asks another node for the table: several round trips across
+	// datacenters, so that a node that answers is never probed about.
+	seqProbeAfter = 250 * time.Millisecond
+	// seqProbeEvery spaces the probes of one attempt after the first.
+	seqProbeEvery = 250 * time.Millisecond
+)
+
+// watchOwner follows an attempt at the node at addr, until done closes
+// or ctx ends: once it has waited seqProbeAfter, it asks another node of
+// the table (CurSeq of the first uid: a read, which that node answers or
+// redirects, with its table if newer) every seqProbeEvery, and when a
+// table newer than version (the attempt's) gives any of uids to another
+// node, it ends the attempt with errRerouted. An attempt at a node that died in a way that swallows
+// requests (a datacenter cut off, a host gone) would otherwise hang for
+// the whole attempt timeout after the node's sections were moved and
+// served elsewhere.
+func (c *Client) watchOwner(ctx context.Context, done <-chan struct{}, addr string, uids []uint64, version uint64, reroute context.CancelCauseFunc) {
+	wait := seqProbeAfter
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-c.src.After(wait):
+		}
+		wait = seqProbeEvery
+		r := c.routing.Load()
+		if moved(r, version, addr, uids) {
+			reroute(errRerouted) // another call learned it already
+			return
+		}
+		other := c.pick(r, uids[0], avoidance{addr: down})
+		if other == "" || other == addr {
+			continue
+		}
+		known := uint64(0)
+		if r != nil {
+			known = r.Version
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.timeout)
+		resp, err := c.endpointAt(other).seqs.CurSeq(pctx, &migv1.CurSeqRequest{Uid: uids[0], RoutingVersion: known})
+		cancel()
+		if err == nil {
+			c.learn(resp.Routing)
+		} else {
+			c.learn(migv1.RedirectRouting(err))
+		}
+		if moved(c.routing.Load(), version, addr, uids) {
+			reroute(errRerouted)
+			return
+		}
+	}
+}
+
+// moved reports whether table r is newer than version and gives any of
+// uids to a node other than the one at addr.
+func moved(r *route.Table, version uint64, addr string, uids []uint64) bool {
+	if r == nil || r.Version <= version {
+		return false
+	}
+	for _, u := range uids {
+		if o, ok := r.Lookup(u); ok && o.Address != addr {
+			return true
+		}
+	}
+	return false
+}
 
 // backoff waits before the wait-th round in a row that follows one that
 // learned nothing new (1, 2, ...): 50 ms, then maxSeqBackoff.

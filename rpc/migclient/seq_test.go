@@ -26,6 +26,7 @@ type fakeSeq struct {
 	next             atomic.Uint64
 	busy             atomic.Int64 // answers unavailable this many more times
 	hangNs           atomic.Int64 // NextSeq answers only after this long
+	probes           atomic.Int64 // CurSeq calls
 }
 
 // hangFor makes NextSeq answer only after d.
@@ -51,6 +52,18 @@ func (f *fakeSeq) NextSeq(ctx context.Context, _ *migv1.NextSeqRequest) (*migv1.
 		return nil, f.refuse()
 	}
 	return &migv1.NextSeqResponse{Seq: f.next.Add(1)}, nil
+}
+
+func (f *fakeSeq) CurSeq(_ context.Context, req *migv1.CurSeqRequest) (*migv1.CurSeqResponse, error) {
+	f.probes.Add(1)
+	if !f.owner {
+		return nil, f.refuse()
+	}
+	resp := &migv1.CurSeqResponse{Seq: f.next.Load()}
+	if req.RoutingVersion < f.table.Version {
+		resp.Routing = migv1.NewRouting(*f.table) // as mig serve: to a client behind
+	}
+	return resp, nil
 }
 
 func (f *fakeSeq) NextSeqs(_ context.Context, req *migv1.NextSeqsRequest) (*migv1.NextSeqsResponse, error) {
@@ -258,5 +271,53 @@ func TestMissedOwnerRetriedSoon(t *testing.T) {
 	owner.hangFor(0) // and answers from now on
 	if _, err := c.NextSeq(t.Context(), 1); err != nil {
 		t.Fatalf("NextSeq once the owner answers again: %v (owner asked %d times, the other node %d)", err, owner.calls.Load(), other.calls.Load())
+	}
+}
+
+// TestHungOwnerRerouted: an attempt hangs at an owner that swallows
+// requests (a datacenter cut off), whose sections have moved to another
+// node. The call asks another node of its table after a quarter second,
+// learns the move and goes to the new owner, instead of hanging until the
+// attempt's timeout (20 s here, past the call's deadline).
+func TestHungOwnerRerouted(t *testing.T) {
+	t.Parallel()
+	before := &route.Table{Version: 3, SectionSize: 10, GroupSize: 2, Groups: 4}
+	after := &route.Table{Version: 4, SectionSize: 10, GroupSize: 2, Groups: 4}
+	dead, live, seed := &fakeSeq{owner: true, table: before}, &fakeSeq{owner: true, table: after}, &fakeSeq{table: before}
+	dead.hangFor(time.Minute)
+	deadAddr, liveAddr, seedAddr := serveSeq(t, dead), serveSeq(t, live), serveSeq(t, seed)
+	before.Routes = []route.Route{{First: 0, Last: 1, Node: "dead", Address: deadAddr}, {First: 2, Last: 3, Node: "live", Address: liveAddr}}
+	after.Routes = []route.Route{{First: 0, Last: 3, Node: "live", Address: liveAddr}}
+	c, err := migclient.New([]string{seedAddr}, migclient.WithTimeout(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := clock.NewManual(t0)
+	migclient.SetClock(c, src)
+	if _, err := c.CurSeq(t.Context(), 1); err != nil || c.RoutingVersion() != 3 {
+		t.Fatalf("CurSeq through the seed's redirect: %v, table %d; want table 3", err, c.RoutingVersion())
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.NextSeq(ctx, 1)
+		done <- err
+	}()
+	real := clock.NewReal()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("NextSeq with its owner hung and its sections moved: %v (probes %d)", err, live.probes.Load())
+			}
+			if dead.calls.Load() != 1 || live.calls.Load() != 1 || c.RoutingVersion() != 4 {
+				t.Errorf("attempts: %d at the hung owner, %d at the new one, table %d; want 1, 1, 4", dead.calls.Load(), live.calls.Load(), c.RoutingVersion())
+			}
+			return
+		case <-real.After(20 * time.Millisecond):
+			src.Advance(100 * time.Millisecond) // the probes' clock
+		}
 	}
 }
