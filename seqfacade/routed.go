@@ -409,8 +409,8 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 		sent time.Duration
 		tr   *clientv3.TxnResponse
 	}
-	// Hedged: a read is safe to send twice, and each answer counts from
-	// its own send.
+	// Hedged: a confirmation is safe to send twice (its put only records
+	// that it was processed), and each answer counts from its own send.
 	rd, err := lease.Hedged(cctx, o.src, o.cfg.RequestTimeout/3, func(ctx context.Context) (read, error) {
 		sent := o.src.Mono()
 		tr, err := o.cli.Txn(ctx).

@@ -80,12 +80,16 @@
 // or answers unavailable (a section in its activation delay after a
 // move), the call asks another node the table names, which answers or
 // redirects with a newer table; a round that learned a newer table is
-// followed at once, others after a little wait (50 ms, doubled each
-// time), five rounds at most. A node that did not answer is skipped by
-// the calls of the next quarter second too (then one call that wants it
-// tries it again), so that a lost owner costs an attempt's timeout now
-// and then, not one a call. A batch's shares for several nodes go out
-// together. Repeating a sequence call is
+// followed at once, others after a little wait (50 ms, then 100), five
+// rounds at most. A node that did not answer is skipped by the calls of
+// the next quarter second too (then one call that wants it tries it
+// again), so that a lost owner costs an attempt's timeout now and then,
+// not one a call. An attempt that has waited a quarter second for its
+// node asks another node of the table, every quarter second, and is
+// abandoned for the new owner as soon as a newer table moved its uids: a
+// node that swallows requests (its datacenter cut off) holds a call only
+// until its sections are served elsewhere. A batch's shares for several
+// nodes go out together. Repeating a sequence call is
 // safe: a value whose answer was lost is skipped, and the repeat's is
 // above it.
 //
