@@ -15,6 +15,7 @@ import (
 	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
 	"github.com/migsvc/mig/internal/lease"
 	"github.com/migsvc/mig/seqfacade"
+	"github.com/migsvc/mig/seqfacade/route"
 )
 
 // TestRoutedOwnerCutNoRollback is seqsvr's figure 5: the owner of some
@@ -273,29 +274,8 @@ func TestRoutedKillUnderLoad(t *testing.T) {
 		}
 		return true
 	})
-	var lost []int
-	for g := range testGroups {
-		if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == victim {
-			lost = append(lost, g)
-		}
-	}
-
 	rec := newRecorder(t, c.src)
-	l := c.startLoad(rec, 4)
-	<-c.src.After(500 * time.Millisecond)
-	killed := c.src.Mono()
-	l.kill(victim)
-	c.node(victim).proxy.Cut()
-	var first map[int]call
-	waitFor(t, "the victim's groups served by the others", 20*time.Second, func() bool {
-		first = firstServed(l.calls(), killed, victim)
-		for _, g := range lost {
-			if _, ok := first[g]; !ok {
-				return false
-			}
-		}
-		return true
-	})
+	l, killed, lost, first := cutUnderLoad(t, c, rec, r, victim)
 	<-c.src.After(300 * time.Millisecond)
 	calls := l.finish()
 
@@ -432,29 +412,8 @@ func TestSilentArbiterUnseated(t *testing.T) {
 		stopRenewing()
 		<-drained
 	}()
-	var lost []int
-	for g := range testGroups {
-		if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == victim {
-			lost = append(lost, g)
-		}
-	}
-
 	rec := newRecorder(t, c.src)
-	l := c.startLoad(rec, 4)
-	<-c.src.After(300 * time.Millisecond)
-	cut := c.src.Mono()
-	l.kill(victim)
-	c.node(victim).proxy.Cut()
-	var first map[int]call
-	waitFor(t, "the cut arbiter's groups served by the others", 20*time.Second, func() bool {
-		first = firstServed(l.calls(), cut, victim)
-		for _, g := range lost {
-			if _, ok := first[g]; !ok {
-				return false
-			}
-		}
-		return true
-	})
+	l, cut, lost, first := cutUnderLoad(t, c, rec, r, victim)
 	l.finish()
 	var worst time.Duration
 	var vouched uint64
@@ -476,4 +435,33 @@ func TestSilentArbiterUnseated(t *testing.T) {
 		t.Errorf("after the cut: %d arbiters among the others, %d vouched starts; want 1 and some", arbiters, vouched)
 	}
 	rec.check()
+}
+
+// cutUnderLoad starts a load of 4 clients on c and, once it runs, cuts
+// victim from etcd (the clients stop calling it), then waits until every
+// group r gave victim is served by another node. It returns the load,
+// still running, the moment of the cut, the victim's groups and the first
+// call each was served by elsewhere.
+func cutUnderLoad(t *testing.T, c *cluster, rec *recorder, r route.Table, victim string) (l *load, cut time.Duration, lost []int, first map[int]call) {
+	t.Helper()
+	for g := range testGroups {
+		if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == victim {
+			lost = append(lost, g)
+		}
+	}
+	l = c.startLoad(rec, 4)
+	<-c.src.After(400 * time.Millisecond)
+	cut = c.src.Mono()
+	l.kill(victim)
+	c.node(victim).proxy.Cut()
+	waitFor(t, victim+"'s groups served by the others", 20*time.Second, func() bool {
+		first = firstServed(l.calls(), cut, victim)
+		for _, g := range lost {
+			if _, ok := first[g]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	return l, cut, lost, first
 }
