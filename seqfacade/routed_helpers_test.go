@@ -416,16 +416,6 @@ func (l *etcdLog) tables(t *testing.T, key string) (ts []storedTable, revs []int
 	return ts, revs
 }
 
-// deleted returns the revision at which key was first deleted, or 0.
-func (l *etcdLog) deleted(key string) int64 {
-	for _, ev := range l.events() {
-		if string(ev.Kv.Key) == key && ev.Type == clientv3.EventTypeDelete {
-			return ev.Kv.ModRevision
-		}
-	}
-	return 0
-}
-
 // ownerOf returns the node r gives uid to and its address.
 func ownerOf(r route.Table, uid uint64) (name, address string, ok bool) {
 	o, ok := r.Lookup(uid)
