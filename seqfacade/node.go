@@ -260,24 +260,45 @@ const activations = 64
 // it is loaded and its sections extended before calls need it.
 func (n *Node) activate(gi int) {
 	n.spawn(func() {
-		select {
-		case n.activating <- struct{}{}:
-		case <-n.ctx.Done():
-			return
-		}
-		defer func() { <-n.activating }()
-		c, err := n.startLoad(gi)
-		if err == nil {
-			select {
-			case <-c.done:
-				err = c.err
-			case <-n.ctx.Done():
+		for {
+			err := n.activateOnce(gi)
+			if err == nil || n.ctx.Err() != nil {
+				return
+			}
+			// A load that failed (a timeout on a slow etcd, a right that
+			// lapsed meanwhile) is tried again after a pause while the
+			// group is still this node's: else it would wait for a call to
+			// need it.
+			if _, cerr := n.own.Claim(gi); errors.Is(cerr, ErrNotOwner) || errors.Is(cerr, ErrNotHome) || errors.Is(cerr, ErrClosed) {
+				n.log.Debug("seq facade: group not activated", "group", gi, "err", err, "now", cerr)
+				return
+			}
+			n.log.Debug("seq facade: group not activated; trying again", "group", gi, "err", err)
+			if clock.Sleep(n.ctx, n.src, minRetry) != nil {
+				return
 			}
 		}
-		if err != nil {
-			n.log.Debug("seq facade: group not activated", "group", gi, "err", err)
-		}
 	})
+}
+
+// activateOnce loads group gi, one of at most activations at once.
+func (n *Node) activateOnce(gi int) error {
+	select {
+	case n.activating <- struct{}{}:
+	case <-n.ctx.Done():
+		return n.ctx.Err()
+	}
+	defer func() { <-n.activating }()
+	c, err := n.startLoad(gi)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-c.done:
+		return c.err
+	case <-n.ctx.Done():
+		return n.ctx.Err()
+	}
 }
 
 // startLoad starts loading group gi unless it is loaded or loading, and
