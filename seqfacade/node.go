@@ -117,8 +117,13 @@ func Start(ctx context.Context, cfg Config, cli *clientv3.Client, src clock.Sour
 			return nil, err
 		}
 	}
+	return startOn(ctx, cfg, cli, newEtcdStore(cli, cfg), src)
+}
+
+// startOn is Start's node, once etcd's metadata agrees, over store.
+func startOn(ctx context.Context, cfg Config, cli *clientv3.Client, store Store, src clock.Source) (*Node, error) {
 	o := newRouted(cfg, cli, src)
-	n, err := New(ctx, cfg, newEtcdStore(cli, cfg), o, src)
+	n, err := New(ctx, cfg, store, o, src)
 	if err != nil {
 		return nil, err
 	}
