@@ -258,7 +258,7 @@ func (n *Node) group(ctx context.Context, gi int) (*group, error) {
 // given hundreds of groups at once (its first table) would otherwise send
 // etcd hundreds of reads and writes together, and the calls that need a
 // group now would wait behind them.
-const activations = 64
+const activations = 32
 
 // activate loads group gi in the background, if it is not loaded or
 // loading: the ownership calls it for a group it may now serve, so that
