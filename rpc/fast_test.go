@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -63,7 +64,11 @@ func TestFastRoutesAllocateNothing(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.check(t, ids) })
 	}
-	_, _, seq := serveSeqHandler(t)
+	// Every confirmation of the node is a write to the embedded etcd, in
+	// this process, whose allocations AllocsPerRun counts: a 4 s delay
+	// spaces them a second apart, so that the least of three runs holds
+	// none (a 500 ms delay put one in each run of a loaded CI host).
+	_, _, seq := serveSeqDelayed(t, 4*time.Second)
 	const uids = 5000 // the calls spread over them stay within one step
 	for _, tt := range []fastAllocCase{
 		{"NextSeq", migv1.SeqServicePathPrefix + "NextSeq", perUID(uids, func(u uint64) proto.Message { return &migv1.NextSeqRequest{Uid: u} })},

@@ -39,14 +39,21 @@ func serveSeq(t testing.TB) (string, *seqfacade.Node) {
 // handlers the caller may call in-process.
 func serveSeqHandler(t testing.TB) (string, *seqfacade.Node, *rpc.Server) {
 	t.Helper()
+	return serveSeqDelayed(t, 500*time.Millisecond)
+}
+
+// serveSeqDelayed is serveSeqHandler with the node's activation delay:
+// the node confirms every quarter of it (a write to the embedded etcd).
+func serveSeqDelayed(t testing.TB, delay time.Duration) (string, *seqfacade.Node, *rpc.Server) {
+	t.Helper()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints()...)
 	node, err := seqfacade.Start(t.Context(), seqfacade.Config{
 		NodeName:        "n1",
 		Step:            100,
 		Lease:           lease.Config{TTL: 2 * time.Second, RequestTimeout: 200 * time.Millisecond},
-		Margin:          100 * time.Millisecond,
-		ActivationDelay: 500 * time.Millisecond,
+		Margin:          delay / 5,
+		ActivationDelay: delay,
 	}, cli, clock.NewReal())
 	if err != nil {
 		t.Fatal(err)
