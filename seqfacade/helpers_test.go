@@ -176,7 +176,7 @@ func (h *history) all(uid uint64) []uint64 {
 func nextAll(t testing.TB, n *seqfacade.Node, h *history, uids ...uint64) {
 	t.Helper()
 	for _, u := range uids {
-		v, err := n.Next(ctxT(t), u)
+		v, err := patiently(t, func() (uint64, error) { return n.Next(ctxT(t), u) })
 		if err != nil {
 			t.Fatalf("Next(%d): %v", u, err)
 		}
@@ -189,7 +189,7 @@ func nextAll(t testing.TB, n *seqfacade.Node, h *history, uids ...uint64) {
 func assertAbove(t testing.TB, n *seqfacade.Node, h *history) {
 	t.Helper()
 	for _, u := range h.uids() {
-		cur, err := n.Current(ctxT(t), u)
+		cur, err := patiently(t, func() (uint64, error) { return n.Current(ctxT(t), u) })
 		if err != nil {
 			t.Fatalf("Current(%d): %v", u, err)
 		}
@@ -197,7 +197,7 @@ func assertAbove(t testing.TB, n *seqfacade.Node, h *history) {
 		if cur < before {
 			t.Fatalf("uid %d: Current %d after restart is below %d, handed out before", u, cur, before)
 		}
-		v, err := n.Next(ctxT(t), u)
+		v, err := patiently(t, func() (uint64, error) { return n.Next(ctxT(t), u) })
 		if err != nil {
 			t.Fatalf("Next(%d): %v", u, err)
 		}
@@ -208,3 +208,23 @@ func assertAbove(t testing.TB, n *seqfacade.Node, h *history) {
 }
 
 func isUnavailable(err error) bool { return errors.Is(err, seqfacade.ErrUnavailable) }
+
+// patiently calls f again, a few times, while it fails because an etcd
+// call of the node's timed out (ErrUnavailable with a deadline in its
+// chain), as any client of the service retries unavailable: on a loaded
+// CI host, under -race, the embedded etcd sometimes takes longer than the
+// tests' 200 ms request timeout. Other errors, and a fifth timeout in a
+// row, are returned.
+func patiently(t testing.TB, f func() (uint64, error)) (uint64, error) {
+	t.Helper()
+	for i := 0; ; i++ {
+		v, err := f()
+		if err == nil || i == 4 || !isUnavailable(err) || !errors.Is(err, context.DeadlineExceeded) {
+			return v, err
+		}
+		t.Logf("a call timed out in etcd, trying again: %v", err)
+		if clock.Sleep(t.Context(), clock.NewReal(), 100*time.Millisecond) != nil {
+			return v, err
+		}
+	}
+}
