@@ -24,11 +24,10 @@ import (
 // learned of it: the put was processed before then. Only a put of the
 // very incarnation whose tenure ends counts: a key left by an earlier
 // incarnation says nothing of a later one, which may run a version that
-// does not put it. A tenure's owner has therefore no
-// right left from delay after that moment (its right lasts delay - margin
-// from a send that came before the put), if no put of its came after; the
-// arbiter's table write compares the key's ModRevision to make sure of
-// that. The tenures before it ended with the table that began it; their
+// does not put it. A tenure's owner has therefore no right left from
+// delay after that moment (its right lasts delay - margin from a send
+// that came before the put), if no put of its came after; the arbiter's
+// table write compares the key's ModRevision to make sure of that. The tenures before it ended with the table that began it; their
 // rights are over delay after the moment this node first saw that table
 // version (or a later one).
 //
@@ -93,9 +92,8 @@ func (q *quiet) selfConfirmed(now time.Duration) {
 }
 
 // silent reports whether node's incarnation reg has put no confirmation
-// for ttl at now, as judged by a node that can
-// judge: one whose own confirmations have gone through without a gap for
-// grace, so that an outage of its own, or of etcd's (an election: nobody
+// for ttl at now, as judged by a node that can judge: one whose own
+// confirmations have gone through without a gap for grace, so that an outage of its own, or of etcd's (an election: nobody
 // confirms), is not taken for the others' silence. An incarnation never
 // seen confirming (just registered, or of a version that does not put its
 // confirm key) is never judged silent: its lease alone says it is gone.
@@ -170,8 +168,8 @@ func (q *quiet) tableSeen(v uint64, now time.Duration) {
 	q.mu.tables = append(slices.Delete(t, 0, i), sighting{int64(v), now})
 }
 
-// tableAt returns when a table of version v or later was first seen: v
-// committed before then. ok is false for a version not seen yet.
+// tableAtLocked returns when a table of version v or later was first
+// seen: v committed before then. ok is false for a version not seen yet.
 func (q *quiet) tableAtLocked(v uint64) (time.Duration, bool) {
 	for _, s := range q.mu.tables {
 		if uint64(s.rev) >= v {
