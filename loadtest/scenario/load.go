@@ -41,6 +41,9 @@ const (
 	// minWindow is the shortest wait for a server that the timeline
 	// mentions and ServerStats.Windows counts.
 	minWindow = 200 * time.Millisecond
+	// callerPause is the pause of askUntilAnswered's callers after a
+	// call that failed.
+	callerPause = 10 * time.Millisecond
 	// scrapeEvery spaces the reads of every server's extension counter.
 	scrapeEvery = time.Second
 )

@@ -45,6 +45,11 @@ type loader struct {
 	// (by datacenter, then uid index); seqAll as every client saw it.
 	seqUID [][]*tracker
 	seqAll []*tracker
+	// seqCli is each datacenter's first sequence load client (nil
+	// without sequences), which the runner's probes share; clients
+	// counts the checker's client numbers given out.
+	seqCli  []*migclient.Client
+	clients atomic.Int32
 	// window follows each uid as every client saw it since the runner
 	// last opened a window (openWindow): a scenario's own measure.
 	window atomic.Pointer[[]*tracker]
@@ -123,6 +128,7 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 		client++
 	}
 	if seq {
+		l.seqCli = make([]*migclient.Client, len(d.dcs))
 		for _, dc := range d.dcs {
 			for k := range seqClientsPerDC {
 				// The Go client's default attempt timeout: above the
@@ -132,6 +138,9 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 				if err != nil {
 					l.stop()
 					return nil, err
+				}
+				if k == 0 {
+					l.seqCli[dc.index] = c
 				}
 				n, who := client, fmt.Sprintf("seq client %d (%s)", client, dc.name)
 				rng := rand.New(rand.NewPCG(seed, uint64(client)))
@@ -145,6 +154,7 @@ func startLoad(ctx context.Context, d *deployment, ck *loadtest.Checker, seq boo
 		client++
 		l.wg.Go(func() { l.scrape(ctx) })
 	}
+	l.clients.Store(int32(client))
 	return l, nil
 }
 
@@ -489,6 +499,58 @@ func (l *loader) curlLoad(ctx context.Context, client int, who string, dc *datac
 		l.curl.values.Add(1)
 		o.ok(call, ret)
 	}
+}
+
+// askUntilAnswered is a caller that keeps asking: from now on, for each
+// uid of uids (indices), it calls NextSeq through datacenter dc's
+// sequence load client again and again until the uid is answered, and
+// returns when the last was (zero when uids is empty). It measures a
+// failover as a caller waiting for one uid sees it, which the steady
+// load cannot: its clients draw uids at random, and a uid they happen
+// not to draw for a while looks unavailable until they do. Its answers
+// go to the checker like the load's.
+func (l *loader) askUntilAnswered(ctx context.Context, dc int, uids []int, timeout time.Duration) (time.Duration, error) {
+	c := l.seqCli[dc]
+	if c == nil {
+		return 0, fmt.Errorf("no sequence load client in %s", dcName(dc))
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	endpoint := "callers asking from " + dcName(dc)
+	first := make([]time.Duration, len(uids))
+	var wg sync.WaitGroup
+	for j, i := range uids {
+		client := int(l.clients.Add(1)) - 1
+		wg.Go(func() {
+			for {
+				call := l.clk.Mono()
+				v, err := c.NextSeq(ctx, l.uids[i])
+				ret := l.clk.Mono()
+				if err == nil {
+					_ = l.ck.RecordSeqs(loadtest.SeqAnswer{Client: client, Endpoint: endpoint, Call: call, Return: ret, UIDs: []uint64{l.uids[i]}, Seqs: []uint64{v}})
+					first[j] = ret
+					return
+				}
+				if errors.Is(err, migclient.ErrBadAnswer) {
+					_ = l.ck.RecordBadAnswer(client, endpoint, call, ret, err)
+				}
+				// The client waited between its own rounds; a call that
+				// failed at once is not repeated in a spin.
+				if clock.Sleep(ctx, l.clk, callerPause) != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var last time.Duration
+	for j, at := range first {
+		if at == 0 {
+			return 0, fmt.Errorf("uid %d not answered within %v of asking from %s", l.uids[uids[j]], timeout, dcName(dc))
+		}
+		last = max(last, at)
+	}
+	return last, nil
 }
 
 // curlNext is one plain JSON NextSeq to s.
