@@ -14,20 +14,29 @@ import (
 // The first write of a group also creates <prefix>/seq/born/<group>: a
 // group key found absent while its born key exists was deleted (an
 // operator's mistake), and is refused as corrupt rather than read as
-// zeros, which would restart every uid of the group from 1. Safe for
-// concurrent use.
+// zeros, which would restart every uid of the group from 1. Concurrent
+// reads and writes go to etcd together (txnBatcher). Safe for concurrent
+// use.
 type etcdStore struct {
 	cli     *clientv3.Client
 	lay     layout
 	prefix  string
 	timeout time.Duration
+	// batch sends concurrent reads and writes (a failover's tens of
+	// groups) as one transaction each round trip.
+	batch *txnBatcher
 }
 
 var _ Store = (*etcdStore)(nil)
 
 func newEtcdStore(cli *clientv3.Client, cfg Config) *etcdStore {
-	return &etcdStore{cli: cli, lay: newLayout(cfg), prefix: cfg.Prefix, timeout: cfg.RequestTimeout}
+	return &etcdStore{cli: cli, lay: newLayout(cfg), prefix: cfg.Prefix, timeout: cfg.RequestTimeout, batch: newTxnBatcher(cli, cfg.RequestTimeout)}
 }
+
+// txnCounter is a Store that counts the etcd transactions it sent.
+type txnCounter interface{ txnsSent() uint64 }
+
+func (s *etcdStore) txnsSent() uint64 { return s.batch.sent.Load() }
 
 func groupKey(prefix string, g int) string { return fmt.Sprintf("%s/seq/groups/%08x", prefix, g) }
 
@@ -40,7 +49,7 @@ func (s *etcdStore) Load(ctx context.Context, g int, proof []clientv3.Cmp) (Grou
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	key, born := groupKey(s.prefix, g), bornKey(s.prefix, g)
-	tr, err := s.cli.Txn(cctx).If(proof...).Then(clientv3.OpGet(key), clientv3.OpGet(born, clientv3.WithCountOnly())).Commit()
+	tr, err := s.batch.txn(cctx, g, proof, []clientv3.Op{clientv3.OpGet(key), clientv3.OpGet(born, clientv3.WithCountOnly())}, nil)
 	if err != nil {
 		return GroupState{}, fmt.Errorf("reading %s: %w", key, err)
 	}
@@ -79,11 +88,8 @@ func (s *etcdStore) Save(ctx context.Context, g int, maxSeqs []uint64, expect in
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	tr, err := s.cli.Txn(cctx).
-		If(cmps...).
-		Then(ops...).
-		Else(clientv3.OpGet(key, clientv3.WithKeysOnly()), clientv3.OpGet(bornKey(s.prefix, g), clientv3.WithCountOnly())).
-		Commit()
+	tr, err := s.batch.txn(cctx, g, cmps, ops,
+		[]clientv3.Op{clientv3.OpGet(key, clientv3.WithKeysOnly()), clientv3.OpGet(bornKey(s.prefix, g), clientv3.WithCountOnly())})
 	if err != nil {
 		return 0, fmt.Errorf("writing %s: %w", key, err)
 	}

@@ -255,10 +255,12 @@ func (n *Node) group(ctx context.Context, gi int) (*group, error) {
 }
 
 // activations bounds the groups loaded at once in the background: a node
-// given hundreds of groups at once (its first table) would otherwise send
-// etcd hundreds of reads and writes together, and the calls that need a
-// group now would wait behind them.
-const activations = 32
+// given hundreds of groups at once (its first table) would otherwise hold
+// hundreds of reads and writes at once, and the calls that need a group
+// now would queue behind them. The store sends concurrent reads and
+// writes together (txnBatcher), so that 128 cost etcd two or three
+// transactions a round trip, where they used to cost 128.
+const activations = 128
 
 // activate loads group gi in the background, if it is not loaded or
 // loading: the ownership calls it for a group it may now serve, so that

@@ -20,6 +20,10 @@ type Stats struct {
 	// Unavailable counts calls answered with an error wrapping
 	// ErrUnavailable.
 	Unavailable uint64
+	// StoreTxns counts the etcd transactions the node's group reads and
+	// writes took: concurrent ones share one (a failover's tens of
+	// groups), so it grows slower than GroupLoads + Writes.
+	StoreTxns uint64
 	// GroupLoads counts groups read from the store; Handoffs groups
 	// loaded from the state their previous owner handed them off in,
 	// without a read or a write.
@@ -97,6 +101,9 @@ func (n *Node) Stats() Stats {
 		SectionsLoaded: n.stats.sectionsLoaded.Load(),
 		Redirects:      n.stats.redirects.Load(),
 		RoutingVersion: n.Routing().Version,
+	}
+	if c, ok := n.store.(txnCounter); ok {
+		s.StoreTxns = c.txnsSent()
 	}
 	for i := range n.groups {
 		if g := n.groups[i].Load(); g != nil {

@@ -115,6 +115,8 @@ func registerSeqMetrics(reg prometheus.Registerer, n *seqfacade.Node) error {
 			stat(func(s seqfacade.Stats) float64 { return float64(s.Issued) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_extensions_total", Help: "max_seq writes to etcd (one per extension round of a group of sections)."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.Writes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_store_txns_total", Help: "etcd transactions the node's max_seq reads and writes took: concurrent ones share one."},
+			stat(func(s seqfacade.Stats) float64 { return float64(s.StoreTxns) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_extension_failures_total", Help: "max_seq writes refused or of unknown outcome."},
 			stat(func(s seqfacade.Stats) float64 { return float64(s.WriteFailures) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "mig", Name: "seq_extension_waits_total", Help: "Calls that waited for an extension to be persisted."},
