@@ -14,23 +14,24 @@ import (
 	"github.com/migsvc/mig/internal/lease"
 )
 
-// failFirst is a Store whose first load of every group fails, as a read
-// that timed out on a loaded etcd does.
+// failFirst is a Store whose first write of every group fails, as a
+// write that timed out on a loaded etcd does (unknown outcome; here, not
+// written).
 type failFirst struct {
 	Store
 	mu     sync.Mutex
 	failed map[int]bool
 }
 
-func (f *failFirst) Load(ctx context.Context, g int, proof []clientv3.Cmp) (GroupState, error) {
+func (f *failFirst) Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error) {
 	f.mu.Lock()
 	first := !f.failed[g]
 	f.failed[g] = true
 	f.mu.Unlock()
 	if first {
-		return GroupState{}, fmt.Errorf("reading group %d: %w", g, context.DeadlineExceeded)
+		return 0, fmt.Errorf("writing group %d: %w", g, context.DeadlineExceeded)
 	}
-	return f.Store.Load(ctx, g, proof)
+	return f.Store.Save(ctx, g, maxSeqs, expect, proof)
 }
 
 // TestActivationRetried: a group whose background load failed is loaded
@@ -74,5 +75,106 @@ func TestActivationRetried(t *testing.T) {
 	defer store.mu.Unlock()
 	if len(store.failed) == 0 {
 		t.Fatal("no load failed: the test tested nothing")
+	}
+}
+
+// raceRelease is a Store that, before the first write of group 0,
+// writes the group itself (maxes, as a release by its previous owner
+// would), and notes whether group 0 was read before that write.
+type raceRelease struct {
+	Store
+	cli   Store
+	maxes []uint64
+	mu    sync.Mutex
+	read  bool // group 0 read by a load before its first write
+	wrote bool
+}
+
+func (r *raceRelease) Load(ctx context.Context, g int, proof []clientv3.Cmp) (GroupState, error) {
+	if g == 0 {
+		r.mu.Lock()
+		if !r.wrote {
+			r.read = true
+		}
+		r.mu.Unlock()
+	}
+	return r.Store.Load(ctx, g, proof)
+}
+
+func (r *raceRelease) Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error) {
+	if g == 0 {
+		r.mu.Lock()
+		first := !r.wrote
+		r.wrote = true
+		r.mu.Unlock()
+		if first {
+			if _, err := r.cli.Save(ctx, 0, r.maxes, expect, nil); err != nil {
+				return 0, fmt.Errorf("the test's own write: %w", err)
+			}
+		}
+	}
+	return r.Store.Save(ctx, g, maxSeqs, expect, proof)
+}
+
+// TestReadAheadWriteBetween: a group's first load starts from the read
+// made by the confirmation that began its tenure, without a read of its
+// own; a write of the group between that read and the load's first
+// write (a previous owner's late release) fails the load's write, and
+// the next load reads the group again: values start above that write.
+func TestReadAheadWriteBetween(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	src := clock.NewReal()
+	cfg := Config{NodeName: "a", Address: "a.test:7000", Lease: lease.Config{TTL: 2 * time.Second, RequestTimeout: 200 * time.Millisecond},
+		Margin: 100 * time.Millisecond, ActivationDelay: 500 * time.Millisecond}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.withDefaults()
+	direct := newEtcdStore(cli, cfg)
+	n0 := newLayout(cfg).sectionsIn(0)
+	at := func(v uint64) []uint64 {
+		m := make([]uint64, n0)
+		for i := range m {
+			m[i] = v
+		}
+		return m
+	}
+	if _, err := direct.Save(t.Context(), 0, at(500), 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	const late = 1_000_000
+	store := &raceRelease{Store: newEtcdStore(cli, cfg), cli: direct, maxes: at(late)}
+	n, err := startOn(t.Context(), cfg, cli, store, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 2*time.Second)
+		defer cancel()
+		_ = n.Close(ctx)
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var v uint64
+	for {
+		if v, err = n.Next(ctx, 1); err == nil || ctx.Err() != nil {
+			break
+		}
+		if clock.Sleep(ctx, src, 20*time.Millisecond) != nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v <= late {
+		t.Fatalf("uid 1 got %d: at or below the group's max_seq written before the load's first write (%d)", v, late)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if !store.wrote || store.read {
+		t.Fatalf("group 0 read by a load before its first write (%v), or never written (%v): the confirmation's read was not used", store.read, !store.wrote)
 	}
 }

@@ -61,12 +61,13 @@ type Node struct {
 
 	closeOwn func(context.Context) error
 	drainOwn func(context.Context) error
-	// takeHandoff returns, once, the state group g was handed off in by
-	// its previous owner (routeState.takeHandoff); false without one.
-	takeHandoff func(g int) (*handoffState, bool)
-	activating  chan struct{} // a slot per background activation in flight
-	closeOnce   sync.Once
-	closeErr    error
+	// takeFirstLoad returns, once a tenure, the state group g was handed
+	// off in by its previous owner, or read in by a confirmation
+	// (routeState.takeFirstLoad); neither for later loads.
+	takeFirstLoad func(g int) firstLoad
+	activating    chan struct{} // a slot per background activation in flight
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 // loadCall is a group load in progress; callers that need the group wait
@@ -130,7 +131,7 @@ func startOn(ctx context.Context, cfg Config, cli *clientv3.Client, store Store,
 	o.activate = n.activate
 	o.calls = n.groupCalls
 	o.handoff = n.handoffState
-	n.takeHandoff = o.st.takeHandoff
+	n.takeFirstLoad = o.st.takeFirstLoad
 	o.start(ctx)
 	n.closeOwn = o.close
 	n.drainOwn = o.drain
@@ -163,7 +164,7 @@ func New(ctx context.Context, cfg Config, store Store, own Ownership, src clock.
 	n.mu.loading = map[int]*loadCall{}
 	n.mu.watched = map[Claim]struct{}{}
 	n.mu.finals = map[int]GroupState{}
-	n.takeHandoff = func(int) (*handoffState, bool) { return nil, false }
+	n.takeFirstLoad = func(int) firstLoad { return firstLoad{} }
 	return n, nil
 }
 
@@ -358,7 +359,13 @@ func (n *Node) startLoad(gi int) (*loadCall, error) {
 // HAZARD: the claim first, the read after. Ownership hands out a claim
 // only once every write of a previous owner is visible to a read started
 // then, so every cur_seq of the group starts at or above anything handed
-// out before.
+// out before. The one read made earlier, by the confirmation that read
+// the table beginning this tenure (routeState.readSeen), is as good: a
+// previous owner's writes compare the table they were made under, so
+// each that succeeded committed before that table and was read; a write
+// since (a release, which compares only the group's revision) fails this
+// load's first write, which expects the revision read, and nothing is
+// served before that write succeeds.
 func (n *Node) loadGroup(gi int) (*group, error) {
 	c, err := n.own.Claim(gi)
 	if err != nil {
@@ -371,7 +378,8 @@ func (n *Node) loadGroup(gi int) (*group, error) {
 	// read, and room already persisted (see routed.writeRelease). The
 	// claim came first here too: the release it follows was written after
 	// that owner's last value.
-	if hs, ok := n.takeHandoff(gi); ok && len(hs.max) == n.lay.sectionsIn(gi) {
+	first := n.takeFirstLoad(gi)
+	if hs := first.handoff; hs != nil && len(hs.max) == n.lay.sectionsIn(gi) {
 		if !live(c) {
 			return nil, fmt.Errorf("%w: loading group %d: claim ended meanwhile", ErrUnavailable, gi)
 		}
@@ -383,9 +391,17 @@ func (n *Node) loadGroup(gi int) (*group, error) {
 		n.log.Debug("seq facade: group handed off", "group", gi, "revision", hs.rev)
 		return g, nil
 	}
-	ctx, cancel := n.callCtx(c)
-	st, err := n.store.Load(ctx, gi, nil)
-	cancel()
+	// A group read by the confirmation that began the tenure needs no
+	// read of its own: extendAll writes only if the group is still as
+	// read (see routeState.readSeen).
+	var st GroupState
+	if first.read != nil {
+		st = *first.read
+	} else {
+		ctx, cancel := n.callCtx(c)
+		st, err = n.store.Load(ctx, gi, nil)
+		cancel()
+	}
 	n.stats.groupLoads.Add(1)
 	switch {
 	case errors.Is(err, ErrCorrupt):

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -404,6 +405,15 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 		ops = append(ops, clientv3.OpGet(o.keys.released, clientv3.WithPrefix()))
 	}
 	ops = append(ops, clientv3.OpPut(o.keys.confirm, strconv.FormatInt(reg, 10)))
+	// Groups newly given are read here too, in runs: their first loads
+	// then write at once, a round trip sooner (routeState.readSeen).
+	runs := groupRuns(o.st.toRead())
+	reads := len(ops)
+	for _, r := range runs {
+		ops = append(ops,
+			clientv3.OpGet(groupKey(o.cfg.Prefix, r[0]), clientv3.WithRange(groupKey(o.cfg.Prefix, r[1]+1))),
+			clientv3.OpGet(bornKey(o.cfg.Prefix, r[0]), clientv3.WithRange(bornKey(o.cfg.Prefix, r[1]+1)), clientv3.WithKeysOnly()))
+	}
 	cctx, cancel := l.CallContext(ctx)
 	type read struct {
 		sent time.Duration
@@ -445,7 +455,75 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 	}
 	o.q.tableSeen(t.Version, now)
 	o.st.confirm(t, sent, now)
+	if len(runs) > 0 {
+		o.st.readSeen(t, o.parseRuns(runs, tr.Responses[reads:]))
+	}
 	return nil
+}
+
+// Bounds on the groups one confirmation reads: a node given hundreds at
+// once (its first table) reads the rest by their own loads.
+const (
+	confirmReadGroups = 128
+	confirmReadRuns   = 8
+)
+
+// groupRuns returns groups (ascending) as runs of consecutive groups,
+// [first, last] each, at most confirmReadRuns runs and confirmReadGroups
+// groups in all.
+func groupRuns(groups []int) [][2]int {
+	var runs [][2]int
+	n := 0
+	for _, g := range groups {
+		if n == confirmReadGroups {
+			break
+		}
+		if k := len(runs) - 1; k >= 0 && runs[k][1] == g-1 {
+			runs[k][1] = g
+		} else if len(runs) == confirmReadRuns {
+			break
+		} else {
+			runs = append(runs, [2]int{g, g})
+		}
+		n++
+	}
+	return runs
+}
+
+// parseRuns reads the answers to groupRuns' reads (a range of group keys
+// and one of born keys a run): each group's state, zeros for a group
+// never written. A group whose key is missing while its born key exists,
+// or whose value is unreadable, is left out: its load reads it again and
+// reports it.
+func (o *routed) parseRuns(runs [][2]int, resp []*etcdserverpb.ResponseOp) map[int]GroupState {
+	out := map[int]GroupState{}
+	for i, r := range runs {
+		if 2*i+1 >= len(resp) {
+			break
+		}
+		found := map[int]bool{}
+		for _, kv := range resp[2*i].GetResponseRange().GetKvs() {
+			g, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), o.cfg.Prefix+"/seq/groups/"), 16, 31)
+			if err != nil || int(g) < r[0] || int(g) > r[1] {
+				continue
+			}
+			found[int(g)] = true
+			if m, err := decodeGroup(kv.Value, o.lay.sectionsIn(int(g))); err == nil {
+				out[int(g)] = GroupState{MaxSeqs: m, Revision: kv.ModRevision}
+			}
+		}
+		for _, kv := range resp[2*i+1].GetResponseRange().GetKvs() {
+			if g, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), o.cfg.Prefix+"/seq/born/"), 16, 31); err == nil {
+				found[int(g)] = true // written once: its key must be read
+			}
+		}
+		for g := r[0]; g <= r[1]; g++ {
+			if !found[g] {
+				out[g] = GroupState{MaxSeqs: make([]uint64, o.lay.sectionsIn(g))}
+			}
+		}
+	}
+	return out
 }
 
 // watchRouting feeds routeState every table written, as soon as it is,

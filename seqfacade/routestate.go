@@ -86,7 +86,8 @@ type slot struct {
 	claim     *routedClaim  // the live claim, nil before activation
 	wait      chan struct{} // closed (and nil) once the slot activates or ends
 	preloaded bool          // the node was told to load it
-	loaded    bool          // the node began a load in this tenure (takeHandoff)
+	loaded    bool          // the node began a load in this tenure (takeFirstLoad)
+	read      *GroupState   // the group as a confirmation read it in this tenure (takeFirstLoad)
 	repeated  bool          // a tenure this incarnation held before: no release counts
 	over      bool          // a table vouched prev's right over (quiet.go)
 }
@@ -359,29 +360,76 @@ func (s *routeState) prevEndedLocked(g int, sl *slot) bool {
 	return sl.prev.Node != "" && !sl.repeated && (sl.over || slices.ContainsFunc(s.mu.released[g], func(r released) bool { return r.t == sl.prev }))
 }
 
-// takeHandoff returns the state group g's previous owner handed it off
-// in, if this node's tenure of g follows exactly the tenure released with
-// it and this is the tenure's first load.
+// firstLoad is what the first load of a tenure starts from instead of a
+// read of its own: the state the previous owner handed the group off in,
+// or else the group as a confirmation read it since the tenure began
+// (routed.confirm).
+type firstLoad struct {
+	handoff *handoffState
+	read    *GroupState
+}
+
+// takeFirstLoad returns, for the first load of this node's tenure of
+// group g, the state the tenure released just before it was handed off
+// in, or else the group as a confirmation read it in this tenure.
 //
 // HAZARD: the first load only. The state is the group as it was at the
-// release; once this node has loaded the group in this tenure (from the
-// state, or by a read when the release came later than the load), it may
-// have handed out values above it, and a load from it again would hand
-// them out twice. Later loads read the group from etcd.
-func (s *routeState) takeHandoff(g int) (*handoffState, bool) {
+// release or the read; once this node has loaded the group in this
+// tenure (from it, or by a read when the release came later than the
+// load), it may have handed out values above it, and a load from it
+// again would hand them out twice. Later loads read the group from etcd.
+func (s *routeState) takeFirstLoad(g int) firstLoad {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sl := &s.mu.slots[g]
 	if !sl.mine || sl.loaded {
-		return nil, false
+		return firstLoad{}
 	}
 	sl.loaded = true
 	for _, r := range s.mu.released[g] {
 		if sl.prev.Node != "" && r.t == sl.prev && r.state != nil {
-			return r.state, true
+			return firstLoad{handoff: r.state}
 		}
 	}
-	return nil, false
+	return firstLoad{read: sl.read}
+}
+
+// toRead returns the groups a confirmation may read for their tenure's
+// first load: the newest table gives them to this node, and none was
+// loaded, or read so, in its tenure.
+func (s *routeState) toRead() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.suspended || s.mu.reg == 0 {
+		return nil
+	}
+	var out []int
+	for g := range s.mu.slots {
+		if sl := &s.mu.slots[g]; sl.mine && !sl.loaded && sl.read == nil {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// readSeen keeps groups a confirmation read along with table t, for the
+// first load of their tenure: only where t began the tenure this node
+// holds now (the read came after every write of the tenures before that
+// could succeed, since each compares the table it was made under). A
+// first load from such a read writes only if the group is still at the
+// revision read, and serves nothing before that write.
+func (s *routeState) readSeen(t *table, groups map[int]GroupState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for g, st := range groups {
+		if g < 0 || g >= len(s.mu.slots) || g >= len(t.since) {
+			continue
+		}
+		sl := &s.mu.slots[g]
+		if sl.mine && !sl.loaded && sl.read == nil && sl.since == t.since[g] && t.Owners[g] == s.name {
+			sl.read = &st
+		}
+	}
 }
 
 // activatingError is a group this node will serve once its activation

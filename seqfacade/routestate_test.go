@@ -2,6 +2,7 @@ package seqfacade
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -562,10 +563,10 @@ func TestHandoffStateFirstLoadOnly(t *testing.T) {
 	b := newB()
 	b.st.releasedSeen(withState(tenure{Node: "a", Reg: edgeReg + 1, Since: 1})) // another incarnation's
 	b.st.releasedSeen(withState(aTenure))
-	if hs, ok := b.st.takeHandoff(0); !ok || hs != state {
-		t.Fatalf("first load after the release: %v %v, want the released state", hs, ok)
+	if hs := b.st.takeFirstLoad(0).handoff; hs != state {
+		t.Fatalf("first load after the release: %v, want the released state", hs)
 	}
-	if _, ok := b.st.takeHandoff(0); ok {
+	if b.st.takeFirstLoad(0).handoff != nil {
 		t.Fatal("second load of the tenure served from the handoff state again")
 	}
 
@@ -579,12 +580,83 @@ func TestHandoffStateFirstLoadOnly(t *testing.T) {
 	if _, err := b.st.claimFor(0); err != nil {
 		t.Fatalf("B after its delay: %v", err)
 	}
-	if _, ok := b.st.takeHandoff(0); ok {
+	if b.st.takeFirstLoad(0).handoff != nil {
 		t.Fatal("a handoff state before any release")
 	}
 	b.st.releasedSeen(withState(aTenure))
-	if _, ok := b.st.takeHandoff(0); ok {
+	if b.st.takeFirstLoad(0).handoff != nil {
 		t.Fatal("a load after a load by a read served from a release read later")
+	}
+}
+
+// TestReadAheadFirstLoadOnly: a group read by a confirmation serves the
+// first load of the tenure its table began, once; a release's state goes
+// first; a read along with a table that did not begin the tenure held is
+// not kept.
+func TestReadAheadFirstLoadOnly(t *testing.T) {
+	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	next := tableAt(2, 20, "b", 2, aTenure)
+	read := map[int]GroupState{0: {MaxSeqs: []uint64{300}, Revision: 9}}
+	newB := func() *host {
+		b := newHost(t, "b", edgeDelay, 1)
+		b.st.observe(next, b.clk.Mono())
+		b.confirmNow(next)
+		return b
+	}
+
+	b := newB()
+	if got := b.st.toRead(); !slices.Equal(got, []int{0}) {
+		t.Fatalf("groups to read: %v, want [0]", got)
+	}
+	b.st.readSeen(next, read)
+	if got := b.st.toRead(); len(got) != 0 {
+		t.Fatalf("groups to read after a read: %v", got)
+	}
+	if f := b.st.takeFirstLoad(0); f.read == nil || f.read.Revision != 9 || f.handoff != nil {
+		t.Fatalf("first load: %+v, want the read", f)
+	}
+	if f := b.st.takeFirstLoad(0); f.read != nil || f.handoff != nil {
+		t.Fatalf("second load of the tenure: %+v, want a read of its own", f)
+	}
+
+	// A release's state goes before a read.
+	b = newB()
+	b.st.readSeen(next, read)
+	state := &handoffState{floor: []uint64{100}, max: []uint64{200}, rev: 7}
+	b.st.releasedSeen(map[int]released{0: {t: aTenure, state: state}})
+	if f := b.st.takeFirstLoad(0); f.handoff != state {
+		t.Fatalf("first load after a read and a release: %+v, want the release's state", f)
+	}
+
+	// A read along with an older table, whose tenure of the group is not
+	// the one b holds, is dropped.
+	b = newB()
+	older := tableAt(1, 10, "b", 1, tenure{})
+	b.st.readSeen(older, read)
+	if f := b.st.takeFirstLoad(0); f.read != nil {
+		t.Fatalf("first load from a read along with another tenure's table: %+v", f)
+	}
+}
+
+// TestGroupRuns: a confirmation reads groups in runs of consecutive
+// ones, within its bounds.
+func TestGroupRuns(t *testing.T) {
+	if got := groupRuns([]int{1, 2, 3, 7, 9, 10}); !slices.Equal(got, [][2]int{{1, 3}, {7, 7}, {9, 10}}) {
+		t.Fatalf("runs %v", got)
+	}
+	if got := groupRuns(nil); len(got) != 0 {
+		t.Fatalf("runs of none: %v", got)
+	}
+	var apart, many []int
+	for g := range 3 * confirmReadGroups {
+		apart = append(apart, 2*g)
+		many = append(many, g)
+	}
+	if got := groupRuns(apart); len(got) != confirmReadRuns || got[confirmReadRuns-1][1] != 2*(confirmReadRuns-1) {
+		t.Fatalf("runs of groups apart: %v, want the first %d", got, confirmReadRuns)
+	}
+	if got := groupRuns(many); len(got) != 1 || got[0] != [2]int{0, confirmReadGroups - 1} {
+		t.Fatalf("runs of %d consecutive groups: %v, want the first %d", len(many), got, confirmReadGroups)
 	}
 }
 
@@ -606,7 +678,7 @@ func TestRepeatedTenureWaits(t *testing.T) {
 	if _, err := b.st.claimFor(0); err != nil {
 		t.Fatal(err)
 	}
-	if hs, ok := b.st.takeHandoff(0); !ok || hs != state {
+	if hs := b.st.takeFirstLoad(0).handoff; hs != state {
 		t.Fatal("first load: no handoff state")
 	}
 	// b serves 101.. from the state. v3 moves group 0 to c.
@@ -628,7 +700,7 @@ func TestRepeatedTenureWaits(t *testing.T) {
 	if _, err := b.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("b on its repeated tenure, before its delay: %v, want ErrUnavailable (activating)", err)
 	}
-	if hs, ok := b.st.takeHandoff(0); ok {
+	if hs := b.st.takeFirstLoad(0).handoff; hs != nil {
 		t.Fatalf("b loads group 0 from a's handoff state again: floor %v max %v", hs.floor, hs.max)
 	}
 	w.advance(edgeDelay)
