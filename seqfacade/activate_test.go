@@ -14,21 +14,35 @@ import (
 	"github.com/migsvc/mig/internal/lease"
 )
 
-// failFirst is a Store whose first write of every group fails, as a
-// write that timed out on a loaded etcd does (unknown outcome; here, not
-// written).
+// failFirst is a Store whose first read and first write of every group
+// fail, as calls that timed out on a loaded etcd do (a write's outcome
+// unknown; here, not written).
 type failFirst struct {
 	Store
-	mu     sync.Mutex
-	failed map[int]bool
+	mu           sync.Mutex
+	failed, read map[int]bool // groups whose first write, first read failed
+}
+
+func (f *failFirst) readsAhead() bool { return true }
+
+// first reports whether this is the first call for g in seen.
+func (f *failFirst) first(seen map[int]bool, g int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	first := !seen[g]
+	seen[g] = true
+	return first
+}
+
+func (f *failFirst) Load(ctx context.Context, g int, proof []clientv3.Cmp) (GroupState, error) {
+	if f.first(f.read, g) {
+		return GroupState{}, fmt.Errorf("reading group %d: %w", g, context.DeadlineExceeded)
+	}
+	return f.Store.Load(ctx, g, proof)
 }
 
 func (f *failFirst) Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error) {
-	f.mu.Lock()
-	first := !f.failed[g]
-	f.failed[g] = true
-	f.mu.Unlock()
-	if first {
+	if f.first(f.failed, g) {
 		return 0, fmt.Errorf("writing group %d: %w", g, context.DeadlineExceeded)
 	}
 	return f.Store.Save(ctx, g, maxSeqs, expect, proof)
@@ -48,7 +62,7 @@ func TestActivationRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg = cfg.withDefaults()
-	store := &failFirst{Store: newEtcdStore(cli, cfg), failed: map[int]bool{}}
+	store := &failFirst{Store: newEtcdStore(cli, cfg), failed: map[int]bool{}, read: map[int]bool{}}
 	n, err := startOn(t.Context(), cfg, cli, store, src)
 	if err != nil {
 		t.Fatal(err)
@@ -73,8 +87,8 @@ func TestActivationRetried(t *testing.T) {
 	}
 	store.mu.Lock()
 	defer store.mu.Unlock()
-	if len(store.failed) == 0 {
-		t.Fatal("no load failed: the test tested nothing")
+	if len(store.failed) == 0 || len(store.read) == 0 {
+		t.Fatalf("%d first writes and %d first reads failed: the test tested too little", len(store.failed), len(store.read))
 	}
 }
 
@@ -89,6 +103,8 @@ type raceRelease struct {
 	read  bool // group 0 read by a load before its first write
 	wrote bool
 }
+
+func (r *raceRelease) readsAhead() bool { return true }
 
 func (r *raceRelease) Load(ctx context.Context, g int, proof []clientv3.Cmp) (GroupState, error) {
 	if g == 0 {

@@ -38,6 +38,10 @@ type txnCounter interface{ txnsSent() uint64 }
 
 func (s *etcdStore) txnsSent() uint64 { return s.batch.sent.Load() }
 
+// readsAhead tells routed that its group keys are this store's: a
+// confirmation may read them for the first loads.
+func (s *etcdStore) readsAhead() bool { return true }
+
 func groupKey(prefix string, g int) string { return fmt.Sprintf("%s/seq/groups/%08x", prefix, g) }
 
 func bornKey(prefix string, g int) string { return fmt.Sprintf("%s/seq/born/%08x", prefix, g) }

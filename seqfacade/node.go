@@ -131,6 +131,8 @@ func startOn(ctx context.Context, cfg Config, cli *clientv3.Client, store Store,
 	o.activate = n.activate
 	o.calls = n.groupCalls
 	o.handoff = n.handoffState
+	ra, ok := store.(interface{ readsAhead() bool })
+	o.readAhead = ok && ra.readsAhead()
 	n.takeFirstLoad = o.st.takeFirstLoad
 	o.start(ctx)
 	n.closeOwn = o.close

@@ -57,6 +57,9 @@ type routed struct {
 	activate func(g int)
 	calls    func() map[int]uint64
 	handoff  func(g int) (GroupState, bool)
+	// readAhead: the store is etcd's, whose keys a confirmation may read
+	// for the first loads (routeState.readSeen).
+	readAhead bool
 
 	registrations, losses atomic.Uint64
 	resumes               atomic.Uint64 // leases resumed after their deadline
@@ -407,7 +410,10 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 	ops = append(ops, clientv3.OpPut(o.keys.confirm, strconv.FormatInt(reg, 10)))
 	// Groups newly given are read here too, in runs: their first loads
 	// then write at once, a round trip sooner (routeState.readSeen).
-	runs := groupRuns(o.st.toRead())
+	var runs [][2]int
+	if o.readAhead {
+		runs = groupRuns(o.st.toRead(), o.lay)
+	}
 	reads := len(ops)
 	for _, r := range runs {
 		ops = append(ops,
@@ -464,18 +470,20 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 // Bounds on the groups one confirmation reads: a node given hundreds at
 // once (its first table) reads the rest by their own loads.
 const (
-	confirmReadGroups = 128
-	confirmReadRuns   = 8
+	confirmReadGroups   = 128
+	confirmReadRuns     = 8
+	confirmReadSections = 16 << 10 // about 128 KiB of values
 )
 
 // groupRuns returns groups (ascending) as runs of consecutive groups,
-// [first, last] each, at most confirmReadRuns runs and confirmReadGroups
-// groups in all.
-func groupRuns(groups []int) [][2]int {
+// [first, last] each, at most confirmReadRuns runs, confirmReadGroups
+// groups and confirmReadSections sections in all.
+func groupRuns(groups []int, lay layout) [][2]int {
 	var runs [][2]int
-	n := 0
+	n, secs := 0, 0
 	for _, g := range groups {
-		if n == confirmReadGroups {
+		secs += lay.sectionsIn(g)
+		if n == confirmReadGroups || (n > 0 && secs > confirmReadSections) {
 			break
 		}
 		if k := len(runs) - 1; k >= 0 && runs[k][1] == g-1 {

@@ -88,6 +88,7 @@ type slot struct {
 	preloaded bool          // the node was told to load it
 	loaded    bool          // the node began a load in this tenure (takeFirstLoad)
 	read      *GroupState   // the group as a confirmation read it in this tenure (takeFirstLoad)
+	readAt    time.Duration // when read was taken in
 	repeated  bool          // a tenure this incarnation held before: no release counts
 	over      bool          // a table vouched prev's right over (quiet.go)
 }
@@ -155,6 +156,7 @@ func (s *routeState) suspend() {
 		// A fresh confirmation, under the resumed lease, before any claim;
 		// and a load afresh (loaded stays set: no handoff state again).
 		sl.until, sl.preloaded = 0, false
+		sl.read = nil // read before the lapse: read again
 	}
 	s.mu.Unlock()
 	s.changed()
@@ -391,7 +393,13 @@ func (s *routeState) takeFirstLoad(g int) firstLoad {
 			return firstLoad{handoff: r.state}
 		}
 	}
-	return firstLoad{read: sl.read}
+	if sl.read != nil && s.src.Mono() < sl.readAt+2*s.delay {
+		// A read older than the tenure's wait (a delay) and then some is
+		// not used: a compare on its revision is the only guard, and the
+		// fewer writes that could land after it the better.
+		return firstLoad{read: sl.read}
+	}
+	return firstLoad{}
 }
 
 // toRead returns the groups a confirmation may read for their tenure's
@@ -427,7 +435,7 @@ func (s *routeState) readSeen(t *table, groups map[int]GroupState) {
 		}
 		sl := &s.mu.slots[g]
 		if sl.mine && !sl.loaded && sl.read == nil && sl.since == t.since[g] && t.Owners[g] == s.name {
-			sl.read = &st
+			sl.read, sl.readAt = &st, s.src.Mono()
 		}
 	}
 }

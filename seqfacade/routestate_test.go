@@ -641,10 +641,11 @@ func TestReadAheadFirstLoadOnly(t *testing.T) {
 // TestGroupRuns: a confirmation reads groups in runs of consecutive
 // ones, within its bounds.
 func TestGroupRuns(t *testing.T) {
-	if got := groupRuns([]int{1, 2, 3, 7, 9, 10}); !slices.Equal(got, [][2]int{{1, 3}, {7, 7}, {9, 10}}) {
+	lay := newLayout(edgeConfig("x", edgeDelay))
+	if got := groupRuns([]int{1, 2, 3, 7, 9, 10}, lay); !slices.Equal(got, [][2]int{{1, 3}, {7, 7}, {9, 10}}) {
 		t.Fatalf("runs %v", got)
 	}
-	if got := groupRuns(nil); len(got) != 0 {
+	if got := groupRuns(nil, lay); len(got) != 0 {
 		t.Fatalf("runs of none: %v", got)
 	}
 	var apart, many []int
@@ -652,10 +653,10 @@ func TestGroupRuns(t *testing.T) {
 		apart = append(apart, 2*g)
 		many = append(many, g)
 	}
-	if got := groupRuns(apart); len(got) != confirmReadRuns || got[confirmReadRuns-1][1] != 2*(confirmReadRuns-1) {
+	if got := groupRuns(apart, lay); len(got) != confirmReadRuns || got[confirmReadRuns-1][1] != 2*(confirmReadRuns-1) {
 		t.Fatalf("runs of groups apart: %v, want the first %d", got, confirmReadRuns)
 	}
-	if got := groupRuns(many); len(got) != 1 || got[0] != [2]int{0, confirmReadGroups - 1} {
+	if got := groupRuns(many, lay); len(got) != 1 || got[0] != [2]int{0, confirmReadGroups - 1} {
 		t.Fatalf("runs of %d consecutive groups: %v, want the first %d", len(many), got, confirmReadGroups)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // txnBatcher sends the etcd transactions of concurrent callers, each on
@@ -58,6 +60,10 @@ const (
 	txnBatchMax = 64
 	// txnInFlight is the batches in flight at once.
 	txnInFlight = 8
+	// txnBatchBytes bounds a batch's requests, well under etcd's default
+	// request limit (1.5 MiB) and its client's (2 MiB): a batch of groups
+	// of thousands of sections each would pass neither.
+	txnBatchBytes = 512 << 10
 )
 
 // batchedTxn is one caller's transaction: if every comparison holds,
@@ -91,6 +97,12 @@ func (b *txnBatcher) txn(ctx context.Context, g int, cmps []clientv3.Cmp, then, 
 	b.mu.Lock()
 	b.mu.queue = append(b.mu.queue, t)
 	for !t.sent {
+		if ctx.Err() != nil {
+			// Never sent: nothing happened, nor will.
+			b.removeLocked(t)
+			b.mu.Unlock()
+			return nil, ctx.Err()
+		}
 		if b.mu.inFlight < txnInFlight {
 			batch := b.takeLocked()
 			b.mu.inFlight++
@@ -110,14 +122,13 @@ func (b *txnBatcher) txn(ctx context.Context, g int, cmps []clientv3.Cmp, then, 
 		case <-ctx.Done():
 		}
 		b.mu.Lock()
-		if !t.sent && ctx.Err() != nil {
-			// Never sent: nothing happened, nor will.
-			b.removeLocked(t)
-			b.mu.Unlock()
-			return nil, ctx.Err()
-		}
 	}
 	b.mu.Unlock()
+	select {
+	case <-t.over:
+		return t.resp, t.err
+	default:
+	}
 	select {
 	case <-t.over:
 		return t.resp, t.err
@@ -127,22 +138,45 @@ func (b *txnBatcher) txn(ctx context.Context, g int, cmps []clientv3.Cmp, then, 
 }
 
 // takeLocked takes the next batch off the queue, in order: up to max
-// transactions, at most one of each group (a later one of the same group
-// stays for a later batch).
+// transactions and txnBatchBytes of requests, at most one of each group
+// (a later one of the same group stays for a later batch). A transaction
+// whose caller's context has ended is dropped, never sent.
 func (b *txnBatcher) takeLocked() []*batchedTxn {
 	var batch, rest []*batchedTxn
 	seen := map[int]bool{}
+	size := 0
 	for _, t := range b.mu.queue {
-		if len(batch) == b.mu.max || seen[t.group] {
+		if err := t.ctx.Err(); err != nil {
+			t.sent = true
+			b.finish(t, nil, err)
+			continue
+		}
+		n := t.size()
+		if len(batch) == b.mu.max || seen[t.group] || (len(batch) > 0 && size+n > txnBatchBytes) {
 			rest = append(rest, t)
 			continue
 		}
 		seen[t.group] = true
+		size += n
 		t.sent = true
 		batch = append(batch, t)
 	}
 	b.mu.queue = rest
 	return batch
+}
+
+// size is about the bytes t takes in a request.
+func (t *batchedTxn) size() int {
+	n := 0
+	for _, c := range t.cmps {
+		n += len(c.KeyBytes()) + 16
+	}
+	for _, ops := range [][]clientv3.Op{t.then, t.els} {
+		for _, op := range ops {
+			n += len(op.KeyBytes()) + len(op.ValueBytes()) + 16
+		}
+	}
+	return n
 }
 
 func (b *txnBatcher) removeLocked(t *batchedTxn) {
@@ -170,7 +204,7 @@ func (b *txnBatcher) send(batch []*batchedTxn) {
 		ops[i] = clientv3.OpTxn(t.cmps, t.then, t.els)
 	}
 	resp, err := b.cli.Txn(ctx).Then(ops...).Commit()
-	if errors.Is(err, rpctypes.ErrTooManyOps) || errors.Is(err, rpctypes.ErrRequestTooLarge) {
+	if errors.Is(err, rpctypes.ErrTooManyOps) || errors.Is(err, rpctypes.ErrRequestTooLarge) || status.Code(err) == codes.ResourceExhausted {
 		// Refused whole, before anything was applied: send it again in
 		// halves, and hold later batches to that size.
 		b.mu.Lock()

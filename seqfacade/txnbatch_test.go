@@ -15,8 +15,9 @@ import (
 
 // queued runs f(i) for i in [0, n) on n goroutines once all n have
 // queued their transaction in b (f makes one call of b.txn), and returns
-// each one's error: b's batches are held until then.
-func queued(t *testing.T, b *txnBatcher, n int, f func(i int) error) []error {
+// each one's error: b's batches are held until then, and before runs
+// just before they are let go.
+func queued(t *testing.T, b *txnBatcher, n int, f func(i int) error, before ...func()) []error {
 	b.mu.Lock()
 	b.mu.inFlight = txnInFlight
 	b.mu.Unlock()
@@ -36,6 +37,9 @@ func queued(t *testing.T, b *txnBatcher, n int, f func(i int) error) []error {
 		if err := clock.Sleep(t.Context(), src, time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for _, g := range before {
+		g()
 	}
 	b.mu.Lock()
 	b.mu.inFlight = 0
@@ -151,5 +155,31 @@ func TestTxnBatcherTooMany(t *testing.T) {
 	}
 	if resp.Count != callers {
 		t.Fatalf("%d keys written, want %d", resp.Count, callers)
+	}
+}
+
+// TestTxnBatcherEndedNotSent: a transaction whose caller's context ended
+// while it was queued is never sent.
+func TestTxnBatcherEndedNotSent(t *testing.T) {
+	cli := etcdtest.Client(t, etcdtest.Start(t).Endpoints()...)
+	b := newTxnBatcher(cli, time.Second)
+	dead, cancel := context.WithCancel(t.Context())
+	errs := queued(t, b, 2, func(i int) error {
+		ctx := t.Context()
+		if i == 1 {
+			ctx = dead
+		}
+		_, err := b.txn(ctx, i, nil, []clientv3.Op{clientv3.OpPut(fmt.Sprintf("/ended/%d", i), "x")}, nil)
+		return err
+	}, cancel)
+	if errs[0] != nil || errs[1] == nil {
+		t.Fatalf("errors %v: want the live caller's write done, the other's refused", errs)
+	}
+	resp, err := cli.Get(t.Context(), "/ended/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 1 || string(resp.Kvs[0].Key) != "/ended/0" {
+		t.Fatalf("keys written: %v, want /ended/0 alone", resp.Kvs)
 	}
 }
