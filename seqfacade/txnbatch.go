@@ -53,11 +53,13 @@ type txnBatcher struct {
 }
 
 const (
-	// txnBatchMax is the transactions one batch holds at most. etcd's
-	// default --max-txn-ops is 128 and a nested transaction's own
-	// operations count against what the batch leaves of it, so 64 leaves
-	// 64 for each (a group's write has under ten).
-	txnBatchMax = 64
+	// txnBatchMax is the transactions one batch holds at most: with
+	// txnInFlight batches, 128 at once, a failover's groups in one round
+	// trip. A batch fails as one (a timeout on a loaded etcd fails every
+	// write in it, each of unknown outcome then), so batches stay small.
+	// etcd's default --max-txn-ops is 128, and a nested transaction's own
+	// operations count against what the batch leaves of it.
+	txnBatchMax = 16
 	// txnInFlight is the batches in flight at once.
 	txnInFlight = 8
 	// txnBatchBytes bounds a batch's requests, well under etcd's default
