@@ -48,21 +48,21 @@ func (f *failFirst) Save(ctx context.Context, g int, maxSeqs []uint64, expect in
 	return f.Store.Save(ctx, g, maxSeqs, expect, proof)
 }
 
-// TestActivationRetried: a group whose background load failed is loaded
-// again while it is still the node's, without a call that needs it (it
-// used to wait for one; a CI run under -race timed such loads out).
-func TestActivationRetried(t *testing.T) {
-	t.Parallel()
+// oneNode returns a client of a fresh etcd and the config of a routed
+// node on it: fast timings, the defaults filled in.
+func oneNode(t *testing.T) (*clientv3.Client, Config, clock.Source) {
 	srv := etcdtest.Start(t)
 	cli := etcdtest.Client(t, srv.Endpoints()...)
-	src := clock.NewReal()
 	cfg := Config{NodeName: "a", Address: "a.test:7000", Lease: lease.Config{TTL: 2 * time.Second, RequestTimeout: 200 * time.Millisecond},
 		Margin: 100 * time.Millisecond, ActivationDelay: 500 * time.Millisecond}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	cfg = cfg.withDefaults()
-	store := &failFirst{Store: newEtcdStore(cli, cfg), failed: map[int]bool{}, read: map[int]bool{}}
+	return cli, cfg.withDefaults(), clock.NewReal()
+}
+
+// startOnStore starts Start's node over store, closed by Cleanup.
+func startOnStore(t *testing.T, cfg Config, cli *clientv3.Client, store Store, src clock.Source) *Node {
 	n, err := startOn(t.Context(), cfg, cli, store, src)
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +72,17 @@ func TestActivationRetried(t *testing.T) {
 		defer cancel()
 		_ = n.Close(ctx)
 	})
+	return n
+}
+
+// TestActivationRetried: a group whose background load failed is loaded
+// again while it is still the node's, without a call that needs it (it
+// used to wait for one; a CI run under -race timed such loads out).
+func TestActivationRetried(t *testing.T) {
+	t.Parallel()
+	cli, cfg, src := oneNode(t)
+	store := &failFirst{Store: newEtcdStore(cli, cfg), failed: map[int]bool{}, read: map[int]bool{}}
+	n := startOnStore(t, cfg, cli, store, src)
 	end := src.Mono() + 20*time.Second
 	for {
 		st := n.Stats()
@@ -139,15 +150,7 @@ func (r *raceRelease) Save(ctx context.Context, g int, maxSeqs []uint64, expect 
 // the next load reads the group again: values start above that write.
 func TestReadAheadWriteBetween(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	cli := etcdtest.Client(t, srv.Endpoints()...)
-	src := clock.NewReal()
-	cfg := Config{NodeName: "a", Address: "a.test:7000", Lease: lease.Config{TTL: 2 * time.Second, RequestTimeout: 200 * time.Millisecond},
-		Margin: 100 * time.Millisecond, ActivationDelay: 500 * time.Millisecond}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	cfg = cfg.withDefaults()
+	cli, cfg, src := oneNode(t)
 	direct := newEtcdStore(cli, cfg)
 	n0 := newLayout(cfg).sectionsIn(0)
 	at := func(v uint64) []uint64 {
@@ -162,18 +165,11 @@ func TestReadAheadWriteBetween(t *testing.T) {
 	}
 	const late = 1_000_000
 	store := &raceRelease{Store: newEtcdStore(cli, cfg), cli: direct, maxes: at(late)}
-	n, err := startOn(t.Context(), cfg, cli, store, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 2*time.Second)
-		defer cancel()
-		_ = n.Close(ctx)
-	})
+	n := startOnStore(t, cfg, cli, store, src)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	var v uint64
+	var err error
 	for {
 		if v, err = n.Next(ctx, 1); err == nil || ctx.Err() != nil {
 			break
