@@ -2,7 +2,9 @@ package seqfacade
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -18,12 +20,10 @@ import (
 // fail, as calls that timed out on a loaded etcd do (a write's outcome
 // unknown; here, not written).
 type failFirst struct {
-	Store
+	*etcdStore
 	mu           sync.Mutex
 	failed, read map[int]bool // groups whose first write, first read failed
 }
-
-func (f *failFirst) readsAhead() bool { return true }
 
 // first reports whether this is the first call for g in seen.
 func (f *failFirst) first(seen map[int]bool, g int) bool {
@@ -38,14 +38,14 @@ func (f *failFirst) Load(ctx context.Context, g int, proof []clientv3.Cmp) (Grou
 	if f.first(f.read, g) {
 		return GroupState{}, fmt.Errorf("reading group %d: %w", g, context.DeadlineExceeded)
 	}
-	return f.Store.Load(ctx, g, proof)
+	return f.etcdStore.Load(ctx, g, proof)
 }
 
 func (f *failFirst) Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error) {
 	if f.first(f.failed, g) {
 		return 0, fmt.Errorf("writing group %d: %w", g, context.DeadlineExceeded)
 	}
-	return f.Store.Save(ctx, g, maxSeqs, expect, proof)
+	return f.etcdStore.Save(ctx, g, maxSeqs, expect, proof)
 }
 
 // oneNode returns a client of a fresh etcd and the config of a routed
@@ -81,7 +81,7 @@ func startOnStore(t *testing.T, cfg Config, cli *clientv3.Client, store Store, s
 func TestActivationRetried(t *testing.T) {
 	t.Parallel()
 	cli, cfg, src := oneNode(t)
-	store := &failFirst{Store: newEtcdStore(cli, cfg), failed: map[int]bool{}, read: map[int]bool{}}
+	store := &failFirst{etcdStore: newEtcdStore(cli, cfg), failed: map[int]bool{}, read: map[int]bool{}}
 	n := startOnStore(t, cfg, cli, store, src)
 	end := src.Mono() + 20*time.Second
 	for {
@@ -107,15 +107,13 @@ func TestActivationRetried(t *testing.T) {
 // writes the group itself (maxes, as a release by its previous owner
 // would), and notes whether group 0 was read before that write.
 type raceRelease struct {
-	Store
+	*etcdStore
 	cli   Store
 	maxes []uint64
 	mu    sync.Mutex
 	read  bool // group 0 read by a load before its first write
 	wrote bool
 }
-
-func (r *raceRelease) readsAhead() bool { return true }
 
 func (r *raceRelease) Load(ctx context.Context, g int, proof []clientv3.Cmp) (GroupState, error) {
 	if g == 0 {
@@ -125,7 +123,7 @@ func (r *raceRelease) Load(ctx context.Context, g int, proof []clientv3.Cmp) (Gr
 		}
 		r.mu.Unlock()
 	}
-	return r.Store.Load(ctx, g, proof)
+	return r.etcdStore.Load(ctx, g, proof)
 }
 
 func (r *raceRelease) Save(ctx context.Context, g int, maxSeqs []uint64, expect int64, proof []clientv3.Cmp) (int64, error) {
@@ -140,7 +138,7 @@ func (r *raceRelease) Save(ctx context.Context, g int, maxSeqs []uint64, expect 
 			}
 		}
 	}
-	return r.Store.Save(ctx, g, maxSeqs, expect, proof)
+	return r.etcdStore.Save(ctx, g, maxSeqs, expect, proof)
 }
 
 // TestReadAheadWriteBetween: a group's first load starts from the read
@@ -164,7 +162,7 @@ func TestReadAheadWriteBetween(t *testing.T) {
 		t.Fatal(err)
 	}
 	const late = 1_000_000
-	store := &raceRelease{Store: newEtcdStore(cli, cfg), cli: direct, maxes: at(late)}
+	store := &raceRelease{etcdStore: newEtcdStore(cli, cfg), cli: direct, maxes: at(late)}
 	n := startOnStore(t, cfg, cli, store, src)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -188,5 +186,50 @@ func TestReadAheadWriteBetween(t *testing.T) {
 	defer store.mu.Unlock()
 	if !store.wrote || store.read {
 		t.Fatalf("group 0 read by a load before its first write (%v), or never written (%v): the confirmation's read was not used", store.read, !store.wrote)
+	}
+}
+
+// TestAheadStates: a read ahead sees what Load would, against a real
+// etcd: a group written, its values and revision; a group never written,
+// zeros; a group whose key was deleted after it was written, nothing (its
+// own load refuses it as corrupt).
+func TestAheadStates(t *testing.T) {
+	t.Parallel()
+	cli, cfg, _ := oneNode(t)
+	s := newEtcdStore(cli, cfg)
+	n := newLayout(cfg).sectionsIn(0)
+	vals := make([]uint64, n)
+	for i := range vals {
+		vals[i] = uint64(7 + i)
+	}
+	for g := range 2 {
+		if _, err := s.Save(t.Context(), g, vals, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cli.Delete(t.Context(), groupKey(cfg.Prefix, 1)); err != nil {
+		t.Fatal(err)
+	}
+	runs := [][2]int{{0, 2}}
+	tr, err := cli.Txn(t.Context()).Then(s.aheadOps(runs)...).Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.aheadStates(runs, tr.Responses)
+	want0, err := s.Load(t.Context(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := got[0]; !ok || !slices.Equal(st.MaxSeqs, want0.MaxSeqs) || st.Revision != want0.Revision {
+		t.Fatalf("group 0 read ahead: %+v, Load: %+v", got[0], want0)
+	}
+	if _, ok := got[1]; ok {
+		t.Fatalf("group 1, its key deleted, read ahead as %+v; Load refuses it", got[1])
+	}
+	if _, err := s.Load(t.Context(), 1, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Load of group 1: %v, want ErrCorrupt", err)
+	}
+	if st, ok := got[2]; !ok || st.Revision != 0 || slices.ContainsFunc(st.MaxSeqs, func(v uint64) bool { return v != 0 }) {
+		t.Fatalf("group 2, never written, read ahead as %+v, want zeros", got[2])
 	}
 }

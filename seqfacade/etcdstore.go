@@ -3,8 +3,11 @@ package seqfacade
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -38,13 +41,81 @@ type txnCounter interface{ txnsSent() uint64 }
 
 func (s *etcdStore) txnsSent() uint64 { return s.batch.sent.Load() }
 
-// readsAhead tells routed that its group keys are this store's: a
-// confirmation may read them for the first loads.
-func (s *etcdStore) readsAhead() bool { return true }
+func groupKey(prefix string, g int) string { return groupDir(prefix) + fmt.Sprintf("%08x", g) }
 
-func groupKey(prefix string, g int) string { return fmt.Sprintf("%s/seq/groups/%08x", prefix, g) }
+func bornKey(prefix string, g int) string { return bornDir(prefix) + fmt.Sprintf("%08x", g) }
 
-func bornKey(prefix string, g int) string { return fmt.Sprintf("%s/seq/born/%08x", prefix, g) }
+func groupDir(prefix string) string { return prefix + "/seq/groups/" }
+
+func bornDir(prefix string) string { return prefix + "/seq/born/" }
+
+// keyGroup returns the group of key, a key under dir (groupDir or
+// bornDir), if it is one.
+func keyGroup(key []byte, dir string) (int, bool) {
+	rest, ok := strings.CutPrefix(string(key), dir)
+	if !ok {
+		return 0, false
+	}
+	g, err := strconv.ParseUint(rest, 16, 31)
+	return int(g), err == nil
+}
+
+// aheadReader is a Store whose groups another transaction may read ahead
+// of their loads (routed.confirm, routeState.readSeen): the etcd store,
+// whose keys are in the same etcd as the table.
+type aheadReader interface {
+	// aheadOps reads runs of consecutive groups, [first, last] each: two
+	// operations a run.
+	aheadOps(runs [][2]int) []clientv3.Op
+	// aheadStates returns what aheadOps read (resp, its answers in
+	// order), as Load would: zeros for a group never written. A group
+	// Load would refuse (its key deleted, its value unreadable) is left
+	// out, for its load to read and report.
+	aheadStates(runs [][2]int, resp []*etcdserverpb.ResponseOp) map[int]GroupState
+}
+
+var _ aheadReader = (*etcdStore)(nil)
+
+func (s *etcdStore) aheadOps(runs [][2]int) []clientv3.Op {
+	ops := make([]clientv3.Op, 0, 2*len(runs))
+	for _, r := range runs {
+		ops = append(ops,
+			clientv3.OpGet(groupKey(s.prefix, r[0]), clientv3.WithRange(groupKey(s.prefix, r[1]+1))),
+			clientv3.OpGet(bornKey(s.prefix, r[0]), clientv3.WithRange(bornKey(s.prefix, r[1]+1)), clientv3.WithKeysOnly()))
+	}
+	return ops
+}
+
+func (s *etcdStore) aheadStates(runs [][2]int, resp []*etcdserverpb.ResponseOp) map[int]GroupState {
+	out := map[int]GroupState{}
+	for i, r := range runs {
+		if 2*i+1 >= len(resp) {
+			break
+		}
+		found := map[int]bool{}
+		for _, kv := range resp[2*i].GetResponseRange().GetKvs() {
+			g, ok := keyGroup(kv.Key, groupDir(s.prefix))
+			if !ok || g < r[0] || g > r[1] {
+				continue
+			}
+			found[g] = true
+			if m, err := decodeGroup(kv.Value, s.lay.sectionsIn(g)); err == nil {
+				out[g] = GroupState{MaxSeqs: m, Revision: kv.ModRevision}
+			}
+		}
+		for _, kv := range resp[2*i+1].GetResponseRange().GetKvs() {
+			if g, ok := keyGroup(kv.Key, bornDir(s.prefix)); ok {
+				found[g] = true // written once: its key must be read
+			}
+		}
+		for g := r[0]; g <= r[1]; g++ {
+			if !found[g] {
+				out[g] = GroupState{MaxSeqs: make([]uint64, s.lay.sectionsIn(g))}
+			}
+		}
+	}
+	return out
+}
 
 // Load implements Store with a linearizable Get, in a transaction with
 // the proof when there is one.

@@ -131,8 +131,9 @@ func startOn(ctx context.Context, cfg Config, cli *clientv3.Client, store Store,
 	o.activate = n.activate
 	o.calls = n.groupCalls
 	o.handoff = n.handoffState
-	ra, ok := store.(interface{ readsAhead() bool })
-	o.readAhead = ok && ra.readsAhead()
+	if ar, ok := store.(aheadReader); ok {
+		o.ahead = ar
+	}
 	n.takeFirstLoad = o.st.takeFirstLoad
 	o.start(ctx)
 	n.closeOwn = o.close

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -57,9 +56,10 @@ type routed struct {
 	activate func(g int)
 	calls    func() map[int]uint64
 	handoff  func(g int) (GroupState, bool)
-	// readAhead: the store is etcd's, whose keys a confirmation may read
-	// for the first loads (routeState.readSeen).
-	readAhead bool
+	// ahead reads groups in a confirmation for their first loads
+	// (routeState.readSeen): the node's store, when it is etcd's; nil
+	// otherwise.
+	ahead aheadReader
 
 	registrations, losses atomic.Uint64
 	resumes               atomic.Uint64 // leases resumed after their deadline
@@ -411,14 +411,12 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 	// Groups newly given are read here too, in runs: their first loads
 	// then write at once, a round trip sooner (routeState.readSeen).
 	var runs [][2]int
-	if o.readAhead {
+	if o.ahead != nil {
 		runs = groupRuns(o.st.toRead(), o.lay)
 	}
 	reads := len(ops)
-	for _, r := range runs {
-		ops = append(ops,
-			clientv3.OpGet(groupKey(o.cfg.Prefix, r[0]), clientv3.WithRange(groupKey(o.cfg.Prefix, r[1]+1))),
-			clientv3.OpGet(bornKey(o.cfg.Prefix, r[0]), clientv3.WithRange(bornKey(o.cfg.Prefix, r[1]+1)), clientv3.WithKeysOnly()))
+	if len(runs) > 0 {
+		ops = append(ops, o.ahead.aheadOps(runs)...)
 	}
 	cctx, cancel := l.CallContext(ctx)
 	type read struct {
@@ -462,7 +460,7 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 	o.q.tableSeen(t.Version, now)
 	o.st.confirm(t, sent, now)
 	if len(runs) > 0 {
-		o.st.readSeen(t, o.parseRuns(runs, tr.Responses[reads:]))
+		o.st.readSeen(t, o.ahead.aheadStates(runs, tr.Responses[reads:]))
 	}
 	return nil
 }
@@ -496,42 +494,6 @@ func groupRuns(groups []int, lay layout) [][2]int {
 		n++
 	}
 	return runs
-}
-
-// parseRuns reads the answers to groupRuns' reads (a range of group keys
-// and one of born keys a run): each group's state, zeros for a group
-// never written. A group whose key is missing while its born key exists,
-// or whose value is unreadable, is left out: its load reads it again and
-// reports it.
-func (o *routed) parseRuns(runs [][2]int, resp []*etcdserverpb.ResponseOp) map[int]GroupState {
-	out := map[int]GroupState{}
-	for i, r := range runs {
-		if 2*i+1 >= len(resp) {
-			break
-		}
-		found := map[int]bool{}
-		for _, kv := range resp[2*i].GetResponseRange().GetKvs() {
-			g, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), o.cfg.Prefix+"/seq/groups/"), 16, 31)
-			if err != nil || int(g) < r[0] || int(g) > r[1] {
-				continue
-			}
-			found[int(g)] = true
-			if m, err := decodeGroup(kv.Value, o.lay.sectionsIn(int(g))); err == nil {
-				out[int(g)] = GroupState{MaxSeqs: m, Revision: kv.ModRevision}
-			}
-		}
-		for _, kv := range resp[2*i+1].GetResponseRange().GetKvs() {
-			if g, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), o.cfg.Prefix+"/seq/born/"), 16, 31); err == nil {
-				found[int(g)] = true // written once: its key must be read
-			}
-		}
-		for g := r[0]; g <= r[1]; g++ {
-			if !found[g] {
-				out[g] = GroupState{MaxSeqs: make([]uint64, o.lay.sectionsIn(g))}
-			}
-		}
-	}
-	return out
 }
 
 // watchRouting feeds routeState every table written, as soon as it is,

@@ -543,6 +543,15 @@ func TestOldTableWrittenBack(t *testing.T) {
 // rel is group 0's release of tenure t, with no state.
 func rel(t tenure) map[int]released { return map[int]released{0: {t: t}} }
 
+// confirmedHost is a host named name that has seen and confirmed table
+// t.
+func confirmedHost(t *testing.T, name string, tbl *table) *host {
+	h := newHost(t, name, edgeDelay, 1)
+	h.st.observe(tbl, h.clk.Mono())
+	h.confirmNow(tbl)
+	return h
+}
+
 // TestHandoffStateFirstLoadOnly: a release's state serves only the first
 // load of the tenure that follows exactly the tenure released. Loaded once
 // (from the state, or by a read because the release arrived after the
@@ -553,12 +562,7 @@ func TestHandoffStateFirstLoadOnly(t *testing.T) {
 	state := &handoffState{floor: []uint64{100}, max: []uint64{200}, rev: 7}
 	withState := func(tn tenure) map[int]released { return map[int]released{0: {t: tn, state: state}} }
 	next := tableAt(2, 20, "b", 2, aTenure)
-	newB := func() *host {
-		b := newHost(t, "b", edgeDelay, 1)
-		b.st.observe(next, b.clk.Mono())
-		b.confirmNow(next)
-		return b
-	}
+	newB := func() *host { return confirmedHost(t, "b", next) }
 
 	b := newB()
 	b.st.releasedSeen(withState(tenure{Node: "a", Reg: edgeReg + 1, Since: 1})) // another incarnation's
@@ -597,12 +601,7 @@ func TestReadAheadFirstLoadOnly(t *testing.T) {
 	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
 	next := tableAt(2, 20, "b", 2, aTenure)
 	read := map[int]GroupState{0: {MaxSeqs: []uint64{300}, Revision: 9}}
-	newB := func() *host {
-		b := newHost(t, "b", edgeDelay, 1)
-		b.st.observe(next, b.clk.Mono())
-		b.confirmNow(next)
-		return b
-	}
+	newB := func() *host { return confirmedHost(t, "b", next) }
 
 	b := newB()
 	if got := b.st.toRead(); !slices.Equal(got, []int{0}) {

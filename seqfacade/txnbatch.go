@@ -107,6 +107,9 @@ func (b *txnBatcher) txn(ctx context.Context, g int, cmps []clientv3.Cmp, then, 
 		}
 		if b.mu.inFlight < txnInFlight {
 			batch := b.takeLocked()
+			if len(batch) == 0 {
+				continue // every one queued had ended: t too, now sent (finished)
+			}
 			b.mu.inFlight++
 			b.mu.Unlock()
 			b.send(batch)

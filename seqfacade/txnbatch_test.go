@@ -2,6 +2,7 @@ package seqfacade
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -181,5 +182,30 @@ func TestTxnBatcherEndedNotSent(t *testing.T) {
 	}
 	if len(resp.Kvs) != 1 || string(resp.Kvs[0].Key) != "/ended/0" {
 		t.Fatalf("keys written: %v, want /ended/0 alone", resp.Kvs)
+	}
+}
+
+// TestTxnBatcherOnlyEnded: a queue holding only transactions whose
+// callers' contexts ended yields no batch (nothing to send), and each is
+// finished with its context's error.
+func TestTxnBatcherOnlyEnded(t *testing.T) {
+	b := newTxnBatcher(nil, time.Second)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	ended := &batchedTxn{ctx: ctx, group: 3, over: make(chan struct{})}
+	b.mu.Lock()
+	b.mu.queue = []*batchedTxn{ended}
+	batch := b.takeLocked()
+	b.mu.Unlock()
+	if len(batch) != 0 || len(b.mu.queue) != 0 {
+		t.Fatalf("batch %d, queue %d: want both empty", len(batch), len(b.mu.queue))
+	}
+	select {
+	case <-ended.over:
+		if !errors.Is(ended.err, context.Canceled) {
+			t.Fatalf("ended transaction finished with %v", ended.err)
+		}
+	default:
+		t.Fatal("ended transaction not finished")
 	}
 }
