@@ -262,9 +262,11 @@ func (n *Node) group(ctx context.Context, gi int) (*group, error) {
 // given hundreds of groups at once (its first table) would otherwise hold
 // hundreds of reads and writes at once, and the calls that need a group
 // now would queue behind them. The store sends concurrent reads and
-// writes together (txnBatcher), so that 128 cost etcd two or three
-// transactions a round trip, where they used to cost 128.
-const activations = 128
+// writes together (txnBatcher): 32 cost etcd a few transactions a round
+// trip. 128 at once loaded a failover's groups no sooner that a run could
+// tell, and on a CI host under -race their writes timed out (each then of
+// unknown outcome, its group read and written again).
+const activations = 32
 
 // activate loads group gi in the background, if it is not loaded or
 // loading: the ownership calls it for a group it may now serve, so that
