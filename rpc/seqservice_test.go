@@ -60,9 +60,16 @@ func serveSeqDelayed(t testing.TB, delay time.Duration) (string, *seqfacade.Node
 	}
 	t.Cleanup(func() { _ = node.Close(context.WithoutCancel(t.Context())) })
 	src := clock.NewReal()
-	for end := src.Mono() + 10*time.Second; node.Ready() != nil; {
+	// Serving, and every group loaded: the background loads (writes to
+	// the embedded etcd, in this process) are over before a test counts
+	// allocations.
+	settled := func() bool {
+		st := node.Stats()
+		return node.Ready() == nil && st.GroupsOwned > 0 && st.GroupsLoaded == int64(st.GroupsOwned)
+	}
+	for end := src.Mono() + 20*time.Second; !settled(); {
 		if src.Mono() > end {
-			t.Fatal("sequence node not serving after 10s")
+			t.Fatalf("sequence node not serving every group after 20s: %+v", node.Stats())
 		}
 		<-src.After(5 * time.Millisecond)
 	}
