@@ -50,9 +50,7 @@ func WithForwarding(self, scheme string, c *http.Client, timeout time.Duration) 
 			o.errs = append(o.errs, fmt.Errorf("%w: forward timeout %v is negative", ErrConfig, timeout))
 		default:
 			if c == nil {
-				t := http.DefaultTransport.(*http.Transport).Clone()
-				t.MaxIdleConnsPerHost = 64
-				c = &http.Client{Transport: t}
+				c = pooledClient()
 			}
 			if timeout == 0 {
 				timeout = DefaultForwardTimeout
@@ -60,6 +58,15 @@ func WithForwarding(self, scheme string, c *http.Client, timeout time.Duration) 
 			o.fwd = &forwarder{self: self, scheme: scheme, http: c, timeout: timeout, peers: map[string]migv1.SeqService{}}
 		}
 	}
+}
+
+// pooledClient is the client of calls between nodes when the caller
+// gives none: net/http's, keeping enough connections per peer for a
+// node's concurrent calls.
+func pooledClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return &http.Client{Transport: t}
 }
 
 // forwarder sends sequence calls on to their owners. Safe for concurrent

@@ -164,6 +164,9 @@ func NewServer(issuer IDIssuer, opts ...ServerOption) (*Server, error) {
 		if err := handleChecked(mux, seqs, limit, "SeqService"); err != nil {
 			return nil, err
 		}
+		if err := servePeers(mux, o.seq, m, limit); err != nil {
+			return nil, err
+		}
 	}
 	s.fast = s.fastRoutes(idSvc, seqSvc, limit)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))

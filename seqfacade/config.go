@@ -1,6 +1,7 @@
 package seqfacade
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -191,6 +192,13 @@ type Config struct {
 	// StepPeriod: a section extended twice within it doubles its step
 	// (default 10 s).
 	StepPeriod time.Duration
+
+	// HandOff asks the node at addr (a routing table's address) for the
+	// releases of groups (Node.HandOff on that node): a node given a
+	// group by a table that moved it from another live node asks it so,
+	// and serves at once on its answer (handoff.go). rpc.PeerHandOff
+	// makes one. Nil: releases are read from etcd only.
+	HandOff func(ctx context.Context, addr string, groups []HandOffGroup) ([]HandedOff, error)
 }
 
 // withDefaults returns c with zero fields set to their defaults.

@@ -126,6 +126,34 @@ func (c *counters) densify() {
 	}
 }
 
+// highest returns the largest offset of the section's uids: every value
+// handed out of it is at most base + highest. For a section whose group
+// is unloaded (its limit 0), so that no take raises an offset after it
+// looked, except ones whose values are never handed out (take).
+func (c *counters) highest() uint64 {
+	for k := range c.shards {
+		c.shards[k].mu.Lock()
+	}
+	defer func() {
+		for k := range c.shards {
+			c.shards[k].mu.Unlock()
+		}
+	}()
+	var h uint64
+	if d := c.dense.Load(); d != nil {
+		for i := range *d {
+			h = max(h, (*d)[i].Load())
+		}
+		return h
+	}
+	for k := range c.shards {
+		for _, v := range c.shards[k].m {
+			h = max(h, v)
+		}
+	}
+	return h
+}
+
 // bytes estimates the memory the offsets take: 8 bytes a uid dense, about
 // 24 a uid touched sparse.
 func (c *counters) bytes() int64 {

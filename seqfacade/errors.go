@@ -57,6 +57,10 @@ var (
 	// ErrNotHome means the uid is served by another datacenter's own
 	// store (Config.HomeOnly): see NotHomeError. Nothing is consumed.
 	ErrNotHome = errors.New("seqfacade: uid served by another datacenter's store")
+
+	// ErrInvalidHandOff: a request for direct releases (Node.HandOff)
+	// names no group, too many, one twice, or one out of range.
+	ErrInvalidHandOff = errors.New("seqfacade: invalid handoff request")
 )
 
 // NotHomeError is returned by a node whose store is its datacenter's own

@@ -165,6 +165,30 @@ func (g *group) final() (GroupState, bool) {
 	return GroupState{MaxSeqs: slices.Clone(g.mu.persisted), Revision: g.mu.rev}, true
 }
 
+// served returns, for each section, the highest value handed out of it
+// at most: its max_seq at load where no uid was touched. For a group
+// unloaded (kill), whose offsets no longer move.
+func (g *group) served() []uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := slices.Clone(g.mu.floor)
+	for i, s := range g.mu.sections {
+		if s != nil {
+			out[i] = s.base + s.cur.highest()
+		}
+	}
+	return out
+}
+
+// finalState is a group as it was unloaded: its persisted state (not
+// after a write of unknown outcome), the highest value of each section
+// handed out at most, and the claim it was served under.
+type finalState struct {
+	GroupState
+	served []uint64
+	claim  Claim
+}
+
 // kill unloads the group at once: nothing more is handed out from it, and
 // the next call loads it afresh (if this node may still serve it). err,
 // wrapped with ErrUnavailable, is what its waiters and stragglers get.
@@ -195,11 +219,20 @@ func (g *group) kill(err error) {
 	if n.groups[g.idx].CompareAndSwap(g, nil) {
 		n.stats.groupsLoaded.Add(-1)
 	}
-	if st, ok := g.final(); ok {
-		n.mu.Lock()
-		n.mu.finals[g.idx] = st
-		n.mu.Unlock()
+	f := finalState{claim: g.claim}
+	st, ok := g.final()
+	if ok {
+		f.GroupState, f.served = st, g.served()
 	}
+	n.mu.Lock()
+	if ok {
+		n.mu.finals[g.idx] = f
+	} else {
+		// HAZARD: an older final of the group must not outlive this one:
+		// this instance may have handed out values above it.
+		delete(n.mu.finals, g.idx)
+	}
+	n.mu.Unlock()
 	lvl := slog.LevelInfo
 	if errors.Is(err, ErrClosed) {
 		lvl = slog.LevelDebug // every group at once: Close logs the node's stop

@@ -53,10 +53,11 @@ type Node struct {
 		closed  bool
 		loading map[int]*loadCall
 		watched map[Claim]struct{}
-		// finals holds the state each group unloaded was left in, as this
-		// node persisted it (not after a write of unknown outcome), for
-		// the release that hands it off.
-		finals map[int]GroupState
+		// finals holds the state the last instance of each group,
+		// unloaded, was left in (none after a write of unknown outcome,
+		// nor once the group is loaded again), for the release or the
+		// direct handoff (pulledState) that hands it off.
+		finals map[int]finalState
 	}
 
 	closeOwn func(context.Context) error
@@ -131,6 +132,7 @@ func startOn(ctx context.Context, cfg Config, cli *clientv3.Client, store Store,
 	o.activate = n.activate
 	o.calls = n.groupCalls
 	o.handoff = n.handoffState
+	o.pulledState = n.pulledState
 	if ar, ok := store.(aheadReader); ok {
 		o.ahead = ar
 	}
@@ -166,7 +168,7 @@ func New(ctx context.Context, cfg Config, store Store, own Ownership, src clock.
 	n.activating = make(chan struct{}, activations)
 	n.mu.loading = map[int]*loadCall{}
 	n.mu.watched = map[Claim]struct{}{}
-	n.mu.finals = map[int]GroupState{}
+	n.mu.finals = map[int]finalState{}
 	n.takeFirstLoad = func(int) firstLoad { return firstLoad{} }
 	return n, nil
 }
@@ -349,6 +351,7 @@ func (n *Node) startLoad(gi int) (*loadCall, error) {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
 		}
 		if err == nil {
+			delete(n.mu.finals, gi) // a new instance: the last one's final is stale
 			n.groups[gi].Store(g)
 			n.stats.groupsLoaded.Add(1)
 			n.watchLocked(g.claim)
@@ -464,25 +467,49 @@ func (n *Node) watchLocked(c Claim) {
 }
 
 // handoffState returns group gi's state as this node last persisted and
-// knows it, for the release of a tenure that ended: the group still
-// loaded under an ended claim, or just unloaded, with no write of unknown
-// outcome pending; false otherwise (a group loaded under a live claim
-// belongs to a later tenure, which a late release must not raise under
-// it).
+// knows it, for the release of a tenure that ended: the group loaded
+// under an ended claim (unloaded now) or just unloaded, with no write of
+// unknown outcome pending; false otherwise (a group loaded under a live
+// claim belongs to a later tenure, which a late release must not raise
+// under it). Once: the release or the direct handoff takes it.
 func (n *Node) handoffState(gi int) (GroupState, bool) {
+	f, ok := n.takeFinal(gi)
+	return f.GroupState, ok
+}
+
+// pulledState returns group gi as this node served it in tenure t, which
+// has ended, for the node that asked for it directly (routed.handOff):
+// each section's highest value handed out (floor), its persisted max_seq
+// (max) and the group's revision. False when this node did not have the
+// group loaded when t ended, or another state took it.
+//
+// HAZARD: only the last instance of the group, unloaded under t's own
+// claim: an older one's values are not the highest this node handed
+// out, and no etcd compare stands between this state and the values the
+// next owner hands out from it.
+func (n *Node) pulledState(gi int, t tenure) (*handoffState, bool) {
+	f, ok := n.takeFinal(gi)
+	c, isRouted := f.claim.(*routedClaim)
+	if !ok || !isRouted || c.t != t || len(f.served) != len(f.MaxSeqs) {
+		return nil, false
+	}
+	return &handoffState{floor: f.served, max: f.MaxSeqs, rev: f.Revision}, true
+}
+
+// takeFinal unloads group gi if it is loaded under an ended claim and
+// returns, and forgets, its final state.
+func (n *Node) takeFinal(gi int) (finalState, bool) {
 	if g := n.groups[gi].Load(); g != nil {
 		if g.live() {
-			return GroupState{}, false
+			return finalState{}, false
 		}
-		if st, ok := g.final(); ok {
-			return st, true
-		}
+		g.kill(errors.New("claim ended"))
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	st, ok := n.mu.finals[gi]
+	f, ok := n.mu.finals[gi]
 	delete(n.mu.finals, gi)
-	return st, ok
+	return f, ok
 }
 
 // Routing returns the routing table the node serves by, to hand to

@@ -56,6 +56,9 @@ type routed struct {
 	activate func(g int)
 	calls    func() map[int]uint64
 	handoff  func(g int) (GroupState, bool)
+	// pulledState returns group g as this node served it in tenure t, for
+	// a direct handoff (Node.pulledState).
+	pulledState func(g int, t tenure) (*handoffState, bool)
 	// ahead reads groups in a confirmation for their first loads
 	// (routeState.readSeen): the node's store, when it is etcd's; nil
 	// otherwise.
@@ -70,7 +73,11 @@ type routed struct {
 	load                  atomic.Uint64          // calls a second at the last report (float64 bits)
 	kick                  chan struct{}          // wakes the errands
 	confirmNow            chan struct{}          // asks for a confirmation at once
-	moves                 moveCounts
+	pullNow               chan struct{}          // asks previous owners for releases (pulls)
+	// Direct handoffs (handoff.go): releases answered to next owners,
+	// releases taken from previous owners, and asks that failed.
+	handedOff, pulledReleases, pullFailures atomic.Uint64
+	moves                                   moveCounts
 
 	cancel   context.CancelFunc
 	loopDone chan struct{}
@@ -144,20 +151,22 @@ func newRouted(cfg Config, cli *clientv3.Client, src clock.Source) *routed {
 	lay := newLayout(cfg)
 	keys := newRouteKeys(cfg)
 	o := &routed{
-		cfg:        cfg,
-		cli:        cli,
-		src:        src,
-		log:        cfg.Logger,
-		lay:        lay,
-		keys:       keys,
-		st:         newRouteState(cfg, src, keys, lay.groups),
-		q:          newQuiet(cfg.ActivationDelay, cfg.ConfirmInterval, cfg.RequestTimeout),
-		kick:       make(chan struct{}, 1),
-		confirmNow: make(chan struct{}, 1),
-		loopDone:   make(chan struct{}),
-		activate:   func(int) {},
-		calls:      func() map[int]uint64 { return nil },
-		handoff:    func(int) (GroupState, bool) { return GroupState{}, false },
+		cfg:         cfg,
+		cli:         cli,
+		src:         src,
+		log:         cfg.Logger,
+		lay:         lay,
+		keys:        keys,
+		st:          newRouteState(cfg, src, keys, lay.groups),
+		q:           newQuiet(cfg.ActivationDelay, cfg.ConfirmInterval, cfg.RequestTimeout),
+		kick:        make(chan struct{}, 1),
+		confirmNow:  make(chan struct{}, 1),
+		pullNow:     make(chan struct{}, 1),
+		loopDone:    make(chan struct{}),
+		activate:    func(int) {},
+		calls:       func() map[int]uint64 { return nil },
+		handoff:     func(int) (GroupState, bool) { return GroupState{}, false },
+		pulledState: func(int, tenure) (*handoffState, bool) { return nil, false },
 	}
 	o.st.changed = func() { poke(o.kick) }
 	o.setState("registering")
@@ -249,7 +258,7 @@ func (o *routed) run(ctx context.Context) {
 			why = o.serve(ctx, l, reg, true)
 		}
 		o.st.end()
-		o.writeReleases(context.WithoutCancel(ctx), 2*o.cfg.RequestTimeout)
+		o.writeReleases(context.WithoutCancel(ctx), 2*o.cfg.RequestTimeout, true)
 		if ctx.Err() != nil {
 			return // close revokes the lease
 		}
@@ -367,6 +376,9 @@ func (o *routed) serve(ctx context.Context, l *lease.Lease, reg int64, resumed b
 	wg.Go(func() { o.watchConfirms(sctx) })
 	wg.Go(func() { o.arbitrate(sctx, l) })
 	wg.Go(func() { o.errands(sctx, l) })
+	if o.cfg.HandOff != nil {
+		wg.Go(func() { o.pulls(sctx) })
+	}
 	if o.draining.Load() {
 		_ = o.markDraining(sctx, l, reg) // re-registered while leaving
 	}
@@ -459,6 +471,7 @@ func (o *routed) confirm(ctx context.Context, l *lease.Lease, reg int64) error {
 	}
 	o.q.tableSeen(t.Version, now)
 	o.st.confirm(t, sent, now)
+	poke(o.pullNow)
 	if len(runs) > 0 {
 		o.st.readSeen(t, o.ahead.aheadStates(runs, tr.Responses[reads:]))
 	}
@@ -511,6 +524,7 @@ func (o *routed) watchRouting(ctx context.Context) {
 			}
 		}
 		poke(o.confirmNow)
+		poke(o.pullNow)
 	})
 }
 
@@ -633,8 +647,12 @@ func (o *routed) errands(ctx context.Context, l *lease.Lease) {
 		for _, g := range groups {
 			o.activate(g)
 		}
-		if !o.writeReleases(ctx, o.cfg.RequestTimeout) {
+		written, held := o.writeReleases(ctx, o.cfg.RequestTimeout, false)
+		if !written {
 			next = o.src.Mono() + minRetry // try again soon
+		}
+		if held != 0 && (next == 0 || held < next) {
+			next = held
 		}
 		if now := o.src.Mono(); now >= nextReport {
 			last, lastAt = o.reportLoad(ctx, l, last, lastAt, now)
@@ -655,7 +673,8 @@ func (o *routed) errands(ctx context.Context, l *lease.Lease) {
 // writeReleases records the tenures the node ended; it reports false if
 // some could not be written (they are kept for the next try: a late
 // release is still true, and until it is read the next owners wait their
-// activation delay).
+// activation delay), and when the first release held back for its next
+// owner to ask for is due (0: none; all: write those too).
 //
 // A group the node had loaded is handed off with its state: in one
 // transaction, conditional on the group key being as the node last wrote
@@ -663,12 +682,18 @@ func (o *routed) errands(ctx context.Context, l *lease.Lease) {
 // max_seqs the node served up to (Floor) and the new ones (Max). Else (the
 // group changed: a write of this node's whose outcome it did not learn)
 // the release alone.
-func (o *routed) writeReleases(ctx context.Context, timeout time.Duration) bool {
+func (o *routed) writeReleases(ctx context.Context, timeout time.Duration, all bool) (bool, time.Duration) {
 	o.releasing.Lock()
 	defer o.releasing.Unlock()
-	rels := o.st.releases()
+	var rels []release
+	var held time.Duration
+	if all {
+		rels = o.st.releases()
+	} else {
+		rels, held = o.st.dueReleases()
+	}
 	if len(rels) == 0 {
-		return true
+		return true, held
 	}
 	// The newest release of each group only: written in parallel, an
 	// older one could land last and hide it. Its successor's tenure has
@@ -705,10 +730,10 @@ func (o *routed) writeReleases(ctx context.Context, timeout time.Duration) bool 
 	wg.Wait()
 	if len(failed) > 0 {
 		o.st.requeue(failed)
-		return false
+		return false, held
 	}
 	o.log.Debug("seq facade: released groups", "node", o.cfg.NodeName, "groups", len(rels))
-	return true
+	return true, held
 }
 
 // releaseWriters bounds the release transactions in flight: a node that
@@ -810,11 +835,25 @@ func (o *routed) drain(ctx context.Context) error {
 	// The last releases: written here, after any the errands are writing
 	// (the process may stop as soon as this returns, cancelling theirs:
 	// their groups' next owners would then wait for close to write them
-	// again, or out their activation delay).
-	if !o.writeReleases(ctx, o.cfg.RequestTimeout) {
-		return errors.New("some releases not written")
+	// again, or out their activation delay). Those held back for their
+	// next owners to ask for are waited for, at most their pullWindow.
+	for {
+		written, held := o.writeReleases(ctx, o.cfg.RequestTimeout, false)
+		if !written {
+			return errors.New("some releases not written")
+		}
+		if held == 0 {
+			return nil
+		}
+		select {
+		case <-o.src.After(min(held-o.src.Mono(), 5*time.Millisecond)):
+		case <-ctx.Done():
+			if written, _ := o.writeReleases(context.WithoutCancel(ctx), o.cfg.RequestTimeout, true); !written {
+				return errors.New("some releases not written")
+			}
+			return nil
+		}
 	}
-	return nil
 }
 
 // markDraining rewrites the registration with Draining set.
@@ -870,7 +909,7 @@ func (o *routed) close(ctx context.Context) error {
 	o.cancel()
 	<-o.loopDone
 	o.st.close()
-	o.writeReleases(ctx, o.cfg.RequestTimeout)
+	o.writeReleases(ctx, o.cfg.RequestTimeout, true)
 	o.setState("closed")
 	o.mu.Lock()
 	l := o.mu.lease

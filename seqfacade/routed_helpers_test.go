@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -108,6 +109,23 @@ func (c *cluster) add(cfg seqfacade.Config) *member {
 	c.nodes[m.name] = m
 	c.mu.Unlock()
 	return m
+}
+
+// handOff is Config.HandOff between the cluster's nodes: the node whose
+// address is addr answers, as rpc's peer service would.
+func (c *cluster) handOff(ctx context.Context, addr string, groups []seqfacade.HandOffGroup) ([]seqfacade.HandedOff, error) {
+	c.mu.Lock()
+	var to *member
+	for _, m := range c.nodes {
+		if m.n.Config().Address == addr {
+			to = m
+		}
+	}
+	c.mu.Unlock()
+	if to == nil {
+		return nil, fmt.Errorf("no node at %s", addr)
+	}
+	return to.n.HandOff(ctx, groups)
 }
 
 func (c *cluster) node(name string) *member {

@@ -326,3 +326,90 @@ func TestDrainHandoff(t *testing.T) {
 	}
 	rec.check()
 }
+
+// TestPulledHandoff: with direct handoffs, the nodes a draining node's
+// groups move to ask it for their releases and serve at once from the
+// state in its answers, while its own etcd is slow (each release written
+// there would take a slow round trip, and the watch after it); its
+// releases in etcd carry no state then. No call fails, no value repeats
+// or goes back.
+func TestPulledHandoff(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	names := []string{"a", "b", "c"}
+	for _, name := range names {
+		cfg := routedConfig(name)
+		cfg.ActivationDelay, cfg.Margin = 10*time.Second, 2*time.Second
+		cfg.HandOff = c.handOff
+		c.add(cfg)
+	}
+	r := c.serving(30*time.Second, names...)
+	var aGroups []int
+	for g := range testGroups {
+		if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == "a" {
+			aGroups = append(aGroups, g)
+		}
+	}
+	rec := newRecorder(t, c.src)
+	l := c.startLoad(rec, 3)
+	<-c.src.After(300 * time.Millisecond)
+	before := map[string]seqfacade.Stats{}
+	for _, name := range names {
+		before[name] = c.node(name).n.Stats()
+	}
+
+	begin := c.src.Mono()
+	c.node("a").proxy.Delay(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	if err := c.node("a").n.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	c.node("a").proxy.Delay(0)
+	c.serving(5*time.Second, "b", "c")
+	served := c.src.Mono() - begin
+	<-c.src.After(300 * time.Millisecond)
+	calls := l.finish()
+	failed := 0
+	for _, call := range calls {
+		if call.err != nil && call.redirectedTo == "" && call.start > begin {
+			failed++
+			t.Logf("failed call: %s uid %d: %v", call.node, call.uid, call.err)
+		}
+	}
+	a := c.node("a").n.Stats()
+	var pulled, used uint64
+	for _, name := range []string{"b", "c"} {
+		st := c.node(name).n.Stats()
+		pulled += st.PulledReleases - before[name].PulledReleases
+		used += st.Handoffs - before[name].Handoffs
+	}
+	t.Logf("a's %d groups served by b and c %v after the drain began; %d releases asked for and answered, %d groups served from their state; %d calls, %d failed",
+		len(aGroups), served, pulled, used, len(calls), failed)
+	if got := a.HandedOffDirectly - before["a"].HandedOffDirectly; got != uint64(len(aGroups)) || pulled != got {
+		t.Errorf("a answered %d releases, b and c took %d: want every one of a's %d groups", got, pulled, len(aGroups))
+	}
+	if used == 0 {
+		t.Error("no group was served from a state handed over directly")
+	}
+	resp, err := c.direct.Get(ctxT(t), "/mig/seq/released/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		var m struct {
+			Node  string
+			Floor []uint64
+		}
+		if err := json.Unmarshal(kv.Value, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Node == "a" && m.Floor != nil {
+			t.Errorf("%s: a's release in etcd carries a state, which it handed over directly", kv.Key)
+		}
+	}
+	if failed > 0 {
+		t.Errorf("%d calls failed during the drain", failed)
+	}
+	rec.check()
+}

@@ -68,6 +68,14 @@ type routeState struct {
 		released map[int][]released // release markers read, by group (the last few)
 		held     []uint64           // by group, the newest since this incarnation held; 0: none
 		ended    []release          // tenures activated and ended, to release
+		// right is the right to serve of the node's latest confirmation
+		// (its send + claim), which a group seen given by a table as new
+		// as the one it read is served under (rule 1; 0: none since the
+		// registration began or its lease lapsed).
+		right time.Duration
+		// tick is closed, and replaced, whenever a table is taken in or
+		// the registration ends: handOff waits on it for a tenure to end.
+		tick chan struct{}
 		// suspended: the lease's deadline passed, and whether etcd still
 		// holds the registration is not known yet (see suspend).
 		suspended bool
@@ -91,13 +99,27 @@ type slot struct {
 	readAt    time.Duration // when read was taken in
 	repeated  bool          // a tenure this incarnation held before: no release counts
 	over      bool          // a table vouched prev's right over (quiet.go)
+	// prevAddr is where prev's node answers, when the table that began
+	// this tenure or the one before it names that incarnation: it is
+	// asked for its release (toPull). pulled: it was asked.
+	prevAddr string
+	pulled   bool
 }
 
 // release is a tenure this node activated and has ended, to record in
 // etcd so that the group's next owner may serve at once.
+//
+// A tenure that ended because a table gave the group to another live
+// node is held back until hold: its next owner asks for it directly
+// (handOff), and the group's state, handed over in the answer, must not
+// be raised under it by a release written meanwhile. Once asked
+// (pulling, then pulled), it is written without state when it is.
 type release struct {
-	group int
-	t     tenure
+	group   int
+	t       tenure
+	hold    time.Duration // not written before, unless pulled; 0: at once
+	pulling bool          // a handOff is taking its state: not written yet
+	pulled  bool          // handed over directly: write it now
 }
 
 func newRouteState(cfg Config, src clock.Source, keys routeKeys, groups int) *routeState {
@@ -116,8 +138,15 @@ func newRouteState(cfg Config, src clock.Source, keys routeKeys, groups int) *ro
 	s.mu.slots = make([]slot, groups)
 	s.mu.held = make([]uint64, groups)
 	s.mu.released = map[int][]released{}
+	s.mu.tick = make(chan struct{})
 	s.routing.Store(&route.Table{})
 	return s
+}
+
+// ticked wakes every handOff waiting for a tenure to end.
+func (s *routeState) tickedLocked() {
+	close(s.mu.tick)
+	s.mu.tick = make(chan struct{})
 }
 
 // begin starts a registration whose key was created at revision reg. A
@@ -129,6 +158,7 @@ func (s *routeState) begin(reg int64) {
 		s.mu.reg = reg
 		clear(s.mu.held) // tenures are an incarnation's
 	}
+	s.mu.right = 0 // a right is a registration's
 	if t := s.mu.tbl; t != nil && s.mu.reg != 0 {
 		s.applyLocked(t, s.src.Mono(), false, 0)
 	}
@@ -147,6 +177,7 @@ func (s *routeState) begin(reg int64) {
 func (s *routeState) suspend() {
 	s.mu.Lock()
 	s.mu.suspended = true
+	s.mu.right = 0
 	for g := range s.mu.slots {
 		sl := &s.mu.slots[g]
 		if sl.claim != nil {
@@ -191,15 +222,26 @@ func (s *routeState) close() {
 
 func (s *routeState) endLocked() {
 	for g := range s.mu.slots {
-		s.dropLocked(g)
+		s.dropLocked(g, false)
 	}
 	s.mu.reg = 0
 	s.mu.suspended = false
+	s.mu.right = 0
+	s.tickedLocked()
 }
 
+// pullWindow is how long the release of a tenure that a table gave to
+// another live node is held back for that node to ask for it directly
+// (handOff): it sees the same table at about the same moment and asks at
+// once, a round trip between nodes, where the release in etcd takes a
+// quorum write and a watch. Past it (the next owner cannot ask: an older
+// version, a partition), the release goes to etcd as before.
+const pullWindow = 250 * time.Millisecond
+
 // dropLocked ends group g's slot: its claim ends at once, and a tenure it
-// activated is queued for release.
-func (s *routeState) dropLocked(g int) {
+// activated is queued for release; held back for pullWindow if moved to
+// another live node, which may ask for it (see release).
+func (s *routeState) dropLocked(g int, moved bool) {
 	sl := &s.mu.slots[g]
 	if !sl.mine {
 		return
@@ -213,8 +255,12 @@ func (s *routeState) dropLocked(g int) {
 	}
 	// A tenure whose activation condition was met vouches for its
 	// predecessors even if this node never served it: release it too.
-	if sl.activated || s.src.Mono() >= sl.observed+s.delay || s.prevEndedLocked(g, sl) {
-		s.mu.ended = append(s.mu.ended, release{group: g, t: tenure{Node: s.name, Reg: s.mu.reg, Since: sl.since}})
+	if now := s.src.Mono(); sl.activated || now >= sl.observed+s.delay || s.prevEndedLocked(g, sl) {
+		r := release{group: g, t: tenure{Node: s.name, Reg: s.mu.reg, Since: sl.since}}
+		if moved {
+			r.hold = now + pullWindow
+		}
+		s.mu.ended = append(s.mu.ended, r)
 	}
 	if sl.wait != nil {
 		close(sl.wait)
@@ -293,25 +339,42 @@ func (s *routeState) applyLocked(t *table, now time.Duration, confirmed bool, un
 		// whose releases this node may remember: refused likewise.
 		return
 	}
+	old := s.mu.tbl
 	s.mu.tbl = t
 	s.routing.Store(&t.routing)
+	defer s.tickedLocked()
 	if s.mu.reg == 0 {
 		return
+	}
+	if confirmed {
+		s.mu.right = max(s.mu.right, until)
 	}
 	mine := t.members[s.name].Reg == s.mu.reg
 	for g, o := range t.Owners {
 		sl := &s.mu.slots[g]
 		if o != s.name || !mine {
-			s.dropLocked(g) // moved away, or never here: unload at once
+			// Moved away, or never here: unload at once. A live next owner
+			// may ask for the release.
+			next, ok := t.members[o]
+			s.dropLocked(g, ok && o != s.name && next.Address != "")
 			continue
 		}
 		if !sl.mine || sl.since != t.since[g] {
 			// Newly given, or given again after moving away and back
 			// between two tables this node saw.
-			s.dropLocked(g)
+			s.dropLocked(g, false)
 			// HAZARD: now was read after the table arrived, hence after it
 			// committed: activation counts from no earlier than the commit.
-			*sl = slot{mine: true, since: t.since[g], prev: t.prev[g], observed: now, wait: make(chan struct{})}
+			//
+			// HAZARD: until is the right of the node's latest confirmation,
+			// which read a table no newer than t (tables older than one
+			// seen are refused above), so it was sent before t committed,
+			// and before any table that ends this tenure: the argument of
+			// rule 1 holds for it as for a confirmation that read t. It is
+			// no later for it: a watch event widens the right to the new
+			// group, it never lengthens it.
+			*sl = slot{mine: true, since: t.since[g], prev: t.prev[g], observed: now, until: s.mu.right, wait: make(chan struct{})}
+			sl.prevAddr = addressOf(sl.prev, t, old)
 			// HAZARD: a tenure this incarnation held already (or an older
 			// one) is back: an old table's value was written back, or
 			// etcd restored, and the arbiter kept the tenure of an owner
@@ -507,7 +570,7 @@ func (s *routeState) claimFor(g int) (Claim, error) {
 		if sl.until <= now {
 			return nil, &activatingError{group: g, left: 0, wait: sl.wait}
 		}
-		sl.claim = newRoutedClaim(s.src, g, sl.until, s.proof(t.rev))
+		sl.claim = newRoutedClaim(s.src, g, tenure{Node: s.name, Reg: s.mu.reg, Since: sl.since}, sl.until, s.proof(t.rev))
 		sl.activated = true
 		if early && sl.over {
 			s.vouched.Add(1)
@@ -556,6 +619,141 @@ func (s *routeState) activatable() (groups []int, next time.Duration) {
 		}
 	}
 	return groups, next
+}
+
+// addressOf returns where tenure p's node answers, if table t or the
+// table before it (old, may be nil) names that incarnation: a node that
+// handed every group away is no longer among t's members.
+func addressOf(p tenure, t, old *table) string {
+	if p.Node == "" {
+		return ""
+	}
+	for _, tb := range []*table{t, old} {
+		if tb == nil {
+			continue
+		}
+		if m, ok := tb.members[p.Node]; ok && m.Reg == p.Reg && m.Address != "" {
+			return m.Address
+		}
+	}
+	return ""
+}
+
+// pullItem is a group whose previous tenure this node asks its owner to
+// release directly (routed.pull).
+type pullItem struct {
+	group int
+	prev  tenure
+}
+
+// toPull returns, by the address of their previous owner, the groups
+// this node waits for (given to it, not activated, their previous tenure
+// neither released nor vouched over, the delay not passed) that it has
+// not asked for yet, and marks them asked: once a tenure.
+func (s *routeState) toPull() map[string][]pullItem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.reg == 0 || s.mu.suspended {
+		return nil
+	}
+	now := s.src.Mono()
+	var out map[string][]pullItem
+	for g := range s.mu.slots {
+		sl := &s.mu.slots[g]
+		if !sl.mine || sl.pulled || sl.claim != nil || sl.repeated || sl.prevAddr == "" || sl.prev.Node == s.name ||
+			now >= sl.observed+s.delay || s.prevEndedLocked(g, sl) {
+			continue
+		}
+		sl.pulled = true
+		if out == nil {
+			out = map[string][]pullItem{}
+		}
+		out[sl.prevAddr] = append(out[sl.prevAddr], pullItem{group: g, prev: sl.prev})
+	}
+	return out
+}
+
+// tenureEnded reports whether this node's tenure t of group g has ended
+// (a table moved the group, or the registration ended), and otherwise
+// returns a channel closed at the next change.
+func (s *routeState) tenureEnded(g int, t tenure) (bool, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g < 0 || g >= len(s.mu.slots) {
+		return true, nil
+	}
+	sl := &s.mu.slots[g]
+	if s.mu.reg == t.Reg && sl.mine && sl.since == t.Since {
+		return false, s.mu.tick
+	}
+	return true, nil
+}
+
+// startPull finds tenure t of group g among the releases not yet
+// written and marks it pulling, so that no release is written for it
+// until pulledDone: its state is being handed over directly. It reports
+// false if there is none (the tenure ended before its activation
+// condition held, its release was written already, or it is not this
+// incarnation's).
+func (s *routeState) startPull(g int, t tenure) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.mu.ended {
+		if r := &s.mu.ended[i]; r.group == g && r.t == t && !r.pulling && !r.pulled {
+			r.pulling = true
+			return true
+		}
+	}
+	return false
+}
+
+// pulledDone lets the release of tenure t of group g, handed over
+// directly, be written at once.
+func (s *routeState) pulledDone(g int, t tenure) {
+	s.mu.Lock()
+	for i := range s.mu.ended {
+		if r := &s.mu.ended[i]; r.group == g && r.t == t {
+			r.pulling, r.pulled = false, true
+		}
+	}
+	s.mu.Unlock()
+	s.changed()
+}
+
+// dueReleases returns, and forgets, the tenures to release now: those
+// not held back for their next owner to ask for (see release), and the
+// moment the first held one is due (0: none held).
+func (s *routeState) dueReleases() ([]release, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.src.Mono()
+	var due []release
+	var next time.Duration
+	kept := s.mu.ended[:0]
+	for _, r := range s.mu.ended {
+		switch {
+		case r.pulled || (r.hold <= now && !r.pulling):
+			due = append(due, r)
+		default:
+			kept = append(kept, r)
+			at := r.hold
+			if r.pulling {
+				at = now + time.Millisecond // being handed over: due in a moment
+			}
+			if next == 0 || at < next {
+				next = at
+			}
+		}
+	}
+	s.mu.ended = kept
+	return due, next
+}
+
+// pendingReleases counts the tenures ended and not yet released.
+func (s *routeState) pendingReleases() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.ended)
 }
 
 // releases returns, and forgets, the tenures to release.
@@ -661,6 +859,7 @@ func (s *routeState) ready() error {
 // concurrent use.
 type routedClaim struct {
 	group int
+	t     tenure          // the tenure it is a right of
 	dl    *clock.Deadline // ended just before done closes
 	proof atomic.Pointer[[]clientv3.Cmp]
 	done  chan struct{}
@@ -672,8 +871,8 @@ var (
 	_ deadlined = (*routedClaim)(nil)
 )
 
-func newRoutedClaim(src clock.Source, g int, until time.Duration, proof []clientv3.Cmp) *routedClaim {
-	c := &routedClaim{group: g, dl: clock.NewDeadline(src, until), done: make(chan struct{})}
+func newRoutedClaim(src clock.Source, g int, t tenure, until time.Duration, proof []clientv3.Cmp) *routedClaim {
+	c := &routedClaim{group: g, t: t, dl: clock.NewDeadline(src, until), done: make(chan struct{})}
 	c.proof.Store(&proof)
 	return c
 }

@@ -475,7 +475,7 @@ func TestActivatingCounts(t *testing.T) {
 // answers as Headroom does, through extensions and the end.
 func TestRoutedClaimDeadline(t *testing.T) {
 	m := clock.NewManual(time.Unix(1_700_000_000, 0))
-	c := newRoutedClaim(m, 0, time.Second, nil)
+	c := newRoutedClaim(m, 0, tenure{}, time.Second, nil)
 	g := &group{claim: c, dl: c.deadline()}
 	for i, step := range []struct {
 		advance time.Duration
@@ -707,5 +707,158 @@ func TestRepeatedTenureWaits(t *testing.T) {
 	b.confirmNow(next)
 	if _, err := b.st.claimFor(0); err != nil {
 		t.Fatalf("b after its delay: %v", err)
+	}
+}
+
+// TestWatchedGroupUnderLatestRight: a group a watched table gives the
+// node, its previous tenure released, is served at once under the right
+// of the node's latest confirmation (which read an older table, so was
+// sent before any table that could end the new tenure), never longer,
+// and not at all when there is no such right: none since the node
+// registered, or since its lease lapsed.
+func TestWatchedGroupUnderLatestRight(t *testing.T) {
+	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	old := tableAt(1, 10, "a", 1, tenure{})
+	next := tableAt(2, 20, "b", 2, aTenure)
+	claim := edgeDelay - edgeMargin
+
+	b := newHost(t, "b", edgeDelay, 1)
+	w := &world{hosts: []*host{b}}
+	sent := b.clk.Mono()
+	b.confirmNow(old) // B's latest confirmation: A's table
+	w.advance(300 * time.Millisecond)
+	b.st.observe(next, b.clk.Mono())
+	b.st.releasedSeen(rel(aTenure))
+	c, err := b.st.claimFor(0)
+	if err != nil {
+		t.Fatalf("B, the release read, with a right from its latest confirmation: %v", err)
+	}
+	if h, want := c.Headroom(), sent+claim-b.clk.Mono(); h != want {
+		t.Fatalf("B's headroom %v, want %v: the latest confirmation's right, no more", h, want)
+	}
+	w.advance(claim)
+	if _, err := b.st.claimFor(0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("B past its latest confirmation's right: %v", err)
+	}
+	b.confirmNow(next)
+	if _, err := b.st.claimFor(0); err != nil {
+		t.Fatalf("B confirmed again: %v", err)
+	}
+
+	// No confirmation since the lease lapsed: no right to lend.
+	d := newHost(t, "b", edgeDelay, 1)
+	d.confirmNow(old)
+	d.st.suspend()
+	d.st.resume()
+	d.st.observe(next, d.clk.Mono())
+	d.st.releasedSeen(rel(aTenure))
+	var act *activatingError
+	if _, err := d.st.claimFor(0); !errors.As(err, &act) {
+		t.Fatalf("B after a lapse, no confirmation since: %v", err)
+	}
+	// Nor from an earlier registration.
+	e := newHost(t, "b", edgeDelay, 1)
+	e.confirmNow(old)
+	e.st.begin(edgeReg)
+	e.st.observe(next, e.clk.Mono())
+	e.st.releasedSeen(rel(aTenure))
+	if _, err := e.st.claimFor(0); !errors.As(err, &act) {
+		t.Fatalf("B registered again, no confirmation since: %v", err)
+	}
+}
+
+// TestReleaseHeldForPull: a tenure moved to another live node is held
+// back from etcd for pullWindow, for that node to ask for it; once asked
+// (startPull) it stays held until handed over (pulledDone), then is due
+// at once. A tenure that ends with no live successor is due at once.
+func TestReleaseHeldForPull(t *testing.T) {
+	a := newHost(t, "a", edgeDelay, 1)
+	w := &world{hosts: []*host{a}}
+	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	a.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	w.advance(edgeDelay)
+	a.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	if _, err := a.st.claimFor(0); err != nil {
+		t.Fatal(err)
+	}
+	if ended, tick := a.st.tenureEnded(0, aTenure); ended || tick == nil {
+		t.Fatal("A's tenure ended before any move")
+	}
+	a.st.observe(tableAt(2, 20, "b", 2, aTenure), a.clk.Mono())
+	if ended, _ := a.st.tenureEnded(0, aTenure); !ended {
+		t.Fatal("A's tenure not ended after the move")
+	}
+	due, next := a.st.dueReleases()
+	if len(due) != 0 || next != a.clk.Mono()+pullWindow {
+		t.Fatalf("due %+v, next %v: want none, next in %v", due, next, pullWindow)
+	}
+	if a.st.startPull(0, tenure{Node: "a", Reg: edgeReg, Since: 2}) {
+		t.Fatal("startPull found a tenure A never held")
+	}
+	if !a.st.startPull(0, aTenure) || a.st.startPull(0, aTenure) {
+		t.Fatal("startPull: want the tenure once")
+	}
+	w.advance(pullWindow)
+	if due, _ := a.st.dueReleases(); len(due) != 0 {
+		t.Fatalf("a release being handed over came due: %+v", due)
+	}
+	a.st.pulledDone(0, aTenure)
+	if due, next := a.st.dueReleases(); len(due) != 1 || due[0].t != aTenure || !due[0].pulled || next != 0 {
+		t.Fatalf("after the handover: due %+v next %v", due, next)
+	}
+
+	// Not asked for: due once the window has passed.
+	a2 := newHost(t, "a", edgeDelay, 1)
+	w2 := &world{hosts: []*host{a2}}
+	a2.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	w2.advance(edgeDelay)
+	a2.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	a2.st.observe(tableAt(2, 20, "b", 2, aTenure), a2.clk.Mono())
+	w2.advance(pullWindow - time.Nanosecond)
+	if due, _ := a2.st.dueReleases(); len(due) != 0 {
+		t.Fatalf("due before the window passed: %+v", due)
+	}
+	w2.advance(time.Nanosecond)
+	if due, _ := a2.st.dueReleases(); len(due) != 1 || due[0].pulled {
+		t.Fatalf("after the window: %+v", due)
+	}
+
+	// The registration ends: nobody to ask, due at once.
+	a3 := newHost(t, "a", edgeDelay, 1)
+	w3 := &world{hosts: []*host{a3}}
+	a3.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	w3.advance(edgeDelay)
+	a3.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	a3.st.end()
+	if due, next := a3.st.dueReleases(); len(due) != 1 || next != 0 {
+		t.Fatalf("at the registration's end: due %+v next %v", due, next)
+	}
+}
+
+// TestToPull: the next owner asks the previous owner it waits for, at the
+// address the table gives (or the one before, which still named it), once
+// a tenure; not a tenure released already, nor one of its own name.
+func TestToPull(t *testing.T) {
+	b := newHost(t, "b", edgeDelay, 1)
+	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	b.st.observe(tableAt(1, 10, "a", 1, tenure{}), b.clk.Mono())
+	// The new table lists only owners: a is named by the old one only.
+	lay := newLayout(edgeConfig("x", edgeDelay))
+	next := newTable(2, []string{"b", "x", "x", "x"}, []uint64{2, 1, 1, 1}, []tenure{aTenure, {}, {}, {}}, nil,
+		map[string]member{"b": {Reg: edgeReg, Address: "b:1"}, "x": {Reg: edgeReg}}, 20, lay)
+	b.st.observe(next, b.clk.Mono())
+	got := b.st.toPull()
+	if len(got) != 1 || len(got["a:1"]) != 1 || got["a:1"][0] != (pullItem{group: 0, prev: aTenure}) {
+		t.Fatalf("toPull: %+v", got)
+	}
+	if again := b.st.toPull(); len(again) != 0 {
+		t.Fatalf("asked twice: %+v", again)
+	}
+	c := newHost(t, "c", edgeDelay, 1)
+	c.st.observe(tableAt(1, 10, "a", 1, tenure{}), c.clk.Mono())
+	c.st.releasedSeen(rel(aTenure))
+	c.st.observe(tableAt(2, 20, "c", 2, aTenure), c.clk.Mono())
+	if got := c.st.toPull(); len(got) != 0 {
+		t.Fatalf("asked for a tenure released already: %+v", got)
 	}
 }

@@ -28,6 +28,11 @@ type Stats struct {
 	// loaded from the state their previous owner handed them off in,
 	// without a read or a write.
 	GroupLoads, Handoffs uint64
+	// HandedOffDirectly counts releases this node answered to the next
+	// owners that asked for them; PulledReleases releases it took from
+	// previous owners so, PullFailures asks that got no answer (it then
+	// waited for the releases in etcd).
+	HandedOffDirectly, PulledReleases, PullFailures uint64
 	// Vouched counts groups this node began to serve before their
 	// activation delay because the table vouched that their previous
 	// owner had stopped confirming a delay before (a crash failover
@@ -120,6 +125,7 @@ func (n *Node) Stats() Stats {
 		s.Arbiter = o.arbiter.Load()
 		s.Load = math.Float64frombits(o.load.Load())
 		s.Draining = o.draining.Load()
+		s.HandedOffDirectly, s.PulledReleases, s.PullFailures = o.handedOff.Load(), o.pulledReleases.Load(), o.pullFailures.Load()
 		o.mu.Lock()
 		if o.mu.lease != nil {
 			s.LeaseTTL = o.mu.lease.TTL()

@@ -118,8 +118,14 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		defer seqEtcd.close()
 		seqCli = seqEtcd.cli
 	}
+	scheme, peers, err := cfg.tls.peerClient()
+	if err != nil {
+		return err
+	}
+	peers = faultPeers(ctx, peers)
 	scfg := cfg.seq
 	scfg.Logger = log
+	scfg.HandOff = rpc.PeerHandOff(scheme, peers)
 	scfg.NodeName = cmp.Or(scfg.NodeName, strings.ReplaceAll(holder(ln.Addr()), " ", "_"))
 	scfg.Address = cmp.Or(scfg.Address, advertised(ln.Addr()))
 	seq, err := seqfacade.Start(ctx, scfg, seqCli, src)
@@ -133,11 +139,6 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		}
 	}()
 
-	scheme, peers, err := cfg.tls.peerClient()
-	if err != nil {
-		return err
-	}
-	peers = faultPeers(ctx, peers)
 	srv, err := rpc.NewServer(worker,
 		rpc.WithLogger(log),
 		rpc.WithSeq(seq, 0),

@@ -823,6 +823,300 @@ func (x *Route) GetAddress() string {
 	return ""
 }
 
+// Tenure is one owner incarnation's time with a group: the node, its
+// registration's etcd CreateRevision, and the routing version that began
+// it.
+type Tenure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Registration  int64                  `protobuf:"varint,2,opt,name=registration,proto3" json:"registration,omitempty"`
+	Since         uint64                 `protobuf:"varint,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tenure) Reset() {
+	*x = Tenure{}
+	mi := &file_mig_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tenure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tenure) ProtoMessage() {}
+
+func (x *Tenure) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tenure.ProtoReflect.Descriptor instead.
+func (*Tenure) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Tenure) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *Tenure) GetRegistration() int64 {
+	if x != nil {
+		return x.Registration
+	}
+	return 0
+}
+
+func (x *Tenure) GetSince() uint64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+type HandOffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The groups the asking node was given, each with the tenure before
+	// its own.
+	Groups        []*HandOffGroup `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandOffRequest) Reset() {
+	*x = HandOffRequest{}
+	mi := &file_mig_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandOffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandOffRequest) ProtoMessage() {}
+
+func (x *HandOffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandOffRequest.ProtoReflect.Descriptor instead.
+func (*HandOffRequest) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *HandOffRequest) GetGroups() []*HandOffGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type HandOffGroup struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Tenure        *Tenure                `protobuf:"bytes,2,opt,name=tenure,proto3" json:"tenure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandOffGroup) Reset() {
+	*x = HandOffGroup{}
+	mi := &file_mig_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandOffGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandOffGroup) ProtoMessage() {}
+
+func (x *HandOffGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandOffGroup.ProtoReflect.Descriptor instead.
+func (*HandOffGroup) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HandOffGroup) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *HandOffGroup) GetTenure() *Tenure {
+	if x != nil {
+		return x.Tenure
+	}
+	return nil
+}
+
+type HandOffResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One answer for each group asked about, in the same order.
+	Groups        []*HandedOff `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandOffResponse) Reset() {
+	*x = HandOffResponse{}
+	mi := &file_mig_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandOffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandOffResponse) ProtoMessage() {}
+
+func (x *HandOffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandOffResponse.ProtoReflect.Descriptor instead.
+func (*HandOffResponse) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HandOffResponse) GetGroups() []*HandedOff {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type HandedOff struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Group  uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Tenure *Tenure                `protobuf:"bytes,2,opt,name=tenure,proto3" json:"tenure,omitempty"`
+	// The tenure has ended and is released.
+	Released bool `protobuf:"varint,3,opt,name=released,proto3" json:"released,omitempty"`
+	// When the node had the group loaded: for each section, the highest
+	// value it handed out (floor) and the max_seq persisted (max), and the
+	// group key's etcd revision then.
+	Floor         []uint64 `protobuf:"varint,4,rep,packed,name=floor,proto3" json:"floor,omitempty"`
+	Max           []uint64 `protobuf:"varint,5,rep,packed,name=max,proto3" json:"max,omitempty"`
+	Revision      int64    `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandedOff) Reset() {
+	*x = HandedOff{}
+	mi := &file_mig_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandedOff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandedOff) ProtoMessage() {}
+
+func (x *HandedOff) ProtoReflect() protoreflect.Message {
+	mi := &file_mig_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
+func (*HandedOff) Descriptor() ([]byte, []int) {
+	return file_mig_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HandedOff) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *HandedOff) GetTenure() *Tenure {
+	if x != nil {
+		return x.Tenure
+	}
+	return nil
+}
+
+func (x *HandedOff) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
+}
+
+func (x *HandedOff) GetFloor() []uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return nil
+}
+
+func (x *HandedOff) GetMax() []uint64 {
+	if x != nil {
+		return x.Max
+	}
+	return nil
+}
+
+func (x *HandedOff) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_mig_proto protoreflect.FileDescriptor
 
 const file_mig_proto_rawDesc = "" +
@@ -883,7 +1177,25 @@ const file_mig_proto_rawDesc = "" +
 	"\n" +
 	"last_group\x18\x02 \x01(\rR\tlastGroup\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\tR\x04node\x12\x18\n" +
-	"\aaddress\x18\x04 \x01(\tR\aaddress2\x80\x01\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\"V\n" +
+	"\x06Tenure\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\"\n" +
+	"\fregistration\x18\x02 \x01(\x03R\fregistration\x12\x14\n" +
+	"\x05since\x18\x03 \x01(\x04R\x05since\">\n" +
+	"\x0eHandOffRequest\x12,\n" +
+	"\x06groups\x18\x01 \x03(\v2\x14.mig.v1.HandOffGroupR\x06groups\"L\n" +
+	"\fHandOffGroup\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12&\n" +
+	"\x06tenure\x18\x02 \x01(\v2\x0e.mig.v1.TenureR\x06tenure\"<\n" +
+	"\x0fHandOffResponse\x12)\n" +
+	"\x06groups\x18\x01 \x03(\v2\x11.mig.v1.HandedOffR\x06groups\"\xa9\x01\n" +
+	"\tHandedOff\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12&\n" +
+	"\x06tenure\x18\x02 \x01(\v2\x0e.mig.v1.TenureR\x06tenure\x12\x1a\n" +
+	"\breleased\x18\x03 \x01(\bR\breleased\x12\x14\n" +
+	"\x05floor\x18\x04 \x03(\x04R\x05floor\x12\x10\n" +
+	"\x03max\x18\x05 \x03(\x04R\x03max\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x03R\brevision2\x80\x01\n" +
 	"\tIDService\x12:\n" +
 	"\aNextIDs\x12\x16.mig.v1.NextIDsRequest\x1a\x17.mig.v1.NextIDsResponse\x127\n" +
 	"\x06Decode\x12\x15.mig.v1.DecodeRequest\x1a\x16.mig.v1.DecodeResponse2\xc0\x01\n" +
@@ -891,7 +1203,9 @@ const file_mig_proto_rawDesc = "" +
 	"SeqService\x12:\n" +
 	"\aNextSeq\x12\x16.mig.v1.NextSeqRequest\x1a\x17.mig.v1.NextSeqResponse\x12=\n" +
 	"\bNextSeqs\x12\x17.mig.v1.NextSeqsRequest\x1a\x18.mig.v1.NextSeqsResponse\x127\n" +
-	"\x06CurSeq\x12\x15.mig.v1.CurSeqRequest\x1a\x16.mig.v1.CurSeqResponseB!Z\x1fgithub.com/migsvc/mig/rpc/migv1b\x06proto3"
+	"\x06CurSeq\x12\x15.mig.v1.CurSeqRequest\x1a\x16.mig.v1.CurSeqResponse2L\n" +
+	"\x0eSeqPeerService\x12:\n" +
+	"\aHandOff\x12\x16.mig.v1.HandOffRequest\x1a\x17.mig.v1.HandOffResponseB!Z\x1fgithub.com/migsvc/mig/rpc/migv1b\x06proto3"
 
 var (
 	file_mig_proto_rawDescOnce sync.Once
@@ -905,7 +1219,7 @@ func file_mig_proto_rawDescGZIP() []byte {
 	return file_mig_proto_rawDescData
 }
 
-var file_mig_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_mig_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_mig_proto_goTypes = []any{
 	(*NextIDsRequest)(nil),   // 0: mig.v1.NextIDsRequest
 	(*NextIDsResponse)(nil),  // 1: mig.v1.NextIDsResponse
@@ -919,27 +1233,38 @@ var file_mig_proto_goTypes = []any{
 	(*CurSeqResponse)(nil),   // 9: mig.v1.CurSeqResponse
 	(*Routing)(nil),          // 10: mig.v1.Routing
 	(*Route)(nil),            // 11: mig.v1.Route
+	(*Tenure)(nil),           // 12: mig.v1.Tenure
+	(*HandOffRequest)(nil),   // 13: mig.v1.HandOffRequest
+	(*HandOffGroup)(nil),     // 14: mig.v1.HandOffGroup
+	(*HandOffResponse)(nil),  // 15: mig.v1.HandOffResponse
+	(*HandedOff)(nil),        // 16: mig.v1.HandedOff
 }
 var file_mig_proto_depIdxs = []int32{
 	10, // 0: mig.v1.NextSeqResponse.routing:type_name -> mig.v1.Routing
 	10, // 1: mig.v1.NextSeqsResponse.routing:type_name -> mig.v1.Routing
 	10, // 2: mig.v1.CurSeqResponse.routing:type_name -> mig.v1.Routing
 	11, // 3: mig.v1.Routing.routes:type_name -> mig.v1.Route
-	0,  // 4: mig.v1.IDService.NextIDs:input_type -> mig.v1.NextIDsRequest
-	2,  // 5: mig.v1.IDService.Decode:input_type -> mig.v1.DecodeRequest
-	4,  // 6: mig.v1.SeqService.NextSeq:input_type -> mig.v1.NextSeqRequest
-	6,  // 7: mig.v1.SeqService.NextSeqs:input_type -> mig.v1.NextSeqsRequest
-	8,  // 8: mig.v1.SeqService.CurSeq:input_type -> mig.v1.CurSeqRequest
-	1,  // 9: mig.v1.IDService.NextIDs:output_type -> mig.v1.NextIDsResponse
-	3,  // 10: mig.v1.IDService.Decode:output_type -> mig.v1.DecodeResponse
-	5,  // 11: mig.v1.SeqService.NextSeq:output_type -> mig.v1.NextSeqResponse
-	7,  // 12: mig.v1.SeqService.NextSeqs:output_type -> mig.v1.NextSeqsResponse
-	9,  // 13: mig.v1.SeqService.CurSeq:output_type -> mig.v1.CurSeqResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	14, // 4: mig.v1.HandOffRequest.groups:type_name -> mig.v1.HandOffGroup
+	12, // 5: mig.v1.HandOffGroup.tenure:type_name -> mig.v1.Tenure
+	16, // 6: mig.v1.HandOffResponse.groups:type_name -> mig.v1.HandedOff
+	12, // 7: mig.v1.HandedOff.tenure:type_name -> mig.v1.Tenure
+	0,  // 8: mig.v1.IDService.NextIDs:input_type -> mig.v1.NextIDsRequest
+	2,  // 9: mig.v1.IDService.Decode:input_type -> mig.v1.DecodeRequest
+	4,  // 10: mig.v1.SeqService.NextSeq:input_type -> mig.v1.NextSeqRequest
+	6,  // 11: mig.v1.SeqService.NextSeqs:input_type -> mig.v1.NextSeqsRequest
+	8,  // 12: mig.v1.SeqService.CurSeq:input_type -> mig.v1.CurSeqRequest
+	13, // 13: mig.v1.SeqPeerService.HandOff:input_type -> mig.v1.HandOffRequest
+	1,  // 14: mig.v1.IDService.NextIDs:output_type -> mig.v1.NextIDsResponse
+	3,  // 15: mig.v1.IDService.Decode:output_type -> mig.v1.DecodeResponse
+	5,  // 16: mig.v1.SeqService.NextSeq:output_type -> mig.v1.NextSeqResponse
+	7,  // 17: mig.v1.SeqService.NextSeqs:output_type -> mig.v1.NextSeqsResponse
+	9,  // 18: mig.v1.SeqService.CurSeq:output_type -> mig.v1.CurSeqResponse
+	15, // 19: mig.v1.SeqPeerService.HandOff:output_type -> mig.v1.HandOffResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_mig_proto_init() }
@@ -955,9 +1280,9 @@ func file_mig_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mig_proto_rawDesc), len(file_mig_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   17,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_mig_proto_goTypes,
 		DependencyIndexes: file_mig_proto_depIdxs,

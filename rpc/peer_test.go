@@ -1,0 +1,62 @@
+package rpc_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twitchtv/twirp"
+
+	"github.com/migsvc/mig/rpc"
+	"github.com/migsvc/mig/seqfacade"
+)
+
+// TestPeerHandOff: SeqPeerService over a real node, through the client
+// mig serve gives its sequence node. A tenure that is not the node's is
+// answered not released, at once; a request naming no group, a group out
+// of range, or one twice is invalid_argument naming the groups, in
+// protobuf and JSON; nothing the node serves changes.
+func TestPeerHandOff(t *testing.T) {
+	url, node := serveSeq(t)
+	addr := strings.TrimPrefix(url, "http://")
+	ask := rpc.PeerHandOff("http", nil)
+	before, err := node.Next(t.Context(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	other := seqfacade.HandOffTenure{Node: "someone-else", Registration: 3, Since: 2}
+	got, err := ask(ctx, addr, []seqfacade.HandOffGroup{{Group: 0, Tenure: other}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Group != 0 || got[0].Tenure != other || got[0].Released || got[0].Floor != nil {
+		t.Fatalf("a tenure of another node: %+v", got)
+	}
+
+	for _, tc := range []struct {
+		name string
+		req  []seqfacade.HandOffGroup
+	}{
+		{"no group", nil},
+		{"out of range", []seqfacade.HandOffGroup{{Group: 1 << 20, Tenure: other}}},
+		{"twice", []seqfacade.HandOffGroup{{Group: 1, Tenure: other}, {Group: 1, Tenure: other}}},
+	} {
+		_, err := ask(ctx, addr, tc.req)
+		if tw := twirpErr(t, err); tw.Code() != twirp.InvalidArgument || tw.Meta("argument") != "groups" || strings.Contains(tw.Msg(), "seqfacade") {
+			t.Errorf("%s: %v (meta %v)", tc.name, tw, tw.MetaMap())
+		}
+	}
+	status, body := post(t, url+"/twirp/mig.v1.SeqPeerService/HandOff", "application/json", []byte(`{"groups":[]}`))
+	if e := parseTwirpError(t, status, body); status != http.StatusBadRequest || e.Code != string(twirp.InvalidArgument) {
+		t.Errorf("JSON with no group: %d %s", status, body)
+	}
+	after, err := node.Next(t.Context(), 5)
+	if err != nil || after != before+1 {
+		t.Fatalf("uid 5 after the handoff requests: %d, %v; want %d", after, err, before+1)
+	}
+}
