@@ -244,22 +244,21 @@ func TestRoutedBatchAndCleanClose(t *testing.T) {
 	}
 }
 
-// TestDrainHandoff: under load, a node drains: the arbiter hands its
-// groups to the others at once, it releases each as soon as it stopped
-// serving it, and the others serve them without waiting their activation
-// delay (ten seconds here, so that the handoff is the only way in time).
-// No call fails on the way, and the history has no rollback.
-func TestDrainHandoff(t *testing.T) {
-	t.Parallel()
+// drainingCluster starts nodes a, b and c (a 10 s activation delay, so
+// that only handoffs move groups in time), with direct handoffs between
+// them or not, waits until they serve, and puts load on them: it returns
+// the cluster, a's groups, and the load's recorder and clients.
+func drainingCluster(t *testing.T, direct bool) (*cluster, []int, *recorder, *load) {
+	t.Helper()
 	c := newCluster(t)
 	names := []string{"a", "b", "c"}
-	slow := func(name string) seqfacade.Config {
+	for _, name := range names {
 		cfg := routedConfig(name)
 		cfg.ActivationDelay, cfg.Margin = 10*time.Second, 2*time.Second
-		return cfg
-	}
-	for _, name := range names {
-		c.add(slow(name))
+		if direct {
+			cfg.HandOff = c.handOff
+		}
+		c.add(cfg)
 	}
 	// The first table waits out the delay once (no previous owner).
 	r := c.serving(30*time.Second, names...)
@@ -272,6 +271,17 @@ func TestDrainHandoff(t *testing.T) {
 	rec := newRecorder(t, c.src)
 	l := c.startLoad(rec, 3)
 	<-c.src.After(300 * time.Millisecond)
+	return c, aGroups, rec, l
+}
+
+// TestDrainHandoff: under load, a node drains: the arbiter hands its
+// groups to the others at once, it releases each as soon as it stopped
+// serving it, and the others serve them without waiting their activation
+// delay (ten seconds here, so that the handoff is the only way in time).
+// No call fails on the way, and the history has no rollback.
+func TestDrainHandoff(t *testing.T) {
+	t.Parallel()
+	c, aGroups, rec, l := drainingCluster(t, false)
 
 	begin := c.src.Mono()
 	// a's etcd a site away: its release transactions are still in flight
@@ -335,24 +345,8 @@ func TestDrainHandoff(t *testing.T) {
 // or goes back.
 func TestPulledHandoff(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
+	c, aGroups, rec, l := drainingCluster(t, true)
 	names := []string{"a", "b", "c"}
-	for _, name := range names {
-		cfg := routedConfig(name)
-		cfg.ActivationDelay, cfg.Margin = 10*time.Second, 2*time.Second
-		cfg.HandOff = c.handOff
-		c.add(cfg)
-	}
-	r := c.serving(30*time.Second, names...)
-	var aGroups []int
-	for g := range testGroups {
-		if o, _, _ := ownerOf(r, uint64(g*uidsPerGroup)); o == "a" {
-			aGroups = append(aGroups, g)
-		}
-	}
-	rec := newRecorder(t, c.src)
-	l := c.startLoad(rec, 3)
-	<-c.src.After(300 * time.Millisecond)
 	before := map[string]seqfacade.Stats{}
 	for _, name := range names {
 		before[name] = c.node(name).n.Stats()

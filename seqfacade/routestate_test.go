@@ -772,15 +772,8 @@ func TestWatchedGroupUnderLatestRight(t *testing.T) {
 // (startPull) it stays held until handed over (pulledDone), then is due
 // at once. A tenure that ends with no live successor is due at once.
 func TestReleaseHeldForPull(t *testing.T) {
-	a := newHost(t, "a", edgeDelay, 1)
-	w := &world{hosts: []*host{a}}
 	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
-	a.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
-	w.advance(edgeDelay)
-	a.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
-	if _, err := a.st.claimFor(0); err != nil {
-		t.Fatal(err)
-	}
+	a, w := servingHost(t)
 	if ended, tick := a.st.tenureEnded(0, aTenure); ended || tick == nil {
 		t.Fatal("A's tenure ended before any move")
 	}
@@ -808,31 +801,38 @@ func TestReleaseHeldForPull(t *testing.T) {
 	}
 
 	// Not asked for: due once the window has passed.
-	a2 := newHost(t, "a", edgeDelay, 1)
-	w2 := &world{hosts: []*host{a2}}
-	a2.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
-	w2.advance(edgeDelay)
-	a2.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
-	a2.st.observe(tableAt(2, 20, "b", 2, aTenure), a2.clk.Mono())
-	w2.advance(pullWindow - time.Nanosecond)
-	if due, _ := a2.st.dueReleases(); len(due) != 0 {
+	a, w = servingHost(t)
+	a.st.observe(tableAt(2, 20, "b", 2, aTenure), a.clk.Mono())
+	w.advance(pullWindow - time.Nanosecond)
+	if due, _ := a.st.dueReleases(); len(due) != 0 {
 		t.Fatalf("due before the window passed: %+v", due)
 	}
-	w2.advance(time.Nanosecond)
-	if due, _ := a2.st.dueReleases(); len(due) != 1 || due[0].pulled {
+	w.advance(time.Nanosecond)
+	if due, _ := a.st.dueReleases(); len(due) != 1 || due[0].pulled {
 		t.Fatalf("after the window: %+v", due)
 	}
 
 	// The registration ends: nobody to ask, due at once.
-	a3 := newHost(t, "a", edgeDelay, 1)
-	w3 := &world{hosts: []*host{a3}}
-	a3.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
-	w3.advance(edgeDelay)
-	a3.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
-	a3.st.end()
-	if due, next := a3.st.dueReleases(); len(due) != 1 || next != 0 {
+	a, _ = servingHost(t)
+	a.st.end()
+	if due, next := a.st.dueReleases(); len(due) != 1 || next != 0 {
 		t.Fatalf("at the registration's end: due %+v next %v", due, next)
 	}
+}
+
+// servingHost is host "a" serving group 0 in its tenure since 1, its
+// delay passed, and its world.
+func servingHost(t *testing.T) (*host, *world) {
+	t.Helper()
+	a := newHost(t, "a", edgeDelay, 1)
+	w := &world{hosts: []*host{a}}
+	a.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	w.advance(edgeDelay)
+	a.confirmNow(tableAt(1, 10, "a", 1, tenure{}))
+	if _, err := a.st.claimFor(0); err != nil {
+		t.Fatal(err)
+	}
+	return a, w
 }
 
 // TestToPull: the next owner asks the previous owner it waits for, at the
