@@ -301,6 +301,19 @@ func (l *load) calls() []call {
 }
 
 // finish stops the clients and returns every call made.
+// failedSince counts, and logs, the calls started after begin that
+// failed other than by a redirect.
+func failedSince(t *testing.T, calls []call, begin time.Duration) int {
+	failed := 0
+	for _, call := range calls {
+		if call.err != nil && call.redirectedTo == "" && call.start > begin {
+			failed++
+			t.Logf("failed call: %s uid %d: %v", call.node, call.uid, call.err)
+		}
+	}
+	return failed
+}
+
 func (l *load) finish() []call {
 	l.stopOnce.Do(func() { close(l.stop) })
 	l.wg.Wait()

@@ -322,13 +322,7 @@ func TestDrainHandoff(t *testing.T) {
 	served := c.src.Mono() - begin
 	<-c.src.After(300 * time.Millisecond)
 	calls := l.finish()
-	failed := 0
-	for _, call := range calls {
-		if call.err != nil && call.redirectedTo == "" && call.start > begin {
-			failed++
-			t.Logf("failed call: %s uid %d: %v", call.node, call.uid, call.err)
-		}
-	}
+	failed := failedSince(t, calls, begin)
 	t.Logf("a's %d groups drained in %v, all served by b and c %v after the drain began (activation delay 10s); %d calls, %d failed",
 		len(aGroups), drained, served, len(calls), failed)
 	if failed > 0 {
@@ -364,13 +358,7 @@ func TestPulledHandoff(t *testing.T) {
 	served := c.src.Mono() - begin
 	<-c.src.After(300 * time.Millisecond)
 	calls := l.finish()
-	failed := 0
-	for _, call := range calls {
-		if call.err != nil && call.redirectedTo == "" && call.start > begin {
-			failed++
-			t.Logf("failed call: %s uid %d: %v", call.node, call.uid, call.err)
-		}
-	}
+	failed := failedSince(t, calls, begin)
 	a := c.node("a").n.Stats()
 	var pulled, used uint64
 	for _, name := range []string{"b", "c"} {
