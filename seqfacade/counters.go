@@ -36,9 +36,10 @@ type counters struct {
 const counterShards = 16
 
 type counterShard struct {
-	mu sync.Mutex
-	m  map[uint32]uint64
-	_  [48]byte // 64 bytes in all: a cache line of its own
+	mu   sync.Mutex
+	m    map[uint32]uint64
+	high uint64   // the largest offset in m, kept by take under mu
+	_    [40]byte // 64 bytes in all: a cache line of its own
 }
 
 func newCounters(n int) *counters { return &counters{n: n} }
@@ -86,6 +87,7 @@ func (c *counters) take(i uint64, limit *atomic.Uint64) (uint64, bool) {
 		sh.m = map[uint32]uint64{}
 	}
 	sh.m[uint32(i)] = v + 1
+	sh.high = max(sh.high, v+1)
 	sh.mu.Unlock()
 	if !had && c.touched.Add(1) == denseAt(c.n) {
 		c.densify()
@@ -126,11 +128,14 @@ func (c *counters) densify() {
 	}
 }
 
-// highest returns the largest offset of the section's uids: every value
-// handed out of it is at most base + highest. For a section whose group
-// is unloaded (its limit 0), so that no take raises an offset after it
-// looked, except ones whose values are never handed out (take).
-func (c *counters) highest() uint64 {
+// highest returns the largest offset of the section's uids while it is
+// sparse, which take keeps per shard under the shard's lock, so that it
+// costs nothing to read; a dense section keeps none (its takes are lock-
+// free), and highest then returns bound, a bound the caller knows. For a
+// section whose group is unloaded (its limit 0), so that no take raises
+// an offset after it looked, except ones whose values are never handed
+// out (take).
+func (c *counters) highest(bound uint64) uint64 {
 	for k := range c.shards {
 		c.shards[k].mu.Lock()
 	}
@@ -139,17 +144,12 @@ func (c *counters) highest() uint64 {
 			c.shards[k].mu.Unlock()
 		}
 	}()
-	var h uint64
-	if d := c.dense.Load(); d != nil {
-		for i := range *d {
-			h = max(h, (*d)[i].Load())
-		}
-		return h
+	if c.dense.Load() != nil {
+		return bound
 	}
+	var h uint64
 	for k := range c.shards {
-		for _, v := range c.shards[k].m {
-			h = max(h, v)
-		}
+		h = max(h, c.shards[k].high)
 	}
 	return h
 }

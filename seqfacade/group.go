@@ -24,6 +24,9 @@ type group struct {
 	dl    *clock.Deadline // claim's deadline when it has one (deadlined), else nil
 	gone  chan struct{}   // closed when unloaded
 	dead  atomic.Bool     // set when unloaded
+	// unload records the unload of this instance, once installed (set
+	// under the node's mu before the group is published).
+	unload *unloading
 
 	mu struct {
 		sync.Mutex
@@ -166,15 +169,16 @@ func (g *group) final() (GroupState, bool) {
 }
 
 // served returns, for each section, the highest value handed out of it
-// at most: its max_seq at load where no uid was touched. For a group
-// unloaded (kill), whose offsets no longer move.
+// at most: its max_seq at load where no uid was touched, its persisted
+// max_seq where it is dense (counters.highest). For a group unloaded
+// (kill), whose offsets no longer move.
 func (g *group) served() []uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	out := slices.Clone(g.mu.floor)
 	for i, s := range g.mu.sections {
 		if s != nil {
-			out[i] = s.base + s.cur.highest()
+			out[i] = s.base + s.cur.highest(g.mu.persisted[i]-s.base)
 		}
 	}
 	return out
@@ -187,6 +191,18 @@ type finalState struct {
 	GroupState
 	served []uint64
 	claim  Claim
+}
+
+// unloading is the unload of one installed instance of a group: done is
+// closed once kill has set final (ok: known; not after a write of
+// unknown outcome). The node keeps the latest instance's, for the release
+// or the direct handoff that takes it once (taken).
+type unloading struct {
+	g     *group // until done
+	done  chan struct{}
+	final finalState
+	ok    bool
+	taken bool
 }
 
 // kill unloads the group at once: nothing more is handed out from it, and
@@ -219,20 +235,22 @@ func (g *group) kill(err error) {
 	if n.groups[g.idx].CompareAndSwap(g, nil) {
 		n.stats.groupsLoaded.Add(-1)
 	}
-	f := finalState{claim: g.claim}
-	st, ok := g.final()
-	if ok {
-		f.GroupState, f.served = st, g.served()
+	if u := g.unload; u != nil {
+		// HAZARD: the final is this instance's own record, which the node
+		// holds only while this is the group's latest instance
+		// (Node.takeFinal): an older instance's final, set late, cannot
+		// stand in for a newer one's, which may have handed out values
+		// above it.
+		f := finalState{claim: g.claim}
+		st, ok := g.final()
+		if ok {
+			f.GroupState, f.served = st, g.served()
+		}
+		n.mu.Lock()
+		u.final, u.ok, u.g = f, ok, nil
+		n.mu.Unlock()
+		close(u.done)
 	}
-	n.mu.Lock()
-	if ok {
-		n.mu.finals[g.idx] = f
-	} else {
-		// HAZARD: an older final of the group must not outlive this one:
-		// this instance may have handed out values above it.
-		delete(n.mu.finals, g.idx)
-	}
-	n.mu.Unlock()
 	lvl := slog.LevelInfo
 	if errors.Is(err, ErrClosed) {
 		lvl = slog.LevelDebug // every group at once: Close logs the node's stop

@@ -12,8 +12,9 @@ import (
 // owner asks it for that release over the nodes' own protocol
 // (Config.HandOff, answered by Node.HandOff), and the answer is the
 // release itself, with the group's state in it: for every section the
-// highest value the old owner handed out and the max_seq it persisted
-// above, so that the new owner serves at once, without a read or a
+// highest value the old owner handed out (for a section dense with uids,
+// whose offsets are not tracked so, its persisted max_seq) and the
+// max_seq it persisted above, so that the new owner serves at once, without a read or a
 // write, a round trip between the two nodes after the table instead of a
 // quorum write and a watch (docs/seq-failover.md, "A release asked for").
 // The release is held back from etcd meanwhile (pullWindow), and written
@@ -59,7 +60,8 @@ func handOffTenure(t tenure) HandOffTenure {
 
 // HandOff answers another node that a routing table made the next owner
 // of groups this node served: for each tenure asked about that is this
-// node's, it waits (within ctx) until this node has seen the tenure end,
+// node's, it waits (within ctx, and at most twice pullWindow) until this
+// node has seen the tenure end,
 // and answers its release, with the group's state when it had the group
 // loaded; a tenure that is not this node's, has not ended in time, or
 // whose release went to etcd already is answered not released. It
@@ -85,6 +87,10 @@ func (n *Node) HandOff(ctx context.Context, groups []HandOffGroup) ([]HandedOff,
 	if !ok {
 		return nil, fmt.Errorf("%w: this node has no routing table to hand groups off by", ErrUnavailable)
 	}
+	// The asker gives up after pullWindow; a caller with a longer
+	// deadline (anyone who can reach the port) holds no goroutine longer.
+	ctx, cancel := context.WithTimeout(ctx, 2*pullWindow)
+	defer cancel()
 	return o.handOff(ctx, groups), nil
 }
 

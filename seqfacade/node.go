@@ -53,11 +53,10 @@ type Node struct {
 		closed  bool
 		loading map[int]*loadCall
 		watched map[Claim]struct{}
-		// finals holds the state the last instance of each group,
-		// unloaded, was left in (none after a write of unknown outcome,
-		// nor once the group is loaded again), for the release or the
-		// direct handoff (pulledState) that hands it off.
-		finals map[int]finalState
+		// last holds the unload of each group's latest installed
+		// instance, for the release or the direct handoff (pulledState)
+		// that hands its final state off (takeFinal).
+		last map[int]*unloading
 	}
 
 	closeOwn func(context.Context) error
@@ -168,7 +167,7 @@ func New(ctx context.Context, cfg Config, store Store, own Ownership, src clock.
 	n.activating = make(chan struct{}, activations)
 	n.mu.loading = map[int]*loadCall{}
 	n.mu.watched = map[Claim]struct{}{}
-	n.mu.finals = map[int]finalState{}
+	n.mu.last = map[int]*unloading{}
 	n.takeFirstLoad = func(int) firstLoad { return firstLoad{} }
 	return n, nil
 }
@@ -351,7 +350,10 @@ func (n *Node) startLoad(gi int) (*loadCall, error) {
 			err = fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
 		}
 		if err == nil {
-			delete(n.mu.finals, gi) // a new instance: the last one's final is stale
+			// A new instance: the last one's final, set or to come, no
+			// longer counts.
+			g.unload = &unloading{g: g, done: make(chan struct{})}
+			n.mu.last[gi] = g.unload
 			n.groups[gi].Store(g)
 			n.stats.groupsLoaded.Add(1)
 			n.watchLocked(g.claim)
@@ -496,20 +498,39 @@ func (n *Node) pulledState(gi int, t tenure) (*handoffState, bool) {
 	return &handoffState{floor: f.served, max: f.MaxSeqs, rev: f.Revision}, true
 }
 
-// takeFinal unloads group gi if it is loaded under an ended claim and
-// returns, and forgets, its final state.
+// takeFinal returns, and forgets, the final state of group gi's latest
+// instance, once its claim has ended: it unloads the instance if that is
+// not done yet, and waits for an unload under way to record it. False
+// when the latest instance's claim has not ended (a later tenure's, or
+// one whose right lapsed and may be confirmed again), its final is not
+// known, or it was taken.
 func (n *Node) takeFinal(gi int) (finalState, bool) {
-	if g := n.groups[gi].Load(); g != nil {
-		if g.live() {
+	n.mu.Lock()
+	u := n.mu.last[gi]
+	var g *group
+	if u != nil {
+		g = u.g
+	}
+	n.mu.Unlock()
+	if u == nil {
+		return finalState{}, false
+	}
+	if g != nil {
+		select {
+		case <-g.claim.Done():
+		default:
 			return finalState{}, false
 		}
 		g.kill(errors.New("claim ended"))
 	}
+	<-u.done
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	f, ok := n.mu.finals[gi]
-	delete(n.mu.finals, gi)
-	return f, ok
+	if n.mu.last[gi] != u || u.taken || !u.ok {
+		return finalState{}, false
+	}
+	u.taken = true
+	return u.final, true
 }
 
 // Routing returns the routing table the node serves by, to hand to

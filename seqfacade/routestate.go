@@ -727,11 +727,20 @@ func (s *routeState) dueReleases() ([]release, time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.src.Mono()
+	// Only the newest release of each group: an older one held back,
+	// written after it, would hide it (its tenure ended before the newer
+	// one began anyway). One being handed over is kept until it is.
+	newest := map[int]uint64{}
+	for _, r := range s.mu.ended {
+		newest[r.group] = max(newest[r.group], r.t.Since)
+	}
 	var due []release
 	var next time.Duration
 	kept := s.mu.ended[:0]
 	for _, r := range s.mu.ended {
 		switch {
+		case r.t.Since < newest[r.group] && !r.pulling:
+			// superseded: dropped
 		case r.pulled || (r.hold <= now && !r.pulling):
 			due = append(due, r)
 		default:
@@ -769,6 +778,11 @@ func (s *routeState) releases() []release {
 func (s *routeState) requeue(r []release) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for i := range r {
+		// A handover under way when the release was taken says it is done
+		// to a queue that no longer holds it: due as it is.
+		r[i].pulling = false
+	}
 	s.mu.ended = append(r, s.mu.ended...)
 }
 

@@ -862,3 +862,43 @@ func TestToPull(t *testing.T) {
 		t.Fatalf("asked for a tenure released already: %+v", got)
 	}
 }
+
+// TestRequeueClearsPulling: a release being handed over that a forced
+// write took (the registration ended) and could not write is put back
+// due, not held for a handover that will never say it is done.
+func TestRequeueClearsPulling(t *testing.T) {
+	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	a, w := servingHost(t)
+	a.st.observe(tableAt(2, 20, "b", 2, aTenure), a.clk.Mono())
+	if !a.st.startPull(0, aTenure) {
+		t.Fatal("startPull")
+	}
+	taken := a.st.releases()
+	a.st.pulledDone(0, aTenure)
+	a.st.requeue(taken)
+	w.advance(pullWindow)
+	if due, next := a.st.dueReleases(); len(due) != 1 || next != 0 {
+		t.Fatalf("after a failed forced write: due %+v, next %v", due, next)
+	}
+}
+
+// TestOlderReleaseSuperseded: a release held back for its next owner is
+// dropped when a newer tenure of the same group is released: written
+// after it, it would hide the newer one.
+func TestOlderReleaseSuperseded(t *testing.T) {
+	a, w := servingHost(t)
+	t1 := tenure{Node: "a", Reg: edgeReg, Since: 1}
+	a.st.observe(tableAt(2, 20, "b", 2, t1), a.clk.Mono()) // held for b
+	bTenure := tenure{Node: "b", Reg: edgeReg, Since: 2}
+	a.st.observe(tableAt(3, 30, "a", 3, bTenure), a.clk.Mono())
+	a.st.releasedSeen(rel(bTenure))                             // t3 may activate at once
+	a.st.observe(tableAt(4, 40, "", 4, tenure{}), a.clk.Mono()) // t3 ends, nobody to ask: due at once
+	due, _ := a.st.dueReleases()
+	if len(due) != 1 || due[0].t.Since != 3 {
+		t.Fatalf("due %+v: want only the tenure since 3", due)
+	}
+	w.advance(pullWindow)
+	if due, next := a.st.dueReleases(); len(due) != 0 || next != 0 {
+		t.Fatalf("the older release came due after the newer: %+v, next %v", due, next)
+	}
+}

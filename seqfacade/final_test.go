@@ -1,0 +1,165 @@
+package seqfacade
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/migsvc/mig/clock"
+)
+
+// finalStore is an in-memory Store of one-section groups whose writes
+// compare the group's revision.
+type finalStore struct {
+	mu   sync.Mutex
+	m    map[int]GroupState
+	next int64
+}
+
+func (s *finalStore) Load(_ context.Context, g int, _ []clientv3.Cmp) (GroupState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.m[g]; ok {
+		return GroupState{MaxSeqs: slices.Clone(st.MaxSeqs), Revision: st.Revision}, nil
+	}
+	return GroupState{MaxSeqs: make([]uint64, 1)}, nil
+}
+
+func (s *finalStore) Save(_ context.Context, g int, maxSeqs []uint64, expect int64, _ []clientv3.Cmp) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[g].Revision != expect {
+		return 0, ErrNotOwner
+	}
+	s.next++
+	s.m[g] = GroupState{MaxSeqs: slices.Clone(maxSeqs), Revision: s.next}
+	return s.next, nil
+}
+
+// claimOwner hands out its current claim for every group.
+type claimOwner struct {
+	mu sync.Mutex
+	c  *routedClaim
+}
+
+func (o *claimOwner) Claim(int) (Claim, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.c, nil
+}
+func (o *claimOwner) Ready() error { return nil }
+func (o *claimOwner) set(c *routedClaim) {
+	o.mu.Lock()
+	o.c = c
+	o.mu.Unlock()
+}
+
+// finalNode is a node of one-section groups, in tenure tA under claim
+// c1, over an in-memory store.
+func finalNode(t *testing.T, tA tenure) (*Node, *claimOwner, clock.Source) {
+	t.Helper()
+	src := clock.NewReal()
+	own := &claimOwner{c: newRoutedClaim(src, 0, tA, src.Mono()+time.Hour, nil)}
+	n, err := New(t.Context(), Config{NodeName: "a", SectionSize: 10, GroupSize: 1, UIDLimit: 100, Step: 100}, &finalStore{m: map[int]GroupState{}}, own, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close(context.WithoutCancel(t.Context())) })
+	return n, own, src
+}
+
+// stalledKill unloads g in the background with its section 0's shard 0
+// locked, so that kill stops where it reads the section's highest
+// offset; it returns once g is out of the node's table, and the function
+// that lets the kill finish.
+func stalledKill(t *testing.T, n *Node, g *group, why string) func() {
+	t.Helper()
+	sec := n.sections[g.first].Load()
+	sec.cur.shards[0].mu.Lock()
+	done := make(chan struct{})
+	go func() { g.kill(errors.New(why)); close(done) }()
+	for n.groups[g.idx].Load() == g {
+		time.Sleep(time.Millisecond)
+	}
+	return func() {
+		sec.cur.shards[0].mu.Unlock()
+		<-done
+	}
+}
+
+// TestPulledStateLatestInstance: a direct handoff gives the state of the
+// group's latest instance, never an older one's. Instance 1 is unloaded
+// (its claim ended: a lease lapse) and its final is recorded only after
+// instance 2, of the same tenure, was loaded and handed out more; then
+// the tenure ends while instance 2's unload is under way when the next
+// owner asks: the answer waits for it and floors above instance 2's
+// values. (An older build stored finals by group, so the late final of
+// instance 1 was taken: the next owner would have served 4 after 101.)
+func TestPulledStateLatestInstance(t *testing.T) {
+	tA := tenure{Node: "a", Reg: 7, Since: 3}
+	n, own, src := finalNode(t, tA)
+	const uid = 1
+	for range 3 {
+		if _, err := n.Next(t.Context(), uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c1 := own.c
+	own.set(newRoutedClaim(src, 0, tA, src.Mono()+time.Hour, nil)) // resumed: a fresh claim, same tenure
+	c1.end()
+	finish1 := stalledKill(t, n, n.groups[0].Load(), "claim ended")
+	v2, err := n.Next(t.Context(), uid) // instance 2
+	if err != nil || v2 <= 100 {
+		t.Fatalf("instance 2: %d, %v", v2, err)
+	}
+	finish1() // instance 1's final, recorded late
+
+	own.c.end() // the tenure ends
+	finish2 := stalledKill(t, n, n.groups[0].Load(), "claim ended")
+	type answer struct {
+		hs *handoffState
+		ok bool
+	}
+	got := make(chan answer, 1)
+	go func() {
+		hs, ok := n.pulledState(0, tA)
+		got <- answer{hs, ok}
+	}()
+	select {
+	case a := <-got:
+		t.Fatalf("answered before instance 2's unload was recorded: %+v", a)
+	case <-time.After(50 * time.Millisecond):
+	}
+	finish2()
+	a := <-got
+	if !a.ok || a.hs.floor[0] < v2 || a.hs.max[0] < a.hs.floor[0] {
+		t.Fatalf("pulled state %+v, %v: want a floor at or above %d, handed out by instance 2", a.hs, a.ok, v2)
+	}
+	if _, ok := n.handoffState(0); ok {
+		t.Fatal("the state was given twice: to the direct handoff and to the release")
+	}
+}
+
+// TestTakeFinalLeavesLiveTenure: a group whose claim has not ended (its
+// right lapsed, and a confirmation may extend it again) is neither
+// unloaded nor handed off by a late release of an older tenure.
+func TestTakeFinalLeavesLiveTenure(t *testing.T) {
+	tA := tenure{Node: "a", Reg: 7, Since: 3}
+	n, own, src := finalNode(t, tA)
+	own.set(newRoutedClaim(src, 0, tA, src.Mono()+50*time.Millisecond, nil))
+	if _, err := n.Next(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	<-src.After(60 * time.Millisecond) // the right lapsed, the claim not ended
+	if _, ok := n.handoffState(0); ok {
+		t.Fatal("a release took the state of a group whose claim goes on")
+	}
+	if g := n.groups[0].Load(); g == nil || g.dead.Load() {
+		t.Fatal("a release unloaded a group whose claim goes on")
+	}
+}
