@@ -221,8 +221,11 @@ func patiently(t testing.TB, f func() (uint64, error)) (uint64, error) {
 	for i := 0; ; i++ {
 		v, err := f()
 		// A claim that lapsed is the same: a confirmation that took longer
-		// than the right it gives.
-		lapsed := strings.Contains(fmt.Sprint(err), "claim on group") && strings.Contains(fmt.Sprint(err), "has expired")
+		// than the right it gives (whether the call found the claim
+		// expired, or the node's right run out before it).
+		msg := fmt.Sprint(err)
+		lapsed := strings.Contains(msg, "claim on group") && strings.Contains(msg, "has expired") ||
+			strings.Contains(msg, "has not confirmed its routing for")
 		if err == nil || i == 4 || !isUnavailable(err) || !(errors.Is(err, context.DeadlineExceeded) || lapsed) {
 			return v, err
 		}
