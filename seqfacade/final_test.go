@@ -3,6 +3,7 @@ package seqfacade
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -161,5 +162,31 @@ func TestTakeFinalLeavesLiveTenure(t *testing.T) {
 	}
 	if g := n.groups[0].Load(); g == nil || g.dead.Load() {
 		t.Fatal("a release unloaded a group whose claim goes on")
+	}
+}
+
+// TestNoFinalAfterAnotherWriter: a group unloaded because its key
+// changed under this node (another writer: an operator's forced raise)
+// leaves no final state to hand over: what this node persisted last is
+// not what the group holds. One unloaded because a table moved it (its
+// proof failed) does.
+func TestNoFinalAfterAnotherWriter(t *testing.T) {
+	tA := tenure{Node: "a", Reg: 7, Since: 3}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("%w: changed under this node", ErrNotOwner), false},
+		{fmt.Errorf("%w: %w", ErrNotOwner, ErrProofFailed), true},
+	} {
+		n, own, _ := finalNode(t, tA)
+		if _, err := n.Next(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		n.groups[0].Load().kill(tc.err)
+		own.c.end()
+		if _, ok := n.pulledState(0, tA); ok != tc.want {
+			t.Errorf("unloaded for %v: a final to hand over %v, want %v", tc.err, ok, tc.want)
+		}
 	}
 }

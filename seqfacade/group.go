@@ -243,6 +243,12 @@ func (g *group) kill(err error) {
 		// above it.
 		f := finalState{claim: g.claim}
 		st, ok := g.final()
+		// HAZARD: a group unloaded because another writer changed it (not
+		// a proof that failed: a table moved it) has no final this node
+		// knows, whatever it persisted last.
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotOwner) && !errors.Is(err, ErrProofFailed) {
+			ok = false
+		}
 		if ok {
 			f.GroupState, f.served = st, g.served()
 		}

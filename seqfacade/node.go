@@ -475,7 +475,7 @@ func (n *Node) watchLocked(c Claim) {
 // claim belongs to a later tenure, which a late release must not raise
 // under it). Once: the release or the direct handoff takes it.
 func (n *Node) handoffState(gi int) (GroupState, bool) {
-	f, ok := n.takeFinal(gi)
+	f, ok := n.takeFinal(gi, func(finalState) bool { return true })
 	return f.GroupState, ok
 }
 
@@ -490,21 +490,23 @@ func (n *Node) handoffState(gi int) (GroupState, bool) {
 // out, and no etcd compare stands between this state and the values the
 // next owner hands out from it.
 func (n *Node) pulledState(gi int, t tenure) (*handoffState, bool) {
-	f, ok := n.takeFinal(gi)
-	c, isRouted := f.claim.(*routedClaim)
-	if !ok || !isRouted || c.t != t || len(f.served) != len(f.MaxSeqs) {
+	f, ok := n.takeFinal(gi, func(f finalState) bool {
+		c, isRouted := f.claim.(*routedClaim)
+		return isRouted && c.t == t && len(f.served) == len(f.MaxSeqs)
+	})
+	if !ok {
 		return nil, false
 	}
 	return &handoffState{floor: f.served, max: f.MaxSeqs, rev: f.Revision}, true
 }
 
 // takeFinal returns, and forgets, the final state of group gi's latest
-// instance, once its claim has ended: it unloads the instance if that is
-// not done yet, and waits for an unload under way to record it. False
-// when the latest instance's claim has not ended (a later tenure's, or
-// one whose right lapsed and may be confirmed again), its final is not
-// known, or it was taken.
-func (n *Node) takeFinal(gi int) (finalState, bool) {
+// instance if accept takes it, once the instance's claim has ended: it
+// unloads the instance if that is not done yet, and waits for an unload
+// under way to record it. False when the latest instance's claim has not
+// ended (a later tenure's, or one whose right lapsed and may be confirmed
+// again), its final is not known, accept refuses it, or it was taken.
+func (n *Node) takeFinal(gi int, accept func(finalState) bool) (finalState, bool) {
 	n.mu.Lock()
 	u := n.mu.last[gi]
 	var g *group
@@ -524,9 +526,14 @@ func (n *Node) takeFinal(gi int) (finalState, bool) {
 		g.kill(errors.New("claim ended"))
 	}
 	<-u.done
+	select {
+	case <-u.final.claim.Done():
+	default:
+		return finalState{}, false // unloaded under a live claim: its tenure goes on
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.mu.last[gi] != u || u.taken || !u.ok {
+	if n.mu.last[gi] != u || u.taken || !u.ok || !accept(u.final) {
 		return finalState{}, false
 	}
 	u.taken = true

@@ -700,7 +700,9 @@ func (o *routed) writeReleases(ctx context.Context, timeout time.Duration, all b
 	// ended anyway, since the newer tenure followed it.
 	newest := map[int]int{}
 	for i, r := range rels {
-		newest[r.group] = i
+		if j, ok := newest[r.group]; !ok || r.t.Since >= rels[j].t.Since {
+			newest[r.group] = i
+		}
 	}
 	kept := rels[:0]
 	for i, r := range rels {

@@ -68,6 +68,10 @@ type routeState struct {
 		released map[int][]released // release markers read, by group (the last few)
 		held     []uint64           // by group, the newest since this incarnation held; 0: none
 		ended    []release          // tenures activated and ended, to release
+		// releasedSince is, by group, the newest tenure whose release came
+		// due: an older one, held back meanwhile, is dropped, since written
+		// after it, it would hide it.
+		releasedSince map[int]uint64
 		// right is the right to serve of the node's latest confirmation
 		// (its send + claim), which a group seen given by a table as new
 		// as the one it read is served under (rule 1; 0: none since the
@@ -138,6 +142,7 @@ func newRouteState(cfg Config, src clock.Source, keys routeKeys, groups int) *ro
 	s.mu.slots = make([]slot, groups)
 	s.mu.held = make([]uint64, groups)
 	s.mu.released = map[int][]released{}
+	s.mu.releasedSince = map[int]uint64{}
 	s.mu.tick = make(chan struct{})
 	s.routing.Store(&route.Table{})
 	return s
@@ -739,9 +744,10 @@ func (s *routeState) dueReleases() ([]release, time.Duration) {
 	kept := s.mu.ended[:0]
 	for _, r := range s.mu.ended {
 		switch {
-		case r.t.Since < newest[r.group] && !r.pulling:
+		case (r.t.Since < newest[r.group] || r.t.Since < s.mu.releasedSince[r.group]) && !r.pulling:
 			// superseded: dropped
 		case r.pulled || (r.hold <= now && !r.pulling):
+			s.mu.releasedSince[r.group] = max(s.mu.releasedSince[r.group], r.t.Since)
 			due = append(due, r)
 		default:
 			kept = append(kept, r)
@@ -769,9 +775,15 @@ func (s *routeState) pendingReleases() int {
 func (s *routeState) releases() []release {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.mu.ended
+	var out []release
+	for _, r := range s.mu.ended {
+		if r.t.Since >= s.mu.releasedSince[r.group] { // else superseded (dueReleases)
+			s.mu.releasedSince[r.group] = r.t.Since
+			out = append(out, r)
+		}
+	}
 	s.mu.ended = nil
-	return r
+	return out
 }
 
 // requeue puts back releases that could not be written.

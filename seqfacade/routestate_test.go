@@ -902,3 +902,40 @@ func TestOlderReleaseSuperseded(t *testing.T) {
 		t.Fatalf("the older release came due after the newer: %+v, next %v", due, next)
 	}
 }
+
+// TestPulledOlderNotWrittenAfterNewer: an older tenure's release, held
+// while its next owner takes it, is not written once a newer tenure's
+// release of the group came due meanwhile (it would hide it), neither by
+// the errands nor by a forced write after the newer one's write failed.
+func TestPulledOlderNotWrittenAfterNewer(t *testing.T) {
+	for _, forced := range []bool{false, true} {
+		a, w := servingHost(t)
+		t1 := tenure{Node: "a", Reg: edgeReg, Since: 1}
+		a.st.observe(tableAt(2, 20, "b", 2, t1), a.clk.Mono())
+		if !a.st.startPull(0, t1) {
+			t.Fatal("startPull")
+		}
+		bTenure := tenure{Node: "b", Reg: edgeReg, Since: 2}
+		a.st.observe(tableAt(3, 30, "a", 3, bTenure), a.clk.Mono())
+		a.st.releasedSeen(rel(bTenure))
+		a.st.observe(tableAt(4, 40, "", 4, tenure{}), a.clk.Mono())
+		due, _ := a.st.dueReleases()
+		if len(due) != 1 || due[0].t.Since != 3 {
+			t.Fatalf("due %+v: want the tenure since 3", due)
+		}
+		a.st.pulledDone(0, t1)
+		w.advance(pullWindow)
+		var got []release
+		if forced {
+			a.st.requeue(due) // the newer one's write failed
+			got = a.st.releases()
+		} else {
+			got, _ = a.st.dueReleases()
+		}
+		for _, r := range got {
+			if r.t.Since == 1 {
+				t.Fatalf("forced %v: the older release came due after the newer: %+v", forced, got)
+			}
+		}
+	}
+}
