@@ -65,6 +65,7 @@ func TestIDServiceJSONErrors(t *testing.T) {
 		{"count a fraction", nextIDsPath, `{"count":1.5}`, twirp.InvalidArgument, "count", `count: 1.5 is not an integer`},
 		{"count beyond int32", nextIDsPath, `{"count":2147483648}`, twirp.InvalidArgument, "count", `count: 2147483648 is not in -2147483648..2147483647`},
 		{"count a bool", nextIDsPath, `{"count":true}`, twirp.InvalidArgument, "count", `count: true is not an integer`},
+		{"count beyond float64", nextIDsPath, `{"count":1e700}`, twirp.InvalidArgument, "count", `count: 1e700`},
 		{"count twice", nextIDsPath, `{"count":1,"count":2}`, twirp.InvalidArgument, "count", `count is given twice`},
 		{"not JSON", nextIDsPath, `count=3`, twirp.Malformed, "", `the request body is not JSON: invalid character 'c' looking for beginning of value (at byte 1)`},
 		{"cut short", nextIDsPath, `{"count":`, twirp.Malformed, "", `the request body is not JSON: unexpected end of JSON input`},

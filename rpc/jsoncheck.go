@@ -78,13 +78,20 @@ func explainJSON(body []byte, mt protoreflect.MessageType, err error) error {
 	if !utf8.Valid(body) {
 		return &bodyError{"the request body is not valid UTF-8, as JSON must be"}
 	}
-	var v any
-	if jerr := json.Unmarshal(body, &v); jerr != nil {
+	if !json.Valid(body) {
 		var syn *json.SyntaxError
-		if errors.As(jerr, &syn) {
+		if jerr := json.Unmarshal(body, new(any)); errors.As(jerr, &syn) {
 			return &bodyError{fmt.Sprintf("the request body is not JSON: %s (at byte %d)", syn.Error(), syn.Offset)}
 		}
-		return &bodyError{fmt.Sprintf("the request body is not JSON: %s", jerr.Error())}
+		return &bodyError{"the request body is not JSON"}
+	}
+	// Numbers as they are written: a float64 would refuse valid JSON such
+	// as 1e700, which the field-by-field check below names instead.
+	var v any
+	whole := json.NewDecoder(bytes.NewReader(body))
+	whole.UseNumber()
+	if err := whole.Decode(&v); err != nil {
+		return &bodyError{"the request body is not JSON"}
 	}
 	if _, ok := v.(map[string]any); !ok {
 		return &bodyError{fmt.Sprintf("the request body is JSON %s, not an object: send {\"field\": value, ...}", jsonKind(v))}
