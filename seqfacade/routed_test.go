@@ -245,18 +245,21 @@ func TestRoutedBatchAndCleanClose(t *testing.T) {
 }
 
 // drainingCluster starts nodes a, b and c (a 10 s activation delay, so
-// that only handoffs move groups in time), with direct handoffs between
-// them or not, waits until they serve, and puts load on them: it returns
+// that only handoffs move groups in time), asking each other for
+// releases through handOff (nil: the cluster's own, c.handOff; see
+// noHandOff), waits until they serve, and puts load on them: it returns
 // the cluster, a's groups, and the load's recorder and clients.
-func drainingCluster(t *testing.T, direct bool) (*cluster, []int, *recorder, *load) {
+func drainingCluster(t *testing.T, handOff func(*cluster) handOffFunc) (*cluster, []int, *recorder, *load) {
 	t.Helper()
 	c := newCluster(t)
 	names := []string{"a", "b", "c"}
 	for _, name := range names {
 		cfg := routedConfig(name)
 		cfg.ActivationDelay, cfg.Margin = 10*time.Second, 2*time.Second
-		if direct {
+		if handOff == nil {
 			cfg.HandOff = c.handOff
+		} else {
+			cfg.HandOff = handOff(c)
 		}
 		c.add(cfg)
 	}
@@ -281,7 +284,7 @@ func drainingCluster(t *testing.T, direct bool) (*cluster, []int, *recorder, *lo
 // No call fails on the way, and the history has no rollback.
 func TestDrainHandoff(t *testing.T) {
 	t.Parallel()
-	c, aGroups, rec, l := drainingCluster(t, false)
+	c, aGroups, rec, l := drainingCluster(t, noHandOff)
 
 	begin := c.src.Mono()
 	// a's etcd a site away: its release transactions are still in flight
@@ -339,7 +342,7 @@ func TestDrainHandoff(t *testing.T) {
 // or goes back.
 func TestPulledHandoff(t *testing.T) {
 	t.Parallel()
-	c, aGroups, rec, l := drainingCluster(t, true)
+	c, aGroups, rec, l := drainingCluster(t, nil)
 	names := []string{"a", "b", "c"}
 	before := map[string]seqfacade.Stats{}
 	for _, name := range names {
@@ -389,6 +392,48 @@ func TestPulledHandoff(t *testing.T) {
 		if m.Node == "a" && m.Floor != nil {
 			t.Errorf("%s: a's release in etcd carries a state, which it handed over directly", kv.Key)
 		}
+	}
+	if failed > 0 {
+		t.Errorf("%d calls failed during the drain", failed)
+	}
+	rec.check()
+}
+
+type handOffFunc = func(context.Context, string, []seqfacade.HandOffGroup) ([]seqfacade.HandedOff, error)
+
+// noHandOff: nodes that never ask for releases (read from etcd only).
+func noHandOff(*cluster) handOffFunc { return nil }
+
+// TestPullFailsFallsBack: when asking for releases fails (the old owner
+// unreachable), the releases still reach the new owners through etcd, a
+// pull window later, and the drain loses no call.
+func TestPullFailsFallsBack(t *testing.T) {
+	t.Parallel()
+	unreachable := func(*cluster) handOffFunc {
+		return func(context.Context, string, []seqfacade.HandOffGroup) ([]seqfacade.HandedOff, error) {
+			return nil, errors.New("connection refused")
+		}
+	}
+	c, aGroups, rec, l := drainingCluster(t, unreachable)
+	begin := c.src.Mono()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	if err := c.node("a").n.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	c.serving(5*time.Second, "b", "c")
+	served := c.src.Mono() - begin
+	<-c.src.After(300 * time.Millisecond)
+	failed := failedSince(t, l.finish(), begin)
+	var failures, pulled uint64
+	for _, name := range []string{"b", "c"} {
+		st := c.node(name).n.Stats()
+		failures += st.PullFailures
+		pulled += st.PulledReleases
+	}
+	t.Logf("a's %d groups served by b and c %v after the drain began; %d asks failed", len(aGroups), served, failures)
+	if failures == 0 || pulled != 0 || c.node("a").n.Stats().HandedOffDirectly != 0 {
+		t.Errorf("asks failed %d times, %d releases pulled: want failures, and no release handed over directly", failures, pulled)
 	}
 	if failed > 0 {
 		t.Errorf("%d calls failed during the drain", failed)
