@@ -23,7 +23,10 @@ import (
 // sent, that also found the node's registration) lets the node serve the
 // groups it gives the node until sent + claim, where claim =
 // ActivationDelay - margin. Any table that moves a group away commits
-// after that read was processed, hence after sent.
+// after that read was processed, hence after sent. A group that a newer
+// table, seen through the watch, gives the node is served under the
+// same right (right): that table, and any that ends the tenure it
+// begins, commit after the read too.
 //
 // Rule 2: a group the node sees given to it (a tenure it did not hold) is
 // served only delay after that sighting (timed after the table arrived,
@@ -148,7 +151,7 @@ func newRouteState(cfg Config, src clock.Source, keys routeKeys, groups int) *ro
 	return s
 }
 
-// ticked wakes every handOff waiting for a tenure to end.
+// tickedLocked wakes every handOff waiting for a tenure to end.
 func (s *routeState) tickedLocked() {
 	close(s.mu.tick)
 	s.mu.tick = make(chan struct{})
@@ -762,13 +765,6 @@ func (s *routeState) dueReleases() ([]release, time.Duration) {
 	}
 	s.mu.ended = kept
 	return due, next
-}
-
-// pendingReleases counts the tenures ended and not yet released.
-func (s *routeState) pendingReleases() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.mu.ended)
 }
 
 // releases returns, and forgets, the tenures to release.
