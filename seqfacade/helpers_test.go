@@ -216,7 +216,7 @@ func isUnavailable(err error) bool { return errors.Is(err, seqfacade.ErrUnavaila
 // tests' 200 ms request timeout, and a node's claim lapses when its
 // confirmation is that late. Other errors, and a fifth timeout in a row,
 // are returned.
-func patiently(t testing.TB, f func() (uint64, error)) (uint64, error) {
+func patiently[T any](t testing.TB, f func() (T, error)) (T, error) {
 	t.Helper()
 	for i := 0; ; i++ {
 		v, err := f()

@@ -283,8 +283,9 @@ func TestConcurrentManyUIDs(t *testing.T) {
 }
 
 // concurrent runs workers goroutines, each taking calls values of random
-// uids from uids (every fourth call a batch of all of them), and checks
-// uniqueness per uid and order per caller.
+// uids from uids (every fourth call a batch of all of them), retrying
+// calls that etcd's slowness made unavailable (they consume nothing), and
+// checks uniqueness per uid and order per caller.
 func concurrent(t *testing.T, n *seqfacade.Node, uids []uint64, workers, calls int) {
 	t.Helper()
 	type rec struct{ uid, v uint64 }
@@ -295,7 +296,7 @@ func concurrent(t *testing.T, n *seqfacade.Node, uids []uint64, workers, calls i
 			r := rand.New(rand.NewPCG(uint64(w), 1))
 			for c := range calls {
 				if c%4 == 3 && len(uids) > 1 {
-					vs, err := n.NextBatch(t.Context(), uids)
+					vs, err := patiently(t, func() ([]uint64, error) { return n.NextBatch(t.Context(), uids) })
 					if err != nil {
 						t.Errorf("NextBatch: %v", err)
 						return
@@ -306,7 +307,7 @@ func concurrent(t *testing.T, n *seqfacade.Node, uids []uint64, workers, calls i
 					continue
 				}
 				u := uids[r.IntN(len(uids))]
-				v, err := n.Next(t.Context(), u)
+				v, err := patiently(t, func() (uint64, error) { return n.Next(t.Context(), u) })
 				if err != nil {
 					t.Errorf("Next(%d): %v", u, err)
 					return
