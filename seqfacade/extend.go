@@ -123,10 +123,18 @@ func (g *group) extendLoop() {
 		g.mu.Unlock()
 
 		err := g.extend(locals)
+		moved := false
+		if err != nil && !g.live() {
+			// The group moved while its calls waited for the write: they
+			// go to its new owner, as a call whose claim lapsed does.
+			if m := g.n.lapsed(g.idx); !errors.Is(m, ErrUnavailable) {
+				err, moved = m, true
+			}
+		}
 
 		g.mu.Lock()
 		if err != nil {
-			if !errors.Is(err, ErrUnavailable) {
+			if !moved && !errors.Is(err, ErrUnavailable) {
 				err = fmt.Errorf("%w: extending max_seq of group %d: %w", ErrUnavailable, g.idx, err)
 			}
 			g.mu.failing = err

@@ -20,6 +20,7 @@ type finalStore struct {
 	mu   sync.Mutex
 	m    map[int]GroupState
 	next int64
+	gate chan struct{} // if set, each write waits for a receive from it
 }
 
 func (s *finalStore) Load(_ context.Context, g int, _ []clientv3.Cmp) (GroupState, error) {
@@ -33,6 +34,12 @@ func (s *finalStore) Load(_ context.Context, g int, _ []clientv3.Cmp) (GroupStat
 
 func (s *finalStore) Save(_ context.Context, g int, maxSeqs []uint64, expect int64, _ []clientv3.Cmp) (int64, error) {
 	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m[g].Revision != expect {
 		return 0, ErrNotOwner
@@ -42,15 +49,20 @@ func (s *finalStore) Save(_ context.Context, g int, maxSeqs []uint64, expect int
 	return s.next, nil
 }
 
-// claimOwner hands out its current claim for every group.
+// claimOwner hands out its current claim for every group, or, once
+// moved, sends callers to node b.
 type claimOwner struct {
-	mu sync.Mutex
-	c  *routedClaim
+	mu    sync.Mutex
+	c     *routedClaim
+	moved bool
 }
 
-func (o *claimOwner) Claim(int) (Claim, error) {
+func (o *claimOwner) Claim(g int) (Claim, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.moved {
+		return nil, &NotOwnerError{Group: g, Owner: "b", Address: "b:1"}
+	}
 	return o.c, nil
 }
 func (o *claimOwner) Ready() error { return nil }
@@ -63,15 +75,21 @@ func (o *claimOwner) set(c *routedClaim) {
 // finalNode is a node of one-section groups, in tenure tA under claim
 // c1, over an in-memory store.
 func finalNode(t *testing.T, tA tenure) (*Node, *claimOwner, clock.Source) {
+	n, own, src, _ := finalNodeOn(t, tA, &finalStore{m: map[int]GroupState{}})
+	return n, own, src
+}
+
+// finalNodeOn is finalNode over store.
+func finalNodeOn(t *testing.T, tA tenure, store *finalStore) (*Node, *claimOwner, clock.Source, *finalStore) {
 	t.Helper()
 	src := clock.NewReal()
 	own := &claimOwner{c: newRoutedClaim(src, 0, tA, src.Mono()+time.Hour, nil)}
-	n, err := New(t.Context(), Config{NodeName: "a", SectionSize: 10, GroupSize: 1, UIDLimit: 100, Step: 100}, &finalStore{m: map[int]GroupState{}}, own, src)
+	n, err := New(t.Context(), Config{NodeName: "a", SectionSize: 10, GroupSize: 1, UIDLimit: 100, Step: 100}, store, own, src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Close(context.WithoutCancel(t.Context())) })
-	return n, own, src
+	return n, own, src, store
 }
 
 // stalledKill unloads g in the background with its section 0's shard 0
@@ -188,5 +206,48 @@ func TestNoFinalAfterAnotherWriter(t *testing.T) {
 		if _, ok := n.pulledState(0, tA); ok != tc.want {
 			t.Errorf("unloaded for %v: a final to hand over %v, want %v", tc.err, ok, tc.want)
 		}
+	}
+}
+
+// TestMovedWhileExtending: a call waiting for a max_seq write when its
+// group moves away is sent to the new owner (a *NotOwnerError), as a
+// call whose claim lapsed is, not answered unavailable: a drain or a
+// balance move must not fail the calls that happen to wait on a write.
+func TestMovedWhileExtending(t *testing.T) {
+	tA := tenure{Node: "a", Reg: 7, Since: 3}
+	store := &finalStore{m: map[int]GroupState{}}
+	n, own, _, _ := finalNodeOn(t, tA, store)
+	const uid = 1
+	if _, err := n.Next(t.Context(), uid); err != nil { // loaded: max_seq 100
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	store.mu.Lock()
+	store.gate = gate
+	store.mu.Unlock()
+	for range 99 { // up to the ceiling; the prefetch's write waits at the gate
+		if _, err := n.Next(t.Context(), uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := n.Next(t.Context(), uid)
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("a call past the ceiling did not wait for the write: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	own.mu.Lock()
+	own.moved = true
+	own.mu.Unlock()
+	own.c.end()
+	close(gate) // the write succeeds, after the claim ended
+	err := <-got
+	var no *NotOwnerError
+	if !errors.As(err, &no) || errors.Is(err, ErrUnavailable) || no.Owner != "b" {
+		t.Fatalf("the waiting call got %v, want a *NotOwnerError naming b", err)
 	}
 }

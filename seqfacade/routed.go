@@ -823,8 +823,17 @@ func (o *routed) drain(ctx context.Context) error {
 	if others == 0 {
 		return errors.New("no other node to hand the groups to")
 	}
-	if err := o.markDraining(ctx, l, reg); err != nil {
-		return err
+	// Tried again until ctx is done: one slow etcd answer (a loaded host,
+	// an election) must not cost every group its handoff.
+	for {
+		err := o.markDraining(ctx, l, reg)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errRegistrationGone) || clock.Sleep(ctx, o.src, minRetry) != nil {
+			return err
+		}
+		o.log.Debug("seq facade: cannot mark the node draining yet; retrying", "node", o.cfg.NodeName, "err", err)
 	}
 	o.log.Info("seq facade: draining: waiting for the groups to be handed off", "node", o.cfg.NodeName, "groups", o.st.owned())
 	for o.st.owned() > 0 {

@@ -286,17 +286,9 @@ func TestDrainHandoff(t *testing.T) {
 	t.Parallel()
 	c, aGroups, rec, l := drainingCluster(t, noHandOff)
 
-	begin := c.src.Mono()
 	// a's etcd a site away: its release transactions are still in flight
 	// when it sees its last group go.
-	c.node("a").proxy.Delay(20 * time.Millisecond)
-	// Generous: on a loaded host (-race, other packages' tests) etcd calls
-	// time out and are retried; the figure logged below is what counts.
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	if err := c.node("a").n.Drain(ctx); err != nil {
-		t.Fatalf("Drain: %v", err)
-	}
+	begin := drainA(t, c, 20*time.Millisecond)
 	drained := c.src.Mono() - begin
 	// Once Drain returns the process may exit: every release must be
 	// written by then, not left to writes that exiting cancels.
@@ -349,13 +341,7 @@ func TestPulledHandoff(t *testing.T) {
 		before[name] = c.node(name).n.Stats()
 	}
 
-	begin := c.src.Mono()
-	c.node("a").proxy.Delay(20 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	if err := c.node("a").n.Drain(ctx); err != nil {
-		t.Fatalf("Drain: %v", err)
-	}
+	begin := drainA(t, c, 20*time.Millisecond)
 	c.node("a").proxy.Delay(0)
 	c.serving(5*time.Second, "b", "c")
 	served := c.src.Mono() - begin
@@ -399,6 +385,22 @@ func TestPulledHandoff(t *testing.T) {
 	rec.check()
 }
 
+// drainA drains node a of c, its etcd delay away (each way), and returns
+// when the drain began.
+func drainA(t *testing.T, c *cluster, delay time.Duration) time.Duration {
+	t.Helper()
+	begin := c.src.Mono()
+	c.node("a").proxy.Delay(delay)
+	// Generous: on a loaded host (-race, other packages' tests) etcd calls
+	// time out and are retried; the figures the tests log are what count.
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	if err := c.node("a").n.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	return begin
+}
+
 type handOffFunc = func(context.Context, string, []seqfacade.HandOffGroup) ([]seqfacade.HandedOff, error)
 
 // noHandOff: nodes that never ask for releases (read from etcd only).
@@ -416,12 +418,7 @@ func TestPullFailsFallsBack(t *testing.T) {
 		}
 	}
 	c, aGroups, rec, l := drainingCluster(t, unreachable)
-	begin := c.src.Mono()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	if err := c.node("a").n.Drain(ctx); err != nil {
-		t.Fatalf("Drain: %v", err)
-	}
+	begin := drainA(t, c, 0)
 	c.serving(5*time.Second, "b", "c")
 	served := c.src.Mono() - begin
 	<-c.src.After(300 * time.Millisecond)
