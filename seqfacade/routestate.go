@@ -106,6 +106,11 @@ type slot struct {
 	readAt    time.Duration // when read was taken in
 	repeated  bool          // a tenure this incarnation held before: no release counts
 	over      bool          // a table vouched prev's right over (quiet.go)
+	// lent is the right of the node's latest confirmation when the slot
+	// began (rule 1), which it is served under, before a confirmation
+	// of its own tenure, once its previous owner has released it
+	// (rightLocked).
+	lent time.Duration
 	// prevAddr is where prev's node answers, when the table that began
 	// this tenure or the one before it names that incarnation: it is
 	// asked for its release (toPull). pulled: it was asked.
@@ -194,7 +199,7 @@ func (s *routeState) suspend() {
 		}
 		// A fresh confirmation, under the resumed lease, before any claim;
 		// and a load afresh (loaded stays set: no handoff state again).
-		sl.until, sl.preloaded = 0, false
+		sl.until, sl.lent, sl.preloaded = 0, 0, false
 		sl.read = nil // read before the lapse: read again
 	}
 	s.mu.Unlock()
@@ -374,14 +379,14 @@ func (s *routeState) applyLocked(t *table, now time.Duration, confirmed bool, un
 			// HAZARD: now was read after the table arrived, hence after it
 			// committed: activation counts from no earlier than the commit.
 			//
-			// HAZARD: until is the right of the node's latest confirmation,
+			// HAZARD: lent is the right of the node's latest confirmation,
 			// which read a table no newer than t (tables older than one
 			// seen are refused above), so it was sent before t committed,
 			// and before any table that ends this tenure: the argument of
 			// rule 1 holds for it as for a confirmation that read t. It is
 			// no later for it: a watch event widens the right to the new
 			// group, it never lengthens it.
-			*sl = slot{mine: true, since: t.since[g], prev: t.prev[g], observed: now, until: s.mu.right, wait: make(chan struct{})}
+			*sl = slot{mine: true, since: t.since[g], prev: t.prev[g], observed: now, lent: s.mu.right, wait: make(chan struct{})}
 			sl.prevAddr = addressOf(sl.prev, t, old)
 			// HAZARD: a tenure this incarnation held already (or an older
 			// one) is back: an old table's value was written back, or
@@ -431,6 +436,23 @@ func (s *routeState) proof(rev int64) []clientv3.Cmp {
 // release or the vouching, which may serve yet.
 func (s *routeState) prevEndedLocked(g int, sl *slot) bool {
 	return sl.prev.Node != "" && !sl.repeated && (sl.over || slices.ContainsFunc(s.mu.released[g], func(r released) bool { return r.t == sl.prev }))
+}
+
+// rightLocked returns until when slot sl (group g) may be served: the
+// right of the confirmations that showed its tenure, or, before any
+// did, the right lent by the latest confirmation when the tenure began
+// (rule 1), once the previous owner has released the tenure. Lent only
+// then: its first load comes with the release's state and needs no read,
+// where a group taken after a crash reads the group anyway, and the
+// confirmation of its table reads it ahead (routeState.readSeen) in the
+// same round trip: loading it before that confirmation would cost a read
+// of its own.
+func (s *routeState) rightLocked(g int, sl *slot) time.Duration {
+	if sl.until > 0 || sl.lent == 0 || sl.prev.Node == "" || sl.repeated ||
+		!slices.ContainsFunc(s.mu.released[g], func(r released) bool { return r.t == sl.prev }) {
+		return sl.until
+	}
+	return sl.lent
 }
 
 // firstLoad is what the first load of a tenure starts from instead of a
@@ -575,10 +597,11 @@ func (s *routeState) claimFor(g int) (Claim, error) {
 		if early && !s.prevEndedLocked(g, sl) {
 			return nil, &activatingError{group: g, left: left, wait: sl.wait}
 		}
-		if sl.until <= now {
+		until := s.rightLocked(g, sl)
+		if until <= now {
 			return nil, &activatingError{group: g, left: 0, wait: sl.wait}
 		}
-		sl.claim = newRoutedClaim(s.src, g, tenure{Node: s.name, Reg: s.mu.reg, Since: sl.since}, sl.until, s.proof(t.rev))
+		sl.claim = newRoutedClaim(s.src, g, tenure{Node: s.name, Reg: s.mu.reg, Since: sl.since}, until, s.proof(t.rev))
 		sl.activated = true
 		if early && sl.over {
 			s.vouched.Add(1)
@@ -610,7 +633,7 @@ func (s *routeState) activatable() (groups []int, next time.Duration) {
 			continue
 		}
 		at := sl.observed + s.delay
-		if (now >= at || s.prevEndedLocked(g, sl)) && sl.until > now {
+		if (now >= at || s.prevEndedLocked(g, sl)) && s.rightLocked(g, sl) > now {
 			sl.preloaded = true
 			groups = append(groups, g)
 			// Calls waiting for the group claim it themselves now, rather
@@ -867,9 +890,10 @@ func (s *routeState) ready() error {
 		return fmt.Errorf("the routing table gives node %s's groups to its earlier registration: waiting for the arbiter to give them to this one", s.name)
 	}
 	now := s.src.Mono()
-	for _, sl := range s.mu.slots {
-		if sl.mine && sl.until <= now {
-			return fmt.Errorf("node %s has not confirmed its routing table for %v", s.name, (now - sl.until).Round(time.Millisecond))
+	for g := range s.mu.slots {
+		sl := &s.mu.slots[g]
+		if until := s.rightLocked(g, sl); sl.mine && until <= now {
+			return fmt.Errorf("node %s has not confirmed its routing table for %v", s.name, (now - until).Round(time.Millisecond))
 		}
 	}
 	return nil

@@ -715,7 +715,9 @@ func TestRepeatedTenureWaits(t *testing.T) {
 // of the node's latest confirmation (which read an older table, so was
 // sent before any table that could end the new tenure), never longer,
 // and not at all when there is no such right: none since the node
-// registered, or since its lease lapsed.
+// registered, or since its lease lapsed. A group whose predecessor did
+// not release it is not served under a lent right: it waits for a
+// confirmation of its table, which reads it ahead.
 func TestWatchedGroupUnderLatestRight(t *testing.T) {
 	aTenure := tenure{Node: "a", Reg: edgeReg, Since: 1}
 	old := tableAt(1, 10, "a", 1, tenure{})
@@ -745,6 +747,25 @@ func TestWatchedGroupUnderLatestRight(t *testing.T) {
 		t.Fatalf("B confirmed again: %v", err)
 	}
 
+	// Not released (its delay passed: a crash): the right is not lent,
+	// and the group waits for a confirmation of its own table, which
+	// reads it ahead for its first load.
+	f := newHost(t, "b", edgeDelay, 1)
+	wf := &world{hosts: []*host{f}}
+	f.confirmNow(old)
+	wf.advance(100 * time.Millisecond)
+	f.st.observe(next, f.clk.Mono())
+	wf.advance(edgeDelay)
+	f.confirmNow(old) // a confirmation that read the older table
+	var act *activatingError
+	if _, err := f.st.claimFor(0); !errors.As(err, &act) {
+		t.Fatalf("B, its predecessor not released, before a confirmation of its table: %v", err)
+	}
+	f.confirmNow(next)
+	if _, err := f.st.claimFor(0); err != nil {
+		t.Fatalf("B, its table confirmed, its delay over: %v", err)
+	}
+
 	// No confirmation since the lease lapsed: no right to lend.
 	d := newHost(t, "b", edgeDelay, 1)
 	d.confirmNow(old)
@@ -752,7 +773,6 @@ func TestWatchedGroupUnderLatestRight(t *testing.T) {
 	d.st.resume()
 	d.st.observe(next, d.clk.Mono())
 	d.st.releasedSeen(rel(aTenure))
-	var act *activatingError
 	if _, err := d.st.claimFor(0); !errors.As(err, &act) {
 		t.Fatalf("B after a lapse, no confirmation since: %v", err)
 	}
