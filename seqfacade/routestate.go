@@ -24,9 +24,10 @@ import (
 // groups it gives the node until sent + claim, where claim =
 // ActivationDelay - margin. Any table that moves a group away commits
 // after that read was processed, hence after sent. A group that a newer
-// table, seen through the watch, gives the node is served under the
-// same right (right): that table, and any that ends the tenure it
-// begins, commit after the read too.
+// table, seen through the watch, gives the node may be served under the
+// same right (right, lent; once its previous owner released it, see
+// rightLocked): that table, and any that ends the tenure it begins,
+// commit after the read too.
 //
 // Rule 2: a group the node sees given to it (a tenure it did not hold) is
 // served only delay after that sighting (timed after the table arrived,
