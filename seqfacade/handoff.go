@@ -14,12 +14,14 @@ import (
 // release itself, with the group's state in it: for every section the
 // highest value the old owner handed out (for a section dense with uids,
 // whose offsets are not tracked so, its persisted max_seq) and the
-// max_seq it persisted above, so that the new owner serves at once, without a read or a
-// write, a round trip between the two nodes after the table instead of a
-// quorum write and a watch (docs/seq-failover.md, "A release asked for").
-// The release is held back from etcd meanwhile (pullWindow), and written
-// without state once handed over; where the new owner cannot ask (a
-// partition, an older version), it goes to etcd as before.
+// max_seq it persisted above. The new owner serves at once, under the
+// right its latest confirmation lends (routeState.rightLocked), without
+// a read or a write: a round trip between the two nodes after the table
+// instead of a quorum write and a watch (docs/seq-failover.md, "A
+// release asked for"). The release is held back from etcd meanwhile
+// (pullWindow), and written without state once handed over; where the
+// new owner cannot ask (a partition, an older version), it goes to etcd
+// as before.
 
 // HandOffTenure names one owner incarnation's time with a group: the
 // node, its registration's CreateRevision, and the routing version that
