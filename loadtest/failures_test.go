@@ -1,29 +1,16 @@
 package loadtest_test
 
 import (
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/nettest"
 	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/rpc/migclient"
 )
-
-// closedAddr returns a loopback address nothing listens on: connections
-// to it are refused.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 func hostOf(t *testing.T, rawURL string) string {
 	t.Helper()
@@ -38,7 +25,7 @@ func hostOf(t *testing.T, rawURL string) string {
 // and the report says so by endpoint; its clients back off instead of
 // sending a request as soon as the last one failed.
 func TestRunRefusedTarget(t *testing.T) {
-	dead := closedAddr(t)
+	dead := nettest.RefusedAddr(t)
 	for _, transport := range []string{"pooled", "net/http"} {
 		t.Run(transport, func(t *testing.T) {
 			var opts []migclient.Option
@@ -77,7 +64,7 @@ func TestRunRefusedTarget(t *testing.T) {
 // TestRunSeesFailover: attempts that failed on one endpoint and succeeded
 // on the next are in the report, though no call failed.
 func TestRunSeesFailover(t *testing.T) {
-	dead, live := closedAddr(t), startIDServer(t, 11, nil)
+	dead, live := nettest.RefusedAddr(t), startIDServer(t, 11, nil)
 	c, err := migclient.New([]string{dead}, migclient.WithRemote("live", live.url),
 		migclient.WithHTTPClient(&http.Client{Transport: loadtest.NewTransport(clock.NewReal())}))
 	if err != nil {

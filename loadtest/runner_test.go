@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/migsvc/mig/internal/nettest"
 	"github.com/migsvc/mig/loadtest"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc/migclient"
@@ -271,12 +271,7 @@ func TestRunRedisSideBySide(t *testing.T) {
 }
 
 func TestRunRefuses(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedAddr := ln.Addr().String()
-	ln.Close()
+	closedAddr := nettest.RefusedAddr(t)
 	srv := startIDServer(t, 8, nil)
 	client := newIDClient(t, srv.url)
 	tests := []struct {

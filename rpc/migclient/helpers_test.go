@@ -13,6 +13,7 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/h1"
+	"github.com/migsvc/mig/internal/nettest"
 	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc"
 	"github.com/migsvc/mig/rpc/migclient"
@@ -126,18 +127,7 @@ func counted(t *testing.T, h http.Handler) (*httptest.Server, *atomic.Int64) {
 
 // deadEndpoint returns the address of a loopback port nobody listens on:
 // connecting to it is refused.
-func deadEndpoint(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
+func deadEndpoint(t *testing.T) string { return nettest.RefusedAddr(t) }
 
 func newClient(t testing.TB, endpoints []string, opts ...migclient.Option) *migclient.Client {
 	t.Helper()
