@@ -103,7 +103,7 @@ func stalledKill(t *testing.T, n *Node, g *group, why string) func() {
 	done := make(chan struct{})
 	go func() { g.kill(errors.New(why)); close(done) }()
 	for n.groups[g.idx].Load() == g {
-		time.Sleep(time.Millisecond)
+		<-n.src.After(time.Millisecond)
 	}
 	return func() {
 		sec.cur.shards[0].mu.Unlock()
@@ -152,7 +152,7 @@ func TestPulledStateLatestInstance(t *testing.T) {
 	select {
 	case a := <-got:
 		t.Fatalf("answered before instance 2's unload was recorded: %+v", a)
-	case <-time.After(50 * time.Millisecond):
+	case <-n.src.After(50 * time.Millisecond):
 	}
 	finish2()
 	a := <-got
@@ -238,7 +238,7 @@ func TestMovedWhileExtending(t *testing.T) {
 	select {
 	case err := <-got:
 		t.Fatalf("a call past the ceiling did not wait for the write: %v", err)
-	case <-time.After(50 * time.Millisecond):
+	case <-n.src.After(50 * time.Millisecond):
 	}
 	own.mu.Lock()
 	own.moved = true
