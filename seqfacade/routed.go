@@ -695,22 +695,7 @@ func (o *routed) writeReleases(ctx context.Context, timeout time.Duration, all b
 	if len(rels) == 0 {
 		return true, held
 	}
-	// The newest release of each group only: written in parallel, an
-	// older one could land last and hide it. Its successor's tenure has
-	// ended anyway, since the newer tenure followed it.
-	newest := map[int]int{}
-	for i, r := range rels {
-		if j, ok := newest[r.group]; !ok || r.t.Since >= rels[j].t.Since {
-			newest[r.group] = i
-		}
-	}
-	kept := rels[:0]
-	for i, r := range rels {
-		if newest[r.group] == i {
-			kept = append(kept, r)
-		}
-	}
-	rels = kept
+	// The newest release of each group only (routeState.supersededLocked).
 	var (
 		mu     sync.Mutex
 		failed []release

@@ -759,20 +759,13 @@ func (s *routeState) dueReleases() ([]release, time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.src.Mono()
-	// Only the newest release of each group: an older one held back,
-	// written after it, would hide it (its tenure ended before the newer
-	// one began anyway). One being handed over is kept until it is.
-	newest := map[int]uint64{}
-	for _, r := range s.mu.ended {
-		newest[r.group] = max(newest[r.group], r.t.Since)
-	}
+	superseded := s.supersededLocked()
 	var due []release
 	var next time.Duration
 	kept := s.mu.ended[:0]
 	for _, r := range s.mu.ended {
 		switch {
-		case (r.t.Since < newest[r.group] || r.t.Since < s.mu.releasedSince[r.group]) && !r.pulling:
-			// superseded: dropped
+		case superseded(r) && !r.pulling: // one being handed over is kept until it is
 		case r.pulled || (r.hold <= now && !r.pulling):
 			s.mu.releasedSince[r.group] = max(s.mu.releasedSince[r.group], r.t.Since)
 			due = append(due, r)
@@ -795,15 +788,32 @@ func (s *routeState) dueReleases() ([]release, time.Duration) {
 func (s *routeState) releases() []release {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	superseded := s.supersededLocked()
 	var out []release
 	for _, r := range s.mu.ended {
-		if r.t.Since >= s.mu.releasedSince[r.group] { // else superseded (dueReleases)
+		if !superseded(r) {
 			s.mu.releasedSince[r.group] = r.t.Since
 			out = append(out, r)
 		}
 	}
 	s.mu.ended = nil
 	return out
+}
+
+// supersededLocked returns whether a release queued now is superseded:
+// only the newest release of each group is written, since an older one,
+// written after it (held back for its next owner, or written in parallel
+// and landing last), would hide it; its tenure ended before the newer
+// one began anyway. Newest among those queued, and not older than one
+// that came due already.
+func (s *routeState) supersededLocked() func(release) bool {
+	newest := map[int]uint64{}
+	for _, r := range s.mu.ended {
+		newest[r.group] = max(newest[r.group], r.t.Since)
+	}
+	return func(r release) bool {
+		return r.t.Since < newest[r.group] || r.t.Since < s.mu.releasedSince[r.group]
+	}
 }
 
 // requeue puts back releases that could not be written.
