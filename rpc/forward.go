@@ -55,7 +55,7 @@ func WithForwarding(self, scheme string, c *http.Client, timeout time.Duration) 
 			if timeout == 0 {
 				timeout = DefaultForwardTimeout
 			}
-			o.fwd = &forwarder{self: self, scheme: scheme, http: c, timeout: timeout, peers: map[string]migv1.SeqService{}}
+			o.fwd = &forwarder{self: self, timeout: timeout, peers: newPeerClients(scheme, c, migv1.NewSeqServiceProtobufClient)}
 		}
 	}
 }
@@ -73,15 +73,11 @@ func pooledClient() *http.Client {
 // use.
 type forwarder struct {
 	self    string
-	scheme  string
-	http    *http.Client
 	timeout time.Duration
+	peers   *peerClients[migv1.SeqService]
 
 	// forwarded counts forwarded calls by the code of their answer.
 	forwarded *prometheus.CounterVec
-
-	mu    sync.Mutex
-	peers map[string]migv1.SeqService // by address
 }
 
 // register adds the forwarder's metric to reg.
@@ -106,15 +102,31 @@ func (f *forwarder) count(err error) {
 	f.forwarded.WithLabelValues(code).Inc()
 }
 
-func (f *forwarder) peer(addr string) migv1.SeqService {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, ok := f.peers[addr]
+// peerClients makes one Twirp client per node address, on first use:
+// the forwarded calls' and the releases asked for. Safe for concurrent
+// use.
+type peerClients[T any] struct {
+	scheme string
+	http   *http.Client
+	client func(baseURL string, c migv1.HTTPClient, opts ...twirp.ClientOption) T
+
+	mu sync.Mutex
+	m  map[string]T // by address
+}
+
+func newPeerClients[T any](scheme string, c *http.Client, client func(string, migv1.HTTPClient, ...twirp.ClientOption) T) *peerClients[T] {
+	return &peerClients[T]{scheme: scheme, http: c, client: client, m: map[string]T{}}
+}
+
+func (p *peerClients[T]) at(addr string) T {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.m[addr]
 	if !ok {
-		p = migv1.NewSeqServiceProtobufClient(f.scheme+"://"+addr, f.http)
-		f.peers[addr] = p
+		c = p.client(p.scheme+"://"+addr, p.http)
+		p.m[addr] = c
 	}
-	return p
+	return c
 }
 
 // forwards reports whether a call whose answer here is err, from a client
@@ -138,7 +150,7 @@ func (f *forwarder) call(ctx context.Context, no *seqfacade.NotOwnerError, send 
 			return unavailablef("node %s serves the uid but published no address to forward to", node)
 		}
 		cctx, cancel := context.WithTimeout(ctx, f.timeout)
-		err := send(cctx, f.peer(addr), t.Version)
+		err := send(cctx, f.peers.at(addr), t.Version)
 		cancel()
 		if err == nil {
 			return nil

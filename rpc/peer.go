@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 
 	"github.com/twitchtv/twirp"
 
@@ -67,26 +66,13 @@ func PeerHandOff(scheme string, c *http.Client) func(ctx context.Context, addr s
 	if c == nil {
 		c = pooledClient()
 	}
-	var (
-		mu    sync.Mutex
-		peers = map[string]migv1.SeqPeerService{}
-	)
-	peer := func(addr string) migv1.SeqPeerService {
-		mu.Lock()
-		defer mu.Unlock()
-		p, ok := peers[addr]
-		if !ok {
-			p = migv1.NewSeqPeerServiceProtobufClient(scheme+"://"+addr, c)
-			peers[addr] = p
-		}
-		return p
-	}
+	peers := newPeerClients(scheme, c, migv1.NewSeqPeerServiceProtobufClient)
 	return func(ctx context.Context, addr string, groups []seqfacade.HandOffGroup) ([]seqfacade.HandedOff, error) {
 		req := &migv1.HandOffRequest{Groups: make([]*migv1.HandOffGroup, len(groups))}
 		for i, g := range groups {
 			req.Groups[i] = &migv1.HandOffGroup{Group: uint32(g.Group), Tenure: tenureToWire(g.Tenure)}
 		}
-		resp, err := peer(addr).HandOff(ctx, req)
+		resp, err := peers.at(addr).HandOff(ctx, req)
 		if err != nil {
 			return nil, err
 		}
