@@ -55,7 +55,6 @@ type conn struct {
 	// none.
 	readDeadline, writeDeadline time.Duration
 	served                      bool // a request was read: the idle timeout applies
-	skipYield                   int  // requests to read before yielding again (yield)
 
 	mu struct {
 		sync.Mutex
@@ -157,7 +156,6 @@ func (c *conn) await() bool {
 	c.served = true
 	c.mu.idle = true
 	c.mu.Unlock()
-	c.yield()
 	_, err := c.br.Peek(1)
 	c.mu.Lock()
 	c.mu.idle = false

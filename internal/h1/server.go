@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,7 +85,6 @@ type Server struct {
 
 	initOnce sync.Once
 	clock    clock.Source // Clock or the host's
-	gosched  func()       // runtime.Gosched; a test counts the yields
 	closing  atomic.Bool
 	base     context.Context    // every connection's context derives from it
 	cancel   context.CancelFunc // cancels base: Close
@@ -105,9 +103,6 @@ func (s *Server) init() {
 		s.clock = s.Clock
 		if s.clock == nil {
 			s.clock = clock.NewRuntime()
-		}
-		if s.gosched == nil {
-			s.gosched = runtime.Gosched
 		}
 		if s.Log == nil {
 			s.Log = slog.New(slog.DiscardHandler)
