@@ -90,8 +90,10 @@ func TestLoadtestScenario(t *testing.T) {
 		if testing.Short() {
 			t.Skip("starts a deployment of 6 servers and 6 etcd members")
 		}
+		// A failed scenario keeps its logs (370 MB with the etcd data):
+		// in the test's own directory, removed when it ends.
 		stdout, stderr, status := runBinary(t, bin, "loadtest", "--scenario", "partition", "--scenario-duration", "2s",
-			"--scenario-broken-fence", "--scenario-no-seq")
+			"--scenario-broken-fence", "--scenario-no-seq", "--scenario-dir", t.TempDir())
 		if status != exitFail || !strings.Contains(stdout, "FAIL partition") || !strings.Contains(stdout, "VIOLATION id_order") ||
 			!strings.Contains(stderr, "a scenario failed") {
 			t.Fatalf("status %d, want %d with the violations printed\nstdout:\n%s\nstderr:\n%s", status, exitFail, stdout, stderr)
