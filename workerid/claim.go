@@ -87,6 +87,7 @@ func (w *Worker) claim(ctx context.Context, t *tenure) (int64, error) {
 		if len(kvs) == 0 {
 			return -1, nil
 		}
+		t.wmRev = kvs[0].ModRevision
 		var wm watermarkRecord
 		if err := json.Unmarshal(kvs[0].Value, &wm); err != nil {
 			// HAZARD: never guess a watermark. An unreadable one makes the

@@ -26,7 +26,12 @@
 // Uniqueness across holders of one worker ID rests on the watermark alone:
 // a new holder reads W in the same transaction that claims the ID and
 // starts strictly after it, whatever its wall clock says, and an old
-// holder can never raise W again once its claim is gone. The deadline is
+// holder can never raise W again once its claim is gone. Nor can W go
+// down behind the holder's back: every write of W also requires the key's
+// revision to be the one the holder last learned, so a write whose call
+// timed out, and which etcd applies later after a higher W was written,
+// fails instead of putting the lower W back under ticks already issued.
+// The deadline is
 // what keeps one holder's IDs in order with the next holder's in real
 // time; the watermark is what makes a duplicate impossible even if a
 // deadline were missed.

@@ -58,10 +58,14 @@ type tenure struct {
 	id       uint32
 	lease    *lease.Lease
 	claimRev int64 // CreateRevision of the claim key
-	gen      *mig.Generator
-	ceiling  *mig.MemCeiling // the watermark known to be persisted
-	done     chan struct{}   // closed when the tenure ends
-	endOnce  sync.Once
+	// wmRev is the ModRevision of the watermark key as this tenure last
+	// learned it (0: no key). Owned by whoever writes the watermark: begin,
+	// then the loop, then Close.
+	wmRev   int64
+	gen     *mig.Generator
+	ceiling *mig.MemCeiling // the watermark known to be persisted
+	done    chan struct{}   // closed when the tenure ends
+	endOnce sync.Once
 }
 
 func (t *tenure) end() { t.endOnce.Do(func() { close(t.done) }) }
@@ -310,20 +314,50 @@ func (w *Worker) extend(ctx context.Context, t *tenure) (lost bool) {
 // proves the claim still holds: the claim key exists with the creation
 // revision of this claim, so the lease that carries it is alive and this
 // worker still holds the ID. ok is false when the proof failed.
-// The caller bounds the call with ctx.
+//
+// HAZARD: the transaction also requires the watermark key to be as t last
+// learned it (t.wmRev). A write whose outcome was not learned (its call
+// timed out) may still be applied later, after writes made since: without
+// this comparison it would put the older, lower watermark back under
+// ticks already issued, and the next holder would issue them again.
+// With it, a write applies only over the value its writer knew: a late
+// one fails. When the comparison fails because an earlier write of this
+// tenure did land, the transaction reads the key, and the write is made
+// again over what it read. The caller bounds the call with ctx.
 func (w *Worker) writeWatermark(ctx context.Context, t *tenure, tick int64) (ok bool, err error) {
 	val, _ := json.Marshal(watermarkRecord{Tick: tick, Time: w.cfg.Layout.TickTime(tick).Format(time.RFC3339Nano)})
-	tr, err := w.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(w.workerKey(t.id)), "=", t.claimRev)).
-		Then(clientv3.OpPut(w.watermarkKey(t.id), string(val))).
-		Commit()
-	if err != nil {
-		return false, err
+	claimKey, wmKey := w.workerKey(t.id), w.watermarkKey(t.id)
+	for {
+		tr, err := w.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(claimKey), "=", t.claimRev),
+				clientv3.Compare(clientv3.ModRevision(wmKey), "=", t.wmRev)).
+			Then(clientv3.OpPut(wmKey, string(val))).
+			Else(clientv3.OpGet(claimKey, clientv3.WithKeysOnly()), clientv3.OpGet(wmKey, clientv3.WithKeysOnly())).
+			Commit()
+		if err != nil {
+			return false, err
+		}
+		if tr.Succeeded {
+			t.wmRev = tr.Header.Revision
+			w.stats.watermarkWrites.Add(1)
+			return true, nil
+		}
+		claim := tr.Responses[0].GetResponseRange().Kvs
+		if len(claim) == 0 || claim[0].CreateRevision != t.claimRev {
+			return false, nil
+		}
+		// Only this tenure writes the key while its claim holds: an
+		// earlier write of its own landed after all.
+		var rev int64
+		if kvs := tr.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+			rev = kvs[0].ModRevision
+		}
+		if rev == t.wmRev {
+			return false, fmt.Errorf("workerid: watermark of worker ID %d: the comparison failed and the key is unchanged", t.id)
+		}
+		t.wmRev = rev
+		w.stats.watermarkLateWrites.Add(1)
 	}
-	if tr.Succeeded {
-		w.stats.watermarkWrites.Add(1)
-	}
-	return tr.Succeeded, nil
 }
 
 // fence ends t: the generator stops (atomically with any call in flight)
@@ -393,10 +427,13 @@ type Status struct {
 // Stats are a worker's counters since Start.
 type Stats struct {
 	Claims, Renewals, RenewalFailures, Fences, WatermarkWrites, WatermarkFailures uint64
+	// WatermarkLateWrites counts watermark writes found to have landed
+	// after their call had given up on them (writeWatermark).
+	WatermarkLateWrites uint64
 }
 
 type counters struct {
-	claims, renewals, renewalFailures, fences, watermarkWrites, watermarkFailures atomic.Uint64
+	claims, renewals, renewalFailures, fences, watermarkWrites, watermarkFailures, watermarkLateWrites atomic.Uint64
 }
 
 // Status returns a snapshot of the worker.
@@ -404,12 +441,13 @@ func (w *Worker) Status() Status {
 	s := Status{
 		Datacenter: w.cfg.Datacenter,
 		Stats: Stats{
-			Claims:            w.stats.claims.Load(),
-			Renewals:          w.stats.renewals.Load(),
-			RenewalFailures:   w.stats.renewalFailures.Load(),
-			Fences:            w.stats.fences.Load(),
-			WatermarkWrites:   w.stats.watermarkWrites.Load(),
-			WatermarkFailures: w.stats.watermarkFailures.Load(),
+			Claims:              w.stats.claims.Load(),
+			Renewals:            w.stats.renewals.Load(),
+			RenewalFailures:     w.stats.renewalFailures.Load(),
+			Fences:              w.stats.fences.Load(),
+			WatermarkWrites:     w.stats.watermarkWrites.Load(),
+			WatermarkFailures:   w.stats.watermarkFailures.Load(),
+			WatermarkLateWrites: w.stats.watermarkLateWrites.Load(),
 		},
 	}
 	t := w.cur.Load()
