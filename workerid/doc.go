@@ -17,6 +17,9 @@
 //     so [Worker.Next] and [Worker.NextN] also read the clock after
 //     reserving IDs and refuse, skipping them, once the deadline has
 //     passed.
+//   - Watches its claim key, and fences as soon as etcd reports it
+//     deleted by anyone else (an operator, or its lease revoked): the
+//     lease renewals, which go on after a delete, would not tell it.
 //   - Persists a time watermark W under the worker ID, not bound to the
 //     lease, in a transaction that proves the claim still holds. The
 //     generator never issues a tick above W; W is extended to now + Window

@@ -66,7 +66,9 @@ func (c *stallClock) release() {
 
 // TestNextFencedAtRequestTime stalls the goroutines of a worker that
 // would notice the end of its lease (its renewal loop and its hold loop)
-// for longer than the lease's TTL. etcd expires the lease, and a second
+// for longer than the lease's TTL, and cuts it off from etcd, as a
+// paused process is (its watch on its claim would see the claim go).
+// etcd expires the lease, and a second
 // worker with the same one-ID range claims the worker ID and issues. The
 // first worker's generator is still running, since nothing stopped it,
 // and its watermark window is long, so its ceiling does not stop it
@@ -80,11 +82,13 @@ func TestNextFencedAtRequestTime(t *testing.T) {
 	cfg.Window = 30 * time.Second // far beyond the takeover: no ceiling in the way
 
 	src := &stallClock{Real: clock.NewReal()}
-	a, err := workerid.Start(t.Context(), cfg, cli, src, idClock(t, clock.NewReal()))
+	cliA, proxy := proxied(t, srv.Endpoints()[0])
+	a, err := workerid.Start(t.Context(), cfg, cliA, src, idClock(t, clock.NewReal()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		proxy.Restore()
 		src.release()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 2*time.Second)
 		defer cancel()
@@ -92,6 +96,7 @@ func TestNextFencedAtRequestTime(t *testing.T) {
 	})
 	idsA := take(t, a, 1000)
 	src.stall()
+	proxy.Cut()
 
 	real := clock.NewReal()
 	var b *workerid.Worker
@@ -118,7 +123,8 @@ func TestNextFencedAtRequestTime(t *testing.T) {
 		t.Fatalf("NextN past the deadline = %d IDs from %d, %v; want ErrNotHeld (the new holder issued up to %d)", batch.Len(), batch.First(), err, maxB)
 	}
 
-	// Released, its goroutines fence it.
+	// Released, and back on the network, its goroutines fence it.
+	proxy.Restore()
 	src.release()
 	waitFor(t, "the released worker fencing itself", 5*time.Second, func() bool { return a.Status().Stats.Fences == 1 })
 	assertAllAbove(t, take(t, b, 1000), idsB)

@@ -258,10 +258,17 @@ func (w *Worker) run(ctx context.Context, t *tenure) {
 
 // hold keeps t: it extends the watermark ahead of the clock and fences t
 // when its lease ends (the self-fencing deadline passed, or etcd says the
-// lease is gone) or the claim is found gone. It returns when t has ended
-// or ctx is done.
+// lease is gone) or the claim is found gone, by a watermark write or by
+// the watch on the claim (claimWatch). It returns when t has ended or ctx
+// is done.
 func (w *Worker) hold(ctx context.Context, t *tenure) {
 	poll := w.cfg.Window / 8
+	wctx, stopWatch := context.WithCancel(ctx)
+	gone, watchDone := w.watchClaim(wctx, t)
+	defer func() {
+		stopWatch()
+		<-watchDone
+	}()
 	for {
 		if w.needExtend(t) {
 			if lost := w.extend(ctx, t); lost {
@@ -274,6 +281,9 @@ func (w *Worker) hold(ctx context.Context, t *tenure) {
 			return
 		case <-t.lease.Done():
 			w.fence(t, t.lease.Err().Error())
+			return
+		case <-gone:
+			w.fence(t, "the claim was deleted from etcd (by an operator, or its lease revoked)")
 			return
 		case <-w.src.After(poll):
 		}
