@@ -299,8 +299,9 @@ func (w *Worker) nowTick() int64 { return w.cfg.Layout.TickOf(w.idc.UnixNano()) 
 
 // extend persists W' = now + Window under the claim and only then raises
 // the generator's ceiling. A write whose outcome is unknown leaves the
-// ceiling where it was, which is safe: the persisted value can only be
-// higher. It reports whether the claim is gone.
+// ceiling where it was, which is safe: if it lands, now or later, the
+// persisted value is higher, and a late one cannot undo a later write
+// (writeWatermark). It reports whether the claim is gone.
 func (w *Worker) extend(ctx context.Context, t *tenure) (lost bool) {
 	wm := w.nowTick() + w.window
 	if wm <= t.ceiling.Ceiling() {
