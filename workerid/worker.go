@@ -331,8 +331,8 @@ func (w *Worker) extend(ctx context.Context, t *tenure) (lost bool) {
 // timed out) may still be applied later, after writes made since: without
 // this comparison it would put the older, lower watermark back under
 // ticks already issued, and the next holder would issue them again.
-// With it, a write applies only over the value its writer knew: a late
-// one fails. When the comparison fails because an earlier write of this
+// With it, a write applies only over the revision its writer last
+// learned: a late one fails. When the comparison fails because an earlier write of this
 // tenure did land, the transaction reads the key, and the write is made
 // again over what it read. The caller bounds the call with ctx.
 func (w *Worker) writeWatermark(ctx context.Context, t *tenure, tick int64) (ok bool, err error) {
@@ -357,8 +357,8 @@ func (w *Worker) writeWatermark(ctx context.Context, t *tenure, tick int64) (ok 
 		if len(claim) == 0 || claim[0].CreateRevision != t.claimRev {
 			return false, nil
 		}
-		// Only this tenure writes the key while its claim holds: an
-		// earlier write of its own landed after all.
+		// An earlier write of this tenure landed after all (or an
+		// operator wrote the key, which the write then overwrites).
 		var rev int64
 		if kvs := tr.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 			rev = kvs[0].ModRevision
@@ -438,8 +438,10 @@ type Status struct {
 // Stats are a worker's counters since Start.
 type Stats struct {
 	Claims, Renewals, RenewalFailures, Fences, WatermarkWrites, WatermarkFailures uint64
-	// WatermarkLateWrites counts watermark writes found to have landed
-	// after their call had given up on them (writeWatermark).
+	// WatermarkLateWrites counts the watermark writes that found the key
+	// changed since the worker last learned it: a write of its own that
+	// landed after its call gave up on it, or a write by someone else
+	// (writeWatermark).
 	WatermarkLateWrites uint64
 }
 

@@ -48,7 +48,7 @@ func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.
 		counter("worker_fences_total", "Times the worker stopped issuing because it could not prove it still held its worker ID.", stats(func(s workerid.Stats) uint64 { return s.Fences })),
 		counter("worker_watermark_writes_total", "Time watermarks persisted.", stats(func(s workerid.Stats) uint64 { return s.WatermarkWrites })),
 		counter("worker_watermark_write_failures_total", "Time watermark writes that failed or timed out.", stats(func(s workerid.Stats) uint64 { return s.WatermarkFailures })),
-		counter("worker_watermark_late_writes_total", "Time watermark writes that timed out and were found applied later; the next write compares the watermark's revision, so a late one never lowers it.", stats(func(s workerid.Stats) uint64 { return s.WatermarkLateWrites })),
+		counter("worker_watermark_late_writes_total", "Time watermark writes that found the watermark changed since the worker last wrote it: one of its own writes that timed out landed later (or someone else wrote the key). Every write compares the watermark's revision, so a late one never lowers it.", stats(func(s workerid.Stats) uint64 { return s.WatermarkLateWrites })),
 
 		gauge("clock_offset_seconds", "The ID clock minus the wall clock: positive while the ID clock is ahead (after a step back of the wall clock, or a raise over a watermark).", func() float64 {
 			return slew.Status().Offset.Seconds()

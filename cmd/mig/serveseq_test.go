@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/migsvc/mig/clock"
 )
 
 // TestServeSequences: `mig serve` serves SeqService on the same port as
@@ -136,6 +138,22 @@ func TestServeRoutedSequences(t *testing.T) {
 		}
 		return nil
 	}
+	// steady advances the uids where every group is served, again a few
+	// times after a refusal because a node's claim lapsed: on a loaded CI
+	// host under -race a confirmation can come later than the right it
+	// gives (seqfacade's tests retry these alike, in patiently).
+	steady := func() error {
+		for i := 0; ; i++ {
+			err := advance()
+			if err == nil || i == 4 || !strings.Contains(err.Error(), "has expired") && !strings.Contains(err.Error(), "has not confirmed its routing for") {
+				return err
+			}
+			t.Logf("a node's claim lapsed, trying again: %v", err)
+			if clock.Sleep(t.Context(), clock.NewReal(), 100*time.Millisecond) != nil {
+				return err
+			}
+		}
+	}
 	waitFor(t, 20*time.Second, "every group served", func() bool { return advance() == nil })
 	if c.RoutingVersion() == 0 {
 		t.Fatal("the client learned no routing table from the answers")
@@ -162,7 +180,7 @@ func TestServeRoutedSequences(t *testing.T) {
 		return len(seen) == 3 && !seen[nil]
 	})
 	for range 50 {
-		if err := advance(); err != nil {
+		if err := steady(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -173,7 +191,7 @@ func TestServeRoutedSequences(t *testing.T) {
 	took := waitFor(t, 20*time.Second, "the stopped server's sections served again", func() bool { return advance() == nil })
 	t.Logf("sections of a stopped server served again after %v", took)
 	for range 50 {
-		if err := advance(); err != nil {
+		if err := steady(); err != nil {
 			t.Fatal(err)
 		}
 	}
