@@ -99,15 +99,7 @@ func TestNextFencedAtRequestTime(t *testing.T) {
 	proxy.Cut()
 
 	real := clock.NewReal()
-	var b *workerid.Worker
-	waitFor(t, "the stalled worker's lease to expire and its ID to be claimed again", 15*time.Second, func() bool {
-		w, err := start(t, cli, cfg, real)
-		if err != nil && !errors.Is(err, workerid.ErrRangeFull) {
-			t.Fatal(err)
-		}
-		b = w
-		return err == nil
-	})
+	b := startWhenFree(t, "the stalled worker's lease to expire and its ID to be claimed again", 15*time.Second, cli, cfg, real)
 	idsB := take(t, b, 1000)
 	assertAllAbove(t, idsB, idsA)
 	maxB := slices.Max(idsB)

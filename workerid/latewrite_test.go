@@ -127,15 +127,7 @@ func TestLateWatermarkWriteFails(t *testing.T) {
 		return errors.Is(err, workerid.ErrNotHeld)
 	})
 	behind := clock.NewSkewed(real, -10*time.Second)
-	var b *workerid.Worker
-	waitFor(t, "B to claim the ID", 10*time.Second, func() bool {
-		w, err := start(t, direct, cfg, behind)
-		if err != nil && !errors.Is(err, workerid.ErrRangeFull) {
-			t.Fatal(err)
-		}
-		b = w
-		return err == nil
-	})
+	b := startWhenFree(t, "B to claim the ID", 10*time.Second, direct, cfg, behind)
 	idsB := take(t, b, 50000)
 	idsA, _ := recA.snapshot()
 	assertUnique(t, idsA, idsB)

@@ -157,6 +157,22 @@ func assertUnique(t testing.TB, sets ...[]mig.ID) {
 	}
 }
 
+// startWhenFree starts a worker as soon as its range has a free worker ID
+// (what names the wait), within the given time.
+func startWhenFree(t testing.TB, what string, within time.Duration, cli *clientv3.Client, cfg workerid.Config, src clock.Source) *workerid.Worker {
+	t.Helper()
+	var w *workerid.Worker
+	waitFor(t, what, within, func() bool {
+		var err error
+		w, err = start(t, cli, cfg, src)
+		if err != nil && !errors.Is(err, workerid.ErrRangeFull) {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+	return w
+}
+
 func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	src := clock.NewReal()
@@ -304,15 +320,7 @@ func TestCrashThenHolderWithClockBehind(t *testing.T) {
 	proxy.Cut() // from etcd's side, A has crashed: no renewal, no revoke
 
 	behind := clock.NewSkewed(real, -10*time.Second)
-	var b *workerid.Worker
-	waitFor(t, "the crashed worker's ID to free up", 10*time.Second, func() bool {
-		w, err := start(t, direct, cfg, behind)
-		if err != nil && !errors.Is(err, workerid.ErrRangeFull) {
-			t.Fatal(err)
-		}
-		b = w
-		return err == nil
-	})
+	b := startWhenFree(t, "the crashed worker's ID to free up", 10*time.Second, direct, cfg, behind)
 	idsB := take(t, b, 50000)
 	assertAllAbove(t, idsB, idsA)
 	// B's IDs carry times from A's watermark (real time less the ~2 s since
