@@ -92,22 +92,29 @@ func finalNodeOn(t *testing.T, tA tenure, store *finalStore) (*Node, *claimOwner
 	return n, own, src, store
 }
 
-// stalledKill unloads g in the background with its section 0's shard 0
-// locked, so that kill stops where it reads the section's highest
-// offset; it returns once g is out of the node's table, and the function
-// that lets the kill finish.
-func stalledKill(t *testing.T, n *Node, g *group, why string) func() {
+// stalledKill ends g's claim with end (the node's watcher of the claim
+// then unloads g in the background) with g's section 0's shard 0 locked,
+// so that the unload stops where it reads the section's highest offset;
+// it returns once g is out of the node's table, and the function that
+// lets the unload finish and waits for its final to be recorded. The
+// shard is locked before the claim ends: the node's own unload may start
+// at once.
+func stalledKill(t *testing.T, n *Node, g *group, end func()) func() {
 	t.Helper()
+	if g == nil {
+		t.Fatal("no group to unload")
+	}
 	sec := n.sections[g.first].Load()
 	sec.cur.shards[0].mu.Lock()
-	done := make(chan struct{})
-	go func() { g.kill(errors.New(why)); close(done) }()
+	end()
 	for n.groups[g.idx].Load() == g {
 		<-n.src.After(time.Millisecond)
 	}
 	return func() {
 		sec.cur.shards[0].mu.Unlock()
-		<-done
+		if g.unload != nil {
+			<-g.unload.done
+		}
 	}
 }
 
@@ -130,16 +137,14 @@ func TestPulledStateLatestInstance(t *testing.T) {
 	}
 	c1 := own.c
 	own.set(newRoutedClaim(src, 0, tA, src.Mono()+time.Hour, nil)) // resumed: a fresh claim, same tenure
-	c1.end()
-	finish1 := stalledKill(t, n, n.groups[0].Load(), "claim ended")
+	finish1 := stalledKill(t, n, n.groups[0].Load(), c1.end)
 	v2, err := n.Next(t.Context(), uid) // instance 2
 	if err != nil || v2 <= 100 {
 		t.Fatalf("instance 2: %d, %v", v2, err)
 	}
 	finish1() // instance 1's final, recorded late
 
-	own.c.end() // the tenure ends
-	finish2 := stalledKill(t, n, n.groups[0].Load(), "claim ended")
+	finish2 := stalledKill(t, n, n.groups[0].Load(), own.c.end) // the tenure ends
 	type answer struct {
 		hs *handoffState
 		ok bool
