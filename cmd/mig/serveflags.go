@@ -109,7 +109,7 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.DurationVar(&f.borrow, "borrow", 0, "how far ahead of the clock a burst may issue IDs\n(0: the smaller of 1s and a quarter of --watermark-window)")
 
 	fs.Float64Var(&f.backRate, "slew-back-rate", clock.DefaultBackRate, "after the wall clock steps back, the ID clock runs at (1 - this) of real speed\nuntil the wall clock catches up; in (0, 1)")
-	fs.Float64Var(&f.forwardRate, "slew-forward-rate", 0, "after the wall clock steps forward, the ID clock runs at (1 + this) of real speed\nuntil it catches up; 0 follows the step at once")
+	fs.Float64Var(&f.forwardRate, "slew-forward-rate", 0, "after the wall clock steps forward, the ID clock runs at (1 + this) of real speed\nuntil it catches up; 0 follows the step at once. Following at once also follows a\nwrong step (a bad time source) until the NTP check notices, and persists the\nwatermark that far ahead: IDs stay dated ahead for a long time; a rate (e.g. 1)\nbounds how far ahead that gets, at the cost of IDs dated behind real time while\na true step is caught up")
 	fs.DurationVar(&f.resolution, "clock-resolution", clock.DefaultResolution, "how often the cached ID clock is refreshed (at most 10ms)")
 
 	fs.StringVar(&f.ntpServers, "ntp-servers", "", "comma-separated NTP `servers` to check the wall clock against; empty disables the check")
