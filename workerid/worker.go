@@ -259,7 +259,7 @@ func (w *Worker) run(ctx context.Context, t *tenure) {
 // hold keeps t: it extends the watermark ahead of the clock and fences t
 // when its lease ends (the self-fencing deadline passed, or etcd says the
 // lease is gone) or the claim is found gone, by a watermark write or by
-// the watch on the claim (claimWatch). It returns when t has ended or ctx
+// the watch on the claim (watchClaim). It returns when t has ended or ctx
 // is done.
 func (w *Worker) hold(ctx context.Context, t *tenure) {
 	poll := w.cfg.Window / 8
@@ -332,9 +332,10 @@ func (w *Worker) extend(ctx context.Context, t *tenure) (lost bool) {
 // this comparison it would put the older, lower watermark back under
 // ticks already issued, and the next holder would issue them again.
 // With it, a write applies only over the revision its writer last
-// learned: a late one fails. When the comparison fails because an earlier write of this
-// tenure did land, the transaction reads the key, and the write is made
-// again over what it read. The caller bounds the call with ctx.
+// learned: a late one fails. When the comparison fails because an earlier
+// write of this tenure did land, the transaction reads the key's
+// revision, and the write is made again over it. The caller bounds the
+// call with ctx.
 func (w *Worker) writeWatermark(ctx context.Context, t *tenure, tick int64) (ok bool, err error) {
 	val, _ := json.Marshal(watermarkRecord{Tick: tick, Time: w.cfg.Layout.TickTime(tick).Format(time.RFC3339Nano)})
 	claimKey, wmKey := w.workerKey(t.id), w.watermarkKey(t.id)
