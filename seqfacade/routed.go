@@ -801,24 +801,22 @@ func (o *routed) drain(ctx context.Context) error {
 	if o.st.owned() == 0 {
 		return nil
 	}
-	others, err := o.otherNodes(ctx)
-	if err != nil {
+	// Both calls are tried again until ctx is done: one slow etcd answer
+	// (a loaded host, an election) must not cost every group its handoff.
+	var others int
+	if err := o.retry(ctx, "counting the other nodes", func() (err error) {
+		others, err = o.otherNodes(ctx)
+		return err
+	}); err != nil {
 		return err
 	}
 	if others == 0 {
 		return errors.New("no other node to hand the groups to")
 	}
-	// Tried again until ctx is done: one slow etcd answer (a loaded host,
-	// an election) must not cost every group its handoff.
-	for {
-		err := o.markDraining(ctx, l, reg)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, errRegistrationGone) || clock.Sleep(ctx, o.src, minRetry) != nil {
-			return err
-		}
-		o.log.Debug("seq facade: cannot mark the node draining yet; retrying", "node", o.cfg.NodeName, "err", err)
+	if err := o.retry(ctx, "marking the node draining", func() error {
+		return o.markDraining(ctx, l, reg)
+	}); err != nil {
+		return err
 	}
 	o.log.Info("seq facade: draining: waiting for the groups to be handed off", "node", o.cfg.NodeName, "groups", o.st.owned())
 	for o.st.owned() > 0 {
@@ -852,6 +850,21 @@ func (o *routed) drain(ctx context.Context) error {
 	}
 }
 
+// retry calls f until it succeeds, ctx is done, or it reports the
+// registration gone, returning its last error then.
+func (o *routed) retry(ctx context.Context, what string, f func() error) error {
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, errRegistrationGone) || clock.Sleep(ctx, o.src, minRetry) != nil {
+			return fmt.Errorf("drain: %s: %w", what, err)
+		}
+		o.log.Debug("seq facade: drain: retrying", "node", o.cfg.NodeName, "step", what, "err", err)
+	}
+}
+
 // markDraining rewrites the registration with Draining set.
 func (o *routed) markDraining(ctx context.Context, l *lease.Lease, reg int64) error {
 	cctx, cancel := l.CallContext(ctx)
@@ -862,7 +875,7 @@ func (o *routed) markDraining(ctx context.Context, l *lease.Lease, reg int64) er
 		Commit()
 	switch {
 	case err != nil:
-		return fmt.Errorf("marking %s draining: %w", o.keys.node, err)
+		return fmt.Errorf("rewriting %s: %w", o.keys.node, err)
 	case !tr.Succeeded:
 		return errRegistrationGone
 	}
