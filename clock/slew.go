@@ -56,6 +56,17 @@ type SlewConfig struct {
 	// 500 µs per second, so readings much further apart than a second may
 	// count a correction as a step. That only affects the counters.
 	StepThreshold time.Duration
+
+	// HoldForward, when positive, holds every step forward of the wall
+	// clock larger than it: the ID clock goes on with monotonic time as if
+	// the step had not happened, until [Slewing.Release] lets it through
+	// (the NTP check, clock/ntp, does once a server confirms the stepped
+	// wall clock) or a step back undoes it. A wrong step, a bad time
+	// source's, then never reaches the ID clock, nor the watermark a
+	// worker persists ahead of it; a true one reaches it a check later.
+	// Without a check to release them, steps would be held for ever: zero
+	// (the default) holds none.
+	HoldForward time.Duration
 }
 
 // withDefaults returns c with every zero field replaced by its default.
@@ -87,6 +98,9 @@ func (c SlewConfig) Validate() error {
 	if c.StepThreshold < 0 {
 		return fmt.Errorf("%w: StepThreshold %v is negative", ErrInvalidConfig, c.StepThreshold)
 	}
+	if c.HoldForward < 0 {
+		return fmt.Errorf("%w: HoldForward %v is negative", ErrInvalidConfig, c.HoldForward)
+	}
 	return nil
 }
 
@@ -98,11 +112,12 @@ type SlewStatus struct {
 	UnixNano int64
 	// Wall is the wall clock at the last reading.
 	Wall time.Time
-	// Offset is the ID clock minus the wall clock at the last reading:
-	// positive while the ID clock is ahead (after a step back or a Raise).
+	// Offset is the ID clock minus the wall clock it follows (Wall less
+	// Held) at the last reading: positive while the ID clock is ahead
+	// (after a step back or a Raise).
 	Offset time.Duration
 	// Slewing is true while the ID clock is ahead of or behind the wall
-	// clock by more than the StepThreshold.
+	// clock it follows by more than the StepThreshold.
 	Slewing bool
 	// CatchUp estimates the monotonic time left until the ID clock meets
 	// the wall clock at the configured rate; zero when not slewing.
@@ -113,6 +128,12 @@ type SlewStatus struct {
 	LastStep time.Duration
 	// Raises counts the Raise calls that moved the ID clock up.
 	Raises uint64
+	// Held is the part of the wall clock's steps forward that the ID clock
+	// holds back (SlewConfig.HoldForward): the wall clock it follows is
+	// the source's less Held. HeldSteps counts the steps held, and
+	// Released the Release calls that let some through.
+	Held                time.Duration
+	HeldSteps, Released uint64
 }
 
 // mode is the segment of the ID clock's path being followed.
@@ -127,7 +148,8 @@ const (
 // Slewing is the ID clock: Unix nanoseconds that advance with monotonic time,
 // stay close to the wall clock, and never go back. A step back of the wall
 // clock is slewed at BackRate, a step forward followed (or slewed at
-// ForwardRate), and [Slewing.Raise] lifts it over a persisted watermark.
+// ForwardRate, or held until confirmed: HoldForward), and
+// [Slewing.Raise] lifts it over a persisted watermark.
 //
 // It takes a reading of its Source at every call, under a mutex, so it costs
 // a wall-clock read and a lock; the generator reads it through [Coarse].
@@ -140,6 +162,8 @@ type Slewing struct {
 	backRate  float64
 	fwdRate   float64
 	threshold int64
+	hold      int64         // SlewConfig.HoldForward; 0 holds nothing
+	stepped   chan struct{} // see Stepped; capacity 1
 
 	mu struct {
 		sync.Mutex
@@ -160,6 +184,10 @@ type Slewing struct {
 		stepsFwd uint64
 		lastStep time.Duration
 		raises   uint64
+
+		held      int64 // steps forward held back, >= 0; see Basis
+		heldSteps uint64
+		released  uint64
 	}
 }
 
@@ -183,6 +211,8 @@ func NewSlewing(src Source, cfg SlewConfig) (*Slewing, error) {
 		backRate:  cfg.BackRate,
 		fwdRate:   cfg.ForwardRate,
 		threshold: int64(cfg.StepThreshold),
+		hold:      int64(cfg.HoldForward),
+		stepped:   make(chan struct{}, 1),
 	}
 	r := src.Now()
 	wall := r.Wall.UnixNano()
@@ -232,7 +262,7 @@ func (s *Slewing) Status() SlewStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.readLocked(r)
-	off := s.mu.last - s.mu.wall
+	off := s.mu.last - subSat(s.mu.wall, s.mu.held)
 	st := SlewStatus{
 		UnixNano:     s.mu.last,
 		Wall:         time.Unix(0, s.mu.wall),
@@ -242,6 +272,9 @@ func (s *Slewing) Status() SlewStatus {
 		StepsForward: s.mu.stepsFwd,
 		LastStep:     s.mu.lastStep,
 		Raises:       s.mu.raises,
+		Held:         time.Duration(s.mu.held),
+		HeldSteps:    s.mu.heldSteps,
+		Released:     s.mu.released,
 	}
 	switch {
 	case off > 0:
@@ -251,6 +284,43 @@ func (s *Slewing) Status() SlewStatus {
 	}
 	return st
 }
+
+// Basis takes a reading and returns the wall clock the ID clock follows
+// (the source's, less the steps forward held) and the steps held. An NTP
+// check measures the first, so that it judges the time the ID clock is
+// made of, and tells from the second whether a held step was true.
+func (s *Slewing) Basis() (time.Time, time.Duration) {
+	r := s.src.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readLocked(r)
+	return time.Unix(0, subSat(r.Wall.UnixNano(), s.mu.held)), time.Duration(s.mu.held)
+}
+
+// Release lets up to d of the held steps forward through: the ID clock
+// then follows them (or slews at ForwardRate). Call it with the Held a
+// check found true, not more: a step held since is not confirmed by it.
+func (s *Slewing) Release(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	r := s.src.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readLocked(r) // held counts every step so far; a step the caller did not see stays held
+	if s.mu.held == 0 {
+		return
+	}
+	s.mu.held = max(0, s.mu.held-int64(d))
+	s.mu.released++
+}
+
+// Stepped returns a channel that receives when the wall clock has
+// stepped by more than HoldForward either way (a step held, or one back
+// that may have undone one), for an NTP check to look at once. Signals
+// are not queued: one receive stands for every step since the last. It
+// never receives while HoldForward is zero.
+func (s *Slewing) Stepped() <-chan struct{} { return s.stepped }
 
 // readLocked moves the ID clock to reading r and returns its value.
 //
@@ -273,12 +343,24 @@ func (s *Slewing) readLocked(r Reading) int64 {
 	if d := skew - s.mu.skew; d > s.threshold {
 		s.mu.stepsFwd++
 		s.mu.lastStep = time.Duration(d)
+		if s.hold > 0 && d > s.hold {
+			s.mu.held = addSat(s.mu.held, d)
+			s.mu.heldSteps++
+			s.signalLocked()
+		}
 	} else if -d > s.threshold {
 		s.mu.stepsBck++
 		s.mu.lastStep = time.Duration(d)
+		// A step back undoes a held step first: the wall clock the ID
+		// clock follows moves back only by what is left of it.
+		s.mu.held = max(0, s.mu.held+d)
+		if s.hold > 0 && -d > s.hold {
+			s.signalLocked()
+		}
 	}
 	s.mu.skew = skew
 	s.mu.wall = wall
+	wall = subSat(wall, s.mu.held)
 
 	last := s.mu.last
 	follow := addSat(last, int64(mono-s.mu.lastMono))
@@ -331,6 +413,13 @@ func (s *Slewing) enterLocked(m mode) {
 
 func (s *Slewing) restartLocked(m mode, at int64, mono time.Duration) {
 	s.mu.seg, s.mu.anchor, s.mu.anchorMono = m, at, mono
+}
+
+func (s *Slewing) signalLocked() {
+	select {
+	case s.stepped <- struct{}{}:
+	default: // one is pending already
+	}
 }
 
 // rate is a non-negative float64 held exactly as mant / 2^shift, so that
@@ -397,4 +486,12 @@ func addSat(a, b int64) int64 {
 		return math.MaxInt64
 	}
 	return a + b
+}
+
+// subSat returns a-b for b >= 0, saturating at math.MinInt64.
+func subSat(a, b int64) int64 {
+	if b > 0 && a < math.MinInt64+b {
+		return math.MinInt64
+	}
+	return a - b
 }

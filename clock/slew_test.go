@@ -47,6 +47,8 @@ func TestSlewConfigValidate(t *testing.T) {
 		{"forward rate at bound", SlewConfig{ForwardRate: MaxForwardRate}, true},
 		{"forward rate past bound", SlewConfig{ForwardRate: MaxForwardRate + 1}, false},
 		{"threshold negative", SlewConfig{StepThreshold: -time.Nanosecond}, false},
+		{"hold", SlewConfig{HoldForward: time.Second}, true},
+		{"hold negative", SlewConfig{HoldForward: -time.Nanosecond}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -403,6 +405,119 @@ func TestSlewingForward(t *testing.T) {
 	}
 }
 
+// TestSlewingHold: with HoldForward, a step forward past it is held (the
+// ID clock goes on with monotonic time) until released or undone by a
+// step back, and each such step is signalled; smaller steps are followed.
+func TestSlewingHold(t *testing.T) {
+	const hold = 500 * time.Millisecond
+	newHeld := func(t *testing.T, fwdRate float64) (*Manual, *Slewing) {
+		t.Helper()
+		m := NewManual(start)
+		s, err := NewSlewing(m, SlewConfig{HoldForward: hold, ForwardRate: fwdRate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, s
+	}
+	signalled := func(s *Slewing) bool {
+		select {
+		case <-s.Stepped():
+			return true
+		default:
+			return false
+		}
+	}
+	at := func(d time.Duration) int64 { return start.Add(d).UnixNano() }
+
+	t.Run("held until released", func(t *testing.T) {
+		m, s := newHeld(t, 0)
+		m.Advance(time.Second)
+		m.StepForward(time.Hour)
+		m.Advance(time.Second)
+		if got, want := s.UnixNano(), at(2*time.Second); got != want {
+			t.Fatalf("after a held step: %d, want monotonic progress %d", got, want)
+		}
+		if !signalled(s) {
+			t.Fatal("the held step was not signalled")
+		}
+		basis, held := s.Basis()
+		if held != time.Hour || !basis.Equal(start.Add(2*time.Second)) {
+			t.Fatalf("Basis() = %v, %v; want %v, 1h", basis, held, start.Add(2*time.Second))
+		}
+		if st := s.Status(); st.Held != time.Hour || st.HeldSteps != 1 || st.StepsForward != 1 || st.Slewing || st.Offset != 0 {
+			t.Fatalf("status while held = %+v", st)
+		}
+		s.Release(time.Hour)
+		if got, want := s.UnixNano(), at(time.Hour+2*time.Second); got != want {
+			t.Fatalf("after Release: %d, want the wall clock %d", got, want)
+		}
+		if st := s.Status(); st.Held != 0 || st.Released != 1 {
+			t.Fatalf("status after Release = %+v", st)
+		}
+		if signalled(s) {
+			t.Fatal("a release was signalled as a step")
+		}
+	})
+	t.Run("released then slewed", func(t *testing.T) {
+		m, s := newHeld(t, 1)
+		m.StepForward(10 * time.Second)
+		s.Release(10 * time.Second)
+		m.Advance(time.Second)
+		if got, want := s.UnixNano(), at(2*time.Second); got != want {
+			t.Fatalf("one second after the release: %d, want %d (slewing at twice the speed)", got, want)
+		}
+	})
+	t.Run("undone by a step back", func(t *testing.T) {
+		m, s := newHeld(t, 0)
+		m.StepForward(time.Hour)
+		s.UnixNano()
+		signalled(s)
+		m.Advance(time.Second)
+		m.StepBack(10 * time.Minute)
+		if got, want := s.UnixNano(), at(time.Second); got != want {
+			t.Fatalf("after a partial correction: %d, want %d", got, want)
+		}
+		if !signalled(s) {
+			t.Fatal("the step back was not signalled")
+		}
+		if st := s.Status(); st.Held != 50*time.Minute || st.Slewing {
+			t.Fatalf("after a partial correction: %+v", st)
+		}
+		m.StepBack(50*time.Minute + 3*time.Second)
+		m.Advance(time.Second)
+		// The rest of the step back (3s) is slewed as any other.
+		if got, want := s.UnixNano(), at(time.Second+time.Second/2); got != want {
+			t.Fatalf("after the full correction and 3s more: %d, want %d (slewing back)", got, want)
+		}
+		if st := s.Status(); st.Held != 0 || st.Offset != 2500*time.Millisecond {
+			t.Fatalf("after the full correction: %+v", st)
+		}
+	})
+	t.Run("small steps followed", func(t *testing.T) {
+		m, s := newHeld(t, 0)
+		m.StepForward(hold)
+		if got, want := s.UnixNano(), at(hold); got != want {
+			t.Fatalf("after a step of HoldForward: %d, want the wall clock %d", got, want)
+		}
+		if signalled(s) || s.Status().Held != 0 {
+			t.Fatalf("a step of HoldForward was held: %+v", s.Status())
+		}
+	})
+	t.Run("release bounded by what is held", func(t *testing.T) {
+		m, s := newHeld(t, 0)
+		m.StepForward(time.Hour)
+		s.UnixNano()
+		s.Release(time.Minute)
+		if got, want := s.UnixNano(), at(time.Minute); got != want {
+			t.Fatalf("after releasing a minute: %d, want %d", got, want)
+		}
+		s.Release(2 * time.Hour)
+		if st := s.Status(); st.Held != 0 || st.UnixNano != at(time.Hour) {
+			t.Fatalf("after releasing more than held: %+v", st)
+		}
+	})
+}
+
 func TestSlewingStatus(t *testing.T) {
 	m := NewManual(start)
 	s, err := NewSlewing(m, SlewConfig{})
@@ -448,8 +563,13 @@ func TestSlewingProperty(t *testing.T) {
 	}
 	backRates := []float64{0.5, 0.1, 0.9, 0.3, 1e-3, 0.999}
 	fwdRates := []float64{0, 0.5, 1, 3, 0.01}
-	check := func(ops []op, br, fr uint8) bool {
-		cfg := SlewConfig{BackRate: backRates[int(br)%len(backRates)], ForwardRate: fwdRates[int(fr)%len(fwdRates)]}
+	holds := []time.Duration{0, 0, time.Millisecond, time.Second, 10 * time.Minute}
+	check := func(ops []op, br, fr, hf uint8) bool {
+		cfg := SlewConfig{
+			BackRate:    backRates[int(br)%len(backRates)],
+			ForwardRate: fwdRates[int(fr)%len(fwdRates)],
+			HoldForward: holds[int(hf)%len(holds)],
+		}
 		m := NewManual(start)
 		s, err := NewSlewing(m, cfg)
 		if err != nil {
@@ -461,7 +581,7 @@ func TestSlewingProperty(t *testing.T) {
 		floor := int64(math.MinInt64)
 		for i, o := range ops {
 			bound := int64(math.MinInt64) // a value the clock may be lifted to
-			switch o.Kind % 5 {
+			switch o.Kind % 6 {
 			case 0:
 				m.Advance(time.Duration(o.N)) // up to 4.3s
 			case 1:
@@ -474,10 +594,13 @@ func TestSlewingProperty(t *testing.T) {
 				floor, bound = max(floor, v), v
 			case 4:
 				// read only
+			case 5:
+				s.Release(time.Duration(o.N) * time.Microsecond)
 			}
 			r := m.Now()
 			v := s.UnixNano()
 			e := int64(r.Mono - prevMono)
+			basis := r.Wall.UnixNano() - int64(s.Status().Held)
 			switch {
 			case v < prev:
 				t.Logf("op %d %+v: went back %d -> %d", i, o, prev, v)
@@ -488,8 +611,11 @@ func TestSlewingProperty(t *testing.T) {
 			case v-prev < floorScale(e, slow):
 				t.Logf("op %d %+v: advanced %d in %d, want >= %d", i, o, v-prev, e, floorScale(e, slow))
 				return false
-			case v > max(r.Wall.UnixNano(), prev+e, bound):
-				t.Logf("op %d %+v: %d ahead of wall %d, own progress %d and raise %d", i, o, v, r.Wall.UnixNano(), prev+e, bound)
+			case v > max(basis, prev+e, bound):
+				t.Logf("op %d %+v: %d ahead of the wall clock followed %d, own progress %d and raise %d", i, o, v, basis, prev+e, bound)
+				return false
+			case cfg.HoldForward == 0 && basis != r.Wall.UnixNano():
+				t.Logf("op %d %+v: a step held with HoldForward 0", i, o)
 				return false
 			}
 			prev, prevMono = v, r.Mono
