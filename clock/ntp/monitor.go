@@ -28,6 +28,9 @@ var (
 	ErrInvalid = errors.New("ntp: response invalid")
 	// errMonitorClosed ends a query started after Close.
 	errMonitorClosed = errors.New("ntp: monitor closed")
+	// errStepDuringRound marks the answers of a round during which the
+	// step held by the ID clock changed.
+	errStepDuringRound = errors.New("the ID clock's held step changed during the round; its offset is void")
 )
 
 // Defaults of [Config], used where a field is zero.
@@ -35,6 +38,12 @@ const (
 	DefaultInterval  = 32 * time.Second
 	DefaultTimeout   = 5 * time.Second
 	DefaultMaxOffset = 500 * time.Millisecond
+
+	// minStepRound is the least time between the start of a round and one
+	// run early for a step of the ID clock's wall clock: a clock that
+	// steps over and over must not turn the check into a flood, which
+	// public servers answer with a kiss of death.
+	minStepRound = 2 * time.Second
 )
 
 // Config sets what a [Monitor] queries and when it calls the clock
@@ -52,6 +61,17 @@ type Config struct {
 	// MaxOffset is the largest |offset| of the wall clock from NTP time at
 	// which the clock is still safe. Zero means DefaultMaxOffset.
 	MaxOffset time.Duration
+	// IDClock, when set, is the ID clock whose steps forward the monitor
+	// confirms (its clock.SlewConfig.HoldForward is set). The monitor then
+	// measures the wall clock the ID clock follows (clock.Slewing.Basis)
+	// rather than the source's, runs a round as soon as the ID clock
+	// signals a step (at most one every two seconds), and releases a
+	// held step once a round's best answer puts the stepped wall clock
+	// within MaxOffset of NTP time, and nearer it than the held one. A
+	// step that NTP puts further is a wrong one: it stays held, the ID
+	// clock goes on with monotonic time, and the check judges that time.
+	// Until a server answers, a step stays held.
+	IDClock *clock.Slewing
 }
 
 func (c Config) withDefaults() Config {
@@ -112,8 +132,10 @@ type Status struct {
 
 	// Offset is how far NTP time is ahead of the source's wall clock
 	// (negative: behind), from the valid response with the lowest RTT in
-	// the latest round that had one. RTT and Server are that response's.
-	// All three are zero until the first valid response.
+	// the latest round that had one; with Config.IDClock, of the wall
+	// clock the ID clock follows, once the round's verdict on a held step
+	// is applied. RTT and Server are that response's. All three are zero
+	// until the first valid response.
 	Offset time.Duration
 	RTT    time.Duration
 	Server string
@@ -132,6 +154,10 @@ type Status struct {
 	// Rounds counts completed rounds; Queries and Failures count single
 	// queries, Failures those that ended in an error.
 	Rounds, Queries, Failures uint64
+	// Confirmed counts the rounds that found a step held by the ID clock
+	// true and released it; Refuted those that found one wrong (it stays
+	// held). Both stay zero without Config.IDClock.
+	Confirmed, Refuted uint64
 
 	// Servers holds each server's answer in the latest round.
 	Servers []ServerStatus
@@ -256,36 +282,88 @@ func (m *Monitor) Close() {
 
 func (m *Monitor) run() {
 	defer close(m.done)
+	var stepped <-chan struct{} // nil, never ready, without an ID clock
+	if m.cfg.IDClock != nil {
+		stepped = m.cfg.IDClock.Stepped()
+	}
 	for {
-		m.round()
+		began := m.src.Mono()
+		wait := m.cfg.Interval
+		if !m.round() {
+			wait = minStepRound // the held step changed meanwhile: look again
+		}
 		select {
 		case <-m.stop:
 			return
-		case <-m.src.After(m.cfg.Interval):
+		case <-m.src.After(wait):
+			continue
+		case <-stepped:
+		}
+		if early := minStepRound - (m.src.Mono() - began); early > 0 {
+			select {
+			case <-m.stop:
+				return
+			case <-m.src.After(early):
+			}
 		}
 	}
 }
 
-// round queries every server and records the outcome.
-func (m *Monitor) round() {
+// round queries every server and records the outcome. It reports false
+// when the steps the ID clock holds changed during the round: its
+// offsets are then of no use (a query may have read the wall clock on
+// either side of the change), and nothing but the counts is recorded.
+func (m *Monitor) round() bool {
+	held := m.held()
 	res := make([]ServerStatus, len(m.cfg.Servers))
 	var wg sync.WaitGroup
 	for i, server := range m.cfg.Servers {
 		wg.Go(func() { res[i] = m.query(server) })
 	}
 	wg.Wait()
+	steady := m.held() == held
 	at := m.src.Now().Wall
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.mu.closed {
 		// Queries cut short by Close failed for that reason alone.
-		return
+		return true
 	}
-	m.recordLocked(res, at)
+	if !steady {
+		for i := range res {
+			res[i] = ServerStatus{Server: res[i].Server, Err: fmt.Errorf("%w: %s: %w", ErrQuery, res[i].Server, errStepDuringRound)}
+		}
+	}
+	m.recordLocked(res, at, held)
+	return steady
 }
 
-func (m *Monitor) recordLocked(res []ServerStatus, at time.Time) {
+// wall is the wall clock offsets are measured against: the one the ID
+// clock follows, if the monitor has it.
+func (m *Monitor) wall() time.Time {
+	if c := m.cfg.IDClock; c != nil {
+		w, _ := c.Basis()
+		return w
+	}
+	return m.src.Now().Wall
+}
+
+// held is the step the ID clock holds, if the monitor has it.
+func (m *Monitor) held() time.Duration {
+	if c := m.cfg.IDClock; c != nil {
+		_, h := c.Basis()
+		return h
+	}
+	return 0
+}
+
+// within reports whether the wall clock is safe at offset off.
+func (m *Monitor) within(off time.Duration) bool {
+	return off <= m.cfg.MaxOffset && -off <= m.cfg.MaxOffset
+}
+
+func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, held time.Duration) {
 	st := &m.mu.st
 	st.Rounds++
 	st.Servers = res
@@ -306,9 +384,21 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time) {
 		return
 	}
 	b := res[best]
+	off := b.Offset
+	if held > 0 {
+		// off is of the wall clock less the held step: the stepped wall
+		// clock is off-held from NTP time.
+		if stepped := off - held; m.within(stepped) && stepped.Abs() <= off.Abs() {
+			m.cfg.IDClock.Release(held)
+			st.Confirmed++
+			off = stepped
+		} else {
+			st.Refuted++
+		}
+	}
 	st.ConsecutiveFailures = 0
-	st.Offset, st.RTT, st.Server, st.LastSuccess = b.Offset, b.RTT, b.Server, at
-	st.Safe = b.Offset <= m.cfg.MaxOffset && -b.Offset <= m.cfg.MaxOffset
+	st.Offset, st.RTT, st.Server, st.LastSuccess = off, b.RTT, b.Server, at
+	st.Safe = m.within(off)
 	m.safe.Store(st.Safe)
 }
 
@@ -317,8 +407,9 @@ func (m *Monitor) query(server string) ServerStatus {
 	out := ServerStatus{Server: server}
 	resp, err := beevik.QueryWithOptions(server, beevik.QueryOptions{
 		Timeout: m.cfg.Timeout,
-		// Measure the source's wall clock: it is what IDs are made of.
-		GetSystemTime: func() time.Time { return m.src.Now().Wall },
+		// Measure the wall clock IDs are made of: the source's, less any
+		// step the ID clock holds.
+		GetSystemTime: m.wall,
 		Dialer:        m.dial,
 	})
 	if err != nil {

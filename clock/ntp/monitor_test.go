@@ -1,88 +1,27 @@
 package ntp
 
 import (
-	"encoding/binary"
 	"errors"
-	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	beevik "github.com/beevik/ntp"
 
 	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/fakentp"
 )
 
-// fakeNTP is an NTPv4 server on 127.0.0.1 whose clock runs offset ahead of
-// the host's. It answers every 48-byte request, or none while silent.
-type fakeNTP struct {
-	conn    *net.UDPConn
-	offset  atomic.Int64 // nanoseconds
-	stratum atomic.Uint32
-	silent  atomic.Bool
-	got     chan struct{} // one send per request, if there is room
-	done    chan struct{}
-}
-
-func startFakeNTP(t *testing.T, offset time.Duration) *fakeNTP {
+// startFakeNTP starts a fake server on 127.0.0.1 whose clock runs offset
+// ahead of the host's, stopped when the test ends.
+func startFakeNTP(t *testing.T, offset time.Duration) *fakentp.Server {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	f, err := fakentp.Start(offset)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeNTP{conn: conn, got: make(chan struct{}, 1), done: make(chan struct{})}
-	f.offset.Store(int64(offset))
-	f.stratum.Store(2)
-	go f.serve()
-	t.Cleanup(func() {
-		conn.Close()
-		<-f.done
-	})
+	t.Cleanup(f.Close)
 	return f
-}
-
-func (f *fakeNTP) addr() string { return f.conn.LocalAddr().String() }
-
-func (f *fakeNTP) serve() {
-	defer close(f.done)
-	buf := make([]byte, 512)
-	for {
-		n, from, err := f.conn.ReadFromUDP(buf)
-		if err != nil {
-			return // closed
-		}
-		select {
-		case f.got <- struct{}{}:
-		default:
-		}
-		if n < 48 || f.silent.Load() {
-			continue
-		}
-		off := time.Duration(f.offset.Load())
-		recv := time.Now().Add(off)
-		var resp [48]byte
-		resp[0] = 0<<6 | 4<<3 | 4 // no leap warning, version 4, mode 4 (server)
-		resp[1] = byte(f.stratum.Load())
-		resp[2] = 6    // poll: 2^6 s
-		resp[3] = 0xec // precision: 2^-20 s
-		copy(resp[12:16], []byte{127, 0, 0, 1})
-		// Reference time a second ago: fresh, and not after transmit.
-		putNTPTime(resp[16:24], recv.Add(-time.Second))
-		// Origin: the request's transmit field, which the client checks.
-		copy(resp[24:32], buf[40:48])
-		putNTPTime(resp[32:40], recv)
-		putNTPTime(resp[40:48], time.Now().Add(off))
-		f.conn.WriteToUDP(resp[:], from)
-	}
-}
-
-// putNTPTime writes t as NTP seconds since 1900 and a 32-bit fraction.
-func putNTPTime(b []byte, t time.Time) {
-	const unixToNTP = 2208988800
-	secs := uint64(t.Unix() + unixToNTP)
-	frac := uint64(t.Nanosecond()) << 32 / 1e9
-	binary.BigEndian.PutUint64(b, secs<<32|frac)
 }
 
 // start is the manual clock's wall time; NTP offsets are measured on the
@@ -202,7 +141,7 @@ func TestMonitorOffset(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := startFakeNTP(t, tc.offset)
 			src := newDrivenSource()
-			m := startMonitor(t, Config{Servers: []string{f.addr()}, MaxOffset: tc.maxOffset, Timeout: 5 * time.Second}, src)
+			m := startMonitor(t, Config{Servers: []string{f.Addr()}, MaxOffset: tc.maxOffset, Timeout: 5 * time.Second}, src)
 			st := waitRounds(t, m, 1)
 			if st.Safe != tc.safe || m.Safe() != tc.safe {
 				t.Fatalf("Safe = %v, want %v (status %+v)", st.Safe, tc.safe, st)
@@ -211,13 +150,13 @@ func TestMonitorOffset(t *testing.T) {
 			if tc.safe && err != nil {
 				t.Fatalf("CheckClock() = %v on a safe clock", err)
 			}
-			if !tc.safe && (!errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), f.addr()) || !strings.Contains(err.Error(), st.MaxOffset.String())) {
-				t.Fatalf("CheckClock() = %v, want ErrUnsafe naming the server %s and the limit %v", err, f.addr(), st.MaxOffset)
+			if !tc.safe && (!errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), f.Addr()) || !strings.Contains(err.Error(), st.MaxOffset.String())) {
+				t.Fatalf("CheckClock() = %v, want ErrUnsafe naming the server %s and the limit %v", err, f.Addr(), st.MaxOffset)
 			}
 			if !near(st.Offset, tc.offset) {
 				t.Fatalf("Offset = %v, want about %v", st.Offset, tc.offset)
 			}
-			if !st.Enabled || st.Server != f.addr() || st.LastSuccess.IsZero() || st.LastError != nil ||
+			if !st.Enabled || st.Server != f.Addr() || st.LastSuccess.IsZero() || st.LastError != nil ||
 				st.ConsecutiveFailures != 0 || st.Queries != 1 || st.Failures != 0 || len(st.Servers) != 1 {
 				t.Fatalf("Status() = %+v", st)
 			}
@@ -230,10 +169,10 @@ func TestMonitorOffset(t *testing.T) {
 
 func TestMonitorNoAnswer(t *testing.T) {
 	f := startFakeNTP(t, 0)
-	f.silent.Store(true)
+	f.SetSilent(true)
 	src := newDrivenSource()
 	const interval = time.Minute
-	m := startMonitor(t, Config{Servers: []string{f.addr()}, Interval: interval, Timeout: 100 * time.Millisecond}, src)
+	m := startMonitor(t, Config{Servers: []string{f.Addr()}, Interval: interval, Timeout: 100 * time.Millisecond}, src)
 
 	st := waitRounds(t, m, 1)
 	if st.ConsecutiveFailures != 1 || st.Failures != 1 || !errors.Is(st.LastError, ErrQuery) || st.LastErrorAt.IsZero() {
@@ -250,7 +189,7 @@ func TestMonitorNoAnswer(t *testing.T) {
 	}
 
 	// The server comes back: the failures reset, the error stays.
-	f.silent.Store(false)
+	f.SetSilent(false)
 	waitFor(t, "the monitor to wait", func() bool { return src.manual.Waiters() == 1 })
 	src.manual.Advance(interval)
 	st = waitRounds(t, m, 3)
@@ -261,8 +200,8 @@ func TestMonitorNoAnswer(t *testing.T) {
 
 func TestMonitorInvalidResponse(t *testing.T) {
 	f := startFakeNTP(t, 0)
-	f.stratum.Store(0) // kiss of death
-	m := startMonitor(t, Config{Servers: []string{f.addr()}}, newDrivenSource())
+	f.SetStratum(0) // kiss of death
+	m := startMonitor(t, Config{Servers: []string{f.Addr()}}, newDrivenSource())
 	st := waitRounds(t, m, 1)
 	if !errors.Is(st.LastError, ErrInvalid) || !errors.Is(st.LastError, beevik.ErrKissOfDeath) {
 		t.Fatalf("LastError = %v, want ErrInvalid wrapping beevik.ErrKissOfDeath", st.LastError)
@@ -276,18 +215,18 @@ func TestMonitorInvalidResponse(t *testing.T) {
 // round succeeds with one of the answers, and the silent one's error is kept.
 func TestMonitorBestOfRound(t *testing.T) {
 	silent := startFakeNTP(t, 0)
-	silent.silent.Store(true)
+	silent.SetSilent(true)
 	a := startFakeNTP(t, 40*time.Millisecond)
 	b := startFakeNTP(t, 40*time.Millisecond)
 	m := startMonitor(t, Config{
-		Servers: []string{silent.addr(), a.addr(), b.addr()},
+		Servers: []string{silent.Addr(), a.Addr(), b.Addr()},
 		Timeout: 100 * time.Millisecond,
 	}, newDrivenSource())
 	st := waitRounds(t, m, 1)
 	if st.ConsecutiveFailures != 0 || st.Queries != 3 || st.Failures != 1 || !errors.Is(st.LastError, ErrQuery) {
 		t.Fatalf("Status() = %+v", st)
 	}
-	if st.Server != a.addr() && st.Server != b.addr() || !near(st.Offset, 40*time.Millisecond) || !st.Safe {
+	if st.Server != a.Addr() && st.Server != b.Addr() || !near(st.Offset, 40*time.Millisecond) || !st.Safe {
 		t.Fatalf("best response: server %q offset %v safe %v", st.Server, st.Offset, st.Safe)
 	}
 	if len(st.Servers) != 3 || st.Servers[0].Err == nil || st.Servers[1].Err != nil || st.Servers[2].Err != nil {
@@ -304,7 +243,7 @@ func TestMonitorSeesOffsetChange(t *testing.T) {
 	f := startFakeNTP(t, 0)
 	src := newDrivenSource()
 	const interval = 32 * time.Second
-	m := startMonitor(t, Config{Servers: []string{f.addr()}}, src)
+	m := startMonitor(t, Config{Servers: []string{f.Addr()}}, src)
 
 	for i, tc := range []struct {
 		offset time.Duration
@@ -315,7 +254,7 @@ func TestMonitorSeesOffsetChange(t *testing.T) {
 		{-200 * time.Millisecond, true},
 		{-time.Second, false},
 	} {
-		f.offset.Store(int64(tc.offset))
+		f.SetOffset(tc.offset)
 		if i > 0 {
 			waitFor(t, "the monitor to wait", func() bool { return src.manual.Waiters() == 1 })
 			if got := m.Status().Rounds; got != uint64(i) {
@@ -336,7 +275,7 @@ func TestMonitorSkewedSource(t *testing.T) {
 	f := startFakeNTP(t, 0)
 	src := newDrivenSource()
 	skewed := clock.NewSkewed(src, -3*time.Second) // our wall clock 3s behind
-	m := startMonitor(t, Config{Servers: []string{f.addr()}}, skewed)
+	m := startMonitor(t, Config{Servers: []string{f.Addr()}}, skewed)
 	st := waitRounds(t, m, 1)
 	if !near(st.Offset, 3*time.Second) || st.Safe {
 		t.Fatalf("offset %v safe %v, want about 3s and unsafe", st.Offset, st.Safe)
@@ -347,12 +286,12 @@ func TestMonitorSkewedSource(t *testing.T) {
 // a server that never answers: Close must not wait out the Timeout.
 func TestMonitorCloseInterrupts(t *testing.T) {
 	f := startFakeNTP(t, 0)
-	f.silent.Store(true)
-	m, err := Start(Config{Servers: []string{f.addr()}, Timeout: time.Hour}, newDrivenSource())
+	f.SetSilent(true)
+	m, err := Start(Config{Servers: []string{f.Addr()}, Timeout: time.Hour}, newDrivenSource())
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-f.got // the query is in flight
+	<-f.Requests() // the query is in flight
 	closed := make(chan struct{})
 	go func() {
 		m.Close()
@@ -367,4 +306,115 @@ func TestMonitorCloseInterrupts(t *testing.T) {
 		t.Fatalf("a round cut short by Close was recorded: %+v", st)
 	}
 	m.Close()
+}
+
+// heldClock is an ID clock holding steps forward past 500 ms, on a wall
+// clock the test steps, checked by a monitor against a fake server on
+// the host's clock. Rounds come only when the ID clock signals a step
+// (the interval is an hour), after the test advances the manual clock
+// over the gap between rounds.
+type heldClock struct {
+	src  drivenSource
+	wall *clock.Skewed
+	id   *clock.Slewing
+	m    *Monitor
+	f    *fakentp.Server
+}
+
+func startHeld(t *testing.T, skew time.Duration) *heldClock {
+	t.Helper()
+	h := &heldClock{src: newDrivenSource(), f: startFakeNTP(t, 0)}
+	h.wall = clock.NewSkewed(h.src, skew)
+	var err error
+	h.id, err = clock.NewSlewing(h.wall, clock.SlewConfig{HoldForward: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m = startMonitor(t, Config{Servers: []string{h.f.Addr()}, Interval: time.Hour, Timeout: time.Second, IDClock: h.id}, h.wall)
+	waitRounds(t, h.m, 1)
+	return h
+}
+
+// step steps the wall clock, lets the ID clock see it, and waits for the
+// round it triggers.
+func (h *heldClock) step(t *testing.T, d time.Duration) Status {
+	t.Helper()
+	rounds := h.m.Status().Rounds
+	h.wall.Step(d)
+	h.id.UnixNano()
+	waitFor(t, "a round after the step", func() bool {
+		h.src.manual.Advance(minStepRound / 10)
+		return h.m.Status().Rounds > rounds
+	})
+	return h.m.Status()
+}
+
+// idBehind is how far the ID clock is behind the host's clock.
+func (h *heldClock) idBehind() time.Duration {
+	return time.Duration(h.src.real.Now().Wall.UnixNano() - h.id.UnixNano())
+}
+
+// TestMonitorRefutesWrongStep: the wall clock steps an hour ahead of NTP
+// time. The ID clock holds the step, the check runs at once, finds the
+// stepped clock wrong, and keeps it held: the ID clock stays on time and
+// the check safe. When the step is corrected nothing is held any more.
+func TestMonitorRefutesWrongStep(t *testing.T) {
+	h := startHeld(t, 0)
+	st := h.step(t, time.Hour)
+	if st.Refuted != 1 || st.Confirmed != 0 || !st.Safe || !near(st.Offset, 0) {
+		t.Fatalf("after a wrong step: %+v, want it refuted, the clock safe at about 0", st)
+	}
+	if held := h.id.Status().Held; !near(held, time.Hour) {
+		t.Fatalf("ID clock holds %v, want the hour", held)
+	}
+	if !near(h.idBehind(), 0) {
+		t.Fatalf("ID clock %v behind real time, want on time", h.idBehind())
+	}
+	st = h.step(t, -time.Hour)
+	if st.Refuted != 1 || st.Confirmed != 0 || !st.Safe || !near(st.Offset, 0) {
+		t.Fatalf("after the correction: %+v", st)
+	}
+	if ids := h.id.Status(); ids.Held != 0 || ids.Slewing {
+		t.Fatalf("ID clock after the correction: %+v, want nothing held, not slewing", ids)
+	}
+}
+
+// TestMonitorConfirmsTrueStep: the wall clock is an hour behind NTP time
+// (unsafe), then steps forward to it. The ID clock holds the step until
+// the round it triggers finds the stepped clock right and releases it.
+func TestMonitorConfirmsTrueStep(t *testing.T) {
+	h := startHeld(t, -time.Hour)
+	if st := h.m.Status(); st.Safe {
+		t.Fatalf("an hour behind: %+v, want unsafe", st)
+	}
+	st := h.step(t, time.Hour)
+	if st.Confirmed != 1 || st.Refuted != 0 || !st.Safe || !near(st.Offset, 0) {
+		t.Fatalf("after a true step: %+v, want it confirmed, the clock safe at about 0", st)
+	}
+	if ids := h.id.Status(); ids.Held != 0 || ids.Released != 1 {
+		t.Fatalf("ID clock after the confirmation: %+v", ids)
+	}
+	if !near(h.idBehind(), 0) {
+		t.Fatalf("ID clock %v behind real time after the release, want on time", h.idBehind())
+	}
+}
+
+// TestMonitorHoldsUnansweredStep: with no server answering, a step stays
+// held, and the verdict comes with the first answer.
+func TestMonitorHoldsUnansweredStep(t *testing.T) {
+	h := startHeld(t, -time.Hour)
+	h.f.SetSilent(true)
+	st := h.step(t, time.Hour)
+	if st.Confirmed != 0 || st.ConsecutiveFailures != 1 || !near(h.id.Status().Held, time.Hour) {
+		t.Fatalf("no answer: %+v, ID clock %+v; want the step still held", st, h.id.Status())
+	}
+	h.f.SetSilent(false)
+	rounds := st.Rounds
+	waitFor(t, "a round with an answer", func() bool {
+		h.src.manual.Advance(time.Hour)
+		return h.m.Status().Rounds > rounds
+	})
+	if st := h.m.Status(); st.Confirmed != 1 || !st.Safe || h.id.Status().Held != 0 {
+		t.Fatalf("answered: %+v, ID clock %+v; want the step released", st, h.id.Status())
+	}
 }

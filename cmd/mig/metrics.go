@@ -50,7 +50,7 @@ func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.
 		counter("worker_watermark_write_failures_total", "Time watermark writes that failed or timed out.", stats(func(s workerid.Stats) uint64 { return s.WatermarkFailures })),
 		counter("worker_watermark_late_writes_total", "Time watermark writes that found the watermark changed since the worker last wrote it: one of its own writes that timed out landed later (or someone else wrote the key). Every write compares the watermark's revision, so a late one never lowers it.", stats(func(s workerid.Stats) uint64 { return s.WatermarkLateWrites })),
 
-		gauge("clock_offset_seconds", "The ID clock minus the wall clock: positive while the ID clock is ahead (after a step back of the wall clock, or a raise over a watermark).", func() float64 {
+		gauge("clock_offset_seconds", "The ID clock minus the wall clock it follows (less any held step): positive while the ID clock is ahead (after a step back of the wall clock, or a raise over a watermark).", func() float64 {
 			return slew.Status().Offset.Seconds()
 		}),
 		gauge("clock_slewing", "1 while the ID clock runs slower or faster than real time to meet the wall clock, else 0.", func() float64 {
@@ -58,13 +58,16 @@ func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.
 		}),
 		counter("clock_steps_back_total", "Steps back of the wall clock seen by the ID clock.", func() float64 { return float64(slew.Status().StepsBack) }),
 		counter("clock_steps_forward_total", "Steps forward of the wall clock seen by the ID clock.", func() float64 { return float64(slew.Status().StepsForward) }),
+		gauge("clock_held_step_seconds", "The part of the wall clock's steps forward that the ID clock holds back until an NTP answer confirms it; 0 when none.", func() float64 {
+			return slew.Status().Held.Seconds()
+		}),
 		counter("clock_raises_total", "Times the ID clock was raised over a persisted watermark.", func() float64 { return float64(slew.Status().Raises) }),
 
 		gauge("ntp_enabled", "1 when NTP servers are configured, else 0.", func() float64 { return b2f(ntp.Status().Enabled) }),
-		gauge("ntp_safe", "1 while the wall clock is within --ntp-max-offset of NTP time (or NTP is not checked), else 0; at 0 no IDs are issued.", func() float64 {
+		gauge("ntp_safe", "1 while the wall clock the ID clock follows (less any held step) is within --ntp-max-offset of NTP time (or NTP is not checked), else 0; at 0 no IDs are issued.", func() float64 {
 			return b2f(ntp.Safe())
 		}),
-		gauge("ntp_offset_seconds", "NTP time minus the wall clock, from the latest valid NTP answer; 0 before the first.", func() float64 {
+		gauge("ntp_offset_seconds", "NTP time minus the wall clock the ID clock follows (less any held step), from the latest valid NTP answer; 0 before the first.", func() float64 {
 			return ntp.Status().Offset.Seconds()
 		}),
 		gauge("ntp_last_success_timestamp_seconds", "Unix time of the latest valid NTP answer; 0 before the first.", func() float64 {
@@ -75,6 +78,8 @@ func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.
 			return float64(t.UnixNano()) / 1e9
 		}),
 		counter("ntp_query_failures_total", "NTP queries that failed or got an invalid answer.", func() float64 { return float64(ntp.Status().Failures) }),
+		counter("ntp_steps_confirmed_total", "NTP rounds that found a step forward held by the ID clock true, and released it.", func() float64 { return float64(ntp.Status().Confirmed) }),
+		counter("ntp_steps_refuted_total", "NTP rounds that found a step forward held by the ID clock wrong: it stays held.", func() float64 { return float64(ntp.Status().Refuted) }),
 		buildInfo(readBuild()),
 	}
 	for _, c := range cs {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/binary"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,54 +10,20 @@ import (
 
 	"github.com/twitchtv/twirp"
 
-	"github.com/migsvc/mig/clock"
+	"github.com/migsvc/mig/internal/fakentp"
 	"github.com/migsvc/mig/rpc/migv1"
 )
 
-// ntpEpochOffset is the seconds from 1900 (NTP's epoch) to 1970.
-const ntpEpochOffset = 2_208_988_800
-
-// startFakeNTP answers NTP queries on 127.0.0.1 with a clock offset from
-// this host's by offset: it echoes the request's transmit timestamp as the
-// origin and stamps its own times with now + offset.
+// startFakeNTP starts a fake NTP server on 127.0.0.1 whose clock is the
+// host's plus offset, stopped when the test ends, and returns its address.
 func startFakeNTP(t *testing.T, offset time.Duration) string {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	f, err := fakentp.Start(offset)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	src := clock.NewReal()
-	go func() {
-		buf := make([]byte, 128)
-		for {
-			n, from, err := conn.ReadFromUDP(buf)
-			if err != nil {
-				return // closed
-			}
-			if n < 48 {
-				continue
-			}
-			resp := make([]byte, 48)
-			resp[0] = 0<<6 | 4<<3 | 4 // no leap warning, version 4, server
-			resp[1] = 1               // stratum 1
-			resp[3] = 0xec            // precision: 2^-20 s
-			copy(resp[12:16], "FAKE")
-			now := src.Now().Wall.Add(offset)
-			putNTPTime(resp[16:24], now.Add(-time.Second)) // reference time
-			copy(resp[24:32], buf[40:48])                  // origin: the request's transmit time
-			putNTPTime(resp[32:40], now)                   // receive
-			putNTPTime(resp[40:48], now)                   // transmit
-			_, _ = conn.WriteToUDP(resp, from)
-		}
-	}()
-	return conn.LocalAddr().String()
-}
-
-func putNTPTime(b []byte, t time.Time) {
-	secs := uint64(t.Unix() + ntpEpochOffset)
-	frac := uint64(t.Nanosecond()) << 32 / 1e9
-	binary.BigEndian.PutUint64(b, secs<<32|frac)
+	t.Cleanup(f.Close)
+	return f.Addr()
 }
 
 // TestServeClockUnsafe checks NTP through the whole server: with the wall

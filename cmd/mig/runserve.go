@@ -80,7 +80,9 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 	}
 	idc := clock.NewCoarse(slew, cfg.resolution)
 	defer idc.Close()
-	ntpMon, err := ntp.Start(cfg.ntp, src)
+	ncfg := cfg.ntp
+	ncfg.IDClock = slew // confirms the steps forward it holds (serveFlags.holdForward)
+	ntpMon, err := ntp.Start(ncfg, src)
 	if err != nil {
 		return err // checked by serveFlags.config
 	}

@@ -109,7 +109,7 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.DurationVar(&f.borrow, "borrow", 0, "how far ahead of the clock a burst may issue IDs\n(0: the smaller of 1s and a quarter of --watermark-window)")
 
 	fs.Float64Var(&f.backRate, "slew-back-rate", clock.DefaultBackRate, "after the wall clock steps back, the ID clock runs at (1 - this) of real speed\nuntil the wall clock catches up; in (0, 1)")
-	fs.Float64Var(&f.forwardRate, "slew-forward-rate", 0, "after the wall clock steps forward, the ID clock runs at (1 + this) of real speed\nuntil it catches up; 0 follows the step at once. Following at once also follows a\nwrong step (a bad time source) until the NTP check notices, and persists the\nwatermark that far ahead: IDs stay dated ahead for a long time; a rate (e.g. 1)\nbounds how far ahead that gets, at the cost of IDs dated behind real time while\na true step is caught up")
+	fs.Float64Var(&f.forwardRate, "slew-forward-rate", 0, "after the wall clock steps forward, the ID clock runs at (1 + this) of real speed\nuntil it catches up; 0 follows the step at once. With --ntp-servers, a step past\n--ntp-max-offset is first held until an NTP answer confirms it, so a wrong step (a\nbad time source) never reaches the IDs. Without, following at once also follows a\nwrong step, and persists the watermark that far ahead: IDs stay dated ahead for a\nlong time; a rate (e.g. 1) bounds how far ahead that gets, at the cost of IDs dated\nbehind real time while a true step is caught up")
 	fs.DurationVar(&f.resolution, "clock-resolution", clock.DefaultResolution, "how often the cached ID clock is refreshed (at most 10ms)")
 
 	fs.StringVar(&f.ntpServers, "ntp-servers", "", "comma-separated NTP `servers` to check the wall clock against; empty disables the check")
@@ -175,7 +175,7 @@ func (f *serveFlags) config() (serveConfig, error) {
 			RebalanceInterval: f.seqRebalance,
 			MaxMoves:          f.seqMaxMoves,
 		},
-		slew:       clock.SlewConfig{BackRate: f.backRate, ForwardRate: f.forwardRate},
+		slew:       clock.SlewConfig{BackRate: f.backRate, ForwardRate: f.forwardRate, HoldForward: f.holdForward()},
 		resolution: f.resolution,
 		ntp: ntp.Config{
 			Servers:   splitList(f.ntpServers),
@@ -252,17 +252,18 @@ func (f *serveFlags) config() (serveConfig, error) {
 	}); err != nil {
 		return c, err
 	}
-	if err := blame(f.fs, c.slew, clock.SlewConfig{}, clock.SlewConfig.Validate, []blamed[clock.SlewConfig]{
-		{"slew-back-rate", func(c *clock.SlewConfig, d clock.SlewConfig) { c.BackRate = d.BackRate }},
-		{"slew-forward-rate", func(c *clock.SlewConfig, d clock.SlewConfig) { c.ForwardRate = d.ForwardRate }},
-	}); err != nil {
-		return c, err
-	}
 	if err := blame(f.fs, c.ntp, ntp.Config{}, ntp.Config.Validate, []blamed[ntp.Config]{
 		{"ntp-servers", func(c *ntp.Config, d ntp.Config) { c.Servers = d.Servers }},
 		{"ntp-interval", func(c *ntp.Config, d ntp.Config) { c.Interval = d.Interval }},
 		{"ntp-timeout", func(c *ntp.Config, d ntp.Config) { c.Timeout = d.Timeout }},
 		{"ntp-max-offset", func(c *ntp.Config, d ntp.Config) { c.MaxOffset = d.MaxOffset }},
+	}); err != nil {
+		return c, err // before the slew's: --ntp-max-offset is its HoldForward too
+	}
+	if err := blame(f.fs, c.slew, clock.SlewConfig{}, clock.SlewConfig.Validate, []blamed[clock.SlewConfig]{
+		{"slew-back-rate", func(c *clock.SlewConfig, d clock.SlewConfig) { c.BackRate = d.BackRate }},
+		{"slew-forward-rate", func(c *clock.SlewConfig, d clock.SlewConfig) { c.ForwardRate = d.ForwardRate }},
+		{"ntp-max-offset", func(c *clock.SlewConfig, d clock.SlewConfig) { c.HoldForward = d.HoldForward }},
 	}); err != nil {
 		return c, err
 	}
@@ -306,6 +307,20 @@ func (f *serveFlags) config() (serveConfig, error) {
 //     store serves only the groups --seq-homes gives it (required), and
 //     refuses the others naming their datacenter. Without it, every
 //     datacenter would count every uid on its own.
+//
+// holdForward is how large a step forward of the wall clock the ID clock
+// follows unconfirmed: with an NTP check, steps past its limit wait for
+// its confirmation (runServe gives the monitor the ID clock); without
+// one, every step is followed, as nothing would confirm a held one. A
+// negative limit yields a negative hold, which the NTP flags are blamed
+// for.
+func (f *serveFlags) holdForward() time.Duration {
+	if len(splitList(f.ntpServers)) == 0 {
+		return 0
+	}
+	return cmp.Or(f.ntpMaxOffset, ntp.DefaultMaxOffset)
+}
+
 func (f *serveFlags) seqPlacement(c *serveConfig) error {
 	groups := seqGroups(c.seq)
 	if f.seqHomes != "" {
