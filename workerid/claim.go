@@ -109,7 +109,11 @@ func (w *Worker) begin(ctx context.Context, t *tenure, prevWatermark int64) erro
 		return fmt.Errorf("workerid: worker ID %d's watermark is at the layout's last tick", t.id)
 	}
 	w.idc.Raise(w.cfg.Layout.TickTime(start).UnixNano())
-	wm := max(w.nowTick(), start) + w.window
+	now := w.nowTick()
+	if w.checkClock() != nil {
+		now = start // an unsafe clock persists nothing by it (see hold)
+	}
+	wm := max(now, start) + w.window
 	cctx, cancel := t.lease.CallContext(ctx)
 	ok, err := w.writeWatermark(cctx, t, wm)
 	cancel()

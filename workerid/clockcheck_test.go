@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/etcdlocal/etcdtest"
@@ -51,4 +52,34 @@ func TestClockCheck(t *testing.T) {
 
 	check.err.Store(nil)
 	assertAllAbove(t, take(t, w, 10), before)
+}
+
+// TestUnsafeClockPersistsNothing: a worker whose clock check fails does
+// not persist a watermark by its ID clock, neither at its claim nor
+// after, so a wall clock an hour ahead leaves the watermark where the
+// claim put it; once the check passes it extends as before.
+func TestUnsafeClockPersistsNothing(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv.Endpoints()...)
+	check := &switchedCheck{}
+	unsafe := errors.New("wall clock an hour off NTP time")
+	check.err.Store(&unsafe)
+	cfg := fastConfig("tokyo", workerid.Range{First: 0, Last: 3})
+	cfg.ClockCheck = check
+	wall := clock.NewSkewed(clock.NewReal(), time.Hour)
+	w := mustStart(t, cli, cfg, wall)
+	real := clock.NewReal().Now().Wall
+	ahead := func() time.Duration {
+		st := w.Status()
+		return cfg.Layout.TickTime(st.Watermark).Sub(real)
+	}
+	if a := ahead(); a > 2*cfg.Window {
+		t.Fatalf("claimed with the clock unsafe and an hour ahead: watermark %v ahead of real time", a)
+	}
+	<-wall.After(4 * cfg.Window) // a window's worth of extensions, had there been any
+	if a, writes := ahead(), w.Status().Stats.WatermarkWrites; a > 2*cfg.Window || writes != 1 {
+		t.Fatalf("with the clock unsafe: watermark %v ahead of real time after %d writes, want only the claim's", a, writes)
+	}
+	check.err.Store(nil)
+	waitFor(t, "the watermark extended by the ID clock", 10*time.Second, func() bool { return ahead() > time.Hour })
 }

@@ -151,7 +151,9 @@ type Config struct {
 	// clock never goes back, and a new holder starts above the persisted
 	// watermark): what an unsafe clock breaks is that IDs are ordered by
 	// real time across workers, so the worker stops until the host's
-	// clock is corrected.
+	// clock is corrected. Nor does it extend its watermark by the ID
+	// clock meanwhile: one that followed a wrong wall clock would persist
+	// it as far ahead.
 	ClockCheck ClockChecker
 	// Logger receives claims, fences and errors; nil discards.
 	Logger *slog.Logger

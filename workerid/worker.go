@@ -270,7 +270,11 @@ func (w *Worker) hold(ctx context.Context, t *tenure) {
 		<-watchDone
 	}()
 	for {
-		if w.needExtend(t) {
+		// Not while the clock is unsafe: it issues nothing then, and an ID
+		// clock that followed a wrong wall clock would persist the
+		// watermark as far ahead, dating every later ID of the worker ID
+		// by it.
+		if w.needExtend(t) && w.checkClock() == nil {
 			if lost := w.extend(ctx, t); lost {
 				w.fence(t, "the claim is gone from etcd")
 				return

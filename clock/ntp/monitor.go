@@ -187,6 +187,9 @@ type Monitor struct {
 		// conns are the queries' sockets, closed by Close so that it does
 		// not wait out a Timeout.
 		conns map[net.Conn]struct{}
+		// checked is set once a round has ended with a verdict, or with
+		// no answer at all (see Safe).
+		checked bool
 	}
 }
 
@@ -212,8 +215,9 @@ func Start(cfg Config, src clock.Source) (*Monitor, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	m.mu.st = Status{Enabled: len(cfg.Servers) > 0, Safe: true, MaxOffset: cfg.MaxOffset}
-	m.safe.Store(true)
+	enabled := len(cfg.Servers) > 0
+	m.mu.st = Status{Enabled: enabled, Safe: !enabled, MaxOffset: cfg.MaxOffset}
+	m.safe.Store(!enabled)
 	m.mu.conns = make(map[net.Conn]struct{})
 	if len(cfg.Servers) == 0 {
 		close(m.done)
@@ -224,11 +228,15 @@ func Start(cfg Config, src clock.Source) (*Monitor, error) {
 }
 
 // Safe reports whether the wall clock is within MaxOffset of NTP time by
-// the latest valid response. It is true while the monitor is disabled and
-// until a valid response says otherwise.
+// the latest valid response. It is true while the monitor is disabled,
+// and false until the first round has ended: a process that starts with
+// a wrong wall clock must not date IDs, nor persist a watermark, by it
+// before the check could say so. That costs a start one round trip to
+// the servers, or one Timeout when none answers.
 //
-// A monitor whose servers do not answer stays as safe as its last valid
-// response: NTP being unreachable does not make the clock wrong, and
+// A monitor whose servers do not answer is as safe as its last valid
+// response, or safe if there never was one: NTP being unreachable does
+// not make the clock wrong, and
 // uniqueness never rests on the wall clock (the ID clock never goes back,
 // and restarts start after the persisted watermark). Callers that want a
 // fresh measurement check LastSuccess and ConsecutiveFailures.
@@ -244,8 +252,11 @@ func (m *Monitor) CheckClock() error {
 		return nil
 	}
 	st := m.Status()
-	if st.Safe {
+	switch {
+	case st.Safe:
 		return nil // made safe since the load above
+	case st.LastSuccess.IsZero():
+		return fmt.Errorf("%w: not checked yet: the first NTP round has not ended", ErrUnsafe)
 	}
 	return fmt.Errorf("%w: server %s puts the wall clock %v off (NTP time minus wall clock), beyond the limit of %v",
 		ErrUnsafe, st.Server, st.Offset, st.MaxOffset)
@@ -335,7 +346,7 @@ func (m *Monitor) round() bool {
 			res[i] = ServerStatus{Server: res[i].Server, Err: fmt.Errorf("%w: %s: %w", ErrQuery, res[i].Server, errStepDuringRound)}
 		}
 	}
-	m.recordLocked(res, at, held)
+	m.recordLocked(res, at, held, !steady)
 	return steady
 }
 
@@ -363,7 +374,10 @@ func (m *Monitor) within(off time.Duration) bool {
 	return off <= m.cfg.MaxOffset && -off <= m.cfg.MaxOffset
 }
 
-func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, held time.Duration) {
+// recordLocked records a round's answers, measured while the ID clock
+// held the step held; void is true when that changed during the round,
+// and res holds no valid answer then.
+func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, held time.Duration, void bool) {
 	st := &m.mu.st
 	st.Rounds++
 	st.Servers = res
@@ -381,8 +395,15 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, held time.Durat
 	}
 	if best < 0 {
 		st.ConsecutiveFailures++
+		if !m.mu.checked && !void {
+			// The first round, and no answer: see Safe.
+			st.Safe = true
+			m.safe.Store(true)
+		}
+		m.mu.checked = m.mu.checked || !void
 		return
 	}
+	m.mu.checked = true
 	b := res[best]
 	off := b.Offset
 	if held > 0 {

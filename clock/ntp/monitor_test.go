@@ -198,6 +198,23 @@ func TestMonitorNoAnswer(t *testing.T) {
 	}
 }
 
+// TestMonitorUncheckedUntilFirstRound: a monitor calls the clock unsafe
+// until its first round ends, naming why, and safe after a first round
+// nobody answered.
+func TestMonitorUncheckedUntilFirstRound(t *testing.T) {
+	f := startFakeNTP(t, 0)
+	f.SetSilent(true)
+	m := startMonitor(t, Config{Servers: []string{f.Addr()}, Interval: time.Minute, Timeout: 2 * time.Second}, newDrivenSource())
+	<-f.Requests() // the first round is under way, and waits for its Timeout
+	err := m.CheckClock()
+	if m.Safe() || !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "not checked yet") {
+		t.Fatalf("during the first round: Safe %v, CheckClock() = %v; want unsafe, not checked yet", m.Safe(), err)
+	}
+	if st := waitRounds(t, m, 1); !st.Safe || m.CheckClock() != nil {
+		t.Fatalf("after a first round with no answer: %+v, want safe", st)
+	}
+}
+
 func TestMonitorInvalidResponse(t *testing.T) {
 	f := startFakeNTP(t, 0)
 	f.SetStratum(0) // kiss of death

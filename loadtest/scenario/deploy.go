@@ -20,6 +20,7 @@ import (
 
 	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/etcdcluster"
+	"github.com/migsvc/mig/internal/fakentp"
 	"github.com/migsvc/mig/internal/faultproxy"
 	"github.com/migsvc/mig/seqfacade"
 )
@@ -92,6 +93,7 @@ type deployment struct {
 	homes    seqfacade.Homes
 	net      *network
 
+	ntp        *fakentp.Server      // what the servers check their clocks against; nil without Settings.NTPCheck
 	seq        *etcdcluster.Cluster // the sequence cluster, one member a datacenter
 	seqCli     *clientv3.Client     // the runner's own, to every member
 	seqLogFile *os.File
@@ -157,6 +159,11 @@ func startDeployment(ctx context.Context, cfg Config, s Settings, clk clock.Sour
 		return nil, err
 	}
 	defer release()
+	if s.NTPCheck {
+		if d.ntp, err = fakentp.Start(0); err != nil {
+			return nil, fmt.Errorf("%w: the fake NTP server: %v", ErrSetup, err)
+		}
+	}
 	if err := d.startSeqEtcd(ctx); err != nil {
 		return nil, err
 	}
@@ -381,6 +388,9 @@ func (d *deployment) close() {
 		}
 	}
 	d.net.close()
+	if d.ntp != nil {
+		d.ntp.Close()
+	}
 	for _, dc := range d.dcs {
 		if dc.cli != nil {
 			_ = dc.cli.Close()

@@ -100,6 +100,12 @@
 // --fault-peer-via, the proxies its forwarded sequence calls go through.
 // Production builds have none of them.
 //
+// A scenario may give the servers an NTP check (Settings.NTPCheck):
+// --ntp-servers, a fake NTP server in this process (internal/fakentp)
+// that answers the host's time, which the clock file does not move. The
+// clock-forward-held scenario does: it shows a wrong step forward held
+// by the ID clock, refuted by the check at once, and no ID dated by it.
+//
 // # Time
 //
 // The runner reads time only through a clock.Source (Config.Clock).

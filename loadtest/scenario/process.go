@@ -116,6 +116,9 @@ func (s *slot) args() []string {
 	if via := d.net.viaFlag(s.dc.index); via != "" {
 		a = append(a, "--fault-peer-via", via)
 	}
+	if d.ntp != nil {
+		a = append(a, "--ntp-servers", d.ntp.Addr())
+	}
 	if d.settings.ClockRate != 1 {
 		a = append(a, "--fault-clock-rate", fmt.Sprint(d.settings.ClockRate))
 	}

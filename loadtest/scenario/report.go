@@ -16,6 +16,9 @@ func WriteResult(w io.Writer, r *Result) error {
 	s := r.Settings
 	fmt.Fprintf(&b, "settings: fault %s; lease TTL %s, margin %s, etcd timeout %s, watermark window %s, sequence activation delay %s",
 		s.Duration, s.LeaseTTL, s.LeaseMargin, s.EtcdTimeout, s.WatermarkWindow, strings.SplitN(s.SeqActivationDelay, " ", 2)[0])
+	if s.NTPCheck {
+		b.WriteString("; every server checks its clock against NTP (a fake server answering the host's time)")
+	}
 	if s.ClockRate != 1 {
 		fmt.Fprintf(&b, "; BROKEN BUILD: monotonic clocks at %v", s.ClockRate)
 	}

@@ -129,6 +129,9 @@ type Settings struct {
 	SeqActivationDelay string  `json:"seq_activation_delay"`
 	SeqLease           string  `json:"seq_lease"`
 	ClockRate          float64 `json:"clock_rate"` // 1 but in a broken build
+	// NTPCheck is set when every server checks its clock (--ntp-servers)
+	// against a fake NTP server on loopback that answers the host's time.
+	NTPCheck bool `json:"ntp_check,omitempty"`
 	EtcdTiming         string  `json:"etcd_timing"`
 	Network            string  `json:"network"`
 	Duration           string  `json:"duration"` // of the fault
@@ -228,6 +231,8 @@ type Scenario struct {
 	// tolerance and ahead widen the checker's time bounds of IDs for
 	// faults that move a server's clock; 0 keeps the defaults.
 	tolerance, ahead time.Duration
+	// ntp gives the servers an NTP check (Settings.NTPCheck).
+	ntp bool
 	run              func(ctx context.Context, e *env) error
 }
 
@@ -347,6 +352,7 @@ func Run(ctx context.Context, name string, cfg Config) (*Result, error) {
 			idClientsPerServer, idBatch, seqClientsPerDC, seqUIDs, seqUIDsPerDC, loadPeriod),
 		Tolerance: check.Tolerance.String(),
 		Ahead:     check.Ahead.String(),
+		NTPCheck:  sc.ntp,
 	}
 	if cfg.NoSeq {
 		set.Load = "ID clients only (--scenario-no-seq)"

@@ -29,6 +29,7 @@ func scenarios() []Scenario {
 		{Name: "etcd-member", About: "the sequence cluster's leader member killed, then a second (quorum lost) together with dc1's own etcd; all restored", run: etcdMemberScenario},
 		{Name: "clock-back", About: "a server's wall clock stepped back 5s; killed and restarted with the clock still behind", tolerance: -clockBack + checkSlack, run: clockBackScenario},
 		{Name: "clock-forward-then-back", About: "a server's wall clock stepped forward 1h, then corrected", ahead: clockForward, run: clockForwardScenario},
+		{Name: "clock-forward-held", About: "with an NTP check, a server's wall clock stepped forward 1h, then corrected", ntp: true, run: clockForwardHeldScenario},
 		{Name: "rolling-restart", About: "every server of dc2 restarted (SIGTERM: drain and handoff), one by one; no sequence request may fail", run: rollingRestartScenario},
 		{Name: "arbiter-loss", About: "a server leaves (SIGTERM: its groups are handed off), and at once the sequence arbiter is killed; both come back", run: arbiterLossScenario},
 		{Name: "dc-loss", About: "every process of dc3 killed (its servers, its etcd, its sequence member, the cluster's leader); its groups served by the next datacenter of their lists; timed against the lease TTL + the election timeout + 1 s", run: dcLossScenario},
@@ -231,6 +232,51 @@ func clockForwardScenario(ctx context.Context, e *env) error {
 		return err
 	}
 	return e.sleep(ctx, e.dur/2)
+}
+
+// clockForwardHeldScenario: as clockForwardScenario, with every server
+// checking its clock against NTP. The ID clock holds the step, the check
+// runs at once and finds the stepped clock wrong, and the server goes on
+// issuing, on time, dated by its monotonic clock: the checker's Ahead
+// bound is not widened, and no request may fail. The correction undoes
+// the hold.
+func clockForwardHeldScenario(ctx context.Context, e *env) error {
+	s := e.d.dcs[1].servers()[1]
+	failed := e.l.ids.failed.Load()
+	if err := e.stepClock(ctx, s, clockForward, "mig_clock_steps_forward_total"); err != nil {
+		return err
+	}
+	if err := e.waitMetric(ctx, s, "mig_ntp_steps_refuted_total", "the NTP check refuting the step", func(v float64) bool { return v > 0 }); err != nil {
+		return err
+	}
+	held, err := e.metric(ctx, s, "mig_clock_held_step_seconds")
+	if err != nil {
+		return err
+	}
+	e.tl.note(s.name, "the NTP check refuted the step; its ID clock holds %.3fs of it", held)
+	if held < clockForward.Seconds()-1 {
+		e.d.problem("%s holds %.3fs of a %v step the NTP check refuted", s.name, held, clockForward)
+	}
+	if err := e.sleep(ctx, e.dur/2); err != nil {
+		return err
+	}
+	t := e.clk.Mono()
+	if err := e.stepClock(ctx, s, 0, "mig_clock_steps_back_total"); err != nil {
+		return err
+	}
+	if err := e.waitMetric(ctx, s, "mig_clock_held_step_seconds", "the correction undoing the hold", func(v float64) bool { return v == 0 }); err != nil {
+		return err
+	}
+	if err := e.waitAnswering(ctx, s, t); err != nil {
+		return err
+	}
+	if err := e.sleep(ctx, e.dur/2); err != nil {
+		return err
+	}
+	if n := e.l.ids.failed.Load() - failed; n > 0 {
+		e.d.problem("%d ID requests failed while a wrong step was held", n)
+	}
+	return nil
 }
 
 // rollingRestartScenario: every server of dc2 gets SIGTERM and is started
@@ -692,6 +738,15 @@ func (e *env) stepClock(ctx context.Context, s *slot, off time.Duration, counter
 		e.tl.note(s.name, "its ID clock saw the step (%s); ID clock minus wall clock now %.3fs", counter, o)
 	}
 	return nil
+}
+
+// waitMetric waits, at most stepSeenTimeout, for s's metric name to
+// satisfy ok.
+func (e *env) waitMetric(ctx context.Context, s *slot, name, what string, ok func(float64) bool) error {
+	return e.poll(ctx, stepSeenTimeout, s.name+": "+what+" ("+name+")", func() bool {
+		v, err := e.metric(ctx, s, name)
+		return err == nil && ok(v)
+	})
 }
 
 // metric reads the value of an unlabelled metric from s's /metrics.
