@@ -131,13 +131,13 @@ type Settings struct {
 	ClockRate          float64 `json:"clock_rate"` // 1 but in a broken build
 	// NTPCheck is set when every server checks its clock (--ntp-servers)
 	// against a fake NTP server on loopback that answers the host's time.
-	NTPCheck bool `json:"ntp_check,omitempty"`
-	EtcdTiming         string  `json:"etcd_timing"`
-	Network            string  `json:"network"`
-	Duration           string  `json:"duration"` // of the fault
-	Load               string  `json:"load"`
-	Tolerance          string  `json:"check_tolerance"`
-	Ahead              string  `json:"check_ahead"`
+	NTPCheck   bool   `json:"ntp_check,omitempty"`
+	EtcdTiming string `json:"etcd_timing"`
+	Network    string `json:"network"`
+	Duration   string `json:"duration"` // of the fault
+	Load       string `json:"load"`
+	Tolerance  string `json:"check_tolerance"`
+	Ahead      string `json:"check_ahead"`
 }
 
 // Result is the outcome of one scenario. A plain value; its JSON form is
@@ -233,7 +233,7 @@ type Scenario struct {
 	tolerance, ahead time.Duration
 	// ntp gives the servers an NTP check (Settings.NTPCheck).
 	ntp bool
-	run              func(ctx context.Context, e *env) error
+	run func(ctx context.Context, e *env) error
 }
 
 // Scenarios returns every scenario, in the order `all` runs them.
