@@ -156,7 +156,8 @@ func dashboardExprs(t *testing.T, path string) []string {
 // TestDeployUnit checks what deploy/mig.service must get right beyond its
 // syntax (which .ci/run checks with systemd-analyze verify): systemd must
 // not kill mig serve before its clean shutdown can finish, state lives at
-// an absolute path under /var/lib/mig, and every variable of the example
+// an absolute path under /var/lib/mig, it starts once the clock is
+// synchronised, and every variable of the example
 // environment file is a flag of mig serve.
 func TestDeployUnit(t *testing.T) {
 	unit := readKeyValues(t, filepath.Join(deployDir, "mig.service"), "=")
@@ -189,6 +190,14 @@ func TestDeployUnit(t *testing.T) {
 	for key, want := range map[string]string{"Restart": "always", "StateDirectory": "mig", "User": "mig", "EnvironmentFile": "/etc/mig/mig.env", "ExecStart": "/usr/local/bin/mig serve"} {
 		if got := last(unit[key]); got != want {
 			t.Errorf("%s=%s, want %s", key, got, want)
+		}
+	}
+
+	// A wrong boot clock would date the first IDs: start after the host
+	// says its clock is synchronised.
+	for _, key := range []string{"Wants", "After"} {
+		if !slices.Contains(unit[key], "time-sync.target") {
+			t.Errorf("%s= %q: want time-sync.target among them", key, unit[key])
 		}
 	}
 
