@@ -157,8 +157,8 @@ func dashboardExprs(t *testing.T, path string) []string {
 // syntax (which .ci/run checks with systemd-analyze verify): systemd must
 // not kill mig serve before its clean shutdown can finish, state lives at
 // an absolute path under /var/lib/mig, it starts once the clock is
-// synchronised, and every variable of the example
-// environment file is a flag of mig serve.
+// synchronised, and every variable of the example environment file is a
+// flag of mig serve.
 func TestDeployUnit(t *testing.T) {
 	unit := readKeyValues(t, filepath.Join(deployDir, "mig.service"), "=")
 	env := readKeyValues(t, filepath.Join(deployDir, "mig.env"), "=")
