@@ -121,7 +121,7 @@ func TestConfig(t *testing.T) {
 	if _, err := Lookup("kill"); err != nil {
 		t.Errorf("Lookup(kill) = %v", err)
 	}
-	if got := len(Names()); got != 10 {
-		t.Errorf("%d scenarios, want the 7 of issue 8 and the 3 of issues 13 and 14: %v", got, Names())
+	if got := len(Names()); got != 11 {
+		t.Errorf("%d scenarios, want the 7 of issue 8, the 3 of issues 13 and 14, and clock-forward-held: %v", got, Names())
 	}
 }
