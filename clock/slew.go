@@ -57,16 +57,24 @@ type SlewConfig struct {
 	// count a correction as a step. That only affects the counters.
 	StepThreshold time.Duration
 
-	// HoldForward, when positive, holds every step forward of the wall
-	// clock larger than it: the ID clock goes on with monotonic time as if
-	// the step had not happened, until [Slewing.Release] lets it through
-	// (the NTP check, clock/ntp, does once a server confirms the stepped
-	// wall clock) or a step back undoes it. A wrong step, a bad time
-	// source's, then never reaches the ID clock, nor the watermark a
-	// worker persists ahead of it; a true one reaches it a check later.
-	// Without a check to release them, steps would be held for ever: zero
-	// (the default) holds none.
+	// HoldForward, when positive, holds a step forward of the wall clock
+	// that takes the steps forward followed since the last check past it:
+	// the ID clock goes on with monotonic time as if the step had not
+	// happened, until [Slewing.Settle] releases it (the NTP check,
+	// clock/ntp, does once a server confirms the stepped wall clock) or a
+	// step back undoes it. Smaller steps are followed, but their sum since
+	// the last check is bounded by HoldForward, however many there are. A
+	// wrong step, a bad time source's, then never reaches the ID clock by
+	// more than HoldForward, nor the watermark a worker persists ahead of
+	// it; a true one reaches it a check later. Without a check to release
+	// them, steps would be held for ever: zero (the default) holds none.
 	HoldForward time.Duration
+
+	// StartHeld is held from the start: the ID clock starts that far
+	// behind the wall clock, as if a step of StartHeld had been held.
+	// `mig serve` sets it when NTP finds the wall clock ahead at start,
+	// so that IDs are not dated by it. It must not be negative.
+	StartHeld time.Duration
 }
 
 // withDefaults returns c with every zero field replaced by its default.
@@ -101,6 +109,12 @@ func (c SlewConfig) Validate() error {
 	if c.HoldForward < 0 {
 		return fmt.Errorf("%w: HoldForward %v is negative", ErrInvalidConfig, c.HoldForward)
 	}
+	if c.StartHeld < 0 {
+		return fmt.Errorf("%w: StartHeld %v is negative", ErrInvalidConfig, c.StartHeld)
+	}
+	if c.StartHeld > 0 && c.HoldForward == 0 {
+		return fmt.Errorf("%w: StartHeld %v without HoldForward: nothing would check it", ErrInvalidConfig, c.StartHeld)
+	}
 	return nil
 }
 
@@ -130,9 +144,10 @@ type SlewStatus struct {
 	Raises uint64
 	// Held is the part of the wall clock's steps forward that the ID clock
 	// holds back (SlewConfig.HoldForward): the wall clock it follows is
-	// the source's less Held. HeldSteps counts the steps held, and
-	// Released the Release calls that let some through.
-	Held                time.Duration
+	// the source's less Held. Unchecked is the sum of the smaller steps
+	// forward it followed since the last check (Settle). HeldSteps counts
+	// the steps held, and Released the checks that let them through.
+	Held, Unchecked     time.Duration
 	HeldSteps, Released uint64
 }
 
@@ -185,7 +200,9 @@ type Slewing struct {
 		lastStep time.Duration
 		raises   uint64
 
-		held      int64 // steps forward held back, >= 0; see Basis
+		held      int64  // steps forward held back, >= 0; see Basis
+		unchecked int64  // steps forward followed since the last Settle, >= 0
+		steps     uint64 // every step seen, either way; see Basis
 		heldSteps uint64
 		released  uint64
 	}
@@ -215,11 +232,12 @@ func NewSlewing(src Source, cfg SlewConfig) (*Slewing, error) {
 		stepped:   make(chan struct{}, 1),
 	}
 	r := src.Now()
-	wall := r.Wall.UnixNano()
+	s.mu.held = int64(cfg.StartHeld)
+	wall := subSat(r.Wall.UnixNano(), s.mu.held)
 	s.mu.last, s.mu.lastMono = wall, r.Mono
 	s.mu.anchor, s.mu.anchorMono = wall, r.Mono
-	s.mu.wall = wall
-	s.mu.skew = wall - int64(r.Mono)
+	s.mu.wall = r.Wall.UnixNano()
+	s.mu.skew = s.mu.wall - int64(r.Mono)
 	return s, nil
 }
 
@@ -273,6 +291,7 @@ func (s *Slewing) Status() SlewStatus {
 		LastStep:     s.mu.lastStep,
 		Raises:       s.mu.raises,
 		Held:         time.Duration(s.mu.held),
+		Unchecked:    time.Duration(s.mu.unchecked),
 		HeldSteps:    s.mu.heldSteps,
 		Released:     s.mu.released,
 	}
@@ -285,39 +304,54 @@ func (s *Slewing) Status() SlewStatus {
 	return st
 }
 
-// Basis takes a reading and returns the wall clock the ID clock follows
-// (the source's, less the steps forward held) and the steps held. An NTP
-// check measures the first, so that it judges the time the ID clock is
-// made of, and tells from the second whether a held step was true.
-func (s *Slewing) Basis() (time.Time, time.Duration) {
+// Basis is what a check of the ID clock's wall clock measures: the wall
+// clock the ID clock follows (the source's, less Held), the steps held,
+// and the count of steps seen so far, which tells a check whether the
+// clock stepped while it measured.
+type Basis struct {
+	Wall  time.Time
+	Held  time.Duration
+	Steps uint64
+}
+
+// Basis takes a reading and returns the wall clock the ID clock follows.
+// An NTP check measures it, so that it judges the time the ID clock is
+// made of, and tells from Held whether a held step was true.
+func (s *Slewing) Basis() Basis {
 	r := s.src.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.readLocked(r)
-	return time.Unix(0, subSat(r.Wall.UnixNano(), s.mu.held)), time.Duration(s.mu.held)
+	return Basis{Wall: time.Unix(0, subSat(s.mu.wall, s.mu.held)), Held: time.Duration(s.mu.held), Steps: s.mu.steps}
 }
 
-// Release lets up to d of the held steps forward through: the ID clock
-// then follows them (or slews at ForwardRate). Call it with the Held a
-// check found true, not more: a step held since is not confirmed by it.
-func (s *Slewing) Release(d time.Duration) {
-	if d <= 0 {
-		return
-	}
+// Settle records a check's verdict on b, a Basis taken when it began:
+// the wall clock followed was right, and with release the held steps
+// too (the stepped wall clock was right): they are let through, and the
+// ID clock follows them (or slews at ForwardRate). Either way the small
+// steps followed so far count as checked. It does nothing, and returns
+// false, if the wall clock has stepped since b: the verdict is not of
+// the clock as it is now.
+func (s *Slewing) Settle(b Basis, release bool) bool {
 	r := s.src.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.readLocked(r) // held counts every step so far; a step the caller did not see stays held
-	if s.mu.held == 0 {
-		return
+	s.readLocked(r)
+	if s.mu.steps != b.Steps {
+		return false
 	}
-	s.mu.held = max(0, s.mu.held-int64(d))
-	s.mu.released++
+	s.mu.unchecked = 0
+	if release && s.mu.held > 0 {
+		s.mu.held = 0
+		s.mu.released++
+	}
+	return true
 }
 
 // Stepped returns a channel that receives when the wall clock has
 // stepped by more than HoldForward either way (a step held, or one back
-// that may have undone one), for an NTP check to look at once. Signals
+// that may have undone one), or its small steps forward add up past it,
+// for an NTP check to look at once. Signals
 // are not queued: one receive stands for every step since the last. It
 // never receives while HoldForward is zero.
 func (s *Slewing) Stepped() <-chan struct{} { return s.stepped }
@@ -331,9 +365,12 @@ func (s *Slewing) Stepped() <-chan struct{} { return s.stepped }
 func (s *Slewing) readLocked(r Reading) int64 {
 	mono := r.Mono
 	if mono < s.mu.lastMono {
-		// A Source must not do this; treat it as no time having passed
-		// rather than let a negative interval pull the clock back.
-		mono = s.mu.lastMono
+		// A reading older than the last one: callers read the source
+		// before they take the lock, so a reader descheduled in between
+		// brings one. It says nothing new; its wall clock, set against
+		// the newer reading's, would look like a step back and then
+		// forward again, which would undo a held step for good.
+		return s.mu.last
 	}
 	wall := r.Wall.UnixNano()
 
@@ -342,21 +379,14 @@ func (s *Slewing) readLocked(r Reading) int64 {
 	skew := wall - int64(mono)
 	if d := skew - s.mu.skew; d > s.threshold {
 		s.mu.stepsFwd++
+		s.mu.steps++
 		s.mu.lastStep = time.Duration(d)
-		if s.hold > 0 && d > s.hold {
-			s.mu.held = addSat(s.mu.held, d)
-			s.mu.heldSteps++
-			s.signalLocked()
-		}
+		s.forwardLocked(d)
 	} else if -d > s.threshold {
 		s.mu.stepsBck++
+		s.mu.steps++
 		s.mu.lastStep = time.Duration(d)
-		// A step back undoes a held step first: the wall clock the ID
-		// clock follows moves back only by what is left of it.
-		s.mu.held = max(0, s.mu.held+d)
-		if s.hold > 0 && -d > s.hold {
-			s.signalLocked()
-		}
+		s.backLocked(-d)
 	}
 	s.mu.skew = skew
 	s.mu.wall = wall
@@ -413,6 +443,39 @@ func (s *Slewing) enterLocked(m mode) {
 
 func (s *Slewing) restartLocked(m mode, at int64, mono time.Duration) {
 	s.mu.seg, s.mu.anchor, s.mu.anchorMono = m, at, mono
+}
+
+// forwardLocked accounts for a step forward of d: followed while the
+// steps followed since the last check stay within HoldForward, else held.
+func (s *Slewing) forwardLocked(d int64) {
+	switch {
+	case s.hold == 0:
+	case addSat(s.mu.unchecked, d) > s.hold:
+		s.mu.held = addSat(s.mu.held, d)
+		s.mu.heldSteps++
+		s.signalLocked()
+	default:
+		s.mu.unchecked += d
+	}
+}
+
+// backLocked accounts for a step back of d > 0. It undoes a held step
+// first, so that the wall clock the ID clock follows moves back only by
+// what is left of it, then the unchecked steps followed. What stays held
+// is let through if it is no more than HoldForward (the rest of a held
+// step corrected but for the drift of the clocks meanwhile): it counts
+// as an unchecked step then, as a step of its size would have.
+func (s *Slewing) backLocked(d int64) {
+	undo := min(s.mu.held, d)
+	s.mu.held -= undo
+	s.mu.unchecked = max(0, s.mu.unchecked-(d-undo))
+	if s.mu.held > 0 && undo > 0 && addSat(s.mu.unchecked, s.mu.held) <= s.hold {
+		s.mu.unchecked = addSat(s.mu.unchecked, s.mu.held)
+		s.mu.held = 0
+	}
+	if s.hold > 0 && d > s.hold {
+		s.signalLocked()
+	}
 }
 
 func (s *Slewing) signalLocked() {

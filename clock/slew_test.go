@@ -49,6 +49,9 @@ func TestSlewConfigValidate(t *testing.T) {
 		{"threshold negative", SlewConfig{StepThreshold: -time.Nanosecond}, false},
 		{"hold", SlewConfig{HoldForward: time.Second}, true},
 		{"hold negative", SlewConfig{HoldForward: -time.Nanosecond}, false},
+		{"held from the start", SlewConfig{HoldForward: time.Second, StartHeld: time.Hour}, true},
+		{"held from the start, negative", SlewConfig{HoldForward: time.Second, StartHeld: -time.Hour}, false},
+		{"held from the start, no check", SlewConfig{StartHeld: time.Hour}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -429,7 +432,7 @@ func TestSlewingHold(t *testing.T) {
 	}
 	at := func(d time.Duration) int64 { return start.Add(d).UnixNano() }
 
-	t.Run("held until released", func(t *testing.T) {
+	t.Run("held until settled", func(t *testing.T) {
 		m, s := newHeld(t, 0)
 		m.Advance(time.Second)
 		m.StepForward(time.Hour)
@@ -440,19 +443,24 @@ func TestSlewingHold(t *testing.T) {
 		if !signalled(s) {
 			t.Fatal("the held step was not signalled")
 		}
-		basis, held := s.Basis()
-		if held != time.Hour || !basis.Equal(start.Add(2*time.Second)) {
-			t.Fatalf("Basis() = %v, %v; want %v, 1h", basis, held, start.Add(2*time.Second))
+		b := s.Basis()
+		if b.Held != time.Hour || !b.Wall.Equal(start.Add(2*time.Second)) || b.Steps != 1 {
+			t.Fatalf("Basis() = %+v; want %v, 1h held, 1 step", b, start.Add(2*time.Second))
 		}
 		if st := s.Status(); st.Held != time.Hour || st.HeldSteps != 1 || st.StepsForward != 1 || st.Slewing || st.Offset != 0 {
 			t.Fatalf("status while held = %+v", st)
 		}
-		s.Release(time.Hour)
+		if !s.Settle(b, false) || s.Status().Held != time.Hour {
+			t.Fatalf("a verdict against the step released it: %+v", s.Status())
+		}
+		if !s.Settle(b, true) {
+			t.Fatal("Settle refused a verdict on the clock as it is")
+		}
 		if got, want := s.UnixNano(), at(time.Hour+2*time.Second); got != want {
-			t.Fatalf("after Release: %d, want the wall clock %d", got, want)
+			t.Fatalf("after the release: %d, want the wall clock %d", got, want)
 		}
 		if st := s.Status(); st.Held != 0 || st.Released != 1 {
-			t.Fatalf("status after Release = %+v", st)
+			t.Fatalf("status after the release = %+v", st)
 		}
 		if signalled(s) {
 			t.Fatal("a release was signalled as a step")
@@ -461,10 +469,25 @@ func TestSlewingHold(t *testing.T) {
 	t.Run("released then slewed", func(t *testing.T) {
 		m, s := newHeld(t, 1)
 		m.StepForward(10 * time.Second)
-		s.Release(10 * time.Second)
+		s.Settle(s.Basis(), true)
 		m.Advance(time.Second)
 		if got, want := s.UnixNano(), at(2*time.Second); got != want {
 			t.Fatalf("one second after the release: %d, want %d (slewing at twice the speed)", got, want)
+		}
+	})
+	t.Run("a verdict on a clock that stepped since is void", func(t *testing.T) {
+		m, s := newHeld(t, 0)
+		m.StepForward(time.Hour)
+		b := s.Basis()
+		m.StepBack(time.Hour)
+		s.UnixNano()
+		m.StepForward(time.Hour) // the same held amount, but not the same step
+		s.UnixNano()
+		if s.Settle(b, true) {
+			t.Fatal("Settle took a verdict on a clock that stepped since")
+		}
+		if st := s.Status(); st.Held != time.Hour || st.Released != 0 {
+			t.Fatalf("after a void verdict: %+v", st)
 		}
 	})
 	t.Run("undone by a step back", func(t *testing.T) {
@@ -493,7 +516,19 @@ func TestSlewingHold(t *testing.T) {
 			t.Fatalf("after the full correction: %+v", st)
 		}
 	})
-	t.Run("small steps followed", func(t *testing.T) {
+	t.Run("the rest of a corrected step is followed", func(t *testing.T) {
+		m, s := newHeld(t, 0)
+		m.StepForward(time.Hour)
+		s.UnixNano()
+		m.StepBack(time.Hour - 100*time.Millisecond) // the correction, less the drift meanwhile
+		if got, want := s.UnixNano(), at(100*time.Millisecond); got != want {
+			t.Fatalf("after the correction: %d, want %d", got, want)
+		}
+		if st := s.Status(); st.Held != 0 || st.Unchecked != 100*time.Millisecond {
+			t.Fatalf("after the correction: %+v, want 100ms followed unchecked", st)
+		}
+	})
+	t.Run("small steps followed, up to HoldForward between checks", func(t *testing.T) {
 		m, s := newHeld(t, 0)
 		m.StepForward(hold)
 		if got, want := s.UnixNano(), at(hold); got != want {
@@ -502,18 +537,53 @@ func TestSlewingHold(t *testing.T) {
 		if signalled(s) || s.Status().Held != 0 {
 			t.Fatalf("a step of HoldForward was held: %+v", s.Status())
 		}
+		m.StepForward(2 * time.Millisecond)
+		if got, want := s.UnixNano(), at(hold); got != want {
+			t.Fatalf("after one more small step: %d, want %d (held)", got, want)
+		}
+		if st := s.Status(); !signalled(s) || st.Held != 2*time.Millisecond || st.Unchecked != hold {
+			t.Fatalf("small steps past HoldForward in all: %+v, want the last held and signalled", st)
+		}
+		s.Settle(s.Basis(), false) // the clock followed is right; the held step is not
+		m.StepForward(400 * time.Millisecond)
+		if st := s.Status(); st.Held != 2*time.Millisecond || st.Unchecked != 400*time.Millisecond {
+			t.Fatalf("a small step after a check: %+v, want it followed", st)
+		}
 	})
-	t.Run("release bounded by what is held", func(t *testing.T) {
+	t.Run("a stale reading changes nothing", func(t *testing.T) {
 		m, s := newHeld(t, 0)
 		m.StepForward(time.Hour)
 		s.UnixNano()
-		s.Release(time.Minute)
-		if got, want := s.UnixNano(), at(time.Minute); got != want {
-			t.Fatalf("after releasing a minute: %d, want %d", got, want)
+		stale := m.Now()
+		m.Advance(10 * time.Millisecond)
+		v := s.UnixNano()
+		s.mu.Lock()
+		got := s.readLocked(stale) // a reader descheduled between its reading and the lock
+		s.mu.Unlock()
+		if got != v {
+			t.Fatalf("a stale reading gave %d, want the last value %d", got, v)
 		}
-		s.Release(2 * time.Hour)
-		if st := s.Status(); st.Held != 0 || st.UnixNano != at(time.Hour) {
-			t.Fatalf("after releasing more than held: %+v", st)
+		m.Advance(10 * time.Millisecond)
+		if st := s.Status(); st.Held != time.Hour || st.StepsBack != 0 || st.StepsForward != 1 || st.UnixNano != at(20*time.Millisecond) {
+			t.Fatalf("after a stale reading: %+v, want nothing but time passed", st)
+		}
+	})
+	t.Run("held from the start", func(t *testing.T) {
+		m := NewManual(start)
+		s, err := NewSlewing(m, SlewConfig{HoldForward: hold, StartHeld: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := s.UnixNano(), at(-time.Hour); got != want {
+			t.Fatalf("at the start: %d, want an hour behind the wall clock %d", got, want)
+		}
+		m.Advance(time.Second)
+		m.StepBack(time.Hour) // the wall clock corrected
+		if got, want := s.UnixNano(), at(time.Second-time.Hour); got != want {
+			t.Fatalf("after the correction: %d, want %d", got, want)
+		}
+		if st := s.Status(); st.Held != 0 || st.Slewing {
+			t.Fatalf("after the correction: %+v", st)
 		}
 	})
 }
@@ -595,7 +665,7 @@ func TestSlewingProperty(t *testing.T) {
 			case 4:
 				// read only
 			case 5:
-				s.Release(time.Duration(o.N) * time.Microsecond)
+				s.Settle(s.Basis(), o.N%2 == 0)
 			}
 			r := m.Now()
 			v := s.UnixNano()

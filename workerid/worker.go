@@ -270,11 +270,17 @@ func (w *Worker) hold(ctx context.Context, t *tenure) {
 		<-watchDone
 	}()
 	for {
+		wait := poll
 		// Not while the clock is unsafe: it issues nothing then, and an ID
 		// clock that followed a wrong wall clock would persist the
 		// watermark as far ahead, dating every later ID of the worker ID
-		// by it.
-		if w.needExtend(t) && w.checkClock() == nil {
+		// by it. The check is looked at again soon, so that a worker
+		// whose clock turns safe does not refuse for want of watermark.
+		switch {
+		case !w.needExtend(t):
+		case w.checkClock() != nil:
+			wait = min(poll, clockRecheck)
+		default:
 			if lost := w.extend(ctx, t); lost {
 				w.fence(t, "the claim is gone from etcd")
 				return
@@ -289,10 +295,13 @@ func (w *Worker) hold(ctx context.Context, t *tenure) {
 		case <-gone:
 			w.fence(t, "the claim was deleted from etcd (by an operator, or its lease revoked)")
 			return
-		case <-w.src.After(poll):
+		case <-w.src.After(wait):
 		}
 	}
 }
+
+// clockRecheck is how soon hold looks at an unsafe clock again.
+const clockRecheck = 50 * time.Millisecond
 
 // needExtend reports whether less than half the watermark window is left.
 func (w *Worker) needExtend(t *tenure) bool {

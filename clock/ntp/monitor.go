@@ -29,8 +29,8 @@ var (
 	// errMonitorClosed ends a query started after Close.
 	errMonitorClosed = errors.New("ntp: monitor closed")
 	// errStepDuringRound marks the answers of a round during which the
-	// step held by the ID clock changed.
-	errStepDuringRound = errors.New("the ID clock's held step changed during the round; its offset is void")
+	// wall clock stepped.
+	errStepDuringRound = errors.New("the wall clock stepped during the round; its offset is void")
 )
 
 // Defaults of [Config], used where a field is zero.
@@ -66,11 +66,12 @@ type Config struct {
 	// measures the wall clock the ID clock follows (clock.Slewing.Basis)
 	// rather than the source's, runs a round as soon as the ID clock
 	// signals a step (at most one every two seconds), and releases a
-	// held step once a round's best answer puts the stepped wall clock
-	// within MaxOffset of NTP time, and nearer it than the held one. A
-	// step that NTP puts further is a wrong one: it stays held, the ID
-	// clock goes on with monotonic time, and the check judges that time.
-	// Until a server answers, a step stays held.
+	// held step (clock.Slewing.Settle) once a round's best answer puts
+	// the stepped wall clock within MaxOffset of NTP time, and nearer it
+	// than the held one. A step that NTP puts further is a wrong one: it
+	// stays held, the ID clock goes on with monotonic time, and the check
+	// judges that time. Until a server answers, a step stays held. A
+	// round during which the wall clock stepped decides nothing.
 	IDClock *clock.Slewing
 }
 
@@ -321,18 +322,13 @@ func (m *Monitor) run() {
 }
 
 // round queries every server and records the outcome. It reports false
-// when the steps the ID clock holds changed during the round: its
+// when the ID clock saw the wall clock step during the round: its
 // offsets are then of no use (a query may have read the wall clock on
-// either side of the change), and nothing but the counts is recorded.
+// either side of the step), and nothing but the counts is recorded.
 func (m *Monitor) round() bool {
-	held := m.held()
-	res := make([]ServerStatus, len(m.cfg.Servers))
-	var wg sync.WaitGroup
-	for i, server := range m.cfg.Servers {
-		wg.Go(func() { res[i] = m.query(server) })
-	}
-	wg.Wait()
-	steady := m.held() == held
+	b := m.basis()
+	res := m.queryAll()
+	steady := m.basis().Steps == b.Steps
 	at := m.src.Now().Wall
 
 	m.mu.Lock()
@@ -346,53 +342,84 @@ func (m *Monitor) round() bool {
 			res[i] = ServerStatus{Server: res[i].Server, Err: fmt.Errorf("%w: %s: %w", ErrQuery, res[i].Server, errStepDuringRound)}
 		}
 	}
-	m.recordLocked(res, at, held, !steady)
+	m.recordLocked(res, at, b, !steady)
 	return steady
 }
 
-// wall is the wall clock offsets are measured against: the one the ID
-// clock follows, if the monitor has it.
-func (m *Monitor) wall() time.Time {
-	if c := m.cfg.IDClock; c != nil {
-		w, _ := c.Basis()
-		return w
+// bestOf returns the index of the valid answer with the lowest RTT in
+// res, or -1 if there is none.
+func bestOf(res []ServerStatus) int {
+	best := -1
+	for i, r := range res {
+		if r.Err == nil && (best < 0 || r.RTT < res[best].RTT) {
+			best = i
+		}
 	}
-	return m.src.Now().Wall
+	return best
 }
 
-// held is the step the ID clock holds, if the monitor has it.
-func (m *Monitor) held() time.Duration {
-	if c := m.cfg.IDClock; c != nil {
-		_, h := c.Basis()
-		return h
+// Measure asks every server of cfg once, now, and returns the valid
+// answer with the lowest RTT, its Offset that of src's wall clock; ok is
+// false when no server gave one. It waits at most cfg.Timeout. `mig
+// serve` calls it before it makes the ID clock, to start that at NTP
+// time when the wall clock is ahead (clock.SlewConfig.StartHeld).
+func Measure(cfg Config, src clock.Source) (best ServerStatus, ok bool) {
+	if src == nil || cfg.Validate() != nil {
+		return ServerStatus{}, false
 	}
-	return 0
+	cfg = cfg.withDefaults()
+	cfg.IDClock = nil
+	m := &Monitor{cfg: cfg, src: src}
+	m.mu.conns = make(map[net.Conn]struct{})
+	res := m.queryAll()
+	if i := bestOf(res); i >= 0 {
+		return res[i], true
+	}
+	return ServerStatus{}, false
 }
+
+// queryAll asks every server at once.
+func (m *Monitor) queryAll() []ServerStatus {
+	res := make([]ServerStatus, len(m.cfg.Servers))
+	var wg sync.WaitGroup
+	for i, server := range m.cfg.Servers {
+		wg.Go(func() { res[i] = m.query(server) })
+	}
+	wg.Wait()
+	return res
+}
+
+// basis is the wall clock offsets are measured against: the one the ID
+// clock follows, if the monitor has it, else the source's.
+func (m *Monitor) basis() clock.Basis {
+	if c := m.cfg.IDClock; c != nil {
+		return c.Basis()
+	}
+	return clock.Basis{Wall: m.src.Now().Wall}
+}
+
+func (m *Monitor) wall() time.Time { return m.basis().Wall }
 
 // within reports whether the wall clock is safe at offset off.
 func (m *Monitor) within(off time.Duration) bool {
 	return off <= m.cfg.MaxOffset && -off <= m.cfg.MaxOffset
 }
 
-// recordLocked records a round's answers, measured while the ID clock
-// held the step held; void is true when that changed during the round,
-// and res holds no valid answer then.
-func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, held time.Duration, void bool) {
+// recordLocked records a round's answers, measured against basis; void
+// is true when the wall clock stepped during the round, and res holds no
+// valid answer then.
+func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis clock.Basis, void bool) {
 	st := &m.mu.st
 	st.Rounds++
 	st.Servers = res
-	best := -1
-	for i, r := range res {
+	for _, r := range res {
 		st.Queries++
 		if r.Err != nil {
 			st.Failures++
 			st.LastError, st.LastErrorAt = r.Err, at
-			continue
-		}
-		if best < 0 || r.RTT < res[best].RTT {
-			best = i
 		}
 	}
+	best := bestOf(res)
 	if best < 0 {
 		st.ConsecutiveFailures++
 		if !m.mu.checked && !void {
@@ -406,15 +433,25 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, held time.Durat
 	m.mu.checked = true
 	b := res[best]
 	off := b.Offset
-	if held > 0 {
+	if c := m.cfg.IDClock; c != nil {
 		// off is of the wall clock less the held step: the stepped wall
-		// clock is off-held from NTP time.
-		if stepped := off - held; m.within(stepped) && stepped.Abs() <= off.Abs() {
-			m.cfg.IDClock.Release(held)
-			st.Confirmed++
-			off = stepped
-		} else {
+		// clock is off-Held from NTP time. Settle refuses a verdict on a
+		// clock that stepped since the round began: the next round,
+		// which that step asked for, judges it.
+		stepped := off - basis.Held
+		switch {
+		case basis.Held > 0 && m.within(stepped) && stepped.Abs() <= off.Abs():
+			if c.Settle(basis, true) {
+				st.Confirmed++
+				off = stepped
+			}
+		case basis.Held > 0:
 			st.Refuted++
+			fallthrough
+		default:
+			if m.within(off) {
+				c.Settle(basis, false) // the steps it followed were right
+			}
 		}
 	}
 	st.ConsecutiveFailures = 0

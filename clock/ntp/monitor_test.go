@@ -435,3 +435,19 @@ func TestMonitorHoldsUnansweredStep(t *testing.T) {
 		t.Fatalf("answered: %+v, ID clock %+v; want the step released", st, h.id.Status())
 	}
 }
+
+// TestMeasure: one round, no monitor: the best answer's offset, or none.
+func TestMeasure(t *testing.T) {
+	f := startFakeNTP(t, -time.Hour)
+	best, ok := Measure(Config{Servers: []string{f.Addr()}, Timeout: time.Second}, clock.NewReal())
+	if !ok || !near(best.Offset, -time.Hour) || best.Server != f.Addr() {
+		t.Fatalf("Measure() = %+v, %v; want about -1h from %s", best, ok, f.Addr())
+	}
+	f.SetSilent(true)
+	if best, ok := Measure(Config{Servers: []string{f.Addr()}, Timeout: 100 * time.Millisecond}, clock.NewReal()); ok {
+		t.Fatalf("Measure() with no answer = %+v, true", best)
+	}
+	if _, ok := Measure(Config{}, clock.NewReal()); ok {
+		t.Fatal("Measure() with no servers reported an answer")
+	}
+}

@@ -10,7 +10,9 @@ import (
 
 	"github.com/twitchtv/twirp"
 
+	"github.com/migsvc/mig/clock"
 	"github.com/migsvc/mig/internal/fakentp"
+	"github.com/migsvc/mig/mig"
 	"github.com/migsvc/mig/rpc/migv1"
 )
 
@@ -73,6 +75,40 @@ func TestServeClockUnsafe(t *testing.T) {
 	})
 	if _, _, err := newRPCClient(t, []string{near.addr}).NextIDs(t.Context(), 1); err != nil {
 		t.Errorf("NextIDs with the clock on time: %v", err)
+	}
+}
+
+// TestServeStartsAtNTPTime: a worker whose wall clock is an hour ahead
+// of NTP time when it starts holds the hour from the start: it is ready,
+// and its IDs are dated by NTP time, not by its wall clock.
+func TestServeStartsAtNTPTime(t *testing.T) {
+	t.Parallel()
+	s := startServe(t, "--etcd", etcdEndpoint(t), "--workers", "0-1", "--ntp-servers", startFakeNTP(t, -time.Hour), "--ntp-max-offset", "100ms")
+	waitFor(t, 10*time.Second, "/readyz with the ID clock at NTP time", func() bool {
+		code, _ := get(t, s.url()+"/readyz")
+		return code == http.StatusOK
+	})
+	ids, _, err := newRPCClient(t, []string{s.addr}).NextIDs(t.Context(), 1)
+	if err != nil {
+		t.Fatalf("NextIDs with the wall clock an hour ahead, held: %v", err)
+	}
+	parts, err := mig.DefaultLayout().Decompose(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	dated := mig.DefaultLayout().TickTime(parts.Tick)
+	if ntpNow := clock.NewReal().Now().Wall.Add(-time.Hour); dated.Sub(ntpNow).Abs() > 2*time.Second {
+		t.Errorf("ID dated %v, want about NTP time %v", dated, ntpNow)
+	}
+	_, metrics := get(t, s.url()+"/metrics")
+	if v, ok := sampleValue(metrics, "mig_clock_held_step_seconds"); !ok || v < 3599 || v > 3601 {
+		t.Errorf("mig_clock_held_step_seconds %v (found: %v), want about 3600", v, ok)
+	}
+	if !strings.Contains(metrics, "mig_ntp_safe 1\n") {
+		t.Error("/metrics: the clock is not safe at NTP time")
+	}
+	if !strings.Contains(s.logs.String(), "ahead of NTP time") {
+		t.Errorf("no log line says the wall clock was ahead:\n%s", s.logs.String())
 	}
 }
 

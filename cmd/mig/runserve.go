@@ -56,6 +56,27 @@ const (
 // persists. A request still running when --shutdown-timeout passes is
 // safe too: the generator is stopped atomically with issuing, so it gets
 // unavailable, not an ID.
+// startHold returns the ID clock's configuration, holding from the
+// start how far the wall clock is ahead of NTP time past --ntp-max-offset
+// (one round of the NTP servers, before anything is dated): the ID clock
+// then starts at NTP time, and a host that boots with its clock ahead
+// neither dates IDs nor persists a watermark by it, before or after its
+// clock is corrected. A wall clock behind NTP time cannot be held; the
+// check refuses IDs until it is corrected.
+func startHold(cfg serveConfig, src clock.Source, log *slog.Logger) clock.SlewConfig {
+	c := cfg.slew
+	if c.HoldForward == 0 { // no NTP check (serveFlags.holdForward)
+		return c
+	}
+	best, ok := ntp.Measure(cfg.ntp, src)
+	if ahead := -best.Offset; ok && ahead > c.HoldForward {
+		c.StartHeld = ahead
+		log.Warn("the wall clock is ahead of NTP time: the ID clock starts at NTP time and holds the difference until the wall clock is corrected",
+			"ahead", ahead, "server", best.Server)
+	}
+	return c
+}
+
 func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.Writer, ready func(addr string)) (err error) {
 	tlsCfg, err := cfg.tls.serverConfig()
 	if err != nil {
@@ -74,7 +95,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, logOut io.
 		return err
 	}
 	defer stopFaults()
-	slew, err := clock.NewSlewing(src, cfg.slew)
+	slew, err := clock.NewSlewing(src, startHold(cfg, src, log))
 	if err != nil {
 		return err // checked by serveFlags.config
 	}
