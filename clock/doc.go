@@ -12,7 +12,12 @@
 //     worker ID, given to [Slewing.Raise]) it runs slower, at (1-BackRate)
 //     of monotonic speed, until the wall clock has caught up; it follows
 //     steps forward, or slews them at (1+ForwardRate) when configured
-//     ([SlewConfig]). Steps are counted in [SlewStatus].
+//     ([SlewConfig]). Steps are counted in [SlewStatus]. With HoldForward
+//     it holds a step forward until a check confirms it: the NTP monitor
+//     of package clock/ntp measures the wall clock the ID clock follows
+//     ([Slewing.Basis]), and releases the step, or keeps it held when NTP
+//     says it was wrong ([Slewing.Settle]); a wrong step then never
+//     reaches the IDs.
 //   - [Coarse] caches a Slewing reading in an atomic word, refreshed by one
 //     goroutine, because reading the wall clock costs more (about 47 ns on
 //     the reference machine) than the whole ID budget at 25 M IDs/s. Its
