@@ -62,12 +62,14 @@ type SlewConfig struct {
 	// the ID clock goes on with monotonic time as if the step had not
 	// happened, until [Slewing.Settle] releases it (the NTP check,
 	// clock/ntp, does once a server confirms the stepped wall clock) or a
-	// step back undoes it. Smaller steps are followed, but their sum since
+	// step back undoes it; a step forward after such a step back holds
+	// again what it undid. Smaller steps are followed, but their sum since
 	// the last check is bounded by HoldForward, however many there are. A
-	// wrong step, a bad time source's, then never reaches the ID clock by
-	// more than HoldForward, nor the watermark a worker persists ahead of
-	// it; a true one reaches it a check later. Without a check to release
-	// them, steps would be held for ever: zero (the default) holds none.
+	// wrong step, a bad time source's, then moves the wall clock the ID
+	// clock follows at most HoldForward past where the last check found
+	// it (within its MaxOffset of NTP time), and no further; a true one
+	// reaches it a check later. Without a check to release them, steps
+	// would be held for ever: zero (the default) holds none.
 	HoldForward time.Duration
 
 	// StartHeld is held from the start: the ID clock starts that far
@@ -202,7 +204,8 @@ type Slewing struct {
 
 		held      int64  // steps forward held back, >= 0; see Basis
 		unchecked int64  // steps forward followed since the last Settle, >= 0
-		steps     uint64 // every step seen, either way; see Basis
+		undone    int64  // held undone by steps back since the last Settle, >= 0
+		changes   uint64 // the steps that changed held or passed HoldForward; see Basis
 		heldSteps uint64
 		released  uint64
 	}
@@ -306,12 +309,15 @@ func (s *Slewing) Status() SlewStatus {
 
 // Basis is what a check of the ID clock's wall clock measures: the wall
 // clock the ID clock follows (the source's, less Held), the steps held,
-// and the count of steps seen so far, which tells a check whether the
-// clock stepped while it measured.
+// the ID clock itself at the same reading, and a count of the steps that
+// changed what is held or were larger than HoldForward, which tells a
+// check whether the clock stepped while it measured (smaller steps move
+// a measurement less than the check's limit, and are bounded anyway).
 type Basis struct {
-	Wall  time.Time
-	Held  time.Duration
-	Steps uint64
+	Wall    time.Time
+	Held    time.Duration
+	Clock   time.Time
+	Changes uint64
 }
 
 // Basis takes a reading and returns the wall clock the ID clock follows.
@@ -321,8 +327,8 @@ func (s *Slewing) Basis() Basis {
 	r := s.src.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.readLocked(r)
-	return Basis{Wall: time.Unix(0, subSat(s.mu.wall, s.mu.held)), Held: time.Duration(s.mu.held), Steps: s.mu.steps}
+	v := s.readLocked(r)
+	return Basis{Wall: time.Unix(0, subSat(s.mu.wall, s.mu.held)), Held: time.Duration(s.mu.held), Clock: time.Unix(0, v), Changes: s.mu.changes}
 }
 
 // Settle records a check's verdict on b, a Basis taken when it began:
@@ -337,10 +343,10 @@ func (s *Slewing) Settle(b Basis, release bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.readLocked(r)
-	if s.mu.steps != b.Steps {
+	if s.mu.changes != b.Changes {
 		return false
 	}
-	s.mu.unchecked = 0
+	s.mu.unchecked, s.mu.undone = 0, 0
 	if release && s.mu.held > 0 {
 		s.mu.held = 0
 		s.mu.released++
@@ -379,12 +385,10 @@ func (s *Slewing) readLocked(r Reading) int64 {
 	skew := wall - int64(mono)
 	if d := skew - s.mu.skew; d > s.threshold {
 		s.mu.stepsFwd++
-		s.mu.steps++
 		s.mu.lastStep = time.Duration(d)
 		s.forwardLocked(d)
 	} else if -d > s.threshold {
 		s.mu.stepsBck++
-		s.mu.steps++
 		s.mu.lastStep = time.Duration(d)
 		s.backLocked(-d)
 	}
@@ -445,14 +449,31 @@ func (s *Slewing) restartLocked(m mode, at int64, mono time.Duration) {
 	s.mu.seg, s.mu.anchor, s.mu.anchorMono = m, at, mono
 }
 
-// forwardLocked accounts for a step forward of d: followed while the
-// steps followed since the last check stay within HoldForward, else held.
+// forwardLocked accounts for a step forward of d: it holds again what
+// steps back undid since the last check (a wall clock that jitters back
+// and forth must not let a held step through bit by bit), then follows
+// the rest while the steps followed since the last check stay within
+// HoldForward, and holds it otherwise.
 func (s *Slewing) forwardLocked(d int64) {
+	if s.hold == 0 {
+		return
+	}
+	if s.mu.undone > 0 {
+		again := min(s.mu.undone, d)
+		s.mu.undone -= again
+		s.mu.held = addSat(s.mu.held, again)
+		s.mu.changes++
+		if again > s.hold {
+			s.signalLocked()
+		}
+		d -= again
+	}
 	switch {
-	case s.hold == 0:
+	case d == 0:
 	case addSat(s.mu.unchecked, d) > s.hold:
 		s.mu.held = addSat(s.mu.held, d)
 		s.mu.heldSteps++
+		s.mu.changes++
 		s.signalLocked()
 	default:
 		s.mu.unchecked += d
@@ -468,10 +489,14 @@ func (s *Slewing) forwardLocked(d int64) {
 func (s *Slewing) backLocked(d int64) {
 	undo := min(s.mu.held, d)
 	s.mu.held -= undo
+	s.mu.undone = addSat(s.mu.undone, undo)
 	s.mu.unchecked = max(0, s.mu.unchecked-(d-undo))
 	if s.mu.held > 0 && undo > 0 && addSat(s.mu.unchecked, s.mu.held) <= s.hold {
 		s.mu.unchecked = addSat(s.mu.unchecked, s.mu.held)
 		s.mu.held = 0
+	}
+	if undo > 0 || d > s.hold {
+		s.mu.changes++
 	}
 	if s.hold > 0 && d > s.hold {
 		s.signalLocked()

@@ -444,8 +444,8 @@ func TestSlewingHold(t *testing.T) {
 			t.Fatal("the held step was not signalled")
 		}
 		b := s.Basis()
-		if b.Held != time.Hour || !b.Wall.Equal(start.Add(2*time.Second)) || b.Steps != 1 {
-			t.Fatalf("Basis() = %+v; want %v, 1h held, 1 step", b, start.Add(2*time.Second))
+		if b.Held != time.Hour || !b.Wall.Equal(start.Add(2*time.Second)) || b.Changes != 1 {
+			t.Fatalf("Basis() = %+v; want %v, 1h held, 1 change", b, start.Add(2*time.Second))
 		}
 		if st := s.Status(); st.Held != time.Hour || st.HeldSteps != 1 || st.StepsForward != 1 || st.Slewing || st.Offset != 0 {
 			t.Fatalf("status while held = %+v", st)
@@ -548,6 +548,23 @@ func TestSlewingHold(t *testing.T) {
 		m.StepForward(400 * time.Millisecond)
 		if st := s.Status(); st.Held != 2*time.Millisecond || st.Unchecked != 400*time.Millisecond {
 			t.Fatalf("a small step after a check: %+v, want it followed", st)
+		}
+	})
+	t.Run("a jittering wall clock lets nothing of a held step through", func(t *testing.T) {
+		m, s := newHeld(t, 0)
+		m.StepForward(time.Hour)
+		s.UnixNano()
+		for i := range 200 {
+			m.StepBack(10 * time.Millisecond)
+			s.UnixNano()
+			m.StepForward(10 * time.Millisecond)
+			s.UnixNano()
+			if i%10 == 9 {
+				s.Settle(s.Basis(), false) // a check that finds the followed clock right, as the monitor's rounds do
+			}
+		}
+		if b := s.Basis(); b.Held != time.Hour || !b.Wall.Equal(start) {
+			t.Fatalf("after 200 jitters: %+v, want the hour held and the wall clock followed at %v", b, start)
 		}
 	})
 	t.Run("a stale reading changes nothing", func(t *testing.T) {

@@ -38,6 +38,7 @@ const (
 	DefaultInterval  = 32 * time.Second
 	DefaultTimeout   = 5 * time.Second
 	DefaultMaxOffset = 500 * time.Millisecond
+	DefaultMaxLead   = 20 * time.Second
 
 	// minStepRound is the least time between the start of a round and one
 	// run early for a step of the ID clock's wall clock: a clock that
@@ -73,6 +74,14 @@ type Config struct {
 	// judges that time. Until a server answers, a step stays held. A
 	// round during which the wall clock stepped decides nothing.
 	IDClock *clock.Slewing
+	// MaxLead is how far the ID clock itself may be ahead of NTP time
+	// beyond MaxOffset, with Config.IDClock: further, the clock is unsafe,
+	// whatever the wall clock says. The ID clock runs ahead of the wall
+	// clock after a step back (it never goes back) and when it starts
+	// above the watermark a crashed predecessor persisted (up to its
+	// watermark window ahead); `mig serve` allows twice the window. Zero
+	// means DefaultMaxLead.
+	MaxLead time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -84,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxOffset == 0 {
 		c.MaxOffset = DefaultMaxOffset
+	}
+	if c.MaxLead == 0 {
+		c.MaxLead = DefaultMaxLead
 	}
 	return c
 }
@@ -105,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOffset < 0 {
 		return fmt.Errorf("%w: NTP MaxOffset %v is negative", clock.ErrInvalidConfig, c.MaxOffset)
+	}
+	if c.MaxLead < 0 {
+		return fmt.Errorf("%w: NTP MaxLead %v is negative", clock.ErrInvalidConfig, c.MaxLead)
 	}
 	return nil
 }
@@ -159,6 +174,10 @@ type Status struct {
 	// true and released it; Refuted those that found one wrong (it stays
 	// held). Both stay zero without Config.IDClock.
 	Confirmed, Refuted uint64
+	// Lead is how far the ID clock was ahead of NTP time (negative:
+	// behind) at the latest valid response, with Config.IDClock; past
+	// MaxOffset + MaxLead the clock is unsafe.
+	Lead, MaxLead time.Duration
 
 	// Servers holds each server's answer in the latest round.
 	Servers []ServerStatus
@@ -217,7 +236,7 @@ func Start(cfg Config, src clock.Source) (*Monitor, error) {
 		done: make(chan struct{}),
 	}
 	enabled := len(cfg.Servers) > 0
-	m.mu.st = Status{Enabled: enabled, Safe: !enabled, MaxOffset: cfg.MaxOffset}
+	m.mu.st = Status{Enabled: enabled, Safe: !enabled, MaxOffset: cfg.MaxOffset, MaxLead: cfg.MaxLead}
 	m.safe.Store(!enabled)
 	m.mu.conns = make(map[net.Conn]struct{})
 	if len(cfg.Servers) == 0 {
@@ -258,6 +277,9 @@ func (m *Monitor) CheckClock() error {
 		return nil // made safe since the load above
 	case st.LastSuccess.IsZero():
 		return fmt.Errorf("%w: not checked yet: the first NTP round has not ended", ErrUnsafe)
+	case m.within(st.Offset):
+		return fmt.Errorf("%w: the ID clock is %v ahead of NTP time (server %s), beyond the %v allowed: it started, or the wall clock stepped, that far ahead, and it slows down until it is back (--slew-back-rate); a restart resumes sooner when the watermark is not as far ahead (mig status)",
+			ErrUnsafe, st.Lead, st.Server, st.MaxOffset+st.MaxLead)
 	}
 	return fmt.Errorf("%w: server %s puts the wall clock %v off (NTP time minus wall clock), beyond the limit of %v",
 		ErrUnsafe, st.Server, st.Offset, st.MaxOffset)
@@ -302,7 +324,11 @@ func (m *Monitor) run() {
 		began := m.src.Mono()
 		wait := m.cfg.Interval
 		if !m.round() {
-			wait = minStepRound // the held step changed meanwhile: look again
+			wait = minStepRound // the round decided nothing: look again
+		} else if x := m.leadExcess(); x > 0 {
+			// Refusing for the ID clock's lead, which shrinks as it slows
+			// down: look again as it may be back.
+			wait = min(wait, max(minStepRound, x))
 		}
 		select {
 		case <-m.stop:
@@ -328,7 +354,7 @@ func (m *Monitor) run() {
 func (m *Monitor) round() bool {
 	b := m.basis()
 	res := m.queryAll()
-	steady := m.basis().Steps == b.Steps
+	steady := m.basis().Changes == b.Changes
 	at := m.src.Now().Wall
 
 	m.mu.Lock()
@@ -342,8 +368,7 @@ func (m *Monitor) round() bool {
 			res[i] = ServerStatus{Server: res[i].Server, Err: fmt.Errorf("%w: %s: %w", ErrQuery, res[i].Server, errStepDuringRound)}
 		}
 	}
-	m.recordLocked(res, at, b, !steady)
-	return steady
+	return m.recordLocked(res, at, b, !steady)
 }
 
 // bestOf returns the index of the valid answer with the lowest RTT in
@@ -378,6 +403,18 @@ func Measure(cfg Config, src clock.Source) (best ServerStatus, ok bool) {
 	return ServerStatus{}, false
 }
 
+// leadExcess is how far the ID clock was ahead of NTP time beyond what
+// is allowed, at the latest round, when only that made the clock unsafe.
+func (m *Monitor) leadExcess() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.mu.st
+	if st.Safe || st.LastSuccess.IsZero() || !m.within(st.Offset) {
+		return 0
+	}
+	return st.Lead - (m.cfg.MaxOffset + m.cfg.MaxLead)
+}
+
 // queryAll asks every server at once.
 func (m *Monitor) queryAll() []ServerStatus {
 	res := make([]ServerStatus, len(m.cfg.Servers))
@@ -407,8 +444,9 @@ func (m *Monitor) within(off time.Duration) bool {
 
 // recordLocked records a round's answers, measured against basis; void
 // is true when the wall clock stepped during the round, and res holds no
-// valid answer then.
-func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis clock.Basis, void bool) {
+// valid answer then. It reports false when the round decided nothing
+// for a step: it was void, or the ID clock refused its verdict.
+func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis clock.Basis, void bool) bool {
 	st := &m.mu.st
 	st.Rounds++
 	st.Servers = res
@@ -428,11 +466,12 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis clock.Bas
 			m.safe.Store(true)
 		}
 		m.mu.checked = m.mu.checked || !void
-		return
+		return !void
 	}
 	m.mu.checked = true
 	b := res[best]
 	off := b.Offset
+	safe, decided := m.within(off), true
 	if c := m.cfg.IDClock; c != nil {
 		// off is of the wall clock less the held step: the stepped wall
 		// clock is off-Held from NTP time. Settle refuses a verdict on a
@@ -441,23 +480,27 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis clock.Bas
 		stepped := off - basis.Held
 		switch {
 		case basis.Held > 0 && m.within(stepped) && stepped.Abs() <= off.Abs():
-			if c.Settle(basis, true) {
+			decided = c.Settle(basis, true)
+			if decided {
 				st.Confirmed++
 				off = stepped
 			}
 		case basis.Held > 0:
 			st.Refuted++
-			fallthrough
-		default:
-			if m.within(off) {
-				c.Settle(basis, false) // the steps it followed were right
-			}
+			decided = !safe || c.Settle(basis, false)
+		case safe:
+			decided = c.Settle(basis, false) // the steps it followed were right
 		}
+		// The ID clock itself, at the reading the round began with; a
+		// release only moves it up to the wall clock, within MaxOffset.
+		st.Lead = basis.Clock.Sub(basis.Wall) - b.Offset
+		safe = m.within(off) && st.Lead <= m.cfg.MaxOffset+m.cfg.MaxLead
 	}
 	st.ConsecutiveFailures = 0
 	st.Offset, st.RTT, st.Server, st.LastSuccess = off, b.RTT, b.Server, at
-	st.Safe = m.within(off)
-	m.safe.Store(st.Safe)
+	st.Safe = safe
+	m.safe.Store(safe)
+	return decided
 }
 
 // query asks one server and validates its answer.

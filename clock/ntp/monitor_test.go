@@ -451,3 +451,27 @@ func TestMeasure(t *testing.T) {
 		t.Fatal("Measure() with no servers reported an answer")
 	}
 }
+
+// TestMonitorLead: the ID clock itself must be within MaxOffset + MaxLead
+// of NTP time. A worker that started on a wall clock an hour ahead (no
+// server answered its first question) and whose wall clock was then
+// corrected follows the right wall clock, but its ID clock is still an
+// hour ahead, slowing down: unsafe, saying why. A lead within MaxLead (a
+// raise over a predecessor's watermark) is safe.
+func TestMonitorLead(t *testing.T) {
+	h := startHeld(t, time.Hour)
+	if st := h.m.Status(); st.Safe || !near(st.Offset, -time.Hour) {
+		t.Fatalf("an hour ahead: %+v, want unsafe", st)
+	}
+	st := h.step(t, -time.Hour) // the wall clock corrected
+	err := h.m.CheckClock()
+	if st.Safe || !near(st.Offset, 0) || !near(st.Lead, time.Hour) || !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "ahead of NTP time") {
+		t.Fatalf("corrected, the ID clock an hour ahead: %+v, CheckClock() = %v; want unsafe for the ID clock's lead", st, err)
+	}
+
+	r := startHeld(t, 0)
+	r.id.Raise(r.src.real.Now().Wall.Add(10 * time.Second).UnixNano()) // a predecessor's watermark
+	if st := r.step(t, time.Second); !st.Safe || !near(st.Lead, 10*time.Second) {
+		t.Fatalf("raised 10s ahead: %+v, want safe, MaxLead being %v", st, DefaultMaxLead)
+	}
+}

@@ -64,11 +64,14 @@ func registerMetrics(reg prometheus.Registerer, w *workerid.Worker, slew *clock.
 		counter("clock_raises_total", "Times the ID clock was raised over a persisted watermark.", func() float64 { return float64(slew.Status().Raises) }),
 
 		gauge("ntp_enabled", "1 when NTP servers are configured, else 0.", func() float64 { return b2f(ntp.Status().Enabled) }),
-		gauge("ntp_safe", "1 while the wall clock the ID clock follows (less any held step) is within --ntp-max-offset of NTP time (or NTP is not checked), else 0; at 0 no IDs are issued.", func() float64 {
+		gauge("ntp_safe", "1 while the wall clock the ID clock follows (less any held step) is within --ntp-max-offset of NTP time, and the ID clock not further ahead than twice --watermark-window beyond that (or NTP is not checked), else 0; at 0 no IDs are issued.", func() float64 {
 			return b2f(ntp.Safe())
 		}),
 		gauge("ntp_offset_seconds", "NTP time minus the wall clock the ID clock follows (less any held step), from the latest valid NTP answer; 0 before the first.", func() float64 {
 			return ntp.Status().Offset.Seconds()
+		}),
+		gauge("ntp_clock_lead_seconds", "How far the ID clock was ahead of NTP time (negative: behind) at the latest valid NTP answer; past --ntp-max-offset plus twice --watermark-window no IDs are issued.", func() float64 {
+			return ntp.Status().Lead.Seconds()
 		}),
 		gauge("ntp_last_success_timestamp_seconds", "Unix time of the latest valid NTP answer; 0 before the first.", func() float64 {
 			t := ntp.Status().LastSuccess

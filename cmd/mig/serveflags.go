@@ -182,6 +182,9 @@ func (f *serveFlags) config() (serveConfig, error) {
 			Interval:  f.ntpInterval,
 			Timeout:   f.ntpTimeout,
 			MaxOffset: f.ntpMaxOffset,
+			// A worker that takes over a crashed one's ID starts up to a
+			// window ahead; twice that leaves room for a chain of them.
+			MaxLead: 2 * cmp.Or(f.window, workerid.DefaultWindow),
 		},
 		etcd: etcdConfig{
 			endpoints: splitList(f.etcd),
