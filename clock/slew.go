@@ -318,6 +318,10 @@ type Basis struct {
 	Held    time.Duration
 	Clock   time.Time
 	Changes uint64
+
+	// The small steps followed, and the held ones undone, up to this
+	// reading: what a verdict on it may count as checked (Settle).
+	unchecked, undone int64
 }
 
 // Basis takes a reading and returns the wall clock the ID clock follows.
@@ -328,17 +332,22 @@ func (s *Slewing) Basis() Basis {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.readLocked(r)
-	return Basis{Wall: time.Unix(0, subSat(s.mu.wall, s.mu.held)), Held: time.Duration(s.mu.held), Clock: time.Unix(0, v), Changes: s.mu.changes}
+	return Basis{
+		Wall: time.Unix(0, subSat(s.mu.wall, s.mu.held)), Held: time.Duration(s.mu.held),
+		Clock: time.Unix(0, v), Changes: s.mu.changes,
+		unchecked: s.mu.unchecked, undone: s.mu.undone,
+	}
 }
 
 // Settle records a check's verdict on b, a Basis taken when it began:
-// the wall clock followed was right, and with release the held steps
-// too (the stepped wall clock was right): they are let through, and the
-// ID clock follows them (or slews at ForwardRate). Either way the small
-// steps followed so far count as checked. It does nothing, and returns
-// false, if the wall clock has stepped since b: the verdict is not of
-// the clock as it is now.
-func (s *Slewing) Settle(b Basis, release bool) bool {
+// the wall clock followed was right, or behind by release of the held
+// steps, which are let through then (all of them when the stepped wall
+// clock was right): the ID clock follows them (or slews at ForwardRate).
+// Either way the small steps followed up to b count as checked; those
+// followed since do not. It does nothing, and returns false, if the
+// wall clock has stepped since b (Changes): the verdict is not of the
+// clock as it is now.
+func (s *Slewing) Settle(b Basis, release time.Duration) bool {
 	r := s.src.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -346,9 +355,10 @@ func (s *Slewing) Settle(b Basis, release bool) bool {
 	if s.mu.changes != b.Changes {
 		return false
 	}
-	s.mu.unchecked, s.mu.undone = 0, 0
-	if release && s.mu.held > 0 {
-		s.mu.held = 0
+	s.mu.unchecked = max(0, s.mu.unchecked-b.unchecked)
+	s.mu.undone = max(0, s.mu.undone-b.undone)
+	if release > 0 && s.mu.held > 0 {
+		s.mu.held = max(0, s.mu.held-int64(release))
 		s.mu.released++
 	}
 	return true

@@ -210,6 +210,9 @@ type Monitor struct {
 		// checked is set once a round has ended with a verdict, or with
 		// no answer at all (see Safe).
 		checked bool
+		// leadRef is what the latest valid answer's lead was measured
+		// against, for CheckClock to measure it again.
+		leadRef leadRef
 	}
 }
 
@@ -277,6 +280,8 @@ func (m *Monitor) CheckClock() error {
 		return nil // made safe since the load above
 	case st.LastSuccess.IsZero():
 		return fmt.Errorf("%w: not checked yet: the first NTP round has not ended", ErrUnsafe)
+	case m.within(st.Offset) && m.leadBack():
+		return nil
 	case m.within(st.Offset):
 		return fmt.Errorf("%w: the ID clock is %v ahead of NTP time (server %s), beyond the %v allowed: it started, or the wall clock stepped, that far ahead, and it slows down until it is back (--slew-back-rate); a restart resumes sooner when the watermark is not as far ahead (mig status)",
 			ErrUnsafe, st.Lead, st.Server, st.MaxOffset+st.MaxLead)
@@ -354,7 +359,8 @@ func (m *Monitor) run() {
 func (m *Monitor) round() bool {
 	b := m.basis()
 	res := m.queryAll()
-	steady := m.basis().Changes == b.Changes
+	end := m.basis()
+	steady := end.Changes == b.Changes
 	at := m.src.Now().Wall
 
 	m.mu.Lock()
@@ -368,7 +374,7 @@ func (m *Monitor) round() bool {
 			res[i] = ServerStatus{Server: res[i].Server, Err: fmt.Errorf("%w: %s: %w", ErrQuery, res[i].Server, errStepDuringRound)}
 		}
 	}
-	return m.recordLocked(res, at, b, !steady)
+	return m.recordLocked(res, at, b, end, !steady)
 }
 
 // bestOf returns the index of the valid answer with the lowest RTT in
@@ -401,6 +407,50 @@ func Measure(cfg Config, src clock.Source) (best ServerStatus, ok bool) {
 		return res[i], true
 	}
 	return ServerStatus{}, false
+}
+
+// leadRef is the steps counted (clock.Basis.Changes) and the offset NTP
+// measured of the wall clock followed, at a round's end.
+type leadRef struct {
+	changes uint64
+	offset  time.Duration
+}
+
+// lead is how far the ID clock is ahead of NTP time at b, when NTP time
+// is off ahead of b.Wall.
+func (m *Monitor) lead(b clock.Basis, off time.Duration) time.Duration {
+	return b.Clock.Sub(b.Wall) - off
+}
+
+// leadBack measures the ID clock's lead again, against the latest
+// answer, while only that lead makes the clock unsafe, and makes it safe
+// if the lead is back within bounds: the ID clock slows down between
+// rounds, and a refusal for its lead must not wait for NTP to answer
+// again, nor for the next round. A step counted since (Changes) makes
+// the latest answer no measure of the clock: the round it asked for
+// decides then.
+func (m *Monitor) leadBack() bool {
+	c := m.cfg.IDClock
+	if c == nil {
+		return false
+	}
+	b := c.Basis()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ref := &m.mu.st, m.mu.leadRef
+	switch {
+	case st.Safe:
+		return true
+	case st.LastSuccess.IsZero() || !m.within(st.Offset) || b.Changes != ref.changes:
+		return false
+	}
+	lead := m.lead(b, ref.offset)
+	if lead > m.cfg.MaxOffset+m.cfg.MaxLead {
+		return false
+	}
+	st.Lead, st.Safe = lead, true
+	m.safe.Store(true)
+	return true
 }
 
 // leadExcess is how far the ID clock was ahead of NTP time beyond what
@@ -442,11 +492,12 @@ func (m *Monitor) within(off time.Duration) bool {
 	return off <= m.cfg.MaxOffset && -off <= m.cfg.MaxOffset
 }
 
-// recordLocked records a round's answers, measured against basis; void
-// is true when the wall clock stepped during the round, and res holds no
-// valid answer then. It reports false when the round decided nothing
-// for a step: it was void, or the ID clock refused its verdict.
-func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis clock.Basis, void bool) bool {
+// recordLocked records a round's answers, measured against basis (taken
+// as it began; end as it ended); void is true when the wall clock
+// stepped during the round, and res holds no valid answer then. It
+// reports false when the round decided nothing for a step: it was void,
+// or the ID clock refused its verdict.
+func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis, end clock.Basis, void bool) bool {
 	st := &m.mu.st
 	st.Rounds++
 	st.Servers = res
@@ -480,20 +531,32 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis clock.Bas
 		stepped := off - basis.Held
 		switch {
 		case basis.Held > 0 && m.within(stepped) && stepped.Abs() <= off.Abs():
-			decided = c.Settle(basis, true)
+			decided = c.Settle(basis, basis.Held)
 			if decided {
 				st.Confirmed++
 				off = stepped
 			}
+		case basis.Held > 0 && off > m.cfg.MaxOffset/2:
+			// Wrong, but the wall clock is coming back, slewed rather than
+			// stepped (chrony after its first updates): the wall clock
+			// followed falls behind NTP time as it does. Let through as
+			// much of the held step as it is behind.
+			st.Refuted++
+			part := min(off, basis.Held)
+			decided = c.Settle(basis, part)
+			if decided {
+				off -= part
+			}
 		case basis.Held > 0:
 			st.Refuted++
-			decided = !safe || c.Settle(basis, false)
+			decided = !safe || c.Settle(basis, 0)
 		case safe:
-			decided = c.Settle(basis, false) // the steps it followed were right
+			decided = c.Settle(basis, 0) // the steps it followed were right
 		}
-		// The ID clock itself, at the reading the round began with; a
-		// release only moves it up to the wall clock, within MaxOffset.
-		st.Lead = basis.Clock.Sub(basis.Wall) - b.Offset
+		// The ID clock itself, as the round ended; a release only moves
+		// it up to the wall clock, within MaxOffset.
+		st.Lead = m.lead(end, b.Offset)
+		m.mu.leadRef = leadRef{end.Changes, off}
 		safe = m.within(off) && st.Lead <= m.cfg.MaxOffset+m.cfg.MaxLead
 	}
 	st.ConsecutiveFailures = 0

@@ -475,3 +475,55 @@ func TestMonitorLead(t *testing.T) {
 		t.Fatalf("raised 10s ahead: %+v, want safe, MaxLead being %v", st, DefaultMaxLead)
 	}
 }
+
+// nextRound waits for a regular round, advancing the manual clock over
+// the interval.
+func (h *heldClock) nextRound(t *testing.T) Status {
+	t.Helper()
+	rounds := h.m.Status().Rounds
+	waitFor(t, "a round", func() bool {
+		h.src.manual.Advance(time.Hour)
+		return h.m.Status().Rounds > rounds
+	})
+	return h.m.Status()
+}
+
+// TestMonitorLeadBackWithoutNTP: a refusal for the ID clock's lead ends
+// when the ID clock has slowed down enough, with no server answering.
+func TestMonitorLeadBackWithoutNTP(t *testing.T) {
+	h := startHeld(t, 0)
+	h.id.Raise(h.src.real.Now().Wall.Add(21 * time.Second).UnixNano())
+	if st := h.step(t, time.Second); st.Safe {
+		t.Fatalf("the ID clock 21s ahead: %+v, want unsafe (MaxOffset + MaxLead %v)", st, DefaultMaxOffset+DefaultMaxLead)
+	}
+	h.f.SetSilent(true)
+	waitFor(t, "the ID clock back within bounds, NTP silent", func() bool { return h.m.CheckClock() == nil })
+	if st := h.m.Status(); !st.Safe || st.Lead > DefaultMaxOffset+DefaultMaxLead {
+		t.Fatalf("after the ID clock slowed down: %+v", st)
+	}
+}
+
+// TestMonitorSlewedCorrection: a wrong step held and refuted, then
+// corrected by slewing the wall clock (small changes, no step): each
+// round lets through as much of the held step as the wall clock came
+// back, so the clock followed stays at NTP time and the check safe.
+func TestMonitorSlewedCorrection(t *testing.T) {
+	h := startHeld(t, 0)
+	if st := h.step(t, 3*time.Second); st.Refuted != 1 || !st.Safe {
+		t.Fatalf("a wrong 3s step: %+v, want refuted, safe", st)
+	}
+	for range 2000 { // a second back, half a millisecond at a time: under the step threshold
+		h.wall.Step(-500 * time.Microsecond)
+		h.id.UnixNano()
+	}
+	st := h.nextRound(t)
+	if !st.Safe || !near(st.Offset, 0) || st.Refuted != 2 {
+		t.Fatalf("a second of the step slewed away: %+v, want safe at about 0", st)
+	}
+	if held := h.id.Status().Held; !near(held, 2*time.Second) {
+		t.Fatalf("held %v, want about 2s", held)
+	}
+	if !near(h.idBehind(), 0) {
+		t.Fatalf("ID clock %v behind real time, want on time", h.idBehind())
+	}
+}
