@@ -274,7 +274,9 @@ func (m *Monitor) CheckClock() error {
 	if m.safe.Load() {
 		return nil
 	}
-	st := m.Status()
+	m.mu.Lock()
+	st := m.mu.st // its Servers are not read here: no copy
+	m.mu.Unlock()
 	switch {
 	case st.Safe:
 		return nil // made safe since the load above
@@ -428,7 +430,8 @@ func (m *Monitor) lead(b clock.Basis, off time.Duration) time.Duration {
 // rounds, and a refusal for its lead must not wait for NTP to answer
 // again, nor for the next round. A step counted since (Changes) makes
 // the latest answer no measure of the clock: the round it asked for
-// decides then.
+// decides then. Smaller steps since are not counted: the lead measured
+// may be short by up to HoldForward of them.
 func (m *Monitor) leadBack() bool {
 	c := m.cfg.IDClock
 	if c == nil {
@@ -528,30 +531,22 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis, end cloc
 		// clock is off-Held from NTP time. Settle refuses a verdict on a
 		// clock that stepped since the round began: the next round,
 		// which that step asked for, judges it.
+		// A held amount under the step threshold is the drift of a
+		// corrected step (clock.Slewing's driftLocked), no step.
 		stepped := off - basis.Held
+		held := basis.Held > clock.DefaultStepThreshold
 		switch {
-		case basis.Held > 0 && m.within(stepped) && stepped.Abs() <= off.Abs():
-			decided = c.Settle(basis, basis.Held)
+		case held && m.within(stepped) && stepped.Abs() <= off.Abs():
+			decided = c.Settle(basis, true)
 			if decided {
 				st.Confirmed++
 				off = stepped
 			}
-		case basis.Held > 0 && off > m.cfg.MaxOffset/2:
-			// Wrong, but the wall clock is coming back, slewed rather than
-			// stepped (chrony after its first updates): the wall clock
-			// followed falls behind NTP time as it does. Let through as
-			// much of the held step as it is behind.
+		case held:
 			st.Refuted++
-			part := min(off, basis.Held)
-			decided = c.Settle(basis, part)
-			if decided {
-				off -= part
-			}
-		case basis.Held > 0:
-			st.Refuted++
-			decided = !safe || c.Settle(basis, 0)
+			decided = !safe || c.Settle(basis, false)
 		case safe:
-			decided = c.Settle(basis, 0) // the steps it followed were right
+			decided = c.Settle(basis, true) // the steps it followed were right
 		}
 		// The ID clock itself, as the round ended; a release only moves
 		// it up to the wall clock, within MaxOffset.
