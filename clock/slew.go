@@ -340,13 +340,14 @@ func (s *Slewing) Basis() Basis {
 }
 
 // Settle records a check's verdict on b, a Basis taken when it began:
-// the wall clock followed was right, and with release the held steps
-// too (the stepped wall clock was right): they are let through, and the
-// ID clock follows them (or slews at ForwardRate). Either way the small
-// steps followed up to b count as checked; those followed since do not.
-// It does nothing, and returns false, if the wall clock has stepped
-// since b (Changes): the verdict is not of the clock as it is now.
-func (s *Slewing) Settle(b Basis, release bool) bool {
+// the wall clock followed was right, or behind by release of the held
+// steps, which are let through then (all of them, b.Held, when the
+// stepped wall clock was right): the ID clock follows them (or slews at
+// ForwardRate). Either way the small steps followed up to b count as
+// checked; those followed since do not. It does nothing, and returns
+// false, if the wall clock has stepped since b (Changes): the verdict is
+// not of the clock as it is now.
+func (s *Slewing) Settle(b Basis, release time.Duration) bool {
 	r := s.src.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -356,11 +357,12 @@ func (s *Slewing) Settle(b Basis, release bool) bool {
 	}
 	s.mu.unchecked = max(0, s.mu.unchecked-b.unchecked)
 	s.mu.undone = max(0, s.mu.undone-b.undone)
-	if release && s.mu.held > 0 {
-		// All of it: what drift moved since b (driftLocked) belongs to
-		// the step confirmed.
-		s.mu.held = 0
+	if release > 0 && s.mu.held > 0 {
+		s.mu.held = max(0, s.mu.held-int64(release))
 		s.mu.released++
+	}
+	if s.mu.held == 0 {
+		s.mu.undone = 0 // nothing held to hold again
 	}
 	return true
 }
@@ -402,8 +404,6 @@ func (s *Slewing) readLocked(r Reading) int64 {
 		s.mu.stepsBck++
 		s.mu.lastStep = time.Duration(d)
 		s.backLocked(-d)
-	} else if d != 0 && (s.mu.held > 0 || s.mu.undone > 0) {
-		s.driftLocked(d)
 	}
 	s.mu.skew = skew
 	s.mu.wall = wall
@@ -517,26 +517,6 @@ func (s *Slewing) backLocked(d int64) {
 	if s.hold > 0 && d > s.hold {
 		s.signalLocked()
 	}
-}
-
-// driftLocked accounts for a change d of the wall clock too small to be
-// a step, while a step is held or was undone since the last check: a
-// wall clock slewed back (chrony corrects a step as a slew once it is
-// running) undoes the held step as a step back would, and one moving
-// forward holds again what was undone. So a held step corrected by a
-// slew never reaches the wall clock followed, and jitter lets nothing
-// of it through. These changes count as no change (Basis.Changes): they
-// come with every reading.
-func (s *Slewing) driftLocked(d int64) {
-	if d < 0 {
-		undo := min(s.mu.held, -d)
-		s.mu.held -= undo
-		s.mu.undone = addSat(s.mu.undone, undo)
-		return
-	}
-	again := min(s.mu.undone, d)
-	s.mu.undone -= again
-	s.mu.held = addSat(s.mu.held, again)
 }
 
 func (s *Slewing) signalLocked() {

@@ -39,6 +39,9 @@ const (
 	DefaultTimeout   = 5 * time.Second
 	DefaultMaxOffset = 500 * time.Millisecond
 	DefaultMaxLead   = 20 * time.Second
+	// DefaultMaxSlewRate is above the fastest slew of Linux (adjtimex
+	// moves the tick by up to 10%) and of chrony (maxslewrate 83,333 ppm).
+	DefaultMaxSlewRate = 0.1
 
 	// minStepRound is the least time between the start of a round and one
 	// run early for a step of the ID clock's wall clock: a clock that
@@ -82,6 +85,15 @@ type Config struct {
 	// watermark window ahead); `mig serve` allows twice the window. Zero
 	// means DefaultMaxLead.
 	MaxLead time.Duration
+	// MaxSlewRate is the fastest the host's NTP daemon slews the wall
+	// clock, in seconds a second. A held step that NTP finds wrong, with
+	// the wall clock followed behind NTP time, is being slewed away (on
+	// Linux a slew moves the monotonic clock too, so the ID clock cannot
+	// see it): each round lets through as much of it as the clock
+	// followed is behind, but no more than MaxSlewRate of the time since
+	// the last answer, so that one wrong answer cannot release much.
+	// Zero means DefaultMaxSlewRate; it must be in [0, 1].
+	MaxSlewRate float64
 }
 
 func (c Config) withDefaults() Config {
@@ -96,6 +108,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxLead == 0 {
 		c.MaxLead = DefaultMaxLead
+	}
+	if c.MaxSlewRate == 0 {
+		c.MaxSlewRate = DefaultMaxSlewRate
 	}
 	return c
 }
@@ -120,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxLead < 0 {
 		return fmt.Errorf("%w: NTP MaxLead %v is negative", clock.ErrInvalidConfig, c.MaxLead)
+	}
+	if !(c.MaxSlewRate >= 0 && c.MaxSlewRate <= 1) {
+		return fmt.Errorf("%w: NTP MaxSlewRate %v is not in [0, 1]", clock.ErrInvalidConfig, c.MaxSlewRate)
 	}
 	return nil
 }
@@ -213,6 +231,9 @@ type Monitor struct {
 		// leadRef is what the latest valid answer's lead was measured
 		// against, for CheckClock to measure it again.
 		leadRef leadRef
+		// answered is the monotonic time of the latest valid answer (or
+		// of Start), for Config.MaxSlewRate.
+		answered time.Duration
 	}
 }
 
@@ -242,6 +263,7 @@ func Start(cfg Config, src clock.Source) (*Monitor, error) {
 	m.mu.st = Status{Enabled: enabled, Safe: !enabled, MaxOffset: cfg.MaxOffset, MaxLead: cfg.MaxLead}
 	m.safe.Store(!enabled)
 	m.mu.conns = make(map[net.Conn]struct{})
+	m.mu.answered = src.Mono()
 	if len(cfg.Servers) == 0 {
 		close(m.done)
 		return m, nil
@@ -534,19 +556,27 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis, end cloc
 		// A held amount under the step threshold is the drift of a
 		// corrected step (clock.Slewing's driftLocked), no step.
 		stepped := off - basis.Held
-		held := basis.Held > clock.DefaultStepThreshold
+		since := m.src.Mono() - m.mu.answered
 		switch {
-		case held && m.within(stepped) && stepped.Abs() <= off.Abs():
-			decided = c.Settle(basis, true)
+		case basis.Held > 0 && m.within(stepped) && stepped.Abs() <= off.Abs():
+			decided = c.Settle(basis, basis.Held)
 			if decided {
 				st.Confirmed++
 				off = stepped
 			}
-		case held:
+		case basis.Held > 0 && off > m.cfg.MaxOffset/2:
+			// Wrong, but being slewed away: see Config.MaxSlewRate.
 			st.Refuted++
-			decided = !safe || c.Settle(basis, false)
+			part := min(off, basis.Held, time.Duration(m.cfg.MaxSlewRate*float64(since)))
+			decided = c.Settle(basis, part)
+			if decided {
+				off -= part
+			}
+		case basis.Held > 0:
+			st.Refuted++
+			decided = !safe || c.Settle(basis, 0)
 		case safe:
-			decided = c.Settle(basis, true) // the steps it followed were right
+			decided = c.Settle(basis, 0) // the steps it followed were right
 		}
 		// The ID clock itself, as the round ended; a release only moves
 		// it up to the wall clock, within MaxOffset.
@@ -554,6 +584,7 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis, end cloc
 		m.mu.leadRef = leadRef{end.Changes, off}
 		safe = m.within(off) && st.Lead <= m.cfg.MaxOffset+m.cfg.MaxLead
 	}
+	m.mu.answered = m.src.Mono()
 	st.ConsecutiveFailures = 0
 	st.Offset, st.RTT, st.Server, st.LastSuccess = off, b.RTT, b.Server, at
 	st.Safe = safe

@@ -340,6 +340,12 @@ type heldClock struct {
 
 func startHeld(t *testing.T, skew time.Duration) *heldClock {
 	t.Helper()
+	return startHeldCfg(t, skew, Config{})
+}
+
+// startHeldCfg is startHeld with cfg's MaxSlewRate.
+func startHeldCfg(t *testing.T, skew time.Duration, cfg Config) *heldClock {
+	t.Helper()
 	h := &heldClock{src: newDrivenSource(), f: startFakeNTP(t, 0)}
 	h.wall = clock.NewSkewed(h.src, skew)
 	var err error
@@ -347,7 +353,8 @@ func startHeld(t *testing.T, skew time.Duration) *heldClock {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.m = startMonitor(t, Config{Servers: []string{h.f.Addr()}, Interval: time.Hour, Timeout: time.Second, IDClock: h.id}, h.wall)
+	cfg.Servers, cfg.Interval, cfg.Timeout, cfg.IDClock = []string{h.f.Addr()}, time.Hour, time.Second, h.id
+	h.m = startMonitor(t, cfg, h.wall)
 	waitRounds(t, h.m, 1)
 	return h
 }
@@ -505,23 +512,40 @@ func TestMonitorLeadBackWithoutNTP(t *testing.T) {
 
 // TestMonitorSlewedCorrection: a wrong step held and refuted, then
 // corrected by slewing the wall clock (small changes, no step): the
-// slew undoes the held step as it goes, so the clock followed stays at
-// NTP time and the check safe.
+// clock followed falls behind NTP time, and the next round lets that
+// much of the held step through, at most MaxSlewRate of the time since
+// the last answer; so the clock followed stays at NTP time and the
+// check safe.
 func TestMonitorSlewedCorrection(t *testing.T) {
-	h := startHeld(t, 0)
+	h := startHeldCfg(t, 0, Config{MaxSlewRate: 1})
+	<-h.src.real.After(time.Second) // one second since the first answer: up to a second may go
+	if st := h.nextRound(t); !st.Safe {
+		t.Fatalf("before the step: %+v", st)
+	}
 	if st := h.step(t, 3*time.Second); st.Refuted != 1 || !st.Safe {
 		t.Fatalf("a wrong 3s step: %+v, want refuted, safe", st)
 	}
-	for range 2000 { // a second back, half a millisecond at a time: under the step threshold
+	for range 1000 { // half a second back, half a millisecond at a time: under the step threshold
 		h.wall.Step(-500 * time.Microsecond)
 		h.id.UnixNano()
 	}
+	<-h.src.real.After(time.Second)
 	st := h.nextRound(t)
 	if !st.Safe || !near(st.Offset, 0) || st.Refuted != 2 {
 		t.Fatalf("a second of the step slewed away: %+v, want safe at about 0", st)
 	}
-	if held := h.id.Status().Held; !near(held, 2*time.Second) {
-		t.Fatalf("held %v, want about 2s", held)
+	if held := h.id.Status().Held; !near(held, 2500*time.Millisecond) {
+		t.Fatalf("held %v, want about 2.5s", held)
+	}
+	// A wrong answer lets through no more than MaxSlewRate of the time
+	// since the last one.
+	rate := startHeldCfg(t, 0, Config{MaxSlewRate: 0.1})
+	rate.step(t, time.Hour)
+	rate.f.SetOffset(10 * time.Minute)
+	<-rate.src.real.After(time.Second)
+	rate.nextRound(t)
+	if held := rate.id.Status().Held; held < time.Hour-time.Second {
+		t.Fatalf("an answer ten minutes wrong released %v of the held hour, want at most 0.1s a second", time.Hour-held)
 	}
 	if !near(h.idBehind(), 0) {
 		t.Fatalf("ID clock %v behind real time, want on time", h.idBehind())
