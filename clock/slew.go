@@ -319,9 +319,9 @@ type Basis struct {
 	Clock   time.Time
 	Changes uint64
 
-	// The small steps followed, and the held ones undone, up to this
-	// reading: what a verdict on it may count as checked (Settle).
-	unchecked, undone int64
+	// The small steps followed up to this reading: what a verdict on it
+	// may count as checked (Settle).
+	unchecked int64
 }
 
 // Basis takes a reading and returns the wall clock the ID clock follows.
@@ -335,7 +335,7 @@ func (s *Slewing) Basis() Basis {
 	return Basis{
 		Wall: time.Unix(0, subSat(s.mu.wall, s.mu.held)), Held: time.Duration(s.mu.held),
 		Clock: time.Unix(0, v), Changes: s.mu.changes,
-		unchecked: s.mu.unchecked, undone: s.mu.undone,
+		unchecked: s.mu.unchecked,
 	}
 }
 
@@ -356,13 +356,16 @@ func (s *Slewing) Settle(b Basis, release time.Duration) bool {
 		return false
 	}
 	s.mu.unchecked = max(0, s.mu.unchecked-b.unchecked)
-	s.mu.undone = max(0, s.mu.undone-b.undone)
 	if release > 0 && s.mu.held > 0 {
 		s.mu.held = max(0, s.mu.held-int64(release))
 		s.mu.released++
 	}
+	// What steps back undid is held again by the next steps forward for
+	// as long as anything is held: a verdict that the held step is wrong
+	// says nothing of the undone part, and forgetting it would let a
+	// wall clock jittering across rounds through bit by bit.
 	if s.mu.held == 0 {
-		s.mu.undone = 0 // nothing held to hold again
+		s.mu.undone = 0
 	}
 	return true
 }

@@ -606,6 +606,20 @@ func TestSlewingHold(t *testing.T) {
 			t.Fatalf("after 200 jitters: %+v, want the hour held and the wall clock followed at %v", b, start)
 		}
 	})
+	t.Run("a step back and forward across a refuting check lets nothing through", func(t *testing.T) {
+		m, s := newHeld(t, 0)
+		m.StepForward(time.Hour)
+		s.UnixNano()
+		for range 5 {
+			m.StepBack(300 * time.Millisecond)
+			s.Settle(s.Basis(), 0) // refuted: the hour stays held
+			m.StepForward(300 * time.Millisecond)
+			s.UnixNano()
+		}
+		if b := s.Basis(); b.Held != time.Hour || !b.Wall.Equal(start) {
+			t.Fatalf("%+v, want the hour held and the wall clock followed at %v", b, start)
+		}
+	})
 	t.Run("a stale reading changes nothing", func(t *testing.T) {
 		m, s := newHeld(t, 0)
 		m.StepForward(time.Hour)

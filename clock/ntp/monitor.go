@@ -89,10 +89,12 @@ type Config struct {
 	// clock, in seconds a second. A held step that NTP finds wrong, with
 	// the wall clock followed behind NTP time, is being slewed away (on
 	// Linux a slew moves the monotonic clock too, so the ID clock cannot
-	// see it): each round lets through as much of it as the clock
-	// followed is behind, but no more than MaxSlewRate of the time since
-	// the last answer, so that one wrong answer cannot release much.
-	// Zero means DefaultMaxSlewRate; it must be in [0, 1].
+	// see it): when two rounds in a row (the second two seconds after the
+	// first) find the clock followed behind, as much of the step as both
+	// found is let through, but no more than MaxSlewRate of the time
+	// since the answer before them (at most an Interval and two seconds),
+	// so that a wrong answer cannot release much. Zero means
+	// DefaultMaxSlewRate; it must be in [0, 1].
 	MaxSlewRate float64
 }
 
@@ -232,8 +234,10 @@ type Monitor struct {
 		// against, for CheckClock to measure it again.
 		leadRef leadRef
 		// answered is the monotonic time of the latest valid answer (or
-		// of Start), for Config.MaxSlewRate.
+		// of Start), and lag what the latest round found of a held step
+		// being slewed away, for Config.MaxSlewRate.
 		answered time.Duration
+		lag      lagSeen
 	}
 }
 
@@ -433,6 +437,15 @@ func Measure(cfg Config, src clock.Source) (best ServerStatus, ok bool) {
 	return ServerStatus{}, false
 }
 
+// lagSeen is how far a round found the wall clock followed behind NTP
+// time while a step was held, with the steps counted then (Changes) and
+// the time of the answer before it.
+type lagSeen struct {
+	changes uint64
+	amount  time.Duration
+	from    time.Duration
+}
+
 // leadRef is the steps counted (clock.Basis.Changes) and the offset NTP
 // measured of the wall clock followed, at a round's end.
 type leadRef struct {
@@ -553,10 +566,9 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis, end cloc
 		// clock is off-Held from NTP time. Settle refuses a verdict on a
 		// clock that stepped since the round began: the next round,
 		// which that step asked for, judges it.
-		// A held amount under the step threshold is the drift of a
-		// corrected step (clock.Slewing's driftLocked), no step.
 		stepped := off - basis.Held
-		since := m.src.Mono() - m.mu.answered
+		lag := m.mu.lag
+		m.mu.lag = lagSeen{}
 		switch {
 		case basis.Held > 0 && m.within(stepped) && stepped.Abs() <= off.Abs():
 			decided = c.Settle(basis, basis.Held)
@@ -565,9 +577,16 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis, end cloc
 				off = stepped
 			}
 		case basis.Held > 0 && off > m.cfg.MaxOffset/2:
-			// Wrong, but being slewed away: see Config.MaxSlewRate.
+			// Wrong, but being slewed away: see Config.MaxSlewRate. One
+			// answer is not enough: the next round, soon, must agree.
 			st.Refuted++
-			part := min(off, basis.Held, time.Duration(m.cfg.MaxSlewRate*float64(since)))
+			if lag.changes != basis.Changes || lag.amount == 0 {
+				m.mu.lag = lagSeen{changes: basis.Changes, amount: off, from: m.mu.answered}
+				decided = false
+				break
+			}
+			span := min(m.src.Mono()-lag.from, m.cfg.Interval+minStepRound)
+			part := min(off, lag.amount, basis.Held, time.Duration(m.cfg.MaxSlewRate*float64(span)))
 			decided = c.Settle(basis, part)
 			if decided {
 				off -= part

@@ -512,10 +512,10 @@ func TestMonitorLeadBackWithoutNTP(t *testing.T) {
 
 // TestMonitorSlewedCorrection: a wrong step held and refuted, then
 // corrected by slewing the wall clock (small changes, no step): the
-// clock followed falls behind NTP time, and the next round lets that
-// much of the held step through, at most MaxSlewRate of the time since
-// the last answer; so the clock followed stays at NTP time and the
-// check safe.
+// clock followed falls behind NTP time, and when two rounds agree that
+// much of the held step goes through, at most MaxSlewRate of the time
+// since the answer before them; so the clock followed stays at NTP time
+// and the check safe.
 func TestMonitorSlewedCorrection(t *testing.T) {
 	h := startHeldCfg(t, 0, Config{MaxSlewRate: 1})
 	<-h.src.real.After(time.Second) // one second since the first answer: up to a second may go
@@ -530,19 +530,23 @@ func TestMonitorSlewedCorrection(t *testing.T) {
 		h.id.UnixNano()
 	}
 	<-h.src.real.After(time.Second)
-	st := h.nextRound(t)
-	if !st.Safe || !near(st.Offset, 0) || st.Refuted != 2 {
-		t.Fatalf("a second of the step slewed away: %+v, want safe at about 0", st)
+	if st := h.nextRound(t); !near(h.id.Status().Held, 3*time.Second) {
+		t.Fatalf("one round found the clock followed behind: %+v; want nothing let through on one answer", st)
+	}
+	st := h.nextRound(t) // the second, two seconds later
+	if !st.Safe || !near(st.Offset, 0) || st.Refuted != 3 {
+		t.Fatalf("half a second of the step slewed away: %+v, want safe at about 0", st)
 	}
 	if held := h.id.Status().Held; !near(held, 2500*time.Millisecond) {
 		t.Fatalf("held %v, want about 2.5s", held)
 	}
-	// A wrong answer lets through no more than MaxSlewRate of the time
-	// since the last one.
+	// Wrong answers let through no more than MaxSlewRate of the time
+	// since the answer before them.
 	rate := startHeldCfg(t, 0, Config{MaxSlewRate: 0.1})
 	rate.step(t, time.Hour)
 	rate.f.SetOffset(10 * time.Minute)
 	<-rate.src.real.After(time.Second)
+	rate.nextRound(t)
 	rate.nextRound(t)
 	if held := rate.id.Status().Held; held < time.Hour-time.Second {
 		t.Fatalf("an answer ten minutes wrong released %v of the held hour, want at most 0.1s a second", time.Hour-held)
