@@ -115,7 +115,7 @@ func defineServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&f.ntpServers, "ntp-servers", "", "comma-separated NTP `servers` to check the wall clock against; empty disables the check")
 	fs.DurationVar(&f.ntpInterval, "ntp-interval", ntp.DefaultInterval, "the wait between NTP checks")
 	fs.DurationVar(&f.ntpTimeout, "ntp-timeout", ntp.DefaultTimeout, "the timeout of one NTP query")
-	fs.DurationVar(&f.ntpMaxOffset, "ntp-max-offset", ntp.DefaultMaxOffset, "the largest offset from NTP time at which IDs are still issued")
+	fs.DurationVar(&f.ntpMaxOffset, "ntp-max-offset", ntp.DefaultMaxOffset, "the largest offset from NTP time at which IDs are still issued; also how far the\nwall clock may step forward between NTP checks before the ID clock holds the step\nuntil NTP confirms it")
 
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "the server's certificate `file` (PEM); with --tls-key, serves HTTPS")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the server's private key `file` (PEM)")
