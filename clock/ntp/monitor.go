@@ -40,8 +40,10 @@ const (
 	DefaultMaxOffset = 500 * time.Millisecond
 	DefaultMaxLead   = 20 * time.Second
 	// DefaultMaxSlewRate is above the fastest slew of Linux (adjtimex
-	// moves the tick by up to 10%) and of chrony (maxslewrate 83,333 ppm).
-	DefaultMaxSlewRate = 0.1
+	// moves the tick by up to 10%) and of chrony (maxslewrate 83,333 ppm),
+	// measured on the monotonic clock that the slew slows too (11.1% and
+	// 9.1%).
+	DefaultMaxSlewRate = 0.125
 
 	// minStepRound is the least time between the start of a round and one
 	// run early for a step of the ID clock's wall clock: a clock that
@@ -92,9 +94,9 @@ type Config struct {
 	// see it): when two rounds in a row (the second two seconds after the
 	// first) find the clock followed behind, as much of the step as both
 	// found is let through, but no more than MaxSlewRate of the time
-	// since the answer before them (at most an Interval and two seconds),
-	// so that a wrong answer cannot release much. Zero means
-	// DefaultMaxSlewRate; it must be in [0, 1].
+	// since the answer before them, so that a wrong answer releases
+	// nothing, and a server wrong all along no more than a slew would.
+	// Zero means DefaultMaxSlewRate; it must be in [0, 1].
 	MaxSlewRate float64
 }
 
@@ -576,16 +578,20 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis, end cloc
 				st.Confirmed++
 				off = stepped
 			}
-		case basis.Held > 0 && off > m.cfg.MaxOffset/2:
+		case basis.Held > 0 && off > m.cfg.MaxOffset/2 && (lag.changes != basis.Changes || lag.amount == 0):
 			// Wrong, but being slewed away: see Config.MaxSlewRate. One
 			// answer is not enough: the next round, soon, must agree.
+			// Until it does, the verdict before stands: the clock
+			// followed is behind, which dates IDs late, not early.
+			m.mu.lag = lagSeen{changes: basis.Changes, amount: off, from: m.mu.answered}
+			st.ConsecutiveFailures = 0
+			return false
+		case basis.Held > 0 && off > m.cfg.MaxOffset/2:
 			st.Refuted++
-			if lag.changes != basis.Changes || lag.amount == 0 {
-				m.mu.lag = lagSeen{changes: basis.Changes, amount: off, from: m.mu.answered}
-				decided = false
-				break
-			}
-			span := min(m.src.Mono()-lag.from, m.cfg.Interval+minStepRound)
+			// The spans of two releases never overlap (the first round of
+			// a pair comes after the last release), so that however the
+			// rounds fall, no more than MaxSlewRate of the time goes.
+			span := m.src.Mono() - lag.from
 			part := min(off, lag.amount, basis.Held, time.Duration(m.cfg.MaxSlewRate*float64(span)))
 			decided = c.Settle(basis, part)
 			if decided {
