@@ -550,21 +550,41 @@ func TestSlewingHold(t *testing.T) {
 			t.Fatalf("a small step after a check: %+v, want it followed", st)
 		}
 	})
-	t.Run("a verdict checks only the small steps before it", func(t *testing.T) {
-		m, s := newHeld(t, 0)
-		m.StepForward(300 * time.Millisecond)
-		b := s.Basis() // the check measures now
-		m.StepForward(150 * time.Millisecond)
-		s.UnixNano()
-		s.Settle(b, 0)
-		if st := s.Status(); st.Unchecked != 150*time.Millisecond {
-			t.Fatalf("after a verdict on the first step: %+v, want the second still unchecked", st)
-		}
-		m.StepForward(400 * time.Millisecond)
-		if st := s.Status(); st.Held != 400*time.Millisecond {
-			t.Fatalf("a step past HoldForward with the one before the verdict: %+v, want it held", st)
-		}
-	})
+	// A verdict counts as checked only the small steps followed before
+	// the check measured: a step forward of 400ms after it is held when
+	// those since take the sum past HoldForward.
+	for _, tc := range []struct {
+		name          string
+		before, since []time.Duration
+		held          time.Duration
+	}{
+		{"a verdict checks only the small steps before it", []time.Duration{300 * time.Millisecond}, []time.Duration{150 * time.Millisecond}, 400 * time.Millisecond},
+		{"a step taken back and made again while a check measures counts twice", []time.Duration{400 * time.Millisecond}, []time.Duration{-400 * time.Millisecond, 400 * time.Millisecond}, 800 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, s := newHeld(t, 0)
+			step := func(d time.Duration) {
+				if d < 0 {
+					m.StepBack(-d)
+				} else {
+					m.StepForward(d)
+				}
+				s.UnixNano()
+			}
+			for _, d := range tc.before {
+				step(d)
+			}
+			b := s.Basis() // the check measures now
+			for _, d := range tc.since {
+				step(d)
+			}
+			s.Settle(b, 0)
+			step(400 * time.Millisecond)
+			if st := s.Status(); st.Held != tc.held {
+				t.Fatalf("%+v, want %v held", st, tc.held)
+			}
+		})
+	}
 	t.Run("a held step released in part", func(t *testing.T) {
 		m, s := newHeld(t, 0)
 		m.StepForward(time.Hour)
@@ -575,51 +595,36 @@ func TestSlewingHold(t *testing.T) {
 			t.Fatalf("after releasing a minute: %+v", st)
 		}
 	})
-	t.Run("a step taken back and made again while a check measures counts twice", func(t *testing.T) {
-		m, s := newHeld(t, 0)
-		m.StepForward(400 * time.Millisecond)
-		b := s.Basis()
-		m.StepBack(400 * time.Millisecond)
-		s.UnixNano()
-		m.StepForward(400 * time.Millisecond)
-		s.UnixNano()
-		s.Settle(b, 0)
-		m.StepForward(400 * time.Millisecond)
-		if st := s.Status(); st.Held != 800*time.Millisecond {
-			t.Fatalf("%+v, want the step made again held, and the next", st)
-		}
-	})
-	t.Run("a jittering wall clock lets nothing of a held step through", func(t *testing.T) {
-		m, s := newHeld(t, 0)
-		m.StepForward(time.Hour)
-		s.UnixNano()
-		for i := range 200 {
-			m.StepBack(10 * time.Millisecond)
+	// A wall clock jittering back and forth, with checks that find the
+	// clock followed right (refuting the held step, as the monitor's
+	// rounds do) between the pairs or between back and forth, lets
+	// nothing of the held step through.
+	for _, tc := range []struct {
+		name   string
+		jitter time.Duration
+		across bool // a check between each step back and the step forth
+	}{
+		{"a jittering wall clock lets nothing of a held step through", 10 * time.Millisecond, false},
+		{"a step back and forward across a refuting check lets nothing through", 300 * time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, s := newHeld(t, 0)
+			m.StepForward(time.Hour)
 			s.UnixNano()
-			m.StepForward(10 * time.Millisecond)
-			s.UnixNano()
-			if i%10 == 9 {
-				s.Settle(s.Basis(), 0) // a check that finds the followed clock right, as the monitor's rounds do
+			for i := range 200 {
+				m.StepBack(tc.jitter)
+				s.UnixNano()
+				if tc.across || i%10 == 9 {
+					s.Settle(s.Basis(), 0)
+				}
+				m.StepForward(tc.jitter)
+				s.UnixNano()
 			}
-		}
-		if b := s.Basis(); b.Held != time.Hour || !b.Wall.Equal(start) {
-			t.Fatalf("after 200 jitters: %+v, want the hour held and the wall clock followed at %v", b, start)
-		}
-	})
-	t.Run("a step back and forward across a refuting check lets nothing through", func(t *testing.T) {
-		m, s := newHeld(t, 0)
-		m.StepForward(time.Hour)
-		s.UnixNano()
-		for range 5 {
-			m.StepBack(300 * time.Millisecond)
-			s.Settle(s.Basis(), 0) // refuted: the hour stays held
-			m.StepForward(300 * time.Millisecond)
-			s.UnixNano()
-		}
-		if b := s.Basis(); b.Held != time.Hour || !b.Wall.Equal(start) {
-			t.Fatalf("%+v, want the hour held and the wall clock followed at %v", b, start)
-		}
-	})
+			if b := s.Basis(); b.Held != time.Hour || !b.Wall.Equal(start) {
+				t.Fatalf("after 200 jitters: %+v, want the hour held and the wall clock followed at %v", b, start)
+			}
+		})
+	}
 	t.Run("a stale reading changes nothing", func(t *testing.T) {
 		m, s := newHeld(t, 0)
 		m.StepForward(time.Hour)
