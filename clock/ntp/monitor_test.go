@@ -363,12 +363,16 @@ func startHeldCfg(t *testing.T, skew time.Duration, cfg Config) *heldClock {
 // round it triggers.
 func (h *heldClock) step(t *testing.T, d time.Duration) Status {
 	t.Helper()
+	// Not while a round runs: it would end void, or end before the step
+	// and be counted as the round after it.
+	waitFor(t, "the monitor to wait between rounds", func() bool { return h.src.manual.Waiters() > 0 })
 	rounds := h.m.Status().Rounds
 	h.wall.Step(d)
 	h.id.UnixNano()
 	waitFor(t, "a round after the step", func() bool {
 		h.src.manual.Advance(minStepRound / 10)
-		return h.m.Status().Rounds > rounds
+		st := h.m.Status()
+		return st.Rounds > rounds && !errors.Is(st.Servers[0].Err, errStepDuringRound)
 	})
 	return h.m.Status()
 }
