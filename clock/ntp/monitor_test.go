@@ -491,11 +491,11 @@ func TestMonitorLead(t *testing.T) {
 // the interval.
 func (h *heldClock) nextRound(t *testing.T) Status {
 	t.Helper()
+	// One round only: advance once, with the monitor waiting for it.
+	waitFor(t, "the monitor to wait between rounds", func() bool { return h.src.manual.Waiters() > 0 })
 	rounds := h.m.Status().Rounds
-	waitFor(t, "a round", func() bool {
-		h.src.manual.Advance(time.Hour)
-		return h.m.Status().Rounds > rounds
-	})
+	h.src.manual.Advance(time.Hour)
+	waitFor(t, "a round", func() bool { return h.m.Status().Rounds > rounds })
 	return h.m.Status()
 }
 
