@@ -551,6 +551,7 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis, end cloc
 	best := bestOf(res)
 	if best < 0 {
 		st.ConsecutiveFailures++
+		m.mu.lag = lagSeen{} // two rounds in a row must agree, not two answers
 		if !m.mu.checked && !void {
 			// The first round, and no answer: see Safe.
 			st.Safe = true
