@@ -373,9 +373,9 @@ func (s *Slewing) Settle(b Basis, release time.Duration) bool {
 // Stepped returns a channel that receives when the wall clock has
 // stepped by more than HoldForward either way (a step held, or one back
 // that may have undone one), or its small steps forward add up past it,
-// for an NTP check to look at once. Signals
-// are not queued: one receive stands for every step since the last. It
-// never receives while HoldForward is zero.
+// for an NTP check to look at once. Signals are not queued: one receive
+// stands for every step since the last. It never receives while
+// HoldForward is zero.
 func (s *Slewing) Stepped() <-chan struct{} { return s.stepped }
 
 // readLocked moves the ID clock to reading r and returns its value.
@@ -497,11 +497,12 @@ func (s *Slewing) forwardLocked(d int64) {
 }
 
 // backLocked accounts for a step back of d > 0. It undoes a held step
-// first, so that the wall clock the ID clock follows moves back only by
-// what is left of it, then the unchecked steps followed. What stays held
-// is let through if it is no more than HoldForward (the rest of a held
-// step corrected but for the drift of the clocks meanwhile): it counts
-// as an unchecked step then, as a step of its size would have.
+// first (remembered in undone, for forwardLocked), so that the wall
+// clock the ID clock follows moves back only by what is left of the
+// step. What stays held is let through if it is no more than what
+// HoldForward leaves of the unchecked budget (the rest of a held step
+// corrected but for the drift of the clocks meanwhile): it counts as an
+// unchecked step then, as a step of its size would have.
 func (s *Slewing) backLocked(d int64) {
 	undo := min(s.mu.held, d)
 	s.mu.held -= undo

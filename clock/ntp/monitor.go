@@ -457,7 +457,7 @@ type leadRef struct {
 
 // lead is how far the ID clock is ahead of NTP time at b, when NTP time
 // is off ahead of b.Wall.
-func (m *Monitor) lead(b clock.Basis, off time.Duration) time.Duration {
+func lead(b clock.Basis, off time.Duration) time.Duration {
 	return b.Clock.Sub(b.Wall) - off
 }
 
@@ -484,11 +484,11 @@ func (m *Monitor) leadBack() bool {
 	case st.LastSuccess.IsZero() || !m.within(st.Offset) || b.Changes != ref.changes:
 		return false
 	}
-	lead := m.lead(b, ref.offset)
-	if lead > m.cfg.MaxOffset+m.cfg.MaxLead {
+	l := lead(b, ref.offset)
+	if l > m.cfg.MaxOffset+m.cfg.MaxLead {
 		return false
 	}
-	st.Lead, st.Safe = lead, true
+	st.Lead, st.Safe = l, true
 	m.safe.Store(true)
 	return true
 }
@@ -606,7 +606,7 @@ func (m *Monitor) recordLocked(res []ServerStatus, at time.Time, basis, end cloc
 		}
 		// The ID clock itself, as the round ended; a release only moves
 		// it up to the wall clock, within MaxOffset.
-		st.Lead = m.lead(end, b.Offset)
+		st.Lead = lead(end, b.Offset)
 		m.mu.leadRef = leadRef{end.Changes, off}
 		safe = m.within(off) && st.Lead <= m.cfg.MaxOffset+m.cfg.MaxLead
 	}
