@@ -299,18 +299,6 @@ func (f *serveFlags) config() (serveConfig, error) {
 	return c, nil
 }
 
-// seqPlacement decides where sequences live and who serves which uids:
-//
-//   - one datacenter (no --other-dcs): every node of it may serve every
-//     group, from --seq-etcd or else --etcd;
-//   - several datacenters and --seq-etcd: one store for all, groups at
-//     home in the datacenter --seq-homes gives them (default: spread
-//     evenly over every datacenter named), falling back on the others;
-//   - several datacenters without --seq-etcd: each datacenter's own
-//     store serves only the groups --seq-homes gives it (required), and
-//     refuses the others naming their datacenter. Without it, every
-//     datacenter would count every uid on its own.
-//
 // holdForward is how large a step forward of the wall clock the ID clock
 // follows unconfirmed: with an NTP check, steps past its limit wait for
 // its confirmation (runServe gives the monitor the ID clock); without
@@ -324,6 +312,17 @@ func (f *serveFlags) holdForward() time.Duration {
 	return cmp.Or(f.ntpMaxOffset, ntp.DefaultMaxOffset)
 }
 
+// seqPlacement decides where sequences live and who serves which uids:
+//
+//   - one datacenter (no --other-dcs): every node of it may serve every
+//     group, from --seq-etcd or else --etcd;
+//   - several datacenters and --seq-etcd: one store for all, groups at
+//     home in the datacenter --seq-homes gives them (default: spread
+//     evenly over every datacenter named), falling back on the others;
+//   - several datacenters without --seq-etcd: each datacenter's own
+//     store serves only the groups --seq-homes gives it (required), and
+//     refuses the others naming their datacenter. Without it, every
+//     datacenter would count every uid on its own.
 func (f *serveFlags) seqPlacement(c *serveConfig) error {
 	groups := seqGroups(c.seq)
 	if f.seqHomes != "" {
