@@ -326,6 +326,34 @@ func TestDrainHandoff(t *testing.T) {
 	rec.check()
 }
 
+// TestDrainThroughCut: a node whose etcd is out of reach for a moment
+// as it begins to drain still drains: the calls that would fail then
+// (counting the other nodes, marking itself draining) are tried again.
+func TestDrainThroughCut(t *testing.T) {
+	t.Parallel()
+	c, _, rec, l := drainingCluster(t, noHandOff)
+	a := c.node("a")
+	a.proxy.Cut()
+	healed := make(chan struct{})
+	go func() {
+		defer close(healed)
+		<-c.src.After(600 * time.Millisecond) // twice the request timeout
+		a.proxy.Restore()
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	err := a.n.Drain(ctx)
+	<-healed
+	if err != nil {
+		t.Fatalf("Drain with etcd cut off for 600ms as it began: %v", err)
+	}
+	if st := a.n.Stats(); st.GroupsOwned != 0 || !st.Draining {
+		t.Fatalf("a after draining: %+v", st)
+	}
+	l.finish()
+	rec.check()
+}
+
 // TestPulledHandoff: with direct handoffs, the nodes a draining node's
 // groups move to ask it for their releases and serve at once from the
 // state in its answers, while its own etcd is slow (each release written
